@@ -1,0 +1,48 @@
+# `make build` then `make test`: everything a fresh checkout needs.
+PYTHON ?= python3
+PYTEST = $(PYTHON) -m pytest -q
+# Tests and benchmarks import this checkout, wherever pip's editable link points.
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: build deps test test-common test-gcs test-plasma test-raylet test-core \
+        test-integration bench clean
+
+build: .build/deps.stamp
+	$(PYTHON) setup.py -q build_ext --inplace
+
+deps: .build/deps.stamp
+
+.build/deps.stamp: pyproject.toml setup.py
+	$(PYTHON) -m pip install -q "setuptools>=68" wheel "Cython>=3.0" "grpcio-tools>=1.60"
+	$(PYTHON) -m pip install -q --no-build-isolation -e ".[test]"
+	mkdir -p .build && touch $@
+
+test: build
+	$(PYTEST) tests
+
+test-common: build
+	$(PYTEST) tests/common
+
+test-gcs: build
+	$(PYTEST) tests/gcs
+
+test-plasma: build
+	$(PYTEST) tests/plasma
+
+test-raylet: build
+	$(PYTEST) tests/raylet
+
+test-core: build
+	$(PYTEST) tests/core
+
+test-integration: build
+	$(PYTEST) tests/integration
+
+bench: build
+	$(PYTHON) -m benchmarks.run
+
+clean:
+	rm -rf build .build ray_common/_generated *.egg-info
+	find . -name '__pycache__' -prune -exec rm -rf {} +
+	find ray_common ray_gcs ray_plasma ray_raylet ray_core \( -name '*.so' -o -name '*.c' \) \
+	    -not -path '*/csrc/*' -delete

@@ -1,0 +1,2 @@
+cdef class BaseID:
+    cdef readonly bytes _data

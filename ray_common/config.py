@@ -1,0 +1,147 @@
+"""Every tunable in one registry, with its default and the reason it exists.
+
+Precedence, lowest first: the default here, the environment variable
+`RAY_CORE_<NAME>` (upper case), then `init(_system_config={...})`. A process that
+starts another passes its overrides on through `RAY_CORE_SYSTEM_CONFIG` (JSON), so a
+whole cluster started by one driver sees the same values. Names follow Ray's
+`ray_config_def.h` where Ray has the same knob, so Ray users' `_system_config` works.
+"""
+import difflib
+import json
+import os
+from typing import Any, Dict, NamedTuple
+
+ENV_PREFIX = "RAY_CORE_"
+SYSTEM_CONFIG_ENV = "RAY_CORE_SYSTEM_CONFIG"
+
+
+class Tunable(NamedTuple):
+    name: str
+    default: Any
+    doc: str
+
+
+_TUNABLES = [
+    # Logging.
+    Tunable("log_level", "info", "Level of every process's log file: debug, info, warning, error."),
+    Tunable("log_rotation_max_bytes", 512 * 1024 ** 2, "A log file rotates past this size."),
+    Tunable("log_rotation_backup_count", 5, "Rotated log files kept per process."),
+    # Sessions, addresses, authentication.
+    Tunable("temp_dir", "/tmp/ray_core", "Root of session folders, address and token files."),
+    Tunable("address", "", "Cluster address for init(address='auto') when no local cluster runs."),
+    Tunable("auth_token", "", "Cluster token sent with every RPC; empty means read auth_token_file."),
+    Tunable("auth_token_file", "", "File holding the cluster token; empty means <temp_dir>/auth_token."),
+    Tunable("gcs_server_port", 6380, "Default GCS port of `ray_core start --head`."),
+    # RPC.
+    Tunable("max_grpc_message_size", 512 * 1024 ** 2, "Largest gRPC message sent or received."),
+    Tunable("rpc_default_deadline_s", 30.0, "Deadline of a control-plane call without its own."),
+    Tunable("rpc_retry_max_attempts", 5, "Attempts of an idempotent call on UNAVAILABLE."),
+    Tunable("rpc_retry_initial_backoff_ms", 100, "First wait between retries; doubles each time."),
+    Tunable("rpc_retry_max_backoff_ms", 5000, "Cap on the wait between retries."),
+    Tunable("gcs_rpc_server_reconnect_timeout_s", 60, "How long clients keep retrying a lost GCS."),
+    # GCS.
+    Tunable("health_check_initial_delay_ms", 5000, "Grace period before a new node is checked."),
+    Tunable("health_check_period_ms", 3000, "Interval between GCS health checks of a raylet."),
+    Tunable("health_check_timeout_ms", 10000, "Deadline of one health check."),
+    Tunable("health_check_failure_threshold", 5, "Consecutive failed checks that mark a node DEAD."),
+    Tunable("gcs_kv_max_value_bytes", 512 * 1024 ** 2, "Largest value the GCS KV store accepts."),
+    Tunable("publisher_max_buffered_messages", 10000, "Per-subscriber buffer; oldest dropped past it."),
+    Tunable("gcs_storage_operation_batch_size", 1000, "Keys per batched storage read or write."),
+    # Raylet, scheduling, workers.
+    Tunable("raylet_report_resources_period_milliseconds", 100, "Resource report interval."),
+    Tunable("scheduler_spread_threshold", 0.5, "Local utilization above which hybrid scheduling spreads."),
+    Tunable("num_workers_soft_limit", -1, "Idle workers kept beyond this are reaped; -1 means num_cpus."),
+    Tunable("maximum_startup_concurrency", -1, "Workers starting at once; -1 means num_cpus."),
+    Tunable("idle_worker_killing_time_threshold_ms", 1000, "Idle time before a surplus worker is killed."),
+    Tunable("worker_register_timeout_seconds", 60, "A started worker must register within this."),
+    Tunable("worker_lease_timeout_milliseconds", 0, "0: lease requests queue until granted."),
+    # Objects.
+    Tunable("max_direct_call_object_size", 100 * 1024, "Values up to this size stay in process memory, larger go to plasma."),
+    Tunable("task_rpc_inlined_bytes_limit", 10 * 1024 ** 2, "Total inlined argument bytes per task."),
+    Tunable("object_store_memory", 0, "Plasma capacity in bytes; 0 means 30% of system memory."),
+    Tunable("object_manager_default_chunk_size", 5 * 1024 ** 2, "Chunk size of object transfers."),
+    Tunable("object_spilling_directory", "", "Where primary copies spill; empty means <session>/spill."),
+    Tunable("memory_usage_threshold", 0.95, "Node memory fraction above which the raylet kills a worker."),
+    Tunable("memory_monitor_refresh_ms", 250, "Interval of the raylet's memory monitor; 0 disables it."),
+]
+
+DEFAULTS: Dict[str, Tunable] = {t.name: t for t in _TUNABLES}
+
+
+def _unknown(name: str) -> ValueError:
+    close = difflib.get_close_matches(name, DEFAULTS, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; see ray_common/config.py for the list"
+    return ValueError(f"unknown ray_core config name {name!r}{hint}")
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Convert an override (often an env-var string) to the default's type."""
+    default = DEFAULTS[name].default
+    kind = type(default)
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                lowered = value.strip().lower()
+                if lowered in ("1", "true", "yes", "on"):
+                    return True
+                if lowered in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"ray_core config {name} must be {kind.__name__} "
+                         f"(default {default!r}), got {value!r}") from None
+
+
+class Config:
+    """Resolved values; read as attributes (`config.health_check_period_ms`)."""
+
+    def __init__(self, environ=None):
+        self._environ = os.environ if environ is None else environ
+        self._system_config: Dict[str, Any] = {}
+        inherited = self._environ.get(SYSTEM_CONFIG_ENV)
+        if inherited:
+            self.update(json.loads(inherited))
+
+    def get(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise _unknown(name)
+        if name in self._system_config:
+            return self._system_config[name]
+        env_value = self._environ.get(ENV_PREFIX + name.upper())
+        if env_value is not None:
+            return _coerce(name, env_value)
+        return DEFAULTS[name].default
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in DEFAULTS:
+            raise AttributeError(str(_unknown(name)))
+        return self.get(name)
+
+    def update(self, system_config: Dict[str, Any]) -> None:
+        """Apply `_system_config` overrides; every name is checked before any is applied."""
+        coerced = {}
+        for name, value in system_config.items():
+            if name not in DEFAULTS:
+                raise _unknown(name)
+            coerced[name] = _coerce(name, value)
+        self._system_config.update(coerced)
+
+    def overrides(self) -> Dict[str, Any]:
+        return dict(self._system_config)
+
+    def child_env(self) -> Dict[str, str]:
+        """Environment entries that give a child process the same overrides."""
+        if not self._system_config:
+            return {}
+        return {SYSTEM_CONFIG_ENV: json.dumps(self._system_config)}
+
+
+config = Config()

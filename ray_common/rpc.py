@@ -1,0 +1,255 @@
+"""Every gRPC server and channel of the project is made here.
+
+What applies to all RPCs lives in this one module:
+- one asyncio event-loop thread per process (`io_loop()`), like Ray's io_service, that
+  carries all of the process's gRPC traffic; code outside it calls `run_sync(coro)`;
+- one cached channel per address, with the project's message-size limits;
+- the cluster token: servers reject calls whose `ray-core-token` metadata is missing or
+  wrong (UNAUTHENTICATED, saying where the token is looked for); stubs made by `stub()`
+  attach it to every call;
+- deadlines and retry with backoff for idempotent calls (`call_with_retry`), and one
+  log line for a call that finally failed.
+Generated stubs and coroutines that use them must run on the io loop: grpc.aio binds a
+channel to the loop it was made on.
+"""
+import asyncio
+import functools
+import hmac
+import logging
+import os
+import random
+import threading
+from typing import Any, Awaitable, Callable, Dict, Iterable, Optional, Tuple
+
+import grpc
+import grpc.aio
+
+from ray_common.config import config
+
+logger = logging.getLogger(__name__)
+
+TOKEN_METADATA_KEY = "ray-core-token"
+RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+_loop: Optional[asyncio.AbstractEventLoop] = None
+_loop_thread: Optional[threading.Thread] = None
+_loop_lock = threading.Lock()
+_channels: Dict[str, grpc.aio.Channel] = {}
+_token_override: Optional[str] = None
+
+
+# ---- the io loop -----------------------------------------------------------------
+
+def io_loop() -> asyncio.AbstractEventLoop:
+    """The process's io loop, started on first use in a daemon thread."""
+    global _loop, _loop_thread
+    if _loop is not None:
+        return _loop
+    with _loop_lock:
+        if _loop is None:
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def run():
+                asyncio.set_event_loop(loop)
+                loop.call_soon(ready.set)
+                loop.run_forever()
+
+            _loop_thread = threading.Thread(target=run, name="ray_core_io", daemon=True)
+            _loop_thread.start()
+            ready.wait()
+            _loop = loop
+    return _loop
+
+
+def in_io_thread() -> bool:
+    return _loop_thread is not None and threading.current_thread() is _loop_thread
+
+
+def run_sync(coro: Awaitable, timeout: Optional[float] = None) -> Any:
+    """Run a coroutine on the io loop and wait for its result from another thread."""
+    if in_io_thread():
+        coro.close()
+        raise RuntimeError("run_sync called on the io loop thread: it would wait on itself")
+    future = asyncio.run_coroutine_threadsafe(coro, io_loop())
+    return future.result(timeout)
+
+
+def spawn(coro: Awaitable) -> "asyncio.Future":
+    """Schedule a coroutine on the io loop from any thread without waiting."""
+    return asyncio.run_coroutine_threadsafe(coro, io_loop())
+
+
+# ---- the cluster token -------------------------------------------------------------
+
+def token_file_path() -> str:
+    return config.auth_token_file or os.path.join(config.temp_dir, "auth_token")
+
+
+def set_auth_token(token: Optional[str]) -> None:
+    """Use this token for this process's servers and calls (the CLI and init() set it)."""
+    global _token_override
+    _token_override = token
+
+
+def auth_token() -> Optional[str]:
+    """The cluster token: set explicitly, else RAY_CORE_AUTH_TOKEN, else the token file."""
+    if _token_override is not None:
+        return _token_override or None
+    if config.auth_token:
+        return config.auth_token
+    try:
+        with open(token_file_path()) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def _denied_message(has_token: bool) -> str:
+    what = "a wrong cluster token" if has_token else "no cluster token"
+    return (f"ray_core: request refused, {what}: set RAY_CORE_AUTH_TOKEN (or --auth-token) "
+            f"to the cluster's token, or run on the head machine where it is read from "
+            f"{token_file_path()}")
+
+
+class _AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Answers UNAUTHENTICATED unless the call carries the cluster token."""
+
+    def __init__(self, token: str):
+        self._token = token.encode()
+
+    async def intercept_service(self, continuation, details):
+        sent = None
+        for key, value in details.invocation_metadata or ():
+            if key == TOKEN_METADATA_KEY:
+                sent = value.encode() if isinstance(value, str) else value
+        handler = await continuation(details)
+        if sent is not None and hmac.compare_digest(sent, self._token):
+            return handler
+        if handler is None:
+            return None
+        return _refusing_handler(handler, _denied_message(sent is not None), details.method)
+
+
+def _refusing_handler(handler, message: str, method: str):
+    """A handler of the same call type as `handler` that aborts with UNAUTHENTICATED."""
+    logger.warning("Refused %s: %s", method, message.split(":")[1].strip())
+
+    async def refuse(request, context):
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    async def refuse_stream(request, context):
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        yield  # pragma: no cover - makes this an async generator
+
+    kwargs = dict(request_deserializer=handler.request_deserializer,
+                  response_serializer=handler.response_serializer)
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(refuse, **kwargs)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(refuse_stream, **kwargs)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(refuse, **kwargs)
+    return grpc.stream_stream_rpc_method_handler(refuse_stream, **kwargs)
+
+
+# ---- servers and channels ------------------------------------------------------
+
+def _options():
+    size = config.max_grpc_message_size
+    return [("grpc.max_send_message_length", size),
+            ("grpc.max_receive_message_length", size),
+            # Without this two servers could share a port and a clash would go unseen.
+            ("grpc.so_reuseport", 0)]
+
+
+async def start_server(servicers: Iterable[Tuple[Callable, Any]], port: int = 0,
+                       host: str = "0.0.0.0",
+                       token: Optional[str] = "") -> Tuple[grpc.aio.Server, int]:
+    """Start a grpc.aio server with `(add_XServicer_to_server, servicer)` pairs.
+
+    `token=""` (the default) means the process's cluster token; None disables auth.
+    Returns the server and the bound port (port 0 picks a free one).
+    """
+    if token == "":
+        token = auth_token()
+    interceptors = [_AuthInterceptor(token)] if token else []
+    server = grpc.aio.server(interceptors=interceptors, options=_options())
+    for add, servicer in servicers:
+        add(servicer, server)
+    address = f"{host}:{port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError:
+        bound = 0
+    if bound == 0:
+        raise OSError(f"ray_core could not listen on {address}: the port is in use or the "
+                      f"address is not local; stop what holds it or choose another port")
+    await server.start()
+    return server, bound
+
+
+def get_channel(address: str) -> grpc.aio.Channel:
+    """The cached channel to `address` ("host:port"); call on the io loop."""
+    channel = _channels.get(address)
+    if channel is None:
+        channel = grpc.aio.insecure_channel(address, options=_options())
+        _channels[address] = channel
+    return channel
+
+
+class _Stub:
+    """A generated stub whose every method carries the cluster token."""
+
+    def __init__(self, stub, token: Optional[str]):
+        metadata = ((TOKEN_METADATA_KEY, token),) if token else None
+        for name, method in vars(stub).items():
+            if callable(method):
+                setattr(self, name, functools.partial(method, metadata=metadata))
+
+
+def stub(stub_class, address: str, token: Optional[str] = "") -> Any:
+    """A stub of `stub_class` on the cached channel to `address`; call on the io loop."""
+    if token == "":
+        token = auth_token()
+    return _Stub(stub_class(get_channel(address)), token)
+
+
+async def close_channels() -> None:
+    channels = list(_channels.values())
+    _channels.clear()
+    for channel in channels:
+        await channel.close()
+
+
+def forget_channel(address: str) -> None:
+    """Drop a cached channel (its peer died); the next call opens a new one."""
+    channel = _channels.pop(address, None)
+    if channel is not None:
+        asyncio.ensure_future(channel.close())
+
+
+# ---- calls ---------------------------------------------------------------------
+
+async def call_with_retry(method: Callable, request: Any, *, timeout: Optional[float] = None,
+                          attempts: Optional[int] = None, retry: bool = True) -> Any:
+    """Call a unary stub method with a deadline; retry UNAVAILABLE with backoff if `retry`.
+
+    Only idempotent calls should retry. The final failure is logged once and re-raised.
+    """
+    attempts = attempts or (config.rpc_retry_max_attempts if retry else 1)
+    timeout = timeout if timeout is not None else config.rpc_default_deadline_s
+    backoff = config.rpc_retry_initial_backoff_ms / 1000.0
+    for attempt in range(1, attempts + 1):
+        try:
+            return await method(request, timeout=timeout)
+        except grpc.aio.AioRpcError as e:
+            if attempt == attempts or e.code() not in RETRYABLE_CODES:
+                name = getattr(getattr(method, "func", method), "_method", b"?")
+                logger.warning("RPC %s failed after %d attempt(s): %s %s",
+                               name.decode() if isinstance(name, bytes) else name,
+                               attempt, e.code().name, e.details())
+                raise
+            await asyncio.sleep(backoff * (1 + 0.2 * random.random()))
+            backoff = min(backoff * 2, config.rpc_retry_max_backoff_ms / 1000.0)
+    raise AssertionError("unreachable")

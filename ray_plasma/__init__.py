@@ -1,0 +1,1 @@
+"""ray_plasma: the per-node shared-memory object store (server, allocator, client)."""

@@ -1,0 +1,80 @@
+import os
+import subprocess
+import sys
+import time
+
+import grpc
+import pytest
+
+from ray_common import rpc
+from ray_common.protocol import gcs_service_pb2 as pb, gcs_service_pb2_grpc
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture
+def kv_server(tmp_path):
+    """A real second process serving the KV service with a cluster token."""
+    port_file = str(tmp_path / "port")
+    proc = subprocess.Popen([sys.executable, "-m", "tests.common.kv_server_proc", port_file, TOKEN])
+    try:
+        deadline = time.time() + 30
+        while not os.path.exists(port_file):
+            assert proc.poll() is None, "kv server exited early"
+            assert time.time() < deadline, "kv server did not start"
+            time.sleep(0.02)
+        yield f"127.0.0.1:{open(port_file).read()}"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+async def put_then_get(address, token):
+    kv = rpc.stub(gcs_service_pb2_grpc.InternalKVGcsServiceStub, address, token=token)
+    put = await rpc.call_with_retry(kv.InternalKVPut, pb.InternalKVPutRequest(
+        key=b"k", value=b"v" * 1000, namespace="ns"))
+    got = await rpc.call_with_retry(kv.InternalKVGet, pb.InternalKVGetRequest(key=b"k", namespace="ns"))
+    return put.added, got.found, got.value
+
+
+def test_round_trip_between_processes(kv_server):
+    added, found, value = rpc.run_sync(put_then_get(kv_server, TOKEN), timeout=30)
+    assert added and found and value == b"v" * 1000
+
+
+@pytest.mark.parametrize("token,word", [(None, "no cluster token"), ("wrong", "a wrong cluster token")])
+def test_missing_or_wrong_token_is_refused(kv_server, token, word):
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        rpc.run_sync(put_then_get(kv_server, token), timeout=30)
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert word in info.value.details() and "RAY_CORE_AUTH_TOKEN" in info.value.details()
+
+
+def test_port_in_use_is_named(kv_server):
+    port = int(kv_server.rsplit(":", 1)[1])
+
+    async def clash():
+        await rpc.start_server([], host="127.0.0.1", port=port, token=None)
+
+    with pytest.raises(OSError, match=f"127.0.0.1:{port}.*in use"):
+        rpc.run_sync(clash(), timeout=30)
+
+
+def test_run_sync_refuses_the_io_thread():
+    async def nested():
+        inner = put_then_get("127.0.0.1:1", None)
+        rpc.run_sync(inner)
+
+    with pytest.raises(RuntimeError, match="io loop thread"):
+        rpc.run_sync(nested(), timeout=10)
+
+
+def test_retry_gives_up_on_unavailable():
+    async def call_dead_address():
+        kv = rpc.stub(gcs_service_pb2_grpc.InternalKVGcsServiceStub, "127.0.0.1:1", token=None)
+        return await rpc.call_with_retry(kv.InternalKVGet, pb.InternalKVGetRequest(key=b"k"),
+                                         attempts=2, timeout=2)
+
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        rpc.run_sync(call_dead_address(), timeout=30)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
