@@ -1,0 +1,52 @@
+"""Process hygiene shared by every launcher: children die with their parent, and a
+launcher waits for a child's ready file instead of sleeping."""
+import ctypes
+import os
+import signal
+import sys
+import time
+from typing import Optional
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask the kernel to send `sig` to this process when its parent dies (Linux).
+
+    Called first thing in every child process (store, raylet, worker) rather than from a
+    preexec_fn, which is unsafe in a parent that runs threads. If the parent already died
+    before the call, exit at once.
+    """
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    if parent == 1 or os.getppid() != parent:
+        os._exit(1)
+
+
+def write_file_atomically(path: str, text: str) -> None:
+    """Readers see the whole file or none of it."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def wait_for_file(path: str, timeout_s: float, proc=None, what: Optional[str] = None) -> str:
+    """Wait until `path` exists and return its contents; fail early if `proc` exits."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.001
+    while True:
+        try:
+            with open(path) as f:
+                return f.read()
+        except FileNotFoundError:
+            pass
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what or 'process'} (pid {proc.pid}) exited with code "
+                               f"{proc.returncode} before writing {path}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what or 'process'} did not write {path} within {timeout_s}s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
