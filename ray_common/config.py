@@ -63,6 +63,16 @@ _TUNABLES = [
     Tunable("object_spilling_directory", "", "Where primary copies spill; empty means <session>/spill."),
     Tunable("memory_usage_threshold", 0.95, "Node memory fraction above which the raylet kills a worker."),
     Tunable("memory_monitor_refresh_ms", 250, "Interval of the raylet's memory monitor; 0 disables it."),
+    # CoreWorker: task submission, execution and the public API.
+    Tunable("max_tasks_in_flight_per_worker", 16, "Tasks pushed to one leased worker before replies (pipelining)."),
+    Tunable("worker_lease_idle_linger_ms", 200, "An idle leased worker is returned after this, so submit/get loops reuse it."),
+    Tunable("task_reply_flush_ms", 2, "A worker running a pipelined batch sends replies at least this often."),
+    Tunable("task_max_retries", 3, "Default max_retries of a task whose worker dies."),
+    Tunable("fetch_timeout_s", 600.0, "Longest wait for the raylet to make a remote object local."),
+    Tunable("node_start_timeout_s", 60.0, "init() gives the GCS and the raylet this long to come up."),
+    Tunable("log_monitor_poll_ms", 100, "How often the driver tails worker stdout/stderr files."),
+    Tunable("shutdown_grace_s", 5.0, "Processes get this long to exit on SIGTERM before SIGKILL."),
+    Tunable("worker_poll_timeout_s", 1.0, "A worker's task loop wakes this often to notice it must exit."),
 ]
 
 DEFAULTS: Dict[str, Tunable] = {t.name: t for t in _TUNABLES}

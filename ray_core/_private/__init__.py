@@ -1,0 +1,17 @@
+"""ray_core internals. Layout, following ARCHITECTURE.md's "A task's life":
+
+- serialization.py   values <-> (metadata, data, out-of-band buffers); refs found inside
+- memory_store.py    the owner's in-process store of small values and markers of plasma ones
+- reference_counter.py  local ref counts; frees what nothing in this process holds
+- task_manager.py    pending tasks the process owns: retries, completion, failure
+- dependency_resolver.py  waits for owned ref arguments, inlines small ones
+- normal_task_submitter.py  queues per scheduling key, leases, pipelined pushes
+- task_transport.py  the framed socket that carries PushTaskBatch/PushTaskReplyBatch
+- lease_client.py    the raylet calls the CoreWorker makes (leases, pinning, blocking)
+- function_manager.py  export of functions to the GCS KV once; import and cache in workers
+- task_executor.py   the worker side: receive, execute, reply
+- core_worker.py     the CoreWorker that ties these together, in driver or worker mode
+- worker.py          the process-global state behind the public API
+Invariant: the submitter and every socket live on the io loop thread (ray_common.rpc);
+user threads only touch the task manager, memory store and ref counter, which lock.
+"""
