@@ -38,6 +38,16 @@ def abstract_socket_name(worker_id_hex: str) -> str:
     return "\0ray_core_task_" + worker_id_hex
 
 
+def _tune(sock) -> None:
+    """Large send buffers (a batch fits at once) and no Nagle delay on TCP."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER_BYTES)
+        if sock.family == socket.AF_INET:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass
+
+
 def encode_frame(kind: int, payload: bytes) -> bytes:
     return _FRAME.pack(len(payload), kind) + payload
 
@@ -77,12 +87,7 @@ class TaskConnection(asyncio.Protocol):
         self.transport = transport
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER_BYTES)
-                if sock.family == socket.AF_INET:
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+            _tune(sock)
 
     def data_received(self, data):
         self._buffer += data
@@ -178,12 +183,7 @@ class TaskServer:
         except (BlockingIOError, InterruptedError):
             return
         conn.setblocking(True)
-        try:
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER_BYTES)
-            if conn.family == socket.AF_INET:
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
+        _tune(conn)
         self._buffers[conn] = bytearray()
         self._selector.register(conn, selectors.EVENT_READ, "conn")
 
