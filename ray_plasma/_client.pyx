@@ -108,7 +108,6 @@ cdef class PlasmaClient:
         self._lock = threading.Lock()
         self._held = {}
         self._inline_limit = config.plasma_inline_create_bytes
-        self._prefault_min = config.plasma_prefault_min_bytes
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.connect(socket_path)
@@ -219,8 +218,6 @@ cdef class PlasmaClient:
         cdef uint64_t offset = (<uint64_t *>PyBytes_AS_STRING(reply))[0]
         if meta_size:
             self._view[offset + data_size:offset + data_size + meta_size] = metadata
-        if data_size >= self._prefault_min:
-            shared_memory.prefault(self._region, offset, data_size)
         return self._view[offset:offset + data_size]
 
     def seal(self, object_id):
