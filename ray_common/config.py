@@ -47,6 +47,10 @@ _TUNABLES = [
     Tunable("gcs_kv_max_value_bytes", 512 * 1024 ** 2, "Largest value the GCS KV store accepts."),
     Tunable("publisher_max_buffered_messages", 10000, "Per-subscriber buffer; oldest dropped past it."),
     Tunable("gcs_storage_operation_batch_size", 1000, "Keys per batched storage read or write."),
+    Tunable("external_storage_namespace", "default", "Redis key prefix of this cluster's GCS tables; a restarted GCS must use the same one."),
+    Tunable("gcs_server_start_timeout_s", 60.0, "How long start_gcs waits for the GCS to write its address."),
+    Tunable("gcs_server_stop_grace_s", 2.0, "On SIGTERM the GCS lets in-flight calls finish this long."),
+    Tunable("redis_start_timeout_s", 30.0, "How long start_redis waits for redis-server to answer PING."),
     # Raylet, scheduling, workers.
     Tunable("raylet_report_resources_period_milliseconds", 100, "Resource report interval."),
     Tunable("scheduler_spread_threshold", 0.5, "Local utilization above which hybrid scheduling spreads."),
@@ -63,6 +67,12 @@ _TUNABLES = [
     Tunable("object_spilling_directory", "", "Where primary copies spill; empty means <session>/spill."),
     Tunable("memory_usage_threshold", 0.95, "Node memory fraction above which the raylet kills a worker."),
     Tunable("memory_monitor_refresh_ms", 250, "Interval of the raylet's memory monitor; 0 disables it."),
+    Tunable("plasma_store_startup_timeout_s", 30.0, "A started plasma store must accept connections within this."),
+    Tunable("plasma_max_frame_bytes", 64 * 1024 ** 2, "Largest plasma protocol frame; bigger ones are malformed and drop the client."),
+    Tunable("plasma_listen_backlog", 1024, "Pending connections the store's socket queues (hundreds of workers connect at once)."),
+    Tunable("plasma_subscriber_max_buffered_bytes", 64 * 1024 ** 2, "Unsent notifications per subscriber before the store drops it."),
+    Tunable("plasma_inline_create_bytes", 1024 ** 2, "create_and_seal sends values up to this size through the socket (one round trip); larger ones are written in place."),
+    Tunable("preallocate_plasma_memory", False, "Fault in the whole region at startup so first writes run at memcpy speed (costs the full capacity in RAM at once)."),
     # CoreWorker: task submission, execution and the public API.
     Tunable("max_tasks_in_flight_per_worker", 16, "Tasks pushed to one leased worker before replies (pipelining)."),
     Tunable("worker_lease_idle_linger_ms", 200, "An idle leased worker is returned after this, so submit/get loops reuse it."),
