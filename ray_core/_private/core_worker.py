@@ -408,13 +408,22 @@ class CoreWorker:
             raise
         del dest
         plasma.seal(key)
-        plasma.release(key)
 
     def _pin(self, object_ids: List[bytes], owner: common_pb2.Address) -> None:
+        """Have the raylet hold the primary copies; hold them ourselves until it does.
+
+        A sealed object nobody references may be evicted, so this process takes a
+        reference for the length of the PinObjectIDs call.
+        """
+        plasma = self.plasma
+        held = [key for key, obj in zip(object_ids, plasma.get(object_ids, 0)) if obj is not None]
         try:
             rpc.run_sync(self.lease_client.pin_object_ids(owner, object_ids))
         except Exception as e:
             logger.warning("Raylet could not pin %d object(s): %s", len(object_ids), e)
+        finally:
+            for key in held:
+                plasma.release(key)
 
     def put_return_in_plasma(self, object_id: ObjectID, ser, owner: common_pb2.Address) -> None:
         """A large return value: seal it here, and have the raylet pin it for its owner."""
