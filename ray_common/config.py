@@ -47,6 +47,10 @@ _TUNABLES = [
     Tunable("gcs_kv_max_value_bytes", 512 * 1024 ** 2, "Largest value the GCS KV store accepts."),
     Tunable("publisher_max_buffered_messages", 10000, "Per-subscriber buffer; oldest dropped past it."),
     Tunable("gcs_storage_operation_batch_size", 1000, "Keys per batched storage read or write."),
+    Tunable("external_storage_namespace", "default", "Redis key prefix of this cluster's GCS tables; a restarted GCS must use the same one."),
+    Tunable("gcs_server_start_timeout_s", 60.0, "How long start_gcs waits for the GCS to write its address."),
+    Tunable("gcs_server_stop_grace_s", 2.0, "On SIGTERM the GCS lets in-flight calls finish this long."),
+    Tunable("redis_start_timeout_s", 30.0, "How long start_redis waits for redis-server to answer PING."),
     # Raylet, scheduling, workers.
     Tunable("raylet_report_resources_period_milliseconds", 100, "Resource report interval."),
     Tunable("scheduler_spread_threshold", 0.5, "Local utilization above which hybrid scheduling spreads."),
