@@ -119,7 +119,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         if unregister:
             try:
                 await asyncio.wait_for(self.gcs.unregister_node(self.node_id, reason),
-                                       config.rpc_default_deadline_s)
+                                       config.raylet_unregister_timeout_ms / 1000.0)
             except Exception as e:  # the GCS may be gone first
                 logger.info("Could not unregister node %s: %s", self.node_id.hex(), e)
         if self.server is not None:

@@ -3,7 +3,6 @@ import pytest
 
 from ray_common.config import config
 
-TEST_WORKER = "tests.raylet.leasable_worker"
 
 
 @pytest.fixture
@@ -17,3 +16,14 @@ def system_config():
     yield apply
     config._system_config.clear()
     config._system_config.update(saved)
+
+
+@pytest.fixture
+def cluster():
+    """A GCS; the test adds raylets with `cluster.add_raylet(...)`. All stopped after."""
+    from tests.raylet.cluster import Cluster
+    c = Cluster()
+    try:
+        yield c
+    finally:
+        c.shutdown()

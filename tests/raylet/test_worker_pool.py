@@ -13,7 +13,7 @@ import pytest
 from ray_common import rpc
 from ray_common.protocol import node_manager_pb2, node_manager_pb2_grpc
 from ray_raylet.worker_pool import WorkerPool, WorkerStartError, WorkerState
-from tests.raylet.conftest import TEST_WORKER
+from tests.raylet.cluster import TEST_WORKER
 
 
 class RegisterOnly(node_manager_pb2_grpc.NodeManagerServiceServicer):
