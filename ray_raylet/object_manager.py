@@ -27,6 +27,7 @@ from ray_common import rpc
 from ray_common.config import config
 from ray_common.protocol import (core_worker_pb2, core_worker_pb2_grpc, object_manager_pb2,
                                  object_manager_pb2_grpc)
+from ray_plasma.errors import ObjectExistsError
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +211,6 @@ class ObjectManager(object_manager_pb2_grpc.ObjectManagerServiceServicer):
             raise
 
     def _create(self, object_id: bytes, size: int, metadata: bytes):
-        from ray_plasma.errors import ObjectExistsError
         try:
             return self.plasma.create(object_id, size, metadata)
         except ObjectExistsError:
