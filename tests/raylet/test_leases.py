@@ -1,0 +1,164 @@
+"""Leases against real processes: a GCS, raylets, plasma stores and test workers."""
+import os
+import signal
+import subprocess
+import sys
+
+import psutil
+
+from ray_common.protocol import common_pb2, gcs_service_pb2, node_manager_pb2 as nm
+from tests.raylet.cluster import Reply, wait_for
+
+
+def cpu_available(raylet):
+    return raylet.stats().resources_available["CPU"]
+
+
+def test_lease_granted_locally_returned_and_logged(cluster):
+    raylet = cluster.add_raylet(num_cpus=1)
+    reply = raylet.lease({"CPU": 1})
+    assert reply.status == Reply.GRANTED
+    assert reply.worker_address.node_id == raylet.node_id and reply.worker_address.port > 0
+    assert psutil.pid_exists(reply.worker_pid)
+    assert cpu_available(raylet) == 0
+    raylet.return_worker(reply)
+    assert cpu_available(raylet) == 1
+    log = raylet.log()
+    lease_hex = reply.lease_id.hex()
+    for line in (f"Worker lease request {lease_hex}", f"to worker with pid {reply.worker_pid}",
+                 "Finished task"):
+        assert line in log, line
+    assert "Assigning task" in log and lease_hex in log.split("Finished task")[1]
+
+
+def test_queued_while_busy_then_granted_on_return_to_the_same_worker(cluster):
+    raylet = cluster.add_raylet(num_cpus=1)
+    first = raylet.lease({"CPU": 1})
+    pending = raylet.lease({"CPU": 1}, wait=False)
+    wait_for(lambda: raylet.stats().num_pending_leases == 1, "the second request to queue")
+    assert not pending.done()
+    raylet.return_worker(first)
+    second = pending.result(30)
+    assert second.status == Reply.GRANTED
+    assert second.worker_pid == first.worker_pid  # the idle worker of the same job is reused
+
+
+def test_spillback_between_two_raylets(cluster):
+    head = cluster.add_raylet(num_cpus=1)
+    other = cluster.add_raylet(num_cpus=1)
+    local = head.lease({"CPU": 1})
+    assert local.status == Reply.GRANTED
+    # Queued at first if the head has not yet heard of the other node; spilled once it has.
+    spilled = head.lease({"CPU": 1})
+    assert spilled.status == Reply.SPILLBACK
+    assert spilled.retry_at_raylet_address.node_id == other.node_id
+    assert (f"{spilled.retry_at_raylet_address.ip_address}:"
+            f"{spilled.retry_at_raylet_address.port}") == other.address
+    granted = other.lease({"CPU": 1}, lease_id=spilled.lease_id, grant_or_reject=True)
+    assert granted.status == Reply.GRANTED and granted.worker_address.node_id == other.node_id
+    # Both full: a grant_or_reject request that does not fit now waits there, it does not bounce.
+    assert other.lease({"CPU": 2}, grant_or_reject=True).status == Reply.REJECTED
+
+
+def test_fractional_and_custom_resources(cluster):
+    raylet = cluster.add_raylet(num_cpus=1, resources={"accel": 2})
+    shape = {"CPU": 0.5, "accel": 1}
+    a, b = raylet.lease(shape), raylet.lease(shape)
+    assert a.status == b.status == Reply.GRANTED and a.worker_pid != b.worker_pid
+    stats = raylet.stats()
+    assert stats.resources_available["CPU"] == 0 and stats.resources_available["accel"] == 0
+    pending = raylet.lease({"CPU": 0.5}, wait=False)
+    wait_for(lambda: raylet.stats().num_pending_leases == 1, "the third request to queue")
+    raylet.return_worker(a)
+    assert pending.result(30).status == Reply.GRANTED
+    assert raylet.stats().resources_available["accel"] == 1
+
+
+def test_infeasible_request_is_granted_when_a_fitting_raylet_joins(cluster):
+    head = cluster.add_raylet(num_cpus=1)
+    pending = head.lease({"CPU": 1, "accel": 1}, wait=False)
+    wait_for(lambda: head.stats().num_infeasible_leases == 1, "the request to be infeasible")
+    assert "cannot be scheduled right now: requires {CPU: 1, accel: 1}" in head.log()
+    fitting = cluster.add_raylet(num_cpus=1, resources={"accel": 1})
+    spilled = pending.result(30)
+    assert spilled.status == Reply.SPILLBACK
+    assert spilled.retry_at_raylet_address.node_id == fitting.node_id
+    granted = fitting.lease({"CPU": 1, "accel": 1}, grant_or_reject=True)
+    assert granted.status == Reply.GRANTED
+
+
+def test_worker_killed_mid_lease_is_detected_and_reported(cluster):
+    raylet = cluster.add_raylet(num_cpus=1)
+    reply = raylet.lease({"CPU": 1})
+    os.kill(reply.worker_pid, signal.SIGKILL)
+    wait_for(lambda: cpu_available(raylet) == 1, "the dead worker's CPU to come back")
+
+    def reported():
+        failures = [w for w in cluster.gcs.sync.get_all_worker_info()
+                    if w.worker_id == reply.worker_address.worker_id and not w.is_alive]
+        return failures[0] if failures else None
+    failure = wait_for(reported, "the worker failure at the GCS")
+    assert failure.exit_type == common_pb2.WORKER_DIED
+    assert reply.lease_id.hex() in failure.exit_detail and str(reply.worker_pid) in failure.exit_detail
+    raylet.return_worker(reply)  # a late return of the dead lease is harmless
+    assert raylet.lease({"CPU": 1}).status == Reply.GRANTED
+
+
+def test_raylet_sigkill_leaves_no_worker_or_store_behind(cluster):
+    raylet = cluster.add_raylet(num_cpus=1)
+    reply = raylet.lease({"CPU": 1})
+    children = raylet.descendants()
+    pids = {p.pid for p in children}
+    assert reply.worker_pid in pids and len(pids) >= 2  # the worker and the plasma store
+    raylet.proc.kill()
+    raylet.proc.wait()
+    gone, alive = psutil.wait_procs(children, timeout=20)
+    assert not alive, f"outlived the raylet: {[p.pid for p in alive]}"
+
+
+def test_node_affinity_and_bad_requests(cluster):
+    raylet = cluster.add_raylet(num_cpus=1)
+    hard_dead = common_pb2.SchedulingStrategy(
+        node_affinity_scheduling_strategy=common_pb2.NodeAffinitySchedulingStrategy(
+            node_id=b"\x07" * 28, soft=False))
+    failed = raylet.lease({"CPU": 1}, strategy=hard_dead)
+    assert failed.status == Reply.FAILED and "not alive" in failed.failure_message
+    bad = raylet.lease({"GPU": 1.5})
+    assert bad.status == Reply.FAILED and "whole" in bad.failure_message
+
+
+def test_sigterm_stops_workers_and_store_and_unregisters(cluster):
+    raylet = cluster.add_raylet(num_cpus=1)
+    raylet.lease({"CPU": 1})
+    children = raylet.descendants()
+    raylet.proc.terminate()
+    assert raylet.proc.wait(30) == 0
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive
+    nodes = cluster.gcs.sync.get_all_node_info()
+    assert [n.state for n in nodes if n.node_id == raylet.node_id] == [common_pb2.NodeInfo.DEAD]
+
+
+def test_driver_death_finishes_its_job_and_kills_its_workers(cluster):
+    raylet = cluster.add_raylet(num_cpus=1)
+    driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        job_id = cluster.gcs.sync.add_job(gcs_service_pb2.JobTableData(driver_pid=driver.pid))
+        registered = raylet.call("RegisterWorker", nm.RegisterWorkerRequest(
+            worker_id=os.urandom(28), pid=driver.pid, worker_type=common_pb2.DRIVER,
+            job_id=job_id.binary(), ip_address="127.0.0.1"))
+        assert registered.success and registered.node_id == raylet.node_id
+        leased = raylet.lease({"CPU": 1}, job_id=job_id.binary())
+        driver.kill()
+        driver.wait()
+        wait_for(lambda: not psutil.pid_exists(leased.worker_pid), "the job's worker to die")
+
+        def finished():
+            jobs = cluster.gcs.sync.get_all_job_info()
+            return any(j.job_id == job_id.binary() and j.state == gcs_service_pb2.JOB_FINISHED
+                       for j in jobs)
+        wait_for(finished, "the job to be marked finished")
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
