@@ -89,6 +89,7 @@ _TUNABLES = [
     Tunable("log_monitor_poll_ms", 100, "How often the driver tails worker stdout/stderr files."),
     Tunable("shutdown_grace_s", 5.0, "Processes get this long to exit on SIGTERM before SIGKILL."),
     Tunable("worker_poll_timeout_s", 1.0, "A worker's task loop wakes this often to notice it must exit."),
+    Tunable("log_flush_interval_ms", 100, "Buffered per-task log lines reach the log file at least this often."),
 ]
 
 DEFAULTS: Dict[str, Tunable] = {t.name: t for t in _TUNABLES}

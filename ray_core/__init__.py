@@ -8,6 +8,11 @@ entry point; the CoreWorker and everything behind it live in `_private/` (its
 `__init__` is the map). Actors (issue 7) will plug in beside remote_function.py.
 """
 import inspect
+import os
+
+# gRPC's C core logs connection shutdowns (GOAWAY) at info level to stderr; keep a
+# driver's terminal for the user's output.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from ray_core import exceptions  # noqa: F401
 from ray_core._private.worker import (available_resources, cancel, cluster_resources, get,

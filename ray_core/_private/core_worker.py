@@ -41,6 +41,8 @@ from ray_core._private.task_executor import TaskExecutor
 from ray_core._private.task_manager import PendingTask, TaskManager
 from ray_core.object_ref import ObjectRef
 
+from ray_core._private.task_log import task_log
+
 logger = logging.getLogger(__name__)
 
 DRIVER = "driver"
@@ -240,7 +242,8 @@ class CoreWorker:
         task = PendingTask(spec, task_id, return_ids, arg_refs, max_retries, retry_exceptions,
                            function_name)
         self.task_manager.add_pending(task)
-        logger.info("Submit task %s", task_id.hex())
+        if task_log.enabled:
+            task_log.line("Submit task " + task_id.hex())
         self._submissions.append(task)
         if not self._wakeup_pending:
             self._wakeup_pending = True
@@ -520,7 +523,7 @@ class CoreWorker:
         self._drain_plasma_releases()
         remote = [oid for oid in ids if found[oid].plasma_node not in (b"", self.node_id)]
         if remote:
-            self._pull(remote)
+            self._pull(remote, found)
         keys = list(dict.fromkeys(oid.binary() for oid in ids))
         timeout_ms = -1 if timeout is None else max(0, int(timeout * 1000))
         objects = self.plasma.get(keys, timeout_ms)
@@ -545,12 +548,15 @@ class CoreWorker:
             values[object_id] = (value, metadata == serialization.META_ERROR)
         return values
 
-    def _pull(self, object_ids: List[ObjectID]) -> None:
-        refs = []
-        for oid in object_ids:
-            ref = common_pb2.ObjectReference(object_id=oid.binary())
-            refs.append(ref)
-        rpc.run_sync(self.lease_client.pull_objects(refs))
+    def _pull(self, object_ids: List[ObjectID], found) -> None:
+        """Ask the raylet to bring remote plasma objects here; fail those it cannot."""
+        refs = [common_pb2.ObjectReference(object_id=oid.binary()) for oid in object_ids]
+        locations = {oid.binary(): [found[oid].plasma_node] for oid in object_ids}
+        reply = rpc.run_sync(self.lease_client.pull_objects(refs, locations))
+        for result in reply.results:
+            if not result.success:
+                logger.warning("Could not pull object %s: %s", result.object_id.hex(),
+                               result.error_message)
 
     def _drain_plasma_releases(self) -> None:
         releases = self._plasma_releases

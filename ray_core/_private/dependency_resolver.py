@@ -15,6 +15,8 @@ from ray_common.ids import ObjectID
 from ray_core._private.memory_store import MemoryStore
 from ray_core._private.task_manager import PendingTask
 
+from ray_core._private.task_log import task_log
+
 logger = logging.getLogger(__name__)
 
 
@@ -69,4 +71,5 @@ class DependencyResolver:
             arg.inlined.data = obj.data
             arg.inlined.metadata = obj.metadata
             total += obj.size
-        logger.info("Task dependencies resolved %s", task.task_id.hex())
+        if task_log.enabled:
+            task_log.line("Task dependencies resolved " + task.task_id.hex())

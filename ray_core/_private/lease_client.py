@@ -5,7 +5,7 @@ registration, blocked-in-get notifications, pinning and freeing plasma primary c
 and pulling objects to this node.
 """
 import logging
-from typing import Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional
 
 from ray_common import rpc
 from ray_common.config import config
@@ -69,16 +69,12 @@ class LeaseClient:
         request = nm.FreeObjectsRequest(object_ids=list(object_ids))
         await rpc.call_with_retry(self._stub(raylet_address).FreeObjects, request)
 
-    async def pull_objects(self, refs: List[common_pb2.ObjectReference]):
+    async def pull_objects(self, refs: List[common_pb2.ObjectReference],
+                           locations: Optional[Dict[bytes, List[bytes]]] = None):
         """Make the objects local to this node's plasma store (the raylet's PullObjects)."""
-        request_cls = getattr(nm, "PullObjectsRequest", None)
-        if request_cls is None:
-            raise NotImplementedError("this raylet build has no PullObjects rpc")
-        request = request_cls()
-        field = next(f.name for f in request_cls.DESCRIPTOR.fields
-                     if f.message_type is not None
-                     and f.message_type.name == "ObjectReference")
-        getattr(request, field).extend(refs)
+        request = nm.PullObjectsRequest(object_refs=refs)
+        for object_id, node_ids in (locations or {}).items():
+            request.locations.add(object_id=object_id, node_ids=node_ids)
         return await self._stub().PullObjects(request, timeout=config.fetch_timeout_s)
 
     async def get_node_stats(self, raylet_address: Optional[str] = None) -> nm.GetNodeStatsReply:

@@ -25,6 +25,8 @@ from ray_common.protocol import common_pb2, core_worker_pb2, node_manager_pb2
 from ray_core import exceptions
 from ray_core._private.task_manager import PendingTask, TaskManager
 
+from ray_core._private.task_log import task_log
+
 logger = logging.getLogger(__name__)
 _GRANTED = node_manager_pb2.RequestWorkerLeaseReply.GRANTED
 _SPILLBACK = node_manager_pb2.RequestWorkerLeaseReply.SPILLBACK
@@ -130,7 +132,8 @@ class NormalTaskSubmitter:
                 request.task_spec.CopyFrom(task.spec)
                 if worker.resource_mapping:
                     request.resource_mapping.extend(worker.resource_mapping)
-                logger.info("Pushing normal task %s", task.task_id.hex())
+                if task_log.enabled:
+                    task_log.line("Pushing normal task " + task.task_id.hex())
                 room -= 1
             if batch.requests:
                 if worker.idle_timer is not None:

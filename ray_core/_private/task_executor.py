@@ -20,6 +20,8 @@ from ray_core import exceptions
 from ray_core._private import serialization
 from ray_core._private.serialization import META_ERROR
 
+from ray_core._private.task_log import task_log
+
 logger = logging.getLogger(__name__)
 _TYPE_NAMES = {v: k for k, v in common_pb2.TaskType.items()}
 
@@ -43,12 +45,12 @@ class TaskExecutor:
         reply = core_worker_pb2.PushTaskReply(task_id=spec.task_id)
         task_id = TaskID(spec.task_id)
         fd = spec.function_descriptor
-        if logger.isEnabledFor(logging.INFO):
-            logger.info("Received task Type=%s, Language=PYTHON, function_descriptor=%s,%s,%s, "
-                        "task_id=%s, job_id=%s, num_args=%d, num_returns=%d",
-                        _TYPE_NAMES.get(spec.type, spec.type), fd.module_name, fd.class_name,
-                        fd.function_name, task_id.hex(), spec.job_id.hex(), len(spec.args),
-                        spec.num_returns)
+        if task_log.enabled:
+            task_log.line(f"Received task Type={_TYPE_NAMES.get(spec.type, spec.type)}, "
+                          f"Language=PYTHON, function_descriptor={fd.module_name},"
+                          f"{fd.class_name},{fd.function_name}, task_id={task_id.hex()}, "
+                          f"job_id={spec.job_id.hex()}, num_args={len(spec.args)}, "
+                          f"num_returns={spec.num_returns}")
         if spec.task_id in self.cancelled:
             self.cancelled.discard(spec.task_id)
             reply.was_cancelled = True

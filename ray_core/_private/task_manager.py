@@ -17,6 +17,8 @@ from ray_core import exceptions
 from ray_core._private import serialization
 from ray_core._private.memory_store import MemoryStore, StoredObject
 
+from ray_core._private.task_log import task_log
+
 logger = logging.getLogger(__name__)
 
 
@@ -53,7 +55,8 @@ class TaskManager:
     def add_pending(self, task: PendingTask) -> None:
         with self._lock:
             self._pending[task.task_id] = task
-        logger.info("Adding pending task %s", task.task_id.hex())
+        if task_log.enabled:
+            task_log.line("Adding pending task " + task.task_id.hex())
 
     def get(self, task_id: TaskID) -> Optional[PendingTask]:
         return self._pending.get(task_id)
@@ -77,7 +80,8 @@ class TaskManager:
         with self._lock:
             if self._pending.pop(task.task_id, None) is None:
                 return
-        logger.info("Completing task %s", task.task_id.hex())
+        if task_log.enabled:
+            task_log.line("Completing task " + task.task_id.hex())
         store = self._store
         for ret in reply.return_objects:
             object_id = ObjectID(ret.object_id)

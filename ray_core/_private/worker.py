@@ -19,6 +19,7 @@ from ray_common.ids import JobID, WorkerID
 from ray_common.logging import close_process_logging, setup_process_logging
 
 from ray_core import exceptions
+from ray_core._private.task_log import task_log
 from ray_core.object_ref import ObjectRef
 
 logger = logging.getLogger(__name__)
@@ -151,7 +152,8 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
                     _find_local_node(gcs_address, session_dir, _node_ip_address)
             logs_dir = os.path.join(session_dir, "logs")
             if configure_logging:
-                setup_process_logging(f"python-core-driver-{os.getpid()}", logs_dir)
+                task_log.open(setup_process_logging(f"python-core-driver-{os.getpid()}",
+                                                    logs_dir))
             _global = _connect_driver(gcs_address, node_id, raylet_address, plasma_socket,
                                       node_ip, session_dir, namespace, node, runtime_env,
                                       log_to_driver)
@@ -294,6 +296,7 @@ def shutdown() -> None:
             pass
         rpc.set_auth_token(None)
         logger.info("shutdown() done")
+        task_log.close()
         close_process_logging()
 
 

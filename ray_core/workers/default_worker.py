@@ -37,9 +37,11 @@ def main(argv=None) -> int:
             stream.reconfigure(line_buffering=True)
         except (AttributeError, ValueError):
             pass
-    setup_process_logging(f"python-core-worker-{args.worker_id}_{os.getpid()}",
-                          os.path.join(args.session_dir, "logs"))
+    log_path = setup_process_logging(f"python-core-worker-{args.worker_id}_{os.getpid()}",
+                                     os.path.join(args.session_dir, "logs"))
     from ray_core._private import worker as worker_mod
+    from ray_core._private.task_log import task_log
+    task_log.open(log_path)
     from ray_core._private.core_worker import WORKER, CoreWorker
 
     core = CoreWorker(mode=WORKER, worker_id=WorkerID.from_hex(args.worker_id),
@@ -57,6 +59,7 @@ def main(argv=None) -> int:
         return 1
     finally:
         core.shutdown()
+        task_log.close()
     return 0
 
 
