@@ -1,0 +1,44 @@
+"""Fixtures that own real clusters: whatever a test file starts, its fixture stops."""
+import os
+import shutil
+import tempfile
+
+import psutil
+import pytest
+
+import ray_core as ray
+
+CLUSTER_CPUS = 2
+STORE_BYTES = 600 * 1024 ** 2
+
+
+def _ray_children():
+    me = psutil.Process()
+    return [p for p in me.children(recursive=True) if p.is_running()]
+
+
+@pytest.fixture(scope="module")
+def short_temp_dir():
+    """A temp dir short enough for Unix socket paths (pytest's tmp_path is not)."""
+    path = tempfile.mkdtemp(prefix="rc_", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(short_temp_dir):
+    """One head node per test module (GCS + raylet + plasma + workers)."""
+    context = ray.init(num_cpus=CLUSTER_CPUS, object_store_memory=STORE_BYTES,
+                       _temp_dir=short_temp_dir)
+    try:
+        yield context
+    finally:
+        ray.shutdown()
+        leftover = [p for p in _ray_children() if p.status() != psutil.STATUS_ZOMBIE]
+        for p in leftover:
+            p.kill()
+        assert not leftover, f"processes left after shutdown: {[p.cmdline() for p in leftover]}"
+
+
+def session_logs(context):
+    return os.path.join(context["session_dir"], "logs")
