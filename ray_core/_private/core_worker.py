@@ -107,7 +107,8 @@ class CoreWorker:
         self._wakeup_pending = False
         self._plasma = None
         self._plasma_lock = threading.Lock()
-        self._plasma_releases = collections.deque()
+        self._plasma_releases = _ReleaseQueue(self._schedule_release_drain)
+        self._release_drain_scheduled = False
         self._frees = collections.deque()
         self._free_scheduled = False
         self._owner_fetches = set()
@@ -558,6 +559,21 @@ class CoreWorker:
                 logger.warning("Could not pull object %s: %s", result.object_id.hex(),
                                result.error_message)
 
+    def _schedule_release_drain(self) -> None:
+        # Called where a plasma view died, possibly inside the garbage collector on a
+        # thread that holds the plasma client's lock: release from a pool thread instead.
+        if self._release_drain_scheduled or self._closed:
+            return
+        self._release_drain_scheduled = True
+        try:
+            _future_pool().submit(self._drain_scheduled_releases)
+        except RuntimeError:
+            pass
+
+    def _drain_scheduled_releases(self) -> None:
+        self._release_drain_scheduled = False
+        self._drain_plasma_releases()
+
     def _drain_plasma_releases(self) -> None:
         releases = self._plasma_releases
         if not releases or self._plasma is None:
@@ -717,6 +733,18 @@ class CoreWorker:
             ctypes.c_ulong(self._main_thread_ident),
             ctypes.py_object(exceptions.TaskCancelledError))
         return True
+
+
+class _ReleaseQueue(collections.deque):
+    """Plasma object ids whose last view died; appending asks for a drain soon."""
+
+    def __init__(self, on_append):
+        super().__init__()
+        self._on_append = on_append
+
+    def append(self, key) -> None:
+        super().append(key)
+        self._on_append()
 
 
 _pool = None
