@@ -27,7 +27,7 @@ class ObjectRef:
             _counter.add_local_ref(object_id)
 
     def __del__(self):
-        counter = self._counter
+        counter = getattr(self, "_counter", None)  # unset if __init__ raised
         if counter is not None:
             try:
                 counter.remove_local_ref(self._id)

@@ -20,6 +20,7 @@ import time
 from typing import Callable, Dict, Optional
 
 from ray_common.config import config
+from ray_common.ids import UniqueID
 from ray_common.protocol import common_pb2, core_worker_pb2, node_manager_pb2
 
 from ray_core import exceptions
@@ -30,6 +31,7 @@ from ray_core._private.task_log import task_log
 logger = logging.getLogger(__name__)
 _GRANTED = node_manager_pb2.RequestWorkerLeaseReply.GRANTED
 _SPILLBACK = node_manager_pb2.RequestWorkerLeaseReply.SPILLBACK
+_CANCELED = node_manager_pb2.RequestWorkerLeaseReply.CANCELED
 
 
 class LeasedWorker:
@@ -51,13 +53,14 @@ class LeasedWorker:
 
 
 class _KeyState:
-    __slots__ = ("queue", "workers", "lease_pending", "lease_id")
+    __slots__ = ("queue", "workers", "lease_pending", "lease_id", "lease_raylet")
 
     def __init__(self):
         self.queue = collections.deque()
         self.workers = []
         self.lease_pending = False
         self.lease_id = b""
+        self.lease_raylet = None
 
 
 def scheduling_key(spec: common_pb2.TaskSpec):
@@ -151,9 +154,13 @@ class NormalTaskSubmitter:
             while state.queue and not self._closed:
                 head = state.queue[0]
                 deps = [arg.object_ref for arg in head.spec.args if not arg.is_inlined]
+                state.lease_id = UniqueID.from_random().binary()
+                state.lease_raylet = raylet
                 reply = await self._lease_client.request_worker_lease(
                     head.spec, deps, raylet_address=raylet, grant_or_reject=raylet is not None,
-                    backlog_size=len(state.queue))
+                    backlog_size=len(state.queue), lease_id=state.lease_id)
+                if reply.status == _CANCELED and not state.queue:
+                    return
                 if reply.status == _SPILLBACK:
                     addr = reply.retry_at_raylet_address
                     raylet = f"{addr.ip_address}:{addr.port}"
@@ -182,8 +189,8 @@ class NormalTaskSubmitter:
                 self._task_manager.fail(state.queue.popleft(), error)
         finally:
             state.lease_pending = False
-            if state.queue and not self._closed and any(
-                    len(w.inflight) < self._depth for w in state.workers if not w.returned):
+            state.lease_id = b""
+            if state.queue and not self._closed:
                 self._dispatch(key, state)
 
     async def _on_lease_granted(self, key, state, reply, raylet) -> None:
@@ -306,6 +313,10 @@ class NormalTaskSubmitter:
         if state is not None and task in state.queue:
             state.queue.remove(task)
             self._task_manager.fail(task, exceptions.TaskCancelledError(task.task_id.hex()))
+            if not state.queue and state.lease_pending and state.lease_id:
+                # Nothing left to run on the worker asked for: withdraw the request.
+                self._spawn(self._lease_client.cancel_worker_lease(state.lease_id,
+                                                                   state.lease_raylet))
             return
         worker = self._running.get(task.spec.task_id)
         if worker is not None:

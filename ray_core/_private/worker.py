@@ -180,17 +180,16 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
 
 def _resolve_address(address: str, temp_dir: str):
     from ray_core.node import read_current_cluster
-    session_dir = ""
+    current = read_current_cluster(temp_dir) or {}
     if address == "auto":
-        address = os.environ.get("RAY_CORE_ADDRESS") or config.address
-        current = read_current_cluster(temp_dir)
-        if not address and current:
-            address = current["gcs_address"]
-            session_dir = current.get("session_dir", "")
+        address = (os.environ.get("RAY_CORE_ADDRESS") or config.address
+                   or current.get("gcs_address", ""))
         if not address:
             raise ConnectionError(f"init(address='auto') found no running cluster: none was "
                                   f"started with `ray_core start --head` under {temp_dir} and "
                                   f"RAY_CORE_ADDRESS is not set")
+    # The cluster this machine's head wrote down: its session folder holds the token.
+    session_dir = current.get("session_dir", "") if current.get("gcs_address") == address else ""
     if address.startswith("ray://"):
         raise ValueError("ray:// client addresses are not supported; pass the GCS host:port")
     if ":" not in address:

@@ -21,11 +21,26 @@ class FakeRaylet:
         self.capacity = capacity
         self.requests = 0
         self.returned = []
+        self.cancelled = []
+        self.pending = {}
         self._free = asyncio.Semaphore(capacity)
 
-    async def request_worker_lease(self, spec, deps, **kwargs):
+    async def cancel_worker_lease(self, lease_id, raylet_address=None):
+        self.cancelled.append(lease_id)
+        self.pending[lease_id].cancel()
+        return True
+
+    async def request_worker_lease(self, spec, deps, lease_id=b"", **kwargs):
         self.requests += 1
-        await self._free.acquire()
+        acquire = asyncio.ensure_future(self._free.acquire())
+        self.pending[lease_id] = acquire
+        try:
+            await acquire
+        except asyncio.CancelledError:
+            return node_manager_pb2.RequestWorkerLeaseReply(
+                status=node_manager_pb2.RequestWorkerLeaseReply.CANCELED)
+        finally:
+            self.pending.pop(lease_id, None)
         worker_id = WorkerID.from_random().binary()
         return node_manager_pb2.RequestWorkerLeaseReply(
             status=GRANTED, lease_id=worker_id[:8],
@@ -169,5 +184,8 @@ def test_cancel_of_queued_task():
         submitter.cancel(task, force=False, recursive=True)
         await wait_all(store, [task])
         assert isinstance(value(store, task), exceptions.TaskCancelledError)
-        submitter._closed = True
+        await asyncio.sleep(0.01)
+        assert len(raylet.cancelled) == 1 and not raylet.pending  # the lease request withdrawn
+        assert not submitter._keys[task.key].lease_pending
+        await submitter.close()
     run(main())
