@@ -31,6 +31,13 @@ class RemoteFunction:
         self._templates = {}
         functools.update_wrapper(self, function, updated=())
 
+    def __getstate__(self):
+        # Tasks that call other remote functions pickle them: ship the function and
+        # its options, not this process's spec templates (they name this caller).
+        state = dict(self.__dict__)
+        state["_templates"] = {}
+        return state
+
     def __call__(self, *args, **kwargs):
         raise TypeError(f"Remote functions cannot be called directly. Instead of running "
                         f"'{self._name}()', try '{self._name}.remote()'.")
@@ -117,6 +124,9 @@ class _BoundOptions:
 
     def remote(self, *args, **kwargs):
         return self._parent._remote(args, kwargs, self._options, self._templates)
+
+    def __getstate__(self):
+        return {"_parent": self._parent, "_options": self._options, "_templates": {}}
 
     def options(self, **task_options) -> "_BoundOptions":
         merged = dict(self._options)
