@@ -654,10 +654,14 @@ class CoreWorker:
             future.set_exception(e)
 
     # ---- freeing ----------------------------------------------------------------------
-    def _on_ref_zero(self, object_id: ObjectID) -> None:
+    def _on_ref_zero(self, object_id: ObjectID, owned: bool) -> None:
         obj = self.memory_store.get_if_exists(object_id)
+        if obj is None:
+            return
+        if not owned and self.task_manager.is_pending(object_id.task_id()):
+            return
         self.memory_store.delete((object_id,))
-        if obj is not None and obj.in_plasma:
+        if owned and obj.in_plasma:
             self._queue_free(object_id.binary())
 
     def _on_plasma_return(self, object_id: ObjectID, node_id: bytes, keep: bool) -> None:

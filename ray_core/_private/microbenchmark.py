@@ -10,16 +10,15 @@ Ray's multi-client rows use actors; until actors land (issue 7) the clients here
 tasks that submit or put from inside a worker, which exercises the same paths.
 """
 import argparse
+import importlib
 import json
-import os
+import shutil
 import sys
 import tempfile
 import time
 from typing import Callable, List, Tuple
 
 import numpy as np
-
-import ray_core as ray
 
 # Ray 2.60 on this machine, as quoted by issue 6 (used where no same-run baseline exists).
 RAY_REFERENCE = {
@@ -51,33 +50,36 @@ def timeit(fn: Callable[[], None], multiplier: float = 1.0, min_seconds: float =
     return best
 
 
-@ray.remote
-def small_value():
-    return b"ok"
+def make_tasks(ray):
+    """The benchmark's remote functions, made with the backend being measured."""
 
+    @ray.remote
+    def small_value():
+        return b"ok"
 
-@ray.remote
-def put_many_small(n):
-    for _ in range(n):
-        ray.put(0)
-    return n
+    @ray.remote
+    def put_many_small(n):
+        for _ in range(n):
+            ray.put(0)
+        return n
 
+    @ray.remote
+    def put_large_many(n, size):
+        import numpy
+        for _ in range(n):
+            ray.put(numpy.ones(size // 8, dtype=numpy.int64))
+        return n
 
-@ray.remote
-def put_large_many(n, size):
-    for _ in range(n):
-        ray.put(np.ones(size // 8, dtype=np.int64))
-    return n
+    @ray.remote
+    def submit_batch(n):
+        return len(ray.get([small_value.remote() for _ in range(n)]))
 
+    @ray.remote
+    def create_object_containing_refs(n):
+        return [ray.put(i) for i in range(n)]
 
-@ray.remote
-def submit_batch(n):
-    return len(ray.get([small_value.remote() for _ in range(n)]))
-
-
-@ray.remote
-def create_object_containing_refs(n):
-    return [ray.put(i) for i in range(n)]
+    return small_value, put_many_small, put_large_many, submit_batch, \
+        create_object_containing_refs
 
 
 def _ref(name) -> Tuple[float, str]:
@@ -85,7 +87,9 @@ def _ref(name) -> Tuple[float, str]:
     return (value, "Ray 2.60 (issue 6)") if value else (0.0, "")
 
 
-def run_rows(quick: bool = False) -> List[Row]:
+def run_rows(ray, quick: bool = False) -> List[Row]:
+    small_value, put_many_small, put_large_many, submit_batch, create_object_containing_refs = \
+        make_tasks(ray)
     rows: List[Row] = []
     scale = 0.3 if quick else 1.0
 
@@ -152,22 +156,22 @@ def run_rows(quick: bool = False) -> List[Row]:
     return rows
 
 
-def run(quick: bool = False) -> List[Row]:
-    """Start a 2-CPU head node, measure, stop it."""
+def run(quick: bool = False, backend: str = "ray_core") -> List[Row]:
+    """Start a 2-CPU head node of `backend` (ray_core, or ray for comparison), measure, stop."""
+    ray = importlib.import_module(backend)
     temp_dir = tempfile.mkdtemp(prefix="rcb_", dir="/tmp")
     started = time.perf_counter()
     ray.init(num_cpus=2, object_store_memory=2 * 1024 ** 3, _temp_dir=temp_dir,
-             log_to_driver=False)
+             log_to_driver=False, include_dashboard=False)
     try:
-        first = ray.get(small_value.remote())
-        assert first == b"ok"
+        small_value = make_tasks(ray)[0]
+        assert ray.get(small_value.remote()) == b"ok"
         init_to_first = time.perf_counter() - started
-        rows = run_rows(quick)
+        rows = run_rows(ray, quick)
         rows.insert(0, ("init() to first task result", init_to_first, "s", 0.0, ""))
         return rows
     finally:
         ray.shutdown()
-        import shutil
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
@@ -175,8 +179,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="ray_core microbenchmark")
     parser.add_argument("--json", action="store_true", help="print rows as JSON")
     parser.add_argument("--quick", action="store_true", help="shorter windows")
+    parser.add_argument("--backend", default="ray_core",
+                        help="module to measure: ray_core (default) or ray")
     args = parser.parse_args(argv)
-    rows = run(args.quick)
+    rows = run(args.quick, args.backend)
     if args.json:
         print(json.dumps(rows))
         return 0
@@ -192,5 +198,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("RAY_CORE_LOG_LEVEL", "info")
     sys.exit(main())

@@ -18,7 +18,9 @@ from ray_common.ids import ObjectID
 
 
 class ReferenceCounter:
-    def __init__(self, on_zero: Callable[[ObjectID], None]):
+    def __init__(self, on_zero: Callable[[ObjectID, bool], None]):
+        """on_zero(object_id, owned) runs when nothing here holds the object any more
+        (owned: this process owns it and should free it; else a borrowed copy to drop)."""
         self._lock = threading.Lock()
         self._counts: Dict[ObjectID, int] = {}
         self._escaped: Set[ObjectID] = set()
@@ -87,11 +89,11 @@ class ReferenceCounter:
             counts.pop(object_id, None)
             if object_id in self._escaped:
                 continue
-            if object_id in self._owned:
-                self._owned.discard(object_id)
-                freed.append(object_id)
+            owned = object_id in self._owned
+            self._owned.discard(object_id)
+            freed.append((object_id, owned))
         return freed
 
     def _free(self, freed) -> None:
-        for object_id in freed:
-            self._on_zero(object_id)
+        for object_id, owned in freed:
+            self._on_zero(object_id, owned)
