@@ -110,6 +110,7 @@ class CoreWorker:
         self._plasma_releases = _ReleaseQueue(self._schedule_release_drain)
         self._release_drain_scheduled = False
         self._frees = collections.deque()
+        self._raylet_addresses: Dict[bytes, str] = {}
         self._free_scheduled = False
         self._owner_fetches = set()
         self._server = None
@@ -662,14 +663,14 @@ class CoreWorker:
             return
         self.memory_store.delete((object_id,))
         if owned and obj.in_plasma:
-            self._queue_free(object_id.binary())
+            self._queue_free(object_id.binary(), obj.plasma_node)
 
     def _on_plasma_return(self, object_id: ObjectID, node_id: bytes, keep: bool) -> None:
         if not keep:
-            self._queue_free(object_id.binary())
+            self._queue_free(object_id.binary(), node_id)
 
-    def _queue_free(self, key: bytes) -> None:
-        self._frees.append(key)
+    def _queue_free(self, key: bytes, node_id: bytes = b"") -> None:
+        self._frees.append((key, node_id or self.node_id))
         if not self._free_scheduled and not self._closed:
             self._free_scheduled = True
             try:
@@ -679,17 +680,29 @@ class CoreWorker:
 
     def _flush_frees(self) -> None:
         self._free_scheduled = False
-        keys = []
+        by_node: Dict[bytes, list] = {}
         while self._frees:
-            keys.append(self._frees.popleft())
-        if keys:
-            rpc.spawn(self._free_quietly(keys))
+            key, node_id = self._frees.popleft()
+            by_node.setdefault(node_id, []).append(key)
+        for node_id, keys in by_node.items():
+            rpc.spawn(self._free_quietly(keys, node_id))
 
-    async def _free_quietly(self, keys) -> None:
+    async def _free_quietly(self, keys, node_id: bytes) -> None:
         try:
-            await self.lease_client.free_objects(keys)
+            raylet = None if node_id == self.node_id else await self._raylet_of(node_id)
+            await self.lease_client.free_objects(keys, raylet)
         except Exception as e:
-            logger.info("FreeObjects of %d object(s) failed: %s", len(keys), e)
+            logger.info("FreeObjects of %d object(s) on node %s failed: %s", len(keys),
+                        node_id.hex()[:12], e)
+
+    async def _raylet_of(self, node_id: bytes) -> str:
+        address = self._raylet_addresses.get(node_id)
+        if address is None:
+            for info in await self.gcs.get_all_node_info():
+                self._raylet_addresses[info.node_id] = \
+                    f"{info.node_manager_address}:{info.node_manager_port}"
+            address = self._raylet_addresses[node_id]
+        return address
 
     # ---- worker main loop ---------------------------------------------------------------
     def run_task_loop(self) -> None:
@@ -706,7 +719,12 @@ class CoreWorker:
             first_at = None
             while ready and not self._exit:
                 conn, request = ready.popleft()
-                reply = execute(request)
+                try:
+                    reply = execute(request)
+                except exceptions.TaskCancelledError:
+                    # A cancel that raced the task's end landed after it returned.
+                    reply = core_worker_pb2.PushTaskReply(task_id=request.task_spec.task_id,
+                                                          was_cancelled=True)
                 replies = pending.get(conn)
                 if replies is None:
                     replies = pending[conn] = []

@@ -321,6 +321,9 @@ class NormalTaskSubmitter:
         worker = self._running.get(task.spec.task_id)
         if worker is not None:
             self._spawn(self._cancel_remote(worker, task.spec.task_id, force, recursive))
+            return
+        # Still waiting for its arguments: fail it now; submit() drops it when they come.
+        self._task_manager.fail(task, exceptions.TaskCancelledError(task.task_id.hex()))
 
     # -- shutdown --------------------------------------------------------------------
     async def close(self) -> None:
