@@ -81,6 +81,7 @@ _TUNABLES = [
     Tunable("preallocate_plasma_memory", False, "Fault in the whole region at startup so first writes run at memcpy speed (costs the full capacity in RAM at once)."),
     # CoreWorker: task submission, execution and the public API.
     Tunable("max_tasks_in_flight_per_worker", 16, "Tasks pushed to one leased worker before replies (pipelining)."),
+    Tunable("pipeline_max_task_ms", 5.0, "Tasks pipelined on a worker only while a key's tasks take less than this each."),
     Tunable("worker_lease_idle_linger_ms", 200, "An idle leased worker is returned after this, so submit/get loops reuse it."),
     Tunable("task_reply_flush_ms", 2, "A worker running a pipelined batch sends replies at least this often."),
     Tunable("task_max_retries", 3, "Default max_retries of a task whose worker dies."),
@@ -89,6 +90,7 @@ _TUNABLES = [
     Tunable("log_monitor_poll_ms", 100, "How often the driver tails worker stdout/stderr files."),
     Tunable("shutdown_grace_s", 5.0, "Processes get this long to exit on SIGTERM before SIGKILL."),
     Tunable("worker_poll_timeout_s", 1.0, "A worker's task loop wakes this often to notice it must exit."),
+    Tunable("ref_count_flush_interval_ms", 100, "Queued ref count changes are applied (and objects freed) at least this often."),
     Tunable("log_flush_interval_ms", 100, "Buffered per-task log lines reach the log file at least this often."),
 ]
 

@@ -28,7 +28,7 @@ from ray_common.ids import JobID, ObjectID, TaskID, WorkerID
 from ray_common.protocol import common_pb2, core_worker_pb2, core_worker_pb2_grpc
 
 from ray_core import exceptions
-from ray_core._private import serialization, task_transport
+from ray_core._private import _object_ref, serialization, task_transport
 from ray_core._private._shared_buffer import SharedBuffer
 from ray_core._private.dependency_resolver import DependencyResolver
 from ray_core._private.function_manager import KV_NAMESPACE, FunctionManager
@@ -145,6 +145,7 @@ class CoreWorker:
                 f"{self.mode}: {reply.failure_message}")
         if reply.object_store_socket_name:
             self.plasma_socket = reply.object_store_socket_name
+        self.loop.call_soon_threadsafe(self._flush_refs_periodically)
         logger.info("Initializing worker %s (%s, pid %d), listening on port %d",
                     self.worker_id.hex(), self.mode, os.getpid(), port)
 
@@ -170,6 +171,15 @@ class CoreWorker:
                 except Exception:
                     pass
                 self._plasma = None
+
+    def _flush_refs_periodically(self) -> None:
+        if self._closed:
+            return
+        try:
+            self.reference_counter.try_flush()
+        finally:
+            self.loop.call_later(config.ref_count_flush_interval_ms / 1000.0,
+                                 self._flush_refs_periodically)
 
     # ---- GCS KV for the function manager ------------------------------------------------
     def _kv_put(self, key: bytes, value: bytes):
@@ -444,10 +454,11 @@ class CoreWorker:
         return ObjectRef(object_id, owner, self.reference_counter)
 
     def get_objects(self, refs: List[ObjectRef], timeout: Optional[float] = None,
-                    raise_errors: bool = True):
+                    raise_errors: bool = True, ids: Optional[List[ObjectID]] = None):
         """Values of the refs, in order; raises the first error (or returns (value, is_error))."""
         store = self.memory_store
-        ids = [ref.object_id() for ref in refs]
+        if ids is None:
+            ids = _object_ref.ids_of(refs)
         found = {}
         missing = []
         for ref, object_id in zip(refs, ids):
@@ -622,17 +633,13 @@ class CoreWorker:
             self._owner_fetches.discard(object_id)
         self.memory_store.put(object_id, obj)
 
-    def wait(self, refs: List[ObjectRef], num_returns: int, timeout: Optional[float],
-             fetch_local: bool):
-        ids = [ref.object_id() for ref in refs]
+    def wait(self, refs: List[ObjectRef], ids: List[ObjectID], num_returns: int,
+             timeout: Optional[float], fetch_local: bool):
+        objects = self.memory_store._objects
+        if _object_ref.count_present(ids, objects) >= num_returns or timeout == 0:
+            return _object_ref.split_ready(refs, objects, num_returns)
         got = self._wait_for(refs, num_returns, timeout, for_get=False)
-        ready, not_ready = [], []
-        for ref, object_id in zip(refs, ids):
-            if object_id in got and len(ready) < num_returns:
-                ready.append(ref)
-            else:
-                not_ready.append(ref)
-        return ready, not_ready
+        return _object_ref.split_ready(refs, got, num_returns)
 
     def get_future(self, ref: ObjectRef) -> concurrent.futures.Future:
         future = concurrent.futures.Future()

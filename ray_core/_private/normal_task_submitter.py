@@ -6,7 +6,10 @@ A scheduling key is (resource shape, function, scheduling strategy, runtime env)
 with the same key can run on each other's workers. Per key:
 - a FIFO of tasks whose dependencies are resolved;
 - the workers leased for it, each with up to `max_tasks_in_flight_per_worker` tasks
-  pushed and not yet replied to (pipelining hides the round trip);
+  pushed and not yet replied to (pipelining hides the round trip) -- but only while
+  the key's tasks are short (an estimate of their service time, from the replies, under
+  pipeline_max_task_ms): a long task pushed behind another would wait there while a
+  worker leased a moment later sits idle, so long tasks go one per worker;
 - at most one outstanding lease request: when the queue still holds tasks that the
   leased workers cannot take, ask the raylet for one more worker.
 A worker is kept while its key has work; when it has none, it is returned to the raylet
@@ -36,7 +39,8 @@ _CANCELED = node_manager_pb2.RequestWorkerLeaseReply.CANCELED
 
 class LeasedWorker:
     __slots__ = ("key", "lease_id", "worker_id", "address", "raylet_address", "conn",
-                 "inflight", "idle_timer", "resource_mapping", "returned", "pid")
+                 "inflight", "idle_timer", "resource_mapping", "returned", "pid",
+                 "last_reply_at")
 
     def __init__(self, key, lease_id, address, raylet_address, conn, resource_mapping, pid):
         self.key = key
@@ -50,10 +54,11 @@ class LeasedWorker:
         self.resource_mapping = resource_mapping
         self.returned = False
         self.pid = pid
+        self.last_reply_at = 0.0
 
 
 class _KeyState:
-    __slots__ = ("queue", "workers", "lease_pending", "lease_id", "lease_raylet")
+    __slots__ = ("queue", "workers", "lease_pending", "lease_id", "lease_raylet", "task_s")
 
     def __init__(self):
         self.queue = collections.deque()
@@ -61,6 +66,7 @@ class _KeyState:
         self.lease_pending = False
         self.lease_id = b""
         self.lease_raylet = None
+        self.task_s = None      # moving estimate of one task's service time (seconds)
 
 
 def scheduling_key(spec: common_pb2.TaskSpec):
@@ -81,6 +87,7 @@ class NormalTaskSubmitter:
         self._by_conn: Dict[object, LeasedWorker] = {}
         self._running: Dict[bytes, LeasedWorker] = {}   # task_id -> worker it was pushed to
         self._depth = config.max_tasks_in_flight_per_worker
+        self._pipeline_below_s = config.pipeline_max_task_ms / 1000.0
         self._linger_s = config.worker_lease_idle_linger_ms / 1000.0
         self._closed = False
         self._job_id = job_id
@@ -110,14 +117,20 @@ class NormalTaskSubmitter:
         state.queue.append(task)
         self._dispatch(key, state)
 
+    def _depth_for(self, state: _KeyState) -> int:
+        task_s = state.task_s
+        return self._depth if task_s is not None and task_s < self._pipeline_below_s else 1
+
     def _dispatch(self, key, state: _KeyState) -> None:
         queue = state.queue
+        depth = self._depth_for(state)
+        now = time.monotonic()
         for worker in state.workers:
             if not queue:
                 break
             if worker.returned or worker.conn is None or worker.conn.closed:
                 continue
-            room = self._depth - len(worker.inflight)
+            room = depth - len(worker.inflight)
             if room <= 0:
                 continue
             batch = core_worker_pb2.PushTaskBatch()
@@ -129,6 +142,7 @@ class NormalTaskSubmitter:
                     continue
                 task_id = task.spec.task_id
                 worker.inflight[task_id] = task
+                task.pushed_at = now
                 self._running[task_id] = worker
                 request = batch.requests.add()
                 request.intended_worker_id = worker.worker_id
@@ -177,7 +191,8 @@ class NormalTaskSubmitter:
                 await self._on_lease_granted(key, state, reply, raylet)
                 raylet = None
                 # Ask for one more worker only if the leased ones are all full.
-                if all(len(w.inflight) >= self._depth for w in state.workers if not w.returned):
+                depth = self._depth_for(state)
+                if all(len(w.inflight) >= depth for w in state.workers if not w.returned):
                     continue
                 return
         except Exception as e:  # the raylet is gone or refused: fail what waits
@@ -226,21 +241,28 @@ class NormalTaskSubmitter:
         inflight = worker.inflight
         complete = self._task_manager.complete
         exiting = False
+        state = self._keys.get(worker.key)
+        now = time.monotonic()
         for reply in batch.replies:
             task = inflight.pop(reply.task_id, None)
             self._running.pop(reply.task_id, None)
             if task is None:
                 continue
+            if state is not None:
+                # Service time: from the later of its push and the previous reply.
+                sample = now - max(task.pushed_at, worker.last_reply_at)
+                state.task_s = sample if state.task_s is None else \
+                    0.8 * state.task_s + 0.2 * sample
             if reply.was_cancelled:
                 self._task_manager.fail(task, exceptions.TaskCancelledError(task.task_id.hex()))
             else:
                 complete(task, reply)
             exiting = exiting or reply.worker_exiting
+        worker.last_reply_at = now
         if exiting:
             self._drop_worker(worker, exceptions.WorkerCrashedError(
                 "The worker is exiting; its remaining tasks are retried."), disconnect=False)
             return
-        state = self._keys.get(worker.key)
         if state is not None and state.queue:
             self._dispatch(worker.key, state)
         self._maybe_idle(worker)

@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 class PendingTask:
     __slots__ = ("spec", "task_id", "return_ids", "arg_refs", "retries_left", "retry_exceptions",
-                 "function_name", "cancelled", "force_cancel", "key", "attempt", "submitted_at")
+                 "function_name", "cancelled", "force_cancel", "key", "attempt", "pushed_at")
 
     def __init__(self, spec: common_pb2.TaskSpec, task_id: TaskID, return_ids: List[ObjectID],
                  arg_refs: list, max_retries: int, retry_exceptions, function_name: str):
@@ -39,7 +39,7 @@ class PendingTask:
         self.force_cancel = False
         self.key = None
         self.attempt = 0
-        self.submitted_at = 0.0
+        self.pushed_at = 0.0
 
 
 class TaskManager:

@@ -19,6 +19,7 @@ from ray_common.ids import JobID, WorkerID
 from ray_common.logging import close_process_logging, setup_process_logging
 
 from ray_core import exceptions
+from ray_core._private._object_ref import ids_of
 from ray_core._private.task_log import task_log
 from ray_core.object_ref import ObjectRef
 
@@ -316,13 +317,11 @@ def get(object_refs: Union[ObjectRef, Sequence[ObjectRef]], *,
     if not isinstance(object_refs, (list, tuple)):
         raise ValueError(f"get() expects an ObjectRef or a list of ObjectRefs, got "
                          f"{type(object_refs).__name__}")
-    for ref in object_refs:
-        if not isinstance(ref, ObjectRef):
-            raise TypeError(f"get() expects ObjectRefs, but the list holds a "
-                            f"{type(ref).__name__}: {ref!r}")
-    if not object_refs:
+    refs = list(object_refs)
+    ids = ids_of(refs)
+    if not refs:
         return []
-    return core.get_objects(list(object_refs), timeout)
+    return core.get_objects(refs, timeout, ids=ids)
 
 
 def wait(object_refs: List[ObjectRef], *, num_returns: int = 1, timeout: Optional[float] = None,
@@ -332,21 +331,18 @@ def wait(object_refs: List[ObjectRef], *, num_returns: int = 1, timeout: Optiona
         raise TypeError("wait() expects a list of ObjectRefs, not a single ObjectRef")
     if not isinstance(object_refs, (list, tuple)):
         raise TypeError(f"wait() expects a list of ObjectRefs, got {type(object_refs).__name__}")
-    for ref in object_refs:
-        if not isinstance(ref, ObjectRef):
-            raise TypeError(f"wait() expects ObjectRefs, got {type(ref).__name__}: {ref!r}")
-    if len(set(object_refs)) != len(object_refs):
+    refs = list(object_refs)
+    ids = ids_of(refs)
+    if len(set(ids)) != len(ids):
         raise ValueError("wait() requires a list of unique ObjectRefs")
     if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 1:
         raise ValueError(f"num_returns must be an int >= 1, got {num_returns!r}")
-    if num_returns > len(object_refs):
+    if num_returns > len(refs):
         raise ValueError(f"num_returns ({num_returns}) cannot exceed the number of refs "
-                         f"({len(object_refs)})")
+                         f"({len(refs)})")
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
         raise ValueError(f"wait() timeout must be None or a number >= 0, got {timeout!r}")
-    if not object_refs:
-        return [], []
-    return core.wait(list(object_refs), num_returns, timeout, fetch_local)
+    return core.wait(refs, ids, num_returns, timeout, fetch_local)
 
 
 def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:

@@ -50,8 +50,10 @@ def test_reference_counter_frees_owned_object_when_last_ref_drops():
     rc.add_local_ref(oid(1))
     rc.add_local_ref(oid(1))
     rc.remove_local_ref(oid(1))
+    rc.flush()
     assert freed == []
     rc.remove_local_ref(oid(1))
+    rc.flush()
     assert freed == [oid(1)]
     assert rc.num_tracked() == 0
 
@@ -66,6 +68,7 @@ def test_reference_counter_keeps_escaped_and_reports_borrowed():
     rc.remove_local_ref(oid(1))
     rc.add_local_ref(oid(2))          # borrowed: not owned, its cached copy is dropped
     rc.remove_local_ref(oid(2))
+    rc.flush()
     assert freed == [] and dropped == [oid(2)]
 
 
@@ -76,6 +79,7 @@ def test_removal_while_lock_held_is_deferred_not_lost():
     rc.add_local_ref(oid(1))
     with rc._lock:                      # as if GC ran __del__ inside a counter call
         rc.remove_local_ref(oid(1))
+        rc.try_flush()                  # must not deadlock on the held lock
     assert freed == []
     rc.flush()
     assert freed == [oid(1)]

@@ -22,12 +22,12 @@ EXPECTED_SIGNATURES = {
             "_node_ip_address: Optional[str] = None) -> ray_core._private.worker.RayContext",
     "shutdown": "() -> None",
     "is_initialized": "() -> bool",
-    "get": "(object_refs: Union[ray_core.object_ref.ObjectRef, "
-           "Sequence[ray_core.object_ref.ObjectRef]], *, timeout: Optional[float] = None) -> Any",
-    "put": "(value: Any, *, _owner=None) -> ray_core.object_ref.ObjectRef",
-    "wait": "(object_refs: List[ray_core.object_ref.ObjectRef], *, num_returns: int = 1, "
+    "get": "(object_refs: Union[ray_core._private._object_ref.ObjectRef, "
+           "Sequence[ray_core._private._object_ref.ObjectRef]], *, timeout: Optional[float] = None) -> Any",
+    "put": "(value: Any, *, _owner=None) -> ray_core._private._object_ref.ObjectRef",
+    "wait": "(object_refs: List[ray_core._private._object_ref.ObjectRef], *, num_returns: int = 1, "
             "timeout: Optional[float] = None, fetch_local: bool = True)",
-    "cancel": "(object_ref: ray_core.object_ref.ObjectRef, *, force: bool = False, "
+    "cancel": "(object_ref: ray_core._private._object_ref.ObjectRef, *, force: bool = False, "
               "recursive: bool = True) -> None",
     "remote": "(*args, **kwargs)",
     "get_runtime_context": "()",
