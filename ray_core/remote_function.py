@@ -71,7 +71,8 @@ class RemoteFunction:
         from ray_core._private import worker
         core = worker.global_worker().core_worker
         fn_hash = self._export(core)
-        key = (id(core), core.current_job_id.binary())
+        # Keyed by the CoreWorker's id (not id(core): a later init() may reuse the address).
+        key = (core.worker_id.binary(), core.current_job_id.binary())
         template = templates.get(key)
         if template is None:
             template = templates[key] = self._template(core, fn_hash, opts)

@@ -17,12 +17,15 @@ def _ray_children():
     return [p for p in me.children(recursive=True) if p.is_running()]
 
 
-@pytest.fixture(scope="module")
-def short_temp_dir():
+def _short_temp_dir():
     """A temp dir short enough for Unix socket paths (pytest's tmp_path is not)."""
     path = tempfile.mkdtemp(prefix="rc_", dir="/tmp")
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+short_temp_dir = pytest.fixture(scope="module")(_short_temp_dir)
+own_temp_dir = pytest.fixture(scope="function")(_short_temp_dir)
 
 
 @pytest.fixture(scope="module")

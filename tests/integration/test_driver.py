@@ -15,13 +15,13 @@ def run_script(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_driver_script_in_subprocess_leaves_nothing_behind(short_temp_dir):
+def test_driver_script_in_subprocess_leaves_nothing_behind(own_temp_dir):
     shm_before = set(os.listdir("/dev/shm"))
     result = run_script(f"""
         import os, psutil, time
         import ray_core as ray
 
-        ctx = ray.init(num_cpus=2, _temp_dir={short_temp_dir!r})
+        ctx = ray.init(num_cpus=2, _temp_dir={own_temp_dir!r})
         assert ray.is_initialized() and ctx["node_id"] and os.path.isdir(ctx["session_dir"])
 
         @ray.remote
@@ -87,3 +87,20 @@ def test_connecting_by_host_port(cluster, short_temp_dir):
     assert result.returncode == 0, result.stderr
     assert "CPUS 2.0" in result.stdout
 
+
+
+def test_init_shutdown_init_in_one_process(own_temp_dir):
+    result = run_script(f"""
+        import ray_core as ray
+
+        @ray.remote
+        def f(x):
+            return x + 1
+
+        for round in range(2):
+            ray.init(num_cpus=1, _temp_dir={own_temp_dir!r})
+            print("ROUND", round, ray.get(f.remote(round)), ray.get(ray.put(round)))
+            ray.shutdown()
+    """)
+    assert result.returncode == 0, result.stderr
+    assert "ROUND 0 1 0" in result.stdout and "ROUND 1 2 1" in result.stdout

@@ -122,3 +122,14 @@ def test_errors_through_future(cluster):
 
     with pytest.raises(ValueError):
         bad.remote().future().result(timeout=30)
+
+
+def test_object_store_full_is_a_clear_error(cluster):
+    held = []
+    chunk = np.ones(200 * 1024 ** 2 // 8)
+    with pytest.raises(exceptions.ObjectStoreFullError) as info:
+        for _ in range(5):
+            held.append(ray.put(chunk))
+    assert isinstance(info.value, MemoryError)
+    assert "object_store_memory" in str(info.value)
+    del held
