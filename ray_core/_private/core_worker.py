@@ -405,7 +405,11 @@ class CoreWorker:
 
     def _plasma_put(self, object_id: ObjectID, ser) -> None:
         from ray_plasma import errors as plasma_errors
+        # Free what was dropped before allocating: a put right after dropping a large
+        # object then reuses its (already faulted-in) memory instead of fresh pages.
         self._drain_plasma_releases()
+        self.reference_counter.try_flush()
+        self._free_now()
         plasma = self.plasma
         key = object_id.binary()
         try:
@@ -685,14 +689,24 @@ class CoreWorker:
             except RuntimeError:
                 pass
 
-    def _flush_frees(self) -> None:
-        self._free_scheduled = False
+    def _take_frees(self) -> Dict[bytes, list]:
         by_node: Dict[bytes, list] = {}
         while self._frees:
             key, node_id = self._frees.popleft()
             by_node.setdefault(node_id, []).append(key)
-        for node_id, keys in by_node.items():
+        return by_node
+
+    def _flush_frees(self) -> None:
+        self._free_scheduled = False
+        for node_id, keys in self._take_frees().items():
             rpc.spawn(self._free_quietly(keys, node_id))
+
+    def _free_now(self) -> None:
+        """Send the queued frees and wait for them (off the io loop only)."""
+        if not self._frees or rpc.in_io_thread():
+            return
+        for node_id, keys in self._take_frees().items():
+            rpc.run_sync(self._free_quietly(keys, node_id))
 
     async def _free_quietly(self, keys, node_id: bytes) -> None:
         try:
