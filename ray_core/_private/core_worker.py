@@ -111,6 +111,7 @@ class CoreWorker:
         self._release_drain_scheduled = False
         self._frees = collections.deque()
         self._raylet_addresses: Dict[bytes, str] = {}
+        self._pins_in_flight: Dict[bytes, concurrent.futures.Future] = {}
         self._free_scheduled = False
         self._owner_fetches = set()
         self._server = None
@@ -388,7 +389,7 @@ class CoreWorker:
             self.memory_store.put(object_id, StoredObject(ser.to_bytes(), ser.metadata))
         else:
             self._plasma_put(object_id, ser)
-            self._pin([object_id.binary()], self.address)
+            self._pin_async(object_id.binary())
             self.memory_store.put(object_id, StoredObject.plasma_marker(self.node_id,
                                                                         ser.total_size))
         self.reference_counter.add_owned(object_id)
@@ -443,6 +444,28 @@ class CoreWorker:
         finally:
             for key in held:
                 plasma.release(key)
+
+    def _pin_async(self, key: bytes) -> None:
+        """Pin an object this process owns without waiting (put() returns at once).
+
+        This process holds a plasma reference until the raylet's pin is in place, and a
+        later free of the object waits for that pin (_free_quietly), so the raylet never
+        sees the free first.
+        """
+        plasma = self.plasma
+        held = plasma.get([key], 0)[0] is not None
+
+        async def pin():
+            try:
+                await self.lease_client.pin_object_ids(self.address, [key])
+            except Exception as e:
+                logger.warning("Raylet could not pin object %s: %s", key.hex(), e)
+            finally:
+                self._pins_in_flight.pop(key, None)
+                if held:
+                    self._plasma_releases.append(key)
+
+        self._pins_in_flight[key] = rpc.spawn(pin())
 
     def put_return_in_plasma(self, object_id: ObjectID, ser, owner: common_pb2.Address) -> None:
         """A large return value: seal it here, and have the raylet pin it for its owner."""
@@ -709,6 +732,11 @@ class CoreWorker:
             rpc.run_sync(self._free_quietly(keys, node_id))
 
     async def _free_quietly(self, keys, node_id: bytes) -> None:
+        import asyncio
+        pins = [self._pins_in_flight.get(key) for key in keys]
+        pins = [asyncio.wrap_future(p) for p in pins if p is not None]
+        if pins:
+            await asyncio.gather(*pins, return_exceptions=True)
         try:
             raylet = None if node_id == self.node_id else await self._raylet_of(node_id)
             await self.lease_client.free_objects(keys, raylet)

@@ -7,7 +7,10 @@ copy of the same array into already-touched memory, measured in the same run; th
 other rows carry the Ray 2.60 figure measured on this 2-core machine that issue 6
 quotes (`make bench-vs-ray` is the way to measure Ray itself beside these).
 Ray's multi-client rows use actors; until actors land (issue 7) the clients here are
-tasks that submit or put from inside a worker, which exercises the same paths.
+tasks that submit or put from inside a worker, which exercises the same paths. Sources:
+"multi client put gigabytes" puts np.zeros arrays as Ray's row does; "single client put
+gigabytes" puts np.ones (a zeros array is read from the kernel's zero page, which would
+flatter both the put and the numpy-copy baseline it is compared with).
 """
 import argparse
 import importlib
@@ -67,7 +70,8 @@ def make_tasks(ray):
     def put_large_many(n, size):
         import numpy
         for _ in range(n):
-            ray.put(numpy.ones(size // 8, dtype=numpy.int64))
+            # np.zeros, as Ray's own row does (its pages are read from the zero page).
+            ray.put(numpy.zeros(size // 8, dtype=numpy.int64))
         return n
 
     @ray.remote
@@ -119,10 +123,10 @@ def run_rows(ray, quick: bool = False) -> List[Row]:
     add("single client put gigabytes", timeit(lambda: ray.put(array), size / 1e9,
                                               min_seconds=2 * scale), "GB/s",
         copy_rate, "GB/s numpy copy")
-    chunk = 40 * 1024 ** 2
+    chunk = 80 * 1024 ** 2
     add("multi client put gigabytes",
-        timeit(lambda: ray.get([put_large_many.remote(5, chunk) for _ in range(2)]),
-               10 * chunk / 1e9, min_seconds=2 * scale), "GB/s", copy_rate, "GB/s numpy copy")
+        timeit(lambda: ray.get([put_large_many.remote(10, chunk) for _ in range(4)]),
+               40 * chunk / 1e9, min_seconds=2 * scale), "GB/s", copy_rate, "GB/s numpy copy")
     del array
 
     add("single client tasks and get batch",
