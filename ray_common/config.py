@@ -91,6 +91,8 @@ _TUNABLES = [
     Tunable("shutdown_grace_s", 5.0, "Processes get this long to exit on SIGTERM before SIGKILL."),
     Tunable("worker_poll_timeout_s", 1.0, "A worker's task loop wakes this often to notice it must exit."),
     Tunable("ref_count_flush_interval_ms", 100, "Queued ref count changes are applied (and objects freed) at least this often."),
+    Tunable("copy_threads", 2, "Threads that copy one large buffer into plasma (one thread cannot saturate memory)."),
+    Tunable("parallel_copy_min_bytes", 16 * 1024 ** 2, "Buffers at least this large are copied by copy_threads threads."),
     Tunable("log_flush_interval_ms", 100, "Buffered per-task log lines reach the log file at least this often."),
 ]
 
