@@ -295,6 +295,11 @@ class GcsClient:
         """Subscribe on the io loop (the callback runs there); see Subscription."""
         if not channels:
             raise ValueError("subscribe needs at least one channel")
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError("GcsClient.subscribe must be called on the io loop; from "
+                               "another thread use client.sync.subscribe(...)") from None
         subscription = Subscription(self, channels, callback, key_ids)
         self._subscriptions.add(subscription)
         return subscription
