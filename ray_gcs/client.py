@@ -95,6 +95,13 @@ class Subscription:
                 if e.code() not in _RECONNECT_CODES and e.code() != grpc.StatusCode.CANCELLED:
                     logger.error("GCS subscription at %s failed: %s %s", self._client.address,
                                  e.code().name, e.details())
+            except grpc.aio.UsageError:
+                self._client._stubs.clear()  # its channel was closed; the next try opens one
+            except asyncio.CancelledError:
+                if self._closed or asyncio.current_task().cancelling():
+                    raise
+                # The call was cancelled under us (its channel was closed): subscribe again.
+                self._client._stubs.clear()
             finally:
                 call.cancel()
             self._ready.clear()
@@ -146,6 +153,12 @@ class GcsClient:
             try:
                 return await getattr(self._stub(service), method)(
                     request, timeout=timeout or config.rpc_default_deadline_s)
+            except (grpc.aio.UsageError, asyncio.CancelledError):
+                # Someone closed the cached channel (rpc.forget_channel), failing or
+                # cancelling this call: open a new channel and try again.
+                if asyncio.current_task().cancelling() or loop.time() >= deadline:
+                    raise
+                self._stubs.clear()
             except grpc.aio.AioRpcError as e:
                 if e.code() not in _RECONNECT_CODES or loop.time() >= deadline:
                     raise errors.from_rpc_error(e, method, self.address) from None

@@ -3,6 +3,7 @@ import signal
 
 import pytest
 
+from ray_common import rpc
 from ray_common.config import config
 from ray_common.ids import NodeID
 from ray_common.protocol import common_pb2, gcs_service_pb2 as pb
@@ -51,3 +52,23 @@ def test_a_lost_gcs_fails_calls_after_the_reconnect_timeout(gcs_processes, monke
     with pytest.raises(GcsUnavailableError) as info:
         client.sync.kv_get(b"k")
     assert address in str(info.value) and isinstance(info.value, ConnectionError)
+
+
+def test_client_survives_its_channel_being_closed(gcs_processes):
+    _, address = gcs_processes.start()
+    client = GcsClient(address)
+    updates = []
+    subscription = client.sync.subscribe([pb.NODE_INFO_CHANNEL], updates.append)
+    rpc.run_sync(subscription.wait_ready(10))
+    client.sync.kv_put(b"k", b"v")
+
+    async def forget():
+        rpc.forget_channel(address)
+    rpc.run_sync(forget())
+    assert client.sync.kv_get(b"k") == b"v"
+    wait_for(lambda: subscription.subscribe_count == 2, "the subscription to come back")
+    node = common_pb2.NodeInfo(node_id=NodeID.from_random().binary(),
+                               node_manager_address="127.0.0.1", node_manager_port=1)
+    client.sync.register_node(node)
+    wait_for(lambda: updates, "the node to be published")
+    subscription.close()
