@@ -78,8 +78,9 @@ class Subscription:
     async def _run(self) -> None:
         backoff = _backoff_steps()
         while not self._closed:
-            call = self._client._stub("pubsub").Subscribe(self._request)
+            call = None
             try:
+                call = self._client._stub("pubsub").Subscribe(self._request)
                 await call.initial_metadata()
                 if not call.done():
                     self._ready.set()
@@ -102,8 +103,11 @@ class Subscription:
                     raise
                 # The call was cancelled under us (its channel was closed): subscribe again.
                 self._client._stubs.clear()
+            except Exception:  # noqa: BLE001 - keep the subscription alive whatever happens
+                logger.exception("GCS subscription at %s broke", self._client.address)
             finally:
-                call.cancel()
+                if call is not None:
+                    call.cancel()
             self._ready.clear()
             if not self._closed:
                 logger.info("GCS subscription stream to %s ended; subscribing again",
