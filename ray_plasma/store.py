@@ -45,7 +45,7 @@ class Connection:
     """One client socket: its buffers and its stake in the object table."""
 
     __slots__ = ("sock", "fd", "pid", "refs", "inbuf", "outbuf", "greeted", "subscriber",
-                 "closed", "writing")
+                 "closed", "writing", "pending")
 
     def __init__(self, sock):
         self.sock = sock
@@ -62,6 +62,7 @@ class Connection:
         self.subscriber = False
         self.closed = False
         self.writing = False
+        self.pending = None     # the PendingGet this client waits on (one request at a time)
 
 
 class PendingGet:
@@ -326,6 +327,8 @@ class PlasmaStoreServer:
         conn.sock.close()
         del self._conns[conn.fd]
         self._subscribers.discard(conn)
+        if conn.pending is not None:
+            self._unwait(conn.pending)
         self.table.disconnect(conn.refs)
         if held:
             logger.info("Client %s disconnected holding %d object(s); released them",
@@ -390,6 +393,7 @@ class PlasmaStoreServer:
                 pending.missing += 1
                 self._waiters.setdefault(object_id, []).append(pending)
         if pending.missing and timeout_ms != 0:
+            conn.pending = pending
             if timeout_ms > 0:
                 deadline = time.monotonic() + timeout_ms / 1000.0
                 heapq.heappush(self._timers, (deadline, next(self._seq), pending))
@@ -412,18 +416,23 @@ class PlasmaStoreServer:
             if pending.missing == 0:
                 self._finish_get(pending)
 
-    def _finish_get(self, pending):
+    def _unwait(self, pending):
+        """Mark a get done and take it off the wait lists of the ids it still misses."""
         pending.done = True
+        pending.conn.pending = None
+        if not pending.missing:
+            return
+        for object_id, entry in zip(pending.ids, pending.entries):
+            waiting = self._waiters.get(object_id) if entry is None else None
+            if waiting is not None and pending in waiting:
+                waiting.remove(pending)
+                if not waiting:
+                    del self._waiters[object_id]
+
+    def _finish_get(self, pending):
+        self._unwait(pending)
         if pending.conn.closed:
             return
-        if pending.missing:
-            for object_id, entry in zip(pending.ids, pending.entries):
-                if entry is None:
-                    waiting = self._waiters.get(object_id)
-                    if waiting is not None and pending in waiting:
-                        waiting.remove(pending)
-                        if not waiting:
-                            del self._waiters[object_id]
         pack = protocol.GET_ENTRY.pack
         body = b"".join(pack(1, e.offset, e.data_size, e.metadata_size) if e is not None
                         else pack(0, 0, 0, 0) for e in pending.entries)
@@ -458,6 +467,7 @@ class PlasmaStoreServer:
         stats = self.table.stats()
         stats["num_clients"] = len(self._conns)
         stats["num_subscribers"] = len(self._subscribers)
+        stats["num_waiting_gets"] = sum(1 for c in self._conns.values() if c.pending)
         return json.dumps(stats).encode()
 
     def _subscribe(self, conn, body):

@@ -319,7 +319,35 @@ def test_nothing_left_in_dev_shm_after_the_store_stops(tmp_path, how):
 
 
 def test_launcher_reports_why_a_store_cannot_start(tmp_path):
-    with pytest.raises(RuntimeError, match="memory-bytes must be positive"):
+    with pytest.raises(ValueError, match="memory_bytes must be positive"):
         start_plasma_store(str(tmp_path / "s.sock"), 0)
+    too_long = str(tmp_path / ("x" * 120))
+    with pytest.raises(RuntimeError, match="longer than the 107 bytes"):
+        start_plasma_store(too_long, 1 << 20, logs_dir=str(tmp_path / "logs"))
     with pytest.raises(PlasmaDisconnectedError, match="cannot connect"):
         PlasmaClient(str(tmp_path / "nobody.sock"))
+
+
+def test_hugepages_flag_falls_back_to_normal_pages(make_store, tmp_path):
+    store = make_store(memory_bytes=4 << 20)
+    hp_path = str(tmp_path / "hp.sock")
+    proc = start_plasma_store(hp_path, 4 << 20, logs_dir=str(tmp_path / "hp"), hugepages=True)
+    try:
+        with PlasmaClient(hp_path) as c:
+            c.create_and_seal(oid(1), b"huge or not")
+            assert bytes(c.get([oid(1)])[0].data) == b"huge or not"
+            assert c.capacity >= 4 << 20
+    finally:
+        stop_process(proc)
+    assert store.proc.poll() is None
+
+
+def test_client_killed_while_waiting_in_get_leaves_no_waiter(store, client, spawn):
+    waiter, line = spawn("wait", store.socket_path, oid(9).hex())
+    assert line == "waiting"
+    wait_until(lambda: client.stats()["num_waiting_gets"] == 1, "the get to wait")
+    waiter.kill()
+    wait_until(lambda: client.stats()["num_clients"] == 1, "the store to drop the waiter")
+    assert client.stats()["num_waiting_gets"] == 0
+    client.create_and_seal(oid(9), b"late")
+    assert client.list()[0].ref_count == 0
