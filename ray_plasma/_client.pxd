@@ -21,4 +21,5 @@ cdef class PlasmaClient:
 
     cdef bytes _request(self, uint16_t op, bytes body, bint reply)
     cdef bytes _request_locked(self, uint16_t op, bytes body, bint reply)
+    cdef int _transfer(self, bint sending, char *buf, size_t n, str what) except -1
     cdef object _disconnected(self, str why)

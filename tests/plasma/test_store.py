@@ -351,3 +351,12 @@ def test_client_killed_while_waiting_in_get_leaves_no_waiter(store, client, spaw
     assert client.stats()["num_waiting_gets"] == 0
     client.create_and_seal(oid(9), b"late")
     assert client.list()[0].ref_count == 0
+
+
+def test_ctrl_c_interrupts_a_blocking_get(store, client, spawn):
+    waiter, line = spawn("wait", store.socket_path, oid(9).hex())
+    assert line == "waiting"
+    wait_until(lambda: client.stats()["num_waiting_gets"] == 1, "the get to wait")
+    waiter.send_signal(signal.SIGINT)
+    assert waiter.wait(timeout=20) != 0      # KeyboardInterrupt, not a hang
+    wait_until(lambda: client.stats()["num_clients"] == 1, "the store to drop the waiter")
