@@ -54,6 +54,8 @@ def small_cycles(socket_path, count, tag=0, start_at=None):
 
 
 def _echo_server(socket_path):
+    if os.path.exists(socket_path):
+        os.unlink(socket_path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(socket_path)
     listener.listen(1)

@@ -3,7 +3,7 @@
 `python -m ray_plasma.store --socket PATH --memory-bytes N [--hugepages] [--logs-dir D]`
 
 The raylet starts it (ray_plasma.launcher) and owns it: the store dies with its parent.
-One event loop (selectors/epoll) serves every client over a Unix stream socket; all state
+One event loop (epoll) serves every client over a Unix stream socket; all state
 lives in an ObjectTable touched only by that loop, so there are no locks. A client that
 sends a frame the store cannot parse is disconnected and logged; the store goes on.
 Readiness: the socket is bound under a temporary name and renamed to PATH once it
@@ -15,7 +15,7 @@ import itertools
 import json
 import logging
 import os
-import selectors
+import select
 import signal
 import socket
 import struct
@@ -93,7 +93,8 @@ class PlasmaStoreServer:
         self.capacity = capacity
         self._max_frame = config.plasma_max_frame_bytes
         self._max_buffered = config.plasma_subscriber_max_buffered_bytes
-        self._selector = selectors.DefaultSelector()
+        self._epoll = select.epoll()
+        self._handlers_by_fd = {}   # fd -> callback(fd, events)
         self._conns = {}
         self._subscribers = set()
         self._waiters = {}          # object id -> [PendingGet]
@@ -101,7 +102,7 @@ class PlasmaStoreServer:
         self._seq = itertools.count()
         self._stopping = False
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
+        self._watch(self._wake_r, self._on_wake)
         self._listener = self._listen()
         self._handlers = {
             protocol.OP_HELLO: self._hello,
@@ -120,6 +121,10 @@ class PlasmaStoreServer:
         logger.info("Plasma store serving %s with %d bytes of shared memory (memfd)",
                     socket_path, capacity)
 
+    def _watch(self, fd, handler):
+        self._handlers_by_fd[fd] = handler
+        self._epoll.register(fd, select.EPOLLIN)
+
     def _listen(self):
         tmp = f"{self.socket_path}.{os.getpid()}.tmp"
         for path in (tmp, self.socket_path):
@@ -132,7 +137,7 @@ class PlasmaStoreServer:
         listener.listen(config.plasma_listen_backlog)
         listener.setblocking(False)
         os.rename(tmp, self.socket_path)
-        self._selector.register(listener, selectors.EVENT_READ, self._on_accept)
+        self._watch(listener.fileno(), self._on_accept)
         return listener
 
     # --- loop --------------------------------------------------------------------------
@@ -143,8 +148,11 @@ class PlasmaStoreServer:
             signal.signal(sig, self._on_signal)
         try:
             while not self._stopping:
-                for key, mask in self._selector.select(self._next_timeout()):
-                    key.data(key.fileobj, mask)
+                handlers = self._handlers_by_fd
+                for fd, events in self._epoll.poll(self._next_timeout()):
+                    handler = handlers.get(fd)
+                    if handler is not None:
+                        handler(fd, events)
                 self._fire_timers()
         finally:
             self.close()
@@ -170,7 +178,7 @@ class PlasmaStoreServer:
             os.unlink(self.socket_path)
         except FileNotFoundError:
             pass
-        self._selector.close()
+        self._epoll.close()
         self._listener.close()
         self.region.close()
         os.close(self.region_fd)
@@ -191,10 +199,10 @@ class PlasmaStoreServer:
             if not pending.done:
                 self._finish_get(pending)
 
-    def _on_accept(self, listener, mask):
+    def _on_accept(self, fd, mask):
         while True:
             try:
-                sock, _ = listener.accept()
+                sock, _ = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:  # out of descriptors: keep serving the clients we have
@@ -203,17 +211,17 @@ class PlasmaStoreServer:
             sock.setblocking(False)
             conn = Connection(sock)
             self._conns[conn.fd] = conn
-            self._selector.register(sock, selectors.EVENT_READ, self._on_io)
+            self._watch(conn.fd, self._on_io)
             logger.debug("Client %s connected", conn.refs.name)
 
-    def _on_io(self, sock, mask):
-        conn = self._conns.get(sock.fileno())
+    def _on_io(self, fd, mask):
+        conn = self._conns.get(fd)
         if conn is None:
             return
         try:
-            if mask & selectors.EVENT_WRITE:
+            if mask & select.EPOLLOUT:
                 self._flush(conn)
-            if mask & selectors.EVENT_READ and not conn.closed:
+            if mask & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR) and not conn.closed:
                 self._on_readable(conn)
         except Exception:  # a bug serving one client must not take the store down
             logger.exception("Internal error serving client %s", conn.refs.name)
@@ -231,7 +239,10 @@ class PlasmaStoreServer:
             self._drop(conn, None)
             return
         buf = conn.inbuf
-        buf += data
+        if buf:
+            buf += data
+        else:
+            buf = data      # the common case: whole frames, parsed without a copy
         pos = 0
         try:
             while len(buf) - pos >= protocol.HEADER_SIZE and not conn.closed:
@@ -248,7 +259,10 @@ class PlasmaStoreServer:
         except MalformedFrame as e:
             self._drop(conn, f"malformed frame: {e}")
             return
-        if pos:
+        if buf is data:
+            if pos < len(data):
+                conn.inbuf = bytearray(data[pos:])
+        elif pos:
             del buf[:pos]
 
     def _dispatch(self, conn, op, status, body):
@@ -295,8 +309,7 @@ class PlasmaStoreServer:
             conn.outbuf += frame[sent:]
         if not conn.writing:
             conn.writing = True
-            self._selector.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE,
-                                  self._on_io)
+            self._epoll.modify(conn.fd, select.EPOLLIN | select.EPOLLOUT)
         if conn.subscriber and len(conn.outbuf) > self._max_buffered:
             self._drop(conn, f"subscriber fell {len(conn.outbuf)} bytes of notifications "
                              f"behind (plasma_subscriber_max_buffered_bytes)")
@@ -312,7 +325,7 @@ class PlasmaStoreServer:
         del conn.outbuf[:sent]
         if not conn.outbuf:
             conn.writing = False
-            self._selector.modify(conn.sock, selectors.EVENT_READ, self._on_io)
+            self._epoll.modify(conn.fd, select.EPOLLIN)
 
     def _drop(self, conn, reason):
         if conn.closed:
@@ -323,7 +336,8 @@ class PlasmaStoreServer:
         else:
             logger.debug("Client %s disconnected", conn.refs.name)
         held = len(conn.refs.refs)
-        self._selector.unregister(conn.sock)
+        self._epoll.unregister(conn.fd)
+        del self._handlers_by_fd[conn.fd]
         conn.sock.close()
         del self._conns[conn.fd]
         self._subscribers.discard(conn)

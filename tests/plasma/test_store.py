@@ -360,3 +360,25 @@ def test_ctrl_c_interrupts_a_blocking_get(store, client, spawn):
     waiter.send_signal(signal.SIGINT)
     assert waiter.wait(timeout=20) != 0      # KeyboardInterrupt, not a hang
     wait_until(lambda: client.stats()["num_clients"] == 1, "the store to drop the waiter")
+
+
+def test_a_subscriber_that_never_reads_is_dropped_not_buffered_forever(tmp_path):
+    socket_path = str(tmp_path / "s.sock")
+    env = dict(os.environ, RAY_CORE_PLASMA_SUBSCRIBER_MAX_BUFFERED_BYTES="4096")
+    proc = start_plasma_store(socket_path, 4 << 20, logs_dir=str(tmp_path), env=env)
+    try:
+        with PlasmaClient(socket_path) as c:
+            sub = c.subscribe()
+            n = 0
+            while "fell" not in open(tmp_path / "plasma_store.log").read():
+                c.create_and_seal(oid(n), b"x")   # two events each: sealed, deleted
+                c.delete([oid(n)])
+                n += 1
+                assert n < 100_000, "the store never dropped the subscriber"
+            with pytest.raises(PlasmaDisconnectedError):
+                while sub.read_events():
+                    pass
+            sub.close()
+            assert c.stats()["num_subscribers"] == 0
+    finally:
+        stop_process(proc)
