@@ -397,6 +397,11 @@ class PlasmaStoreServer:
     def _get(self, conn, body):
         (timeout_ms,) = protocol.GET.unpack_from(body)
         ids = protocol.split_ids(body, protocol.GET.size)
+        entries = [self.table.get_sealed(object_id) for object_id in ids]
+        if None not in entries:      # the common case: answer at once, nothing to track
+            for entry in entries:
+                self.table.add_ref(conn.refs, entry)
+            return _get_reply(entries)
         pending = PendingGet(conn, ids)
         for i, object_id in enumerate(ids):
             entry = self.table.get_sealed(object_id)
@@ -447,10 +452,8 @@ class PlasmaStoreServer:
         self._unwait(pending)
         if pending.conn.closed:
             return
-        pack = protocol.GET_ENTRY.pack
-        body = b"".join(pack(1, e.offset, e.data_size, e.metadata_size) if e is not None
-                        else pack(0, 0, 0, 0) for e in pending.entries)
-        self._send(pending.conn, protocol.OP_GET, protocol.STATUS_OK, body)
+        self._send(pending.conn, protocol.OP_GET, protocol.STATUS_OK,
+                   _get_reply(pending.entries))
 
     def _release(self, conn, body):
         for object_id in protocol.split_ids(body):
@@ -491,6 +494,12 @@ class PlasmaStoreServer:
         conn.subscriber = True
         self._subscribers.add(conn)
         return _NO_REPLY
+
+
+def _get_reply(entries):
+    pack = protocol.GET_ENTRY.pack
+    return b"".join(pack(1, e.offset, e.data_size, e.metadata_size) if e is not None
+                    else pack(0, 0, 0, 0) for e in entries)
 
 
 def main(argv=None):
