@@ -251,7 +251,11 @@ cdef class PlasmaClient:
         ids = [_object_id(o) for o in object_ids]
         if not ids:
             return []
-        reply = self._request(OP_GET, _GET.pack(timeout_ms) + b"".join(ids), True)
+        with self._lock:   # the references are counted before another thread can release
+            return self._get_locked(ids, _GET.pack(timeout_ms) + b"".join(ids))
+
+    cdef list _get_locked(self, list ids, bytes body):
+        reply = self._request_locked(OP_GET, body, True)
         if len(reply) != len(ids) * _GET_ENTRY.size:
             self._disconnected(f"parsing a get reply of {len(reply)} bytes for {len(ids)} ids")
         results = []

@@ -200,6 +200,10 @@ def test_errors_and_argument_checks(store, client):
         client.abort(oid(1))
     with pytest.raises(ValueError, match="28 bytes"):
         client.get([b"short"])
+    client.create_and_seal(oid(4), b"")                 # empty objects are fine
+    assert bytes(client.get([oid(4)])[0].data) == b""
+    client.release(oid(4))
+    client.delete([oid(4)])
     client.create(oid(3), 10)
     client.abort(oid(3))
     assert [i.object_id for i in client.list()] == [oid(1)]
