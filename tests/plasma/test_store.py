@@ -243,7 +243,8 @@ def test_garbage_frames_drop_only_that_client(store, client):
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.connect(store.socket_path)
         s.sendall(protocol.HEADER.pack(4, protocol.OP_HELLO, 0) + struct.pack("<I", 1))
-        socket.recv_fds(s, 64, 1)[1] and None
+        for fd in socket.recv_fds(s, 64, 1)[1]:
+            os.close(fd)
         s.sendall(protocol.HEADER.pack(5, protocol.OP_SEAL, 0) + b"12345")
         s.settimeout(20)
         assert s.recv(4096) == b""
@@ -300,16 +301,17 @@ def _shm_entries():
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
 def test_nothing_left_in_dev_shm_after_the_store_stops(tmp_path, how):
+    # Other test processes on the machine may use /dev/shm meanwhile: check what this
+    # store maps, and that nothing new there is a plasma file.
     before = _shm_entries()
     socket_path = str(tmp_path / "s.sock")
     proc = start_plasma_store(socket_path, 4 << 20, logs_dir=str(tmp_path / "logs"))
     try:
         c = PlasmaClient(socket_path)
         c.create_and_seal(oid(1), b"x" * 1000)
-        links = [os.readlink(f"/proc/{proc.pid}/fd/{fd}")
-                 for fd in os.listdir(f"/proc/{proc.pid}/fd")]
-        assert any(link.startswith("/memfd:ray_plasma") for link in links), links
-        assert _shm_entries() == before
+        with open(f"/proc/{proc.pid}/maps") as f:
+            maps = f.read()
+        assert "/memfd:ray_plasma" in maps and "/dev/shm" not in maps
         proc.send_signal(how)
         proc.wait(timeout=20)
         with pytest.raises(PlasmaDisconnectedError):
@@ -317,7 +319,7 @@ def test_nothing_left_in_dev_shm_after_the_store_stops(tmp_path, how):
         c.disconnect()
     finally:
         stop_process(proc)
-    assert _shm_entries() == before
+    assert not [name for name in _shm_entries() - before if "plasma" in name]
     if how == signal.SIGTERM:
         assert proc.returncode == 0 and not os.path.exists(socket_path)
 
