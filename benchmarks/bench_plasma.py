@@ -28,7 +28,7 @@ MB = 1024 ** 2
 SMALL = b"x" * 100
 SMALL_CYCLES = 20_000
 PROCESSES = 4
-LARGE = [(1 * MB, 100), (100 * MB, 5), (800 * MB, 3)]
+LARGE = [(1 * MB, 100), (100 * MB, 10), (800 * MB, 3)]
 STORE_BYTES = 1024 * MB
 
 

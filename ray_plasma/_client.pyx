@@ -7,6 +7,7 @@ is mapped once at connect; create() and get() return memoryviews into that mappi
 data never passes through the socket except for create_and_seal's small values.
 """
 import json
+import os
 import socket
 import threading
 
@@ -93,8 +94,8 @@ cdef class PlasmaObject:
 
 
 cdef class PlasmaClient:
-    def __init__(self, str socket_path):
-        self.socket_path = socket_path
+    def __init__(self, socket_path):
+        socket_path = self.socket_path = os.fspath(socket_path)
         self._lock = threading.Lock()
         self._held = {}
         self._inline_limit = config.plasma_inline_create_bytes

@@ -1,5 +1,6 @@
 """The store process and the Cython client together: real processes, real sockets."""
 import os
+import pathlib
 import signal
 import socket
 import struct
@@ -119,7 +120,7 @@ def test_get_times_out_on_an_unsealed_object_then_sees_the_seal(store, client):
 
 def test_eviction_frees_least_recently_used_unreferenced_objects(make_store):
     store = make_store(memory_bytes=1 << 20)
-    with PlasmaClient(store.socket_path) as c:
+    with PlasmaClient(pathlib.Path(store.socket_path)) as c:
         block = (1 << 20) // 8
         for n in range(8):
             c.create_and_seal(oid(n), bytes(block))
