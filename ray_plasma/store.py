@@ -8,6 +8,12 @@ lives in an ObjectTable touched only by that loop, so there are no locks. A clie
 sends a frame the store cannot parse is disconnected and logged; the store goes on.
 Readiness: the socket is bound under a temporary name and renamed to PATH once it
 listens, so PATH existing means the store accepts connections.
+
+Why plain Python here (measured on the 2-core VM, 100-byte objects): a create_and_seal +
+get + release cycle takes ~80 us wall, ~42 us of it store CPU for its two requests and one
+release (syscalls included) and ~25 us in the Cython client; 4 client processes reach
+~20k cycles/s together. That is far below the cost of the task RPC around each object, so
+the store's bookkeeping stays readable Python and only the allocator is compiled.
 """
 import argparse
 import heapq

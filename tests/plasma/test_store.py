@@ -335,6 +335,17 @@ def test_launcher_reports_why_a_store_cannot_start(tmp_path):
         PlasmaClient(str(tmp_path / "nobody.sock"))
 
 
+def test_store_runs_without_a_logs_dir(tmp_path):
+    socket_path = str(tmp_path / "bare.sock")
+    proc = start_plasma_store(socket_path, 1 << 20)    # logs go to our stderr
+    try:
+        with PlasmaClient(socket_path) as c:
+            assert c.capacity == 1 << 20 and c.stats()["num_clients"] == 1
+    finally:
+        stop_process(proc)
+    assert proc.returncode == 0
+
+
 def test_hugepages_flag_falls_back_to_normal_pages(make_store, tmp_path):
     store = make_store(memory_bytes=4 << 20)
     hp_path = str(tmp_path / "hp.sock")
