@@ -400,3 +400,48 @@ def test_a_subscriber_that_never_reads_is_dropped_not_buffered_forever(tmp_path)
             assert c.stats()["num_subscribers"] == 0
     finally:
         stop_process(proc)
+
+
+def test_random_traffic_from_many_clients_leaves_nothing_pinned(make_store):
+    import random
+    store = make_store(memory_bytes=1 << 20)
+    errors = []
+
+    def traffic(seed):
+        rng = random.Random(seed)
+        with PlasmaClient(store.socket_path) as c:
+            for _ in range(300):
+                n = rng.randrange(30)
+                op = rng.random()
+                try:
+                    if op < 0.3:
+                        c.create_and_seal(oid(n), bytes(rng.choice((10, 5000, 100_000))))
+                    elif op < 0.4:
+                        buf = c.create(oid(n), 64)
+                        buf[:4] = b"abcd"
+                        (c.seal if rng.random() < 0.7 else c.abort)(oid(n))
+                    elif op < 0.75:
+                        got = c.get([oid(n), oid(rng.randrange(30))],
+                                    timeout_ms=rng.choice((0, 5)))
+                        for obj in got:
+                            if obj is not None and rng.random() < 0.9:
+                                c.release(obj.object_id)
+                    else:
+                        c.delete([oid(n)])
+                except (ObjectExistsError, ObjectStoreFullError):
+                    pass
+                except Exception as e:  # reported below
+                    errors.append(repr(e))
+
+    threads = [threading.Thread(target=traffic, args=(seed,)) for seed in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    with PlasmaClient(store.socket_path) as c:
+        wait_until(lambda: c.stats()["num_clients"] == 1, "the clients to go")
+        stats = c.stats()
+        assert stats["pinned_or_in_use"] == 0 and stats["num_waiting_gets"] == 0
+        assert stats["evictable"] == stats["used"]
+        assert all(info.ref_count == 0 and info.state == "sealed" for info in c.list())
