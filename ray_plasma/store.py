@@ -105,6 +105,7 @@ class PlasmaStoreServer:
         self._subscribers = set()
         self._waiters = {}          # object id -> [PendingGet]
         self._timers = []           # heap of (deadline, seq, PendingGet)
+        self._resume = []           # clients whose get finished with frames still queued
         self._seq = itertools.count()
         self._stopping = False
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -160,6 +161,7 @@ class PlasmaStoreServer:
                     if handler is not None:
                         handler(fd, events)
                 self._fire_timers()
+                self._resume_deferred()
         finally:
             self.close()
 
@@ -244,14 +246,19 @@ class PlasmaStoreServer:
         if not data:
             self._drop(conn, None)
             return
-        buf = conn.inbuf
-        if buf:
-            buf += data
+        if conn.inbuf:
+            conn.inbuf += data
+            self._parse(conn, conn.inbuf)
         else:
-            buf = data      # the common case: whole frames, parsed without a copy
+            self._parse(conn, data)   # the common case: whole frames, parsed without a copy
+
+    def _parse(self, conn, buf):
+        """Serve the whole frames in buf and keep the rest. While a get of this client
+        waits, its later frames wait too, so replies stay in request order."""
         pos = 0
         try:
-            while len(buf) - pos >= protocol.HEADER_SIZE and not conn.closed:
+            while (len(buf) - pos >= protocol.HEADER_SIZE and not conn.closed
+                   and conn.pending is None):
                 length, op, status = protocol.HEADER.unpack_from(buf, pos)
                 if length > self._max_frame:
                     raise MalformedFrame(f"frame of {length} bytes exceeds "
@@ -265,11 +272,17 @@ class PlasmaStoreServer:
         except MalformedFrame as e:
             self._drop(conn, f"malformed frame: {e}")
             return
-        if buf is data:
-            if pos < len(data):
-                conn.inbuf = bytearray(data[pos:])
-        elif pos:
+        if buf is conn.inbuf:
             del buf[:pos]
+        elif pos < len(buf):
+            conn.inbuf = bytearray(buf[pos:])
+
+    def _resume_deferred(self):
+        """Serve frames that arrived while their client's get was waiting."""
+        while self._resume:
+            conn = self._resume.pop()
+            if not conn.closed and conn.pending is None and conn.inbuf:
+                self._parse(conn, conn.inbuf)
 
     def _dispatch(self, conn, op, status, body):
         handler = self._handlers.get(op)
@@ -458,6 +471,8 @@ class PlasmaStoreServer:
         self._unwait(pending)
         if pending.conn.closed:
             return
+        if pending.conn.inbuf:
+            self._resume.append(pending.conn)
         self._send(pending.conn, protocol.OP_GET, protocol.STATUS_OK,
                    _get_reply(pending.entries))
 

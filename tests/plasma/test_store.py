@@ -445,3 +445,30 @@ def test_random_traffic_from_many_clients_leaves_nothing_pinned(make_store):
         assert stats["pinned_or_in_use"] == 0 and stats["num_waiting_gets"] == 0
         assert stats["evictable"] == stats["used"]
         assert all(info.ref_count == 0 and info.state == "sealed" for info in c.list())
+
+
+def test_pipelined_requests_are_answered_in_order_behind_a_waiting_get(store, client):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(store.socket_path)
+        s.sendall(protocol.HEADER.pack(4, protocol.OP_HELLO, 0) + struct.pack("<I", 1))
+        msg, fds, _, _ = socket.recv_fds(s, protocol.HEADER_SIZE + 8, 1)
+        for fd in fds:
+            os.close(fd)
+        get = protocol.GET.pack(-1) + oid(1)
+        s.sendall(protocol.HEADER.pack(len(get), protocol.OP_GET, 0) + get +
+                  protocol.HEADER.pack(28, protocol.OP_CONTAINS, 0) + oid(1))
+        wait_until(lambda: client.stats()["num_waiting_gets"] == 1, "the get to wait")
+        client.create_and_seal(oid(1), b"now")
+        s.settimeout(20)
+        want = 2 * protocol.HEADER_SIZE + protocol.GET_ENTRY.size + 1
+        data = b""
+        while len(data) < want:
+            data += s.recv(want - len(data))
+        length, op, status = protocol.HEADER.unpack_from(data)
+        assert (op, status, length) == (protocol.OP_GET, 0, protocol.GET_ENTRY.size)
+        found, _, size, _ = protocol.GET_ENTRY.unpack_from(data, protocol.HEADER_SIZE)
+        assert (found, size) == (1, 3)
+        tail = data[protocol.HEADER_SIZE + length:]
+        assert protocol.HEADER.unpack_from(tail)[1] == protocol.OP_CONTAINS
+        assert tail[protocol.HEADER_SIZE:] == b"\x01"
+    wait_until(lambda: client.list()[0].ref_count == 0, "the raw client's reference to go")
