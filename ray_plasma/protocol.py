@@ -20,8 +20,10 @@ Bodies (requests -> OK replies):
   STATS            empty                -> JSON object
   SUBSCRIBE        empty                -> empty; afterwards the store only sends EVENT
                                            frames on this connection: EVENT_ENTRY bodies
-A frame the store cannot parse (unknown op, bad length, a body that does not fit the op)
-closes that client's connection; the store logs it and goes on.
+A connection starts with HELLO (or SUBSCRIBE, which needs no region). Requests on one
+connection are answered in order: a GET that waits holds back the requests queued behind
+it. A frame the store cannot parse (unknown op, bad length, a body that does not fit the
+op) closes that client's connection; the store logs it and goes on.
 """
 import collections
 import struct
