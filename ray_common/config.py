@@ -67,6 +67,12 @@ _TUNABLES = [
     Tunable("object_spilling_directory", "", "Where primary copies spill; empty means <session>/spill."),
     Tunable("memory_usage_threshold", 0.95, "Node memory fraction above which the raylet kills a worker."),
     Tunable("memory_monitor_refresh_ms", 250, "Interval of the raylet's memory monitor; 0 disables it."),
+    Tunable("plasma_store_startup_timeout_s", 30.0, "A started plasma store must accept connections within this."),
+    Tunable("plasma_max_frame_bytes", 64 * 1024 ** 2, "Largest plasma protocol frame; bigger ones are malformed and drop the client."),
+    Tunable("plasma_listen_backlog", 1024, "Pending connections the store's socket queues (hundreds of workers connect at once)."),
+    Tunable("plasma_subscriber_max_buffered_bytes", 64 * 1024 ** 2, "Unsent notifications per subscriber before the store drops it."),
+    Tunable("plasma_inline_create_bytes", 1024 ** 2, "create_and_seal sends values up to this size through the socket (one round trip); larger ones are written in place."),
+    Tunable("preallocate_plasma_memory", False, "Fault in the whole region at startup so first writes run at memcpy speed (costs the full capacity in RAM at once)."),
 ]
 
 DEFAULTS: Dict[str, Tunable] = {t.name: t for t in _TUNABLES}
