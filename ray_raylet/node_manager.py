@@ -17,10 +17,10 @@ from typing import Dict, List, Optional
 from ray_common import rpc
 from ray_common.config import config
 from ray_common.ids import JobID
-from ray_common.protocol import (common_pb2, gcs_service_pb2, node_manager_pb2,
-                                 node_manager_pb2_grpc, object_manager_pb2_grpc)
+from ray_common.protocol import common_pb2, gcs_service_pb2, node_manager_pb2, node_manager_pb2_grpc
 from ray_raylet import resources as res
 from ray_raylet.lease_manager import LeaseManager
+from ray_raylet import object_manager
 from ray_raylet.object_manager import ObjectManager, PullError
 from ray_raylet.worker_pool import Worker, WorkerPool
 
@@ -68,7 +68,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
                                      node_address=self.node_addresses.get)
         self.server, self.port = await rpc.start_server(
             [(node_manager_pb2_grpc.add_NodeManagerServiceServicer_to_server, self),
-             (object_manager_pb2_grpc.add_ObjectManagerServiceServicer_to_server, self.objects)],
+             (object_manager.add_to_server, self.objects)],
             port=port)
         self.node_addresses[self.node_id] = self.address
         return self.port

@@ -7,6 +7,7 @@ import pytest
 from ray_common import rpc
 from ray_common.protocol import common_pb2, core_worker_pb2, core_worker_pb2_grpc
 from ray_common.protocol import node_manager_pb2 as nm
+from ray_common.protocol import object_manager_pb2 as om, object_manager_pb2_grpc as omg
 from ray_plasma.client import PlasmaClient
 from tests.raylet.cluster import Reply
 
@@ -141,3 +142,21 @@ def test_pin_and_free_objects(cluster):
     raylet.call("FreeObjects", nm.FreeObjectsRequest(object_ids=[object_id]))
     assert raylet.stats().num_pinned_objects == 0
     assert read(raylet, object_id) is None
+
+
+def test_push_writes_an_object_into_the_receivers_store(cluster):
+    receiver = cluster.add_raylet(num_cpus=0)
+    data = os.urandom(2 * 1024 ** 2 + 5)
+    object_id = os.urandom(28)
+    half = len(data) // 2
+
+    async def push():
+        stub = rpc.stub(omg.ObjectManagerServiceStub, receiver.address)
+        chunks = [om.ObjectChunk(object_id=object_id, data_size=len(data), chunk_index=0,
+                                 num_chunks=2, payload=data[:half], metadata=b"m",
+                                 has_metadata=True),
+                  om.ObjectChunk(object_id=object_id, data_size=len(data), chunk_index=1,
+                                 num_chunks=2, payload=data[half:])]
+        return await stub.Push(iter(chunks), timeout=30)
+    assert rpc.run_sync(push()).success
+    assert read(receiver, object_id) == (hashlib.sha256(data).hexdigest(), len(data), b"m")
