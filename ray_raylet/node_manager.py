@@ -158,6 +158,12 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
 
     def _on_node_info(self, info: common_pb2.NodeInfo) -> None:
         if info.node_id == self.node_id:
+            if info.state == common_pb2.NodeInfo.DEAD:
+                # The GCS gave up on this node (missed health checks): its leases and
+                # objects are being failed over, so carrying on would only split the cluster.
+                logger.error("The GCS marked this node %s dead (%s); shutting down",
+                             self.node_id.hex(), info.death_reason or "no reason given")
+                self.on_shutdown_request()
             return
         if info.state == common_pb2.NodeInfo.ALIVE:
             self.node_addresses[info.node_id] = (f"{info.node_manager_address}:"

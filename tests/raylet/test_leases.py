@@ -1,12 +1,17 @@
 """Leases against real processes: a GCS, raylets, plasma stores and test workers."""
+import glob
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 
 import psutil
+import pytest
 
 from ray_common.protocol import common_pb2, gcs_service_pb2, node_manager_pb2 as nm
+from ray_raylet.resources import cuda_visible_devices
 from tests.raylet.cluster import Reply, wait_for
 
 
@@ -162,3 +167,46 @@ def test_driver_death_finishes_its_job_and_kills_its_workers(cluster):
         if driver.poll() is None:
             driver.kill()
             driver.wait()
+
+
+@pytest.mark.gcs_env({"RAY_CORE_HEALTH_CHECK_INITIAL_DELAY_MS": "0",
+                      "RAY_CORE_HEALTH_CHECK_PERIOD_MS": "100",
+                      "RAY_CORE_HEALTH_CHECK_TIMEOUT_MS": "1000",
+                      "RAY_CORE_HEALTH_CHECK_FAILURE_THRESHOLD": "3"})
+def test_health_checks_are_answered_until_the_raylet_dies(cluster):
+    raylet = cluster.add_raylet(num_cpus=0)
+
+    def state():
+        nodes = cluster.gcs.sync.get_all_node_info()
+        return [n.state for n in nodes if n.node_id == raylet.node_id][0]
+    wait_for(lambda: state() == common_pb2.NodeInfo.ALIVE, "the node to be alive")
+    # Ten check periods later it is still alive: every check was answered.
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        assert state() == common_pb2.NodeInfo.ALIVE
+        time.sleep(0.1)
+    raylet.proc.kill()
+    raylet.proc.wait()
+    wait_for(lambda: state() == common_pb2.NodeInfo.DEAD, "the GCS to mark the node dead")
+
+
+def test_gpus_from_cuda_visible_devices_are_leased_by_device_id(cluster):
+    raylet = cluster.add_raylet(num_cpus=2, num_gpus=None, env={"CUDA_VISIBLE_DEVICES": "3,5"})
+    assert raylet.stats().resources_total["GPU"] == 2
+    first = raylet.lease({"CPU": 1, "GPU": 1})
+    second = raylet.lease({"CPU": 1, "GPU": 0.5})
+    devices = [[list(e.instance_ids) for e in r.resource_mapping if e.name == "GPU"][0]
+               for r in (first, second)]
+    assert devices == [[3], [5]]
+    assert cuda_visible_devices(first.resource_mapping) == "3"
+    out = wait_for(lambda: _worker_out(raylet, first.worker_pid), "the worker's report")
+    assert out["cuda_visible_devices"] == "3"
+
+
+def _worker_out(raylet, pid):
+    for path in glob.glob(os.path.join(raylet.session_dir, "logs", f"worker-*-{pid}.out")):
+        with open(path) as f:
+            text = f.read()
+        if text.endswith("\n"):
+            return json.loads(text.splitlines()[0])
+    return None
