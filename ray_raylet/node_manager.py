@@ -203,11 +203,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         if worker.is_driver:
             logger.warning("Driver %s (pid %d) of job %s died: finishing the job and killing "
                            "its workers", worker.hex, worker.pid, worker.job_id.hex())
-            for lease in self.leases.leases_of_job(worker.job_id):
-                self.pool.kill(lease.worker, f"driver of job {worker.job_id.hex()} died")
-            for idle in self.pool.idle_workers():
-                if idle.job_id == worker.job_id:
-                    self.pool.kill(idle, f"driver of job {worker.job_id.hex()} died")
+            self._end_job(worker.job_id, "its driver died")
             asyncio.ensure_future(self._gcs_quietly(self._mark_job_finished(worker.job_id),
                                                     "mark the job finished"))
             return
@@ -227,6 +223,11 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
                                               port=worker.port, worker_id=worker.worker_id))
         asyncio.ensure_future(self._gcs_quietly(self.gcs.report_worker_failure(failure),
                                                 "report a worker failure"))
+
+    def _end_job(self, job_id: bytes, why: str) -> None:
+        """Kill every worker of a job that is over (leased ones included)."""
+        for worker in self.pool.workers_of_job(job_id):
+            self.pool.kill(worker, f"job {job_id.hex()} is over: {why}")
 
     async def _mark_job_finished(self, job_id: bytes) -> None:
         await self.gcs.mark_job_finished(JobID.from_binary(job_id))
@@ -268,11 +269,20 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
                                           node_id=self.node_id)
         if not is_driver:
             self.leases.schedule_dispatch()
+        elif config.worker_prestart_on_driver and request.job_id:
+            self.pool.prestart(request.job_id, self.pool.soft_limit)
         return NM.RegisterWorkerReply(node_id=self.node_id, success=True,
                                       object_store_socket_name=self.object_store_socket)
 
     async def DisconnectWorker(self, request, context):
-        worker = self.pool.workers.get(request.worker_id) or self.pool.drivers.get(request.worker_id)
+        driver = self.pool.drivers.get(request.worker_id)
+        if driver is not None:
+            logger.info("Driver %s (pid %d) of job %s disconnected: %s", driver.hex, driver.pid,
+                        driver.job_id.hex(), request.exit_detail or "shutdown")
+            self.pool.forget_driver(driver)
+            self._end_job(driver.job_id, "its driver disconnected")
+            return NM.DisconnectWorkerReply()
+        worker = self.pool.workers.get(request.worker_id)
         if worker is not None:
             worker.exit_intended = True
             logger.info("Worker %s (pid %d) is exiting: %s", worker.hex, worker.pid,

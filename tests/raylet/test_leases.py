@@ -144,16 +144,26 @@ def test_sigterm_stops_workers_and_store_and_unregisters(cluster):
     assert [n.state for n in nodes if n.node_id == raylet.node_id] == [common_pb2.NodeInfo.DEAD]
 
 
+def _register_driver(cluster, raylet, pid):
+    job_id = cluster.gcs.sync.add_job(gcs_service_pb2.JobTableData(driver_pid=pid))
+    driver_id = os.urandom(28)
+    registered = raylet.call("RegisterWorker", nm.RegisterWorkerRequest(
+        worker_id=driver_id, pid=pid, worker_type=common_pb2.DRIVER,
+        job_id=job_id.binary(), ip_address="127.0.0.1"))
+    assert registered.success and registered.node_id == raylet.node_id
+    return job_id, driver_id
+
+
 def test_driver_death_finishes_its_job_and_kills_its_workers(cluster):
     raylet = cluster.add_raylet(num_cpus=1)
     driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
-        job_id = cluster.gcs.sync.add_job(gcs_service_pb2.JobTableData(driver_pid=driver.pid))
-        registered = raylet.call("RegisterWorker", nm.RegisterWorkerRequest(
-            worker_id=os.urandom(28), pid=driver.pid, worker_type=common_pb2.DRIVER,
-            job_id=job_id.binary(), ip_address="127.0.0.1"))
-        assert registered.success and registered.node_id == raylet.node_id
+        job_id, _ = _register_driver(cluster, raylet, driver.pid)
+        # A worker is prestarted for the job as its driver registers; the lease gets it.
+        prestarted = wait_for(lambda: [w.pid for w in raylet.stats().workers if w.is_idle],
+                              "a prestarted idle worker")
         leased = raylet.lease({"CPU": 1}, job_id=job_id.binary())
+        assert [leased.worker_pid] == prestarted
         driver.kill()
         driver.wait()
         wait_for(lambda: not psutil.pid_exists(leased.worker_pid), "the job's worker to die")
@@ -167,6 +177,24 @@ def test_driver_death_finishes_its_job_and_kills_its_workers(cluster):
         if driver.poll() is None:
             driver.kill()
             driver.wait()
+
+
+def test_driver_disconnect_ends_its_workers_and_intended_exits_are_not_failures(cluster):
+    raylet = cluster.add_raylet(num_cpus=1)
+    job_id, driver_id = _register_driver(cluster, raylet, os.getpid())
+    leased = raylet.lease({"CPU": 1}, job_id=job_id.binary())
+    raylet.call("DisconnectWorker", nm.DisconnectWorkerRequest(worker_id=driver_id))
+    wait_for(lambda: not psutil.pid_exists(leased.worker_pid), "the job's worker to die")
+    wait_for(lambda: raylet.stats().resources_available["CPU"] == 1, "the CPU to come back")
+    other = raylet.lease({"CPU": 1}, job_id=b"\x09\0\0\0")
+    raylet.call("DisconnectWorker", nm.DisconnectWorkerRequest(
+        worker_id=other.worker_address.worker_id, exit_detail="exiting on purpose"))
+    os.kill(other.worker_pid, signal.SIGKILL)
+    wait_for(lambda: "exiting on purpose" in raylet.log(), "the disconnect to be logged")
+    wait_for(lambda: raylet.stats().resources_available["CPU"] == 1, "the CPU to come back")
+    exit_lines = [line for line in raylet.log().splitlines()
+                  if other.worker_address.worker_id.hex() in line and "exited with code" in line]
+    assert exit_lines and exit_lines[0].startswith("I"), exit_lines  # info, not a failure
 
 
 @pytest.mark.gcs_env({"RAY_CORE_HEALTH_CHECK_INITIAL_DELAY_MS": "0",

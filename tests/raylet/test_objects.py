@@ -160,3 +160,19 @@ def test_push_writes_an_object_into_the_receivers_store(cluster):
         return await stub.Push(iter(chunks), timeout=30)
     assert rpc.run_sync(push()).success
     assert read(receiver, object_id) == (hashlib.sha256(data).hexdigest(), len(data), b"m")
+
+
+def test_pull_tries_the_next_location_when_one_fails(cluster):
+    puller = cluster.add_raylet(num_cpus=0)
+    empty = cluster.add_raylet(num_cpus=0)
+    holder = cluster.add_raylet(num_cpus=0)
+    data = os.urandom(1024 ** 2)
+    object_id = put(holder, data)
+    dead_node = os.urandom(28)
+    reply = puller.call("PullObjects",
+                        pull_request(object_id, [dead_node, empty.node_id, holder.node_id]))
+    assert reply.success, reply
+    assert read(puller, object_id)[0] == hashlib.sha256(data).hexdigest()
+    assert holder.stats().num_pulls_served == 1
+    log = puller.log()
+    assert f"Pull of object {object_id.hex()} from node {empty.node_id.hex()} failed" in log
