@@ -101,6 +101,7 @@ def main(argv=None) -> int:
         logger.info("Raylet of node %s starting at %s:%d, plasma store pid %d at %s, log %s",
                     node_id.hex(), args.node_ip, port, store.pid, socket_path, log_path)
         rpc.run_sync(node.start())
+        rpc.run_sync(node.watch_store(store.pid))
         info = {"node_id": node_id.hex(), "raylet_address": f"{args.node_ip}:{port}",
                 "object_store_socket": socket_path, "node_ip": args.node_ip,
                 "pid": os.getpid(), "log_file": log_path}

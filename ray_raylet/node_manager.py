@@ -22,7 +22,7 @@ from ray_raylet import resources as res
 from ray_raylet.lease_manager import LeaseManager
 from ray_raylet import object_manager
 from ray_raylet.object_manager import ObjectManager, PullError
-from ray_raylet.worker_pool import Worker, WorkerPool
+from ray_raylet.worker_pool import ProcessWatcher, Worker, WorkerPool
 
 logger = logging.getLogger(__name__)
 NM = node_manager_pb2
@@ -55,6 +55,8 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         self._tasks: List[asyncio.Task] = []
         self._subscription = None
         self._last_report = None
+        self._store_watch: Optional[ProcessWatcher] = None
+        self._store_fd: Optional[int] = None
 
     @property
     def address(self) -> str:
@@ -106,8 +108,20 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
             start_time_ms=int(time.time() * 1000), is_head_node=self.is_head,
             session_dir=self.session_dir)
 
+    async def watch_store(self, pid: int) -> None:
+        """A plasma store that dies under us leaves a node that cannot hold objects: stop."""
+        def store_exited():
+            logger.error("The plasma store (pid %d) of node %s exited; shutting the raylet "
+                         "down", pid, self.node_id.hex())
+            self.on_shutdown_request()
+        self._store_watch = ProcessWatcher(asyncio.get_running_loop())
+        self._store_fd = self._store_watch.watch(pid, store_exited)
+
     async def shutdown(self, unregister: bool = True, reason: str = "raylet shutting down") -> None:
         logger.info("Shutting down node %s: %s", self.node_id.hex(), reason)
+        if self._store_watch is not None:
+            self._store_watch.unwatch(self._store_fd)
+            self._store_watch = None
         for task in self._tasks:
             task.cancel()
         if self._subscription is not None:

@@ -190,8 +190,8 @@ class WorkerPool:
     def _take_idle(self, job_id: bytes) -> Optional[Worker]:
         best = None
         for worker in self.workers.values():
-            if worker.state is not WorkerState.IDLE:
-                continue
+            if worker.state is not WorkerState.IDLE or worker.exit_intended:
+                continue  # a worker asked to exit may still look idle until it is gone
             if worker.job_id and job_id and worker.job_id != job_id:
                 continue
             # The most recently used one, so that the others age and can be reaped.

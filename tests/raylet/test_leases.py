@@ -238,3 +238,16 @@ def _worker_out(raylet, pid):
         if text.endswith("\n"):
             return json.loads(text.splitlines()[0])
     return None
+
+
+def test_raylet_stops_when_its_plasma_store_dies(cluster):
+    raylet = cluster.add_raylet(num_cpus=1)
+    raylet.lease({"CPU": 1})
+    store = [p for p in raylet.descendants() if "ray_plasma.store" in " ".join(p.cmdline())]
+    assert len(store) == 1
+    children = raylet.descendants()
+    store[0].kill()
+    assert raylet.proc.wait(30) == 0
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive
+    assert "The plasma store (pid" in raylet.log()
