@@ -79,7 +79,6 @@ _TUNABLES = [
     Tunable("plasma_listen_backlog", 1024, "Pending connections the store's socket queues (hundreds of workers connect at once)."),
     Tunable("plasma_subscriber_max_buffered_bytes", 64 * 1024 ** 2, "Unsent notifications per subscriber before the store drops it."),
     Tunable("plasma_inline_create_bytes", 1024 ** 2, "create_and_seal sends values up to this size through the socket (one round trip); larger ones are written in place."),
-    Tunable("plasma_prefault_min_bytes", 1024 ** 2, "Objects from this size are faulted in with one madvise before the caller writes them."),
     Tunable("preallocate_plasma_memory", False, "Fault in the whole region at startup so first writes run at memcpy speed (costs the full capacity in RAM at once)."),
 ]
 

@@ -12,7 +12,8 @@ from ray_gcs import errors
 from ray_gcs.storage import Storage, Table
 
 
-def _namespace_prefix(namespace: str) -> bytes:
+def namespace_prefix(namespace: str) -> bytes:
+    """The storage-key prefix of a KV namespace (see the module docstring)."""
     encoded = namespace.encode()
     return str(len(encoded)).encode() + b":" + encoded + b":"
 
@@ -24,7 +25,7 @@ class GcsKVManager(gcs_service_pb2_grpc.InternalKVGcsServiceServicer):
     def _key(self, namespace: str, key: bytes, what: str) -> bytes:
         if not key:
             raise errors.invalid(f"{what}: the key is empty (namespace {namespace!r})")
-        return _namespace_prefix(namespace) + key
+        return namespace_prefix(namespace) + key
 
     @errors.handler
     async def InternalKVGet(self, request, context):
@@ -34,7 +35,7 @@ class GcsKVManager(gcs_service_pb2_grpc.InternalKVGcsServiceServicer):
 
     @errors.handler
     async def InternalKVMultiGet(self, request, context):
-        prefix = _namespace_prefix(request.namespace)
+        prefix = namespace_prefix(request.namespace)
         found = await self._storage.multi_get(Table.KV, [prefix + k for k in request.keys])
         skip = len(prefix)
         return pb.InternalKVMultiGetReply(
@@ -56,7 +57,7 @@ class GcsKVManager(gcs_service_pb2_grpc.InternalKVGcsServiceServicer):
     @errors.handler
     async def InternalKVDel(self, request, context):
         if request.del_by_prefix:
-            prefix = _namespace_prefix(request.namespace) + request.key
+            prefix = namespace_prefix(request.namespace) + request.key
             keys = await self._storage.scan_keys(Table.KV, prefix)
         else:
             keys = [self._key(request.namespace, request.key, "InternalKVDel")]
@@ -71,7 +72,7 @@ class GcsKVManager(gcs_service_pb2_grpc.InternalKVGcsServiceServicer):
 
     @errors.handler
     async def InternalKVKeys(self, request, context):
-        prefix = _namespace_prefix(request.namespace)
+        prefix = namespace_prefix(request.namespace)
         keys = await self._storage.scan_keys(Table.KV, prefix + request.prefix)
         skip = len(prefix)
         return pb.InternalKVKeysReply(results=sorted(k[skip:] for k in keys))

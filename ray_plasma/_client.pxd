@@ -18,8 +18,9 @@ cdef class PlasmaClient:
     cdef readonly uint64_t region_address
     cdef dict _held
     cdef uint64_t _inline_limit
-    cdef uint64_t _prefault_min
 
     cdef bytes _request(self, uint16_t op, bytes body, bint reply)
     cdef bytes _request_locked(self, uint16_t op, bytes body, bint reply)
+    cdef list _get_locked(self, list ids, bytes body)
+    cdef int _transfer(self, bint sending, char *buf, size_t n, str what) except -1
     cdef object _disconnected(self, str why)

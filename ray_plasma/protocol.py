@@ -78,6 +78,8 @@ EVENT_NAMES = {EVENT_SEALED: "sealed", EVENT_DELETED: "deleted"}
 def split_ids(body: bytes, start: int = 0):
     """The ids concatenated in body[start:]; ValueError unless they fill it exactly."""
     size = len(body) - start
+    if size == OBJECT_ID_SIZE:
+        return [bytes(body[start:])]
     if size <= 0 or size % OBJECT_ID_SIZE:
         raise ValueError(f"expected a non-empty list of {OBJECT_ID_SIZE}-byte ids, "
                          f"got {size} bytes")

@@ -70,6 +70,9 @@ class GcsProcesses:
         self.procs.append(proc)
         return proc, address
 
+    def log_path(self, session="session"):
+        return str(self._tmp_path / session / "logs" / "gcs_server.log")
+
     def stop_all(self):
         for proc in self.procs:
             stop_process(proc)

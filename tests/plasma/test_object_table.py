@@ -97,3 +97,23 @@ def test_errors_name_the_object(table):
         table.seal(a, oid(1))
     with pytest.raises(ObjectNotFoundError, match="holds 0 reference"):
         table.release(b, oid(1))
+
+
+def test_a_reference_taken_while_the_seal_is_announced_pins_the_object():
+    waiter = ClientRefs("waiter")
+    holder = {}
+
+    def on_event(entry, event):   # what the store does for a get waiting on the object
+        if event == 1 and entry.object_id == oid(1):
+            holder["table"].add_ref(waiter, entry)
+
+    table = holder["table"] = ObjectTable(64 * KB, on_event=on_event)
+    writer = ClientRefs("writer")
+    put(table, writer, 1, size=32 * KB)
+    assert table.eviction_order() == [] and table.pinned_or_in_use() == 32 * KB
+    with pytest.raises(ObjectStoreFullError):
+        table.create(writer, oid(2), 48 * KB, 0)
+    table.release(waiter, oid(1))
+    assert table.eviction_order() == [oid(1)] and table.pinned_or_in_use() == 0
+    table.create(writer, oid(2), 48 * KB, 0)      # now it may go
+    assert oid(1) not in table.objects
