@@ -337,8 +337,13 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
                                    explicit.get(ref.object_id)) for ref in refs]
         timeout = request.timeout_ms / 1000.0 if request.timeout_ms > 0 else None
         tasks = [asyncio.ensure_future(p) for p in pulls]
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
+        try:
+            if tasks:
+                await asyncio.wait(tasks, timeout=timeout)
+        except asyncio.CancelledError:  # the caller went away: so do its pulls
+            for task in tasks:
+                task.cancel()
+            raise
         reply = NM.PullObjectsReply(success=True)
         for ref, task in zip(refs, tasks):
             result = reply.results.add(object_id=ref.object_id, success=True)

@@ -99,9 +99,18 @@ class ObjectManager(object_manager_pb2_grpc.ObjectManagerServiceServicer):
         future = self._inflight.get(object_id)
         if future is None:
             future = asyncio.ensure_future(self._pull(object_id, owner_address, locations))
+            future.waiters = 0
             self._inflight[object_id] = future
             future.add_done_callback(lambda _: self._inflight.pop(object_id, None))
-        await asyncio.shield(future)
+        future.waiters += 1
+        try:
+            await asyncio.shield(future)
+        finally:
+            future.waiters -= 1
+            if not future.waiters and not future.done():
+                # Nobody wants it any more (every caller gave up): stop asking and pulling.
+                future.cancel()
+                logger.info("Pull of object %s canceled: no one waits for it", object_id.hex())
 
     async def _pull(self, object_id: bytes, owner_address, locations) -> None:
         failures = []

@@ -9,7 +9,7 @@ from ray_common.protocol import common_pb2, core_worker_pb2, core_worker_pb2_grp
 from ray_common.protocol import node_manager_pb2 as nm
 from ray_common.protocol import object_manager_pb2 as om, object_manager_pb2_grpc as omg
 from ray_plasma.client import PlasmaClient
-from tests.raylet.cluster import Reply
+from tests.raylet.cluster import Reply, wait_for
 
 
 def put(raylet, data: bytes, metadata=b"meta") -> bytes:
@@ -176,3 +176,14 @@ def test_pull_tries_the_next_location_when_one_fails(cluster):
     assert holder.stats().num_pulls_served == 1
     log = puller.log()
     assert f"Pull of object {object_id.hex()} from node {empty.node_id.hex()} failed" in log
+
+
+def test_a_pull_nobody_waits_for_any_more_stops(cluster, owner):
+    puller = cluster.add_raylet(num_cpus=0)
+    missing = os.urandom(28)
+    owner.locations[missing] = []  # never a copy: the raylet would ask forever
+    future = puller.spawn("PullObjects", pull_request(missing, owner=owner.address), timeout=0.5)
+    with pytest.raises(Exception, match="DEADLINE_EXCEEDED"):
+        future.result(30)
+    wait_for(lambda: f"Pull of object {missing.hex()} canceled" in puller.log(),
+             "the abandoned pull to stop")
