@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 from ray_common.protocol import common_pb2, gcs_service_pb2, node_manager_pb2 as nm
+from ray_raylet.launcher import start_raylet
 from ray_raylet.resources import cuda_visible_devices
 from tests.raylet.cluster import Reply, wait_for
 
@@ -251,3 +252,21 @@ def test_raylet_stops_when_its_plasma_store_dies(cluster):
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive
     assert "The plasma store (pid" in raylet.log()
+
+
+def test_two_raylets_in_one_session_dir_log_to_their_own_files(cluster):
+    shared = os.path.join(cluster.root, "shared")
+    infos = []
+    try:
+        for _ in range(2):
+            proc, info = start_raylet(cluster.gcs_address, shared, num_cpus=0,
+                                      object_store_memory=32 * 1024 ** 2, env=cluster.env)
+            infos.append((proc, info))
+        names = [os.path.basename(info["log_file"]) for _, info in infos]
+        port = infos[1][1]["raylet_address"].rsplit(":", 1)[1]
+        assert names == ["raylet.log", f"raylet_{port}.log"]
+        assert infos[0][1]["object_store_socket"] != infos[1][1]["object_store_socket"]
+    finally:
+        for proc, _ in infos:
+            proc.terminate()
+            proc.wait(30)
