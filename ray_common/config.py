@@ -59,6 +59,13 @@ _TUNABLES = [
     Tunable("idle_worker_killing_time_threshold_ms", 1000, "Idle time before a surplus worker is killed."),
     Tunable("worker_register_timeout_seconds", 60, "A started worker must register within this."),
     Tunable("worker_lease_timeout_milliseconds", 0, "0: lease requests queue until granted."),
+    Tunable("worker_entry_module", "ray_core.workers.default_worker", "Module the raylet runs (python -m) as a worker process."),
+    Tunable("raylet_start_timeout_s", 60.0, "A launcher waits this long for a raylet's info file."),
+    Tunable("worker_exit_grace_ms", 2000, "After asking a worker to exit, SIGKILL it past this."),
+    Tunable("object_pull_retry_rounds", 3, "Rounds over all known locations before a pull fails."),
+    Tunable("object_pull_location_poll_ms", 100, "Re-ask an object's owner at this interval while it knows no copy."),
+    Tunable("raylet_unregister_timeout_ms", 2000, "A stopping raylet waits this long to unregister at the GCS."),
+    Tunable("worker_prestart_on_driver", True, "Start num_cpus idle workers for a job when its driver registers."),
     # Objects.
     Tunable("max_direct_call_object_size", 100 * 1024, "Values up to this size stay in process memory, larger go to plasma."),
     Tunable("task_rpc_inlined_bytes_limit", 10 * 1024 ** 2, "Total inlined argument bytes per task."),

@@ -1,0 +1,394 @@
+"""The NodeManager: the raylet's gRPC face and the wiring of its parts.
+
+It owns the node's resources, the WorkerPool, the LeaseManager and the ObjectManager, and
+keeps the GCS informed: the node's registration, its resource reports (whenever they
+change, at most every `raylet_report_resources_period_milliseconds`), worker failures,
+jobs whose driver died, and the one warning per infeasible shape. From the GCS it takes
+the node table and the cluster resource view, which feed spillback decisions.
+
+Pinning: PinObjectIDs takes a plasma get reference on each primary copy and holds it until
+FreeObjects, so the store cannot evict it while its owner needs it.
+"""
+import asyncio
+import logging
+import time
+from typing import Dict, List, Optional
+
+from ray_common import rpc
+from ray_common.config import config
+from ray_common.ids import JobID
+from ray_common.protocol import common_pb2, gcs_service_pb2, node_manager_pb2, node_manager_pb2_grpc
+from ray_raylet import resources as res
+from ray_raylet.lease_manager import LeaseManager
+from ray_raylet import object_manager
+from ray_raylet.object_manager import ObjectManager, PullError
+from ray_raylet.worker_pool import ProcessWatcher, Worker, WorkerPool
+
+logger = logging.getLogger(__name__)
+NM = node_manager_pb2
+
+
+class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
+    def __init__(self, *, node_id: bytes, node_ip: str, gcs_client, gcs_address: str,
+                 plasma, object_store_socket: str, session_dir: str,
+                 total_resources: Dict[str, float], is_head: bool = False,
+                 gpu_ids: Optional[List[int]] = None):
+        self.node_id = node_id
+        self.node_ip = node_ip
+        self.gcs = gcs_client
+        self.gcs_address = gcs_address
+        self.plasma = plasma
+        self.object_store_socket = object_store_socket
+        self.session_dir = session_dir
+        self.is_head = is_head
+        self.local = res.NodeResources(total_resources, track_instances=True)
+        self.gpu_ids = gpu_ids
+        self.port = 0
+        self.server = None
+        self.pool: Optional[WorkerPool] = None
+        self.leases: Optional[LeaseManager] = None
+        self.objects: Optional[ObjectManager] = None
+        self.node_addresses: Dict[bytes, str] = {}
+        self.pinned: Dict[bytes, object] = {}
+        # Called (on the io loop) when ShutdownRaylet asks this raylet to stop.
+        self.on_shutdown_request = lambda: None
+        self._tasks: List[asyncio.Task] = []
+        self._subscription = None
+        self._last_report = None
+        self._store_watch: Optional[ProcessWatcher] = None
+        self._store_fd: Optional[int] = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.node_ip}:{self.port}"
+
+    # ---- life cycle ------------------------------------------------------------
+
+    async def serve(self, port: int = 0) -> int:
+        """Bind and start the gRPC server (both services on one port); returns the port."""
+        self.objects = ObjectManager(node_id=self.node_id, plasma=self.plasma,
+                                     node_address=self.node_addresses.get)
+        self.server, self.port = await rpc.start_server(
+            [(node_manager_pb2_grpc.add_NodeManagerServiceServicer_to_server, self),
+             (object_manager.add_to_server, self.objects)],
+            port=port)
+        self.node_addresses[self.node_id] = self.address
+        return self.port
+
+    async def start(self) -> None:
+        """Start the worker pool and lease manager, register with the GCS, follow its views."""
+        self.pool = WorkerPool(
+            node_id=self.node_id, node_ip=self.node_ip, raylet_address=self.address,
+            gcs_address=self.gcs_address, object_store_socket=self.object_store_socket,
+            session_dir=self.session_dir, num_cpus=res.from_fixed(self.local.total.get("CPU", 0)),
+            on_worker_exit=self._on_worker_exit)
+        self.pool.start()
+        self.leases = LeaseManager(node_id=self.node_id, local=self.local, pool=self.pool,
+                                   pull_dependencies=self._pull_dependencies,
+                                   warn_infeasible=self._publish_infeasible,
+                                   gpu_ids=self.gpu_ids)
+        await self.gcs.register_node(self._node_info())
+        logger.info("Registered node %s at %s with resources %s", self.node_id.hex(),
+                    self.address, res.describe(self.local.total))
+        self._subscription = self.gcs.subscribe(
+            [gcs_service_pb2.NODE_INFO_CHANNEL, gcs_service_pb2.RESOURCE_VIEW_CHANNEL],
+            self._on_gcs_message)
+        for info in await self.gcs.get_all_node_info(only_alive=True):
+            self._on_node_info(info)
+        for data in await self.gcs.get_cluster_resource_view():
+            self._on_resources(data)
+        self._tasks.append(asyncio.ensure_future(self._report_loop()))
+
+    def _node_info(self) -> common_pb2.NodeInfo:
+        return common_pb2.NodeInfo(
+            node_id=self.node_id, node_manager_address=self.node_ip,
+            node_manager_port=self.port, object_manager_port=self.port,
+            object_store_socket_name=self.object_store_socket, node_name=self.node_ip,
+            state=common_pb2.NodeInfo.ALIVE, resources_total=self.local.total_floats(),
+            start_time_ms=int(time.time() * 1000), is_head_node=self.is_head,
+            session_dir=self.session_dir)
+
+    async def watch_store(self, pid: int) -> None:
+        """A plasma store that dies under us leaves a node that cannot hold objects: stop."""
+        def store_exited():
+            logger.error("The plasma store (pid %d) of node %s exited; shutting the raylet "
+                         "down", pid, self.node_id.hex())
+            self.on_shutdown_request()
+        self._store_watch = ProcessWatcher(asyncio.get_running_loop())
+        self._store_fd = self._store_watch.watch(pid, store_exited)
+
+    async def shutdown(self, unregister: bool = True, reason: str = "raylet shutting down") -> None:
+        logger.info("Shutting down node %s: %s", self.node_id.hex(), reason)
+        if self._store_watch is not None:
+            self._store_watch.unwatch(self._store_fd)
+            self._store_watch = None
+        for task in self._tasks:
+            task.cancel()
+        if self._subscription is not None:
+            self._subscription.close()
+        if self.pool is not None:
+            await self.pool.shutdown()
+        for object_id in list(self.pinned):
+            self._unpin(object_id)
+        if unregister:
+            try:
+                await asyncio.wait_for(self.gcs.unregister_node(self.node_id, reason),
+                                       config.raylet_unregister_timeout_ms / 1000.0)
+            except Exception as e:  # the GCS may be gone first
+                logger.info("Could not unregister node %s: %s", self.node_id.hex(), e)
+        if self.server is not None:
+            await self.server.stop(grace=None)
+
+    # ---- GCS: reports and views -----------------------------------------------------
+
+    def _resources_data(self) -> common_pb2.ResourcesData:
+        return common_pb2.ResourcesData(
+            node_id=self.node_id, resources_total=self.local.total_floats(),
+            resources_available=self.local.available_floats(),
+            resource_load=self.leases.resource_load(), version=self.leases.version)
+
+    async def _report_loop(self) -> None:
+        period = config.raylet_report_resources_period_milliseconds / 1000.0
+        while True:
+            await asyncio.sleep(period)
+            data = self._resources_data()
+            key = (tuple(sorted(data.resources_available.items())),
+                   tuple(d.SerializeToString() for d in data.resource_load))
+            if key == self._last_report:
+                continue
+            try:
+                await self.gcs.report_resource_usage(data)
+                self._last_report = key
+            except Exception as e:
+                logger.warning("Resource report of node %s failed: %s", self.node_id.hex(), e)
+
+    def _on_gcs_message(self, message) -> None:
+        which = message.WhichOneof("inner_message")
+        if which == "node_info_message":
+            self._on_node_info(message.node_info_message)
+        elif which == "resource_view_message":
+            for data in message.resource_view_message.nodes:
+                self._on_resources(data)
+
+    def _on_node_info(self, info: common_pb2.NodeInfo) -> None:
+        if info.node_id == self.node_id:
+            if info.state == common_pb2.NodeInfo.DEAD:
+                # The GCS gave up on this node (missed health checks): its leases and
+                # objects are being failed over, so carrying on would only split the cluster.
+                logger.error("The GCS marked this node %s dead (%s); shutting down",
+                             self.node_id.hex(), info.death_reason or "no reason given")
+                self.on_shutdown_request()
+            return
+        if info.state == common_pb2.NodeInfo.ALIVE:
+            self.node_addresses[info.node_id] = (f"{info.node_manager_address}:"
+                                                 f"{info.node_manager_port}")
+            address = common_pb2.Address(node_id=info.node_id,
+                                         ip_address=info.node_manager_address,
+                                         port=info.node_manager_port)
+            known = self.leases.remote.get(info.node_id)
+            available = known.available_floats() if known else dict(info.resources_total)
+            self.leases.update_node(info.node_id, address, dict(info.resources_total), available)
+        else:
+            self.node_addresses.pop(info.node_id, None)
+            self.leases.remove_node(info.node_id)
+
+    def _on_resources(self, data: common_pb2.ResourcesData) -> None:
+        if data.node_id != self.node_id and data.node_id in self.node_addresses:
+            self.leases.update_node(data.node_id, None, dict(data.resources_total),
+                                    dict(data.resources_available))
+
+    def _publish_infeasible(self, message: str, job_id: bytes) -> None:
+        pub = gcs_service_pb2.PubMessage(
+            channel_type=gcs_service_pb2.ERROR_INFO_CHANNEL, key_id=job_id,
+            error_info_message=gcs_service_pb2.ErrorTableData(
+                job_id=job_id, type="infeasible_task", error_message=message,
+                timestamp_ms=int(time.time() * 1000)))
+        asyncio.ensure_future(self._gcs_quietly(self.gcs.publish([pub]), "publish a warning"))
+
+    async def _gcs_quietly(self, coro, what: str) -> None:
+        try:
+            await coro
+        except Exception as e:
+            logger.warning("Could not %s at the GCS: %s", what, e)
+
+    # ---- workers ----------------------------------------------------------------
+
+    def _on_worker_exit(self, worker: Worker) -> None:
+        if worker.is_driver:
+            logger.warning("Driver %s (pid %d) of job %s died: finishing the job and killing "
+                           "its workers", worker.hex, worker.pid, worker.job_id.hex())
+            self._end_job(worker.job_id, "its driver died")
+            asyncio.ensure_future(self._gcs_quietly(self._mark_job_finished(worker.job_id),
+                                                    "mark the job finished"))
+            return
+        lease = self.leases.worker_died(worker)
+        if worker.exit_intended:
+            return
+        detail = (f"worker {worker.hex} (pid {worker.pid}) on node {self.node_id.hex()} exited "
+                  f"unexpectedly with code {worker.exit_code}"
+                  + (f" while holding lease {lease.lease_id.hex()} of task "
+                     f"{lease.request.task_hex}" if lease else ""))
+        failure = gcs_service_pb2.WorkerTableData(
+            worker_id=worker.worker_id, is_alive=False, pid=worker.pid,
+            worker_type=common_pb2.WORKER, job_id=worker.job_id,
+            exit_type=common_pb2.WORKER_DIED, exit_detail=detail,
+            timestamp_ms=int(time.time() * 1000),
+            worker_address=common_pb2.Address(node_id=self.node_id, ip_address=worker.ip_address,
+                                              port=worker.port, worker_id=worker.worker_id))
+        asyncio.ensure_future(self._gcs_quietly(self.gcs.report_worker_failure(failure),
+                                                "report a worker failure"))
+
+    def _end_job(self, job_id: bytes, why: str) -> None:
+        """Kill every worker of a job that is over (leased ones included)."""
+        for worker in self.pool.workers_of_job(job_id):
+            self.pool.kill(worker, f"job {job_id.hex()} is over: {why}")
+
+    async def _mark_job_finished(self, job_id: bytes) -> None:
+        await self.gcs.mark_job_finished(JobID.from_binary(job_id))
+
+    # ---- objects ----------------------------------------------------------------
+
+    async def _pull_dependencies(self, refs) -> None:
+        await asyncio.gather(*(self.objects.pull(ref.object_id, ref.owner_address)
+                               for ref in refs), return_exceptions=True)
+
+    def _unpin(self, object_id: bytes) -> None:
+        if self.pinned.pop(object_id, None) is not None:
+            try:
+                self.plasma.release(object_id)
+            except Exception as e:
+                logger.warning("Release of pinned object %s failed: %s", object_id.hex(), e)
+
+    # ---- the service ------------------------------------------------------------
+
+    async def RequestWorkerLease(self, request, context):
+        return await self.leases.request_lease(request)
+
+    async def ReturnWorker(self, request, context):
+        self.leases.return_worker(request.lease_id, request.worker_id,
+                                  request.disconnect_worker, request.disconnect_reason)
+        return NM.ReturnWorkerReply()
+
+    async def CancelWorkerLease(self, request, context):
+        return NM.CancelWorkerLeaseReply(success=self.leases.cancel(request.lease_id))
+
+    async def RegisterWorker(self, request, context):
+        is_driver = request.worker_type == common_pb2.DRIVER
+        try:
+            self.pool.register(request.worker_id, request.pid, request.port, request.ip_address,
+                               request.job_id, is_driver)
+        except KeyError as e:
+            logger.warning("Refused RegisterWorker: %s", e.args[0])
+            return NM.RegisterWorkerReply(success=False, failure_message=e.args[0],
+                                          node_id=self.node_id)
+        if not is_driver:
+            self.leases.schedule_dispatch()
+        elif config.worker_prestart_on_driver and request.job_id:
+            self.pool.prestart(request.job_id, self.pool.soft_limit)
+        return NM.RegisterWorkerReply(node_id=self.node_id, success=True,
+                                      object_store_socket_name=self.object_store_socket)
+
+    async def DisconnectWorker(self, request, context):
+        driver = self.pool.drivers.get(request.worker_id)
+        if driver is not None:
+            logger.info("Driver %s (pid %d) of job %s disconnected: %s", driver.hex, driver.pid,
+                        driver.job_id.hex(), request.exit_detail or "shutdown")
+            self.pool.forget_driver(driver)
+            self._end_job(driver.job_id, "its driver disconnected")
+            return NM.DisconnectWorkerReply()
+        worker = self.pool.workers.get(request.worker_id)
+        if worker is not None:
+            worker.exit_intended = True
+            logger.info("Worker %s (pid %d) is exiting: %s", worker.hex, worker.pid,
+                        request.exit_detail or "intended")
+        return NM.DisconnectWorkerReply()
+
+    async def NotifyWorkerBlocked(self, request, context):
+        self.leases.worker_blocked(request.worker_id, request.blocked)
+        return NM.NotifyWorkerBlockedReply()
+
+    async def PinObjectIDs(self, request, context):
+        ids = list(request.object_ids)
+        successes = []
+        found = self.plasma.get(ids, timeout_ms=0) if ids else []
+        for object_id, obj in zip(ids, found):
+            if obj is None:
+                successes.append(False)
+                continue
+            if object_id in self.pinned:
+                self.plasma.release(object_id)  # already held once; keep a single reference
+            else:
+                self.pinned[object_id] = True
+            successes.append(True)
+        return NM.PinObjectIDsReply(successes=successes)
+
+    async def FreeObjects(self, request, context):
+        ids = list(request.object_ids)
+        for object_id in ids:
+            self._unpin(object_id)
+        if ids:
+            self.plasma.delete(ids)
+        return NM.FreeObjectsReply()
+
+    async def PullObjects(self, request, context):
+        explicit = {loc.object_id: list(loc.node_ids) for loc in request.locations}
+        refs = list(request.object_refs)
+        pulls = [self.objects.pull(ref.object_id, ref.owner_address,
+                                   explicit.get(ref.object_id)) for ref in refs]
+        timeout = request.timeout_ms / 1000.0 if request.timeout_ms > 0 else None
+        tasks = [asyncio.ensure_future(p) for p in pulls]
+        try:
+            if tasks:
+                await asyncio.wait(tasks, timeout=timeout)
+        except asyncio.CancelledError:  # the caller went away: so do its pulls
+            for task in tasks:
+                task.cancel()
+            raise
+        reply = NM.PullObjectsReply(success=True)
+        for ref, task in zip(refs, tasks):
+            result = reply.results.add(object_id=ref.object_id, success=True)
+            if not task.done():
+                task.cancel()
+                result.success = False
+                result.error_message = (f"object {ref.object_id.hex()} was not local within "
+                                        f"{request.timeout_ms} ms")
+            elif task.exception() is not None:
+                result.success = False
+                error = task.exception()
+                result.error_message = str(error) if isinstance(error, PullError) else repr(error)
+            reply.success = reply.success and result.success
+        return reply
+
+    async def GetNodeStats(self, request, context):
+        reply = NM.GetNodeStatsReply(
+            node_id=self.node_id, num_pending_leases=len(self.leases.queue),
+            num_infeasible_leases=len(self.leases.infeasible),
+            resources_total=self.local.total_floats(),
+            resources_available=self.local.available_floats(),
+            num_pulls_served=self.objects.num_pulls_served,
+            num_objects_pulled=self.objects.num_objects_pulled,
+            num_bytes_pulled=self.objects.num_bytes_pulled,
+            num_pinned_objects=len(self.pinned))
+        for worker in self.pool.workers.values():
+            reply.workers.add(worker_id=worker.worker_id, pid=worker.pid,
+                              is_idle=worker.state.value == "idle",
+                              lease_id=worker.lease_id or b"")
+        try:
+            stats = self.plasma.stats()
+            reply.object_store_used_bytes = int(stats.get("used", 0))
+            reply.object_store_capacity_bytes = int(stats.get("capacity", 0))
+        except Exception as e:
+            logger.warning("Plasma stats failed: %s", e)
+        return reply
+
+    async def HealthCheck(self, request, context):
+        return NM.HealthCheckReply()
+
+    async def ShutdownRaylet(self, request, context):
+        self.on_shutdown_request()
+        return NM.ShutdownRayletReply()
+
+    async def UpdateResourceView(self, request, context):
+        for data in request.nodes:
+            self._on_resources(data)
+        return NM.UpdateResourceViewReply()
