@@ -50,6 +50,7 @@ _TUNABLES = [
     Tunable("external_storage_namespace", "default", "Redis key prefix of this cluster's GCS tables; a restarted GCS must use the same one."),
     Tunable("gcs_server_start_timeout_s", 60.0, "How long start_gcs waits for the GCS to write its address."),
     Tunable("gcs_server_stop_grace_s", 2.0, "On SIGTERM the GCS lets in-flight calls finish this long."),
+    Tunable("gcs_actor_schedule_retry_ms", 200, "Wait before the actor manager asks a raylet again after a failed lease call or with no node alive."),
     Tunable("redis_start_timeout_s", 30.0, "How long start_redis waits for redis-server to answer PING."),
     # Raylet, scheduling, workers.
     Tunable("raylet_report_resources_period_milliseconds", 100, "Resource report interval."),
@@ -90,6 +91,9 @@ _TUNABLES = [
     Tunable("node_start_timeout_s", 60.0, "init() gives the GCS and the raylet this long to come up."),
     Tunable("log_monitor_poll_ms", 100, "How often the driver tails worker stdout/stderr files."),
     Tunable("shutdown_grace_s", 5.0, "Processes get this long to exit on SIGTERM before SIGKILL."),
+    Tunable("async_actor_max_concurrency", 1000, "Calls an async actor runs at once when max_concurrency is not given."),
+    Tunable("actor_state_poll_ms", 200, "While a caller has no connection to an actor, it also asks the GCS for the actor's state this often (pubsub may miss a change across a GCS restart)."),
+    Tunable("actor_lost_call_grace_ms", 2000, "Calls dropped with the connection to an actor that still answers fail after this, unless the GCS reports it restarting or dead first."),
     Tunable("worker_poll_timeout_s", 1.0, "A worker's task loop wakes this often to notice it must exit."),
     Tunable("ref_count_flush_interval_ms", 100, "Queued ref count changes are applied (and objects freed) at least this often."),
     Tunable("copy_threads", 2, "Threads that copy one large buffer into plasma (one thread cannot saturate memory)."),

@@ -21,6 +21,7 @@ from ray_core._private.worker import (available_resources, cancel, cluster_resou
 from ray_core.object_ref import ObjectRef
 from ray_core.remote_function import RemoteFunction
 from ray_core._private import options as _options
+from ray_core.actor import ACTOR_OPTIONS, ActorClass, ActorHandle, get_actor, kill, method
 
 __version__ = "0.1.0"
 
@@ -32,7 +33,11 @@ def remote(*args, **kwargs):
     if args:
         raise TypeError("@remote takes either a function or keyword options only, e.g. "
                         "@ray_core.remote(num_cpus=2)")
-    _options.validate_task_options(kwargs, "@remote")
+    # Checked now, so a typo fails at the decorator; actor-only options are checked
+    # when the decorated object turns out to be a class.
+    _options.validate_task_options({k: v for k, v in kwargs.items()
+                                    if k not in ACTOR_OPTIONS or k in _options.TASK_OPTIONS},
+                                   "@remote")
 
     def decorator(function_or_class):
         return _make_remote(function_or_class, kwargs)
@@ -41,13 +46,13 @@ def remote(*args, **kwargs):
 
 def _make_remote(obj, task_options):
     if inspect.isclass(obj):
-        raise NotImplementedError(f"@remote on a class ({obj.__name__}) makes an actor; actors "
-                                  f"are not implemented yet in ray_core (issue 7)")
+        return ActorClass(obj, task_options)
     if not callable(obj):
         raise TypeError(f"@remote must decorate a function, got {type(obj).__name__}")
     return RemoteFunction(obj, task_options)
 
 
-__all__ = ["ObjectRef", "RemoteFunction", "available_resources", "cancel", "cluster_resources",
+__all__ = ["ActorClass", "ActorHandle", "get_actor", "kill", "method",
+           "ObjectRef", "RemoteFunction", "available_resources", "cancel", "cluster_resources",
            "exceptions", "get", "get_runtime_context", "init", "is_initialized", "nodes", "put",
            "remote", "shutdown", "wait", "__version__"]

@@ -185,19 +185,27 @@ class OutOfMemoryError(RayError, MemoryError):
 
 
 class ActorError(RayError):
-    """Base of actor failures (actors arrive with issue 7)."""
+    """Base of actor failures."""
+
+    def __init__(self, message: str = "", actor_id: Optional[str] = None):
+        super().__init__(message)
+        self.actor_id = actor_id
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.actor_id))
 
 
 class RayActorError(ActorError):
-    """The actor died or could not be created."""
+    """The actor died or could not be created; the message says why."""
 
 
 class ActorDiedError(RayActorError):
-    """The actor's process died."""
+    """The actor is dead for good: killed, its constructor raised, its worker or node
+    died with no restarts left, its owner died, or it called exit_actor()."""
 
 
 class ActorUnavailableError(ActorError):
-    """The actor cannot be reached for now (restarting)."""
+    """The actor cannot be reached for now (it is restarting); a later call may succeed."""
 
 
 class NodeDiedError(RayError):

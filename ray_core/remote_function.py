@@ -97,21 +97,7 @@ class RemoteFunction:
         fd.module_name = self._module
         fd.function_name = self._name
         fd.function_hash = fn_hash
-        resources = {"CPU": float(opts.get("num_cpus", 1))}
-        if opts.get("num_gpus"):
-            resources["GPU"] = float(opts["num_gpus"])
-        if opts.get("memory"):
-            resources["memory"] = float(opts["memory"])
-        for name, amount in (opts.get("resources") or {}).items():
-            resources[name] = float(amount)
-        for name, amount in resources.items():
-            if amount > 0:
-                spec.required_resources[name] = amount
-        fill_strategy(spec.scheduling_strategy, opts.get("scheduling_strategy"))
-        env = dict((core.job_runtime_env or {}).get("env_vars") or {})
-        env.update((opts.get("runtime_env") or {}).get("env_vars") or {})
-        for name, value in env.items():
-            spec.runtime_env.env_vars[name] = value
+        fill_placement(spec, core, opts, default_cpus=1)
         return spec
 
 
@@ -137,6 +123,25 @@ class _BoundOptions:
 
     def __call__(self, *args, **kwargs):
         return self._parent(*args, **kwargs)
+
+
+def fill_placement(spec: common_pb2.TaskSpec, core, opts, default_cpus: float) -> None:
+    """Resources, scheduling strategy and runtime env of a task or actor from its options."""
+    resources = {"CPU": float(opts.get("num_cpus", default_cpus))}
+    if opts.get("num_gpus"):
+        resources["GPU"] = float(opts["num_gpus"])
+    if opts.get("memory"):
+        resources["memory"] = float(opts["memory"])
+    for name, amount in (opts.get("resources") or {}).items():
+        resources[name] = float(amount)
+    for name, amount in resources.items():
+        if amount > 0:
+            spec.required_resources[name] = amount
+    fill_strategy(spec.scheduling_strategy, opts.get("scheduling_strategy"))
+    env = dict((core.job_runtime_env or {}).get("env_vars") or {})
+    env.update((opts.get("runtime_env") or {}).get("env_vars") or {})
+    for name, value in env.items():
+        spec.runtime_env.env_vars[name] = value
 
 
 def fill_strategy(out: common_pb2.SchedulingStrategy, strategy) -> None:

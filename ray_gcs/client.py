@@ -284,6 +284,15 @@ class GcsClient:
             all_namespaces=all_namespaces, ray_namespace=namespace))
         return list(reply.named_actors_list)
 
+    async def register_actor(self, task_spec: common_pb2.TaskSpec) -> None:
+        await self._call("actor", "RegisterActor", pb.RegisterActorRequest(task_spec=task_spec))
+
+    async def kill_actor(self, actor_id, *, force_kill: bool = True, no_restart: bool = True,
+                         reason: str = "") -> None:
+        await self._call("actor", "KillActorViaGcs", pb.KillActorViaGcsRequest(
+            actor_id=_binary(actor_id), force_kill=force_kill, no_restart=no_restart,
+            reason=reason))
+
     async def get_all_actor_info(self) -> List[pb.ActorTableData]:
         reply = await self._call("actor", "GetAllActorInfo", pb.GetAllActorInfoRequest())
         return list(reply.actor_table_data)

@@ -23,6 +23,7 @@ from ray_common.config import config
 from ray_common.logging import setup_process_logging
 from ray_common.process import die_with_parent, write_file_atomically
 from ray_common.protocol import gcs_service_pb2_grpc as grpc_pb
+from ray_gcs.actor_manager import GcsActorManager
 from ray_gcs.actor_table import GcsActorTable
 from ray_gcs.job_manager import GcsJobManager
 from ray_gcs.kv_manager import GcsKVManager
@@ -48,6 +49,7 @@ class GcsServer:
         self.actors = GcsActorTable(storage, self.publisher)
         self.placement_groups = GcsPlacementGroupTable(storage)
         self.nodes.add_death_listener(self.jobs.on_node_dead)
+        self.actor_manager = GcsActorManager(self.actors, self.nodes, self.publisher)
         self._server = None
         self.port = None
 
@@ -55,13 +57,14 @@ class GcsServer:
         await self.storage.connect()
         for table in (self.jobs, self.workers, self.actors, self.placement_groups, self.nodes):
             await table.load()
+        self.actor_manager.start()
         self._server, self.port = await rpc.start_server([
             (grpc_pb.add_InternalKVGcsServiceServicer_to_server, self.kv),
             (grpc_pb.add_NodeInfoGcsServiceServicer_to_server, self.nodes),
             (grpc_pb.add_NodeResourceInfoGcsServiceServicer_to_server, self.nodes.resource_view),
             (grpc_pb.add_JobInfoGcsServiceServicer_to_server, self.jobs),
             (grpc_pb.add_WorkerInfoGcsServiceServicer_to_server, self.workers),
-            (grpc_pb.add_ActorInfoGcsServiceServicer_to_server, self.actors),
+            (grpc_pb.add_ActorInfoGcsServiceServicer_to_server, self.actor_manager),
             (grpc_pb.add_PlacementGroupInfoGcsServiceServicer_to_server, self.placement_groups),
             (grpc_pb.add_InternalPubSubGcsServiceServicer_to_server,
              PubSubServicer(self.publisher)),
@@ -70,6 +73,7 @@ class GcsServer:
         return self.port
 
     async def stop(self, grace: float = 0.0) -> None:
+        self.actor_manager.stop()
         self.nodes.health_checks.stop()
         self.nodes.resource_view.stop()
         self.publisher.close_all()

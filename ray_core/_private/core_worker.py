@@ -97,6 +97,9 @@ class CoreWorker:
                                              self._connect_worker, self._cancel_remote,
                                              self.job_id.binary())
         self.executor = TaskExecutor(self) if mode == WORKER else None
+        self.actor_runtime = None       # the actor this worker hosts (actor_runtime.py)
+        from ray_core._private.actor_submitter import ActorTaskSubmitter
+        self.actor_submitter = ActorTaskSubmitter(self)
         self.task_server: Optional[task_transport.TaskServer] = None
         self.address = common_pb2.Address(node_id=node_id, ip_address=node_ip,
                                           worker_id=worker_id.binary())
@@ -156,6 +159,7 @@ class CoreWorker:
             return
         self._closed = True
         try:
+            self.actor_submitter.close()
             rpc.run_sync(self.submitter.close(), timeout=config.rpc_default_deadline_s + 1)
         except Exception as e:
             logger.info("Returning leases at shutdown failed: %s", e)
@@ -767,6 +771,9 @@ class CoreWorker:
         poll_s = config.worker_poll_timeout_s
         monotonic = time.monotonic
         while not self._exit:
+            if self.actor_runtime is not None and self.actor_runtime.concurrent:
+                self.actor_runtime.serve(server)    # threaded/async actor: calls overlap
+                return
             ready.extend(server.poll(0 if ready else poll_s))
             first_at = None
             while ready and not self._exit:

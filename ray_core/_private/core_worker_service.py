@@ -93,6 +93,11 @@ class CoreWorkerServicer(core_worker_pb2_grpc.CoreWorkerServiceServicer):
         core.request_exit()
         return core_worker_pb2.ExitReply(success=True)
 
+    async def PushTask(self, request, context):
+        """The GCS pushes an actor's creation task here (actor calls use the task socket)."""
+        from ray_core._private import actor_runtime
+        return await actor_runtime.push_creation_task(self._core, request)
+
     async def GetTaskEndpoint(self, request, context):
         server = self._core.task_server
         if server is None:

@@ -48,7 +48,9 @@ class TaskExecutor:
                           f"Language=PYTHON, function_descriptor={fd.module_name},"
                           f"{fd.class_name},{fd.function_name}, task_id={task_id.hex()}, "
                           f"job_id={spec.job_id.hex()}, num_args={len(spec.args)}, "
-                          f"num_returns={spec.num_returns}")
+                          f"num_returns={spec.num_returns}"
+                          + (f", actor_id={spec.actor_task_spec.actor_id.hex()}"
+                             if spec.type == common_pb2.ACTOR_TASK else ""))
         if spec.task_id in self.cancelled:
             self.cancelled.discard(spec.task_id)
             reply.was_cancelled = True
@@ -58,7 +60,10 @@ class TaskExecutor:
         self.current_task_id = spec.task_id
         try:
             try:
-                fn = core.function_manager.load(fd.function_hash, fd.function_name)
+                if spec.type == common_pb2.ACTOR_TASK:
+                    fn = core.actor_runtime.method(fd.function_name)
+                else:
+                    fn = core.function_manager.load(fd.function_hash, fd.function_name)
                 args, kwargs = self._load_args(spec)
             except _ArgError as e:
                 self._error_reply(reply, spec, e.error)
@@ -71,6 +76,9 @@ class TaskExecutor:
                 if inspect.iscoroutine(result):
                     import asyncio
                     result = asyncio.run(result)
+                if spec.type == common_pb2.ACTOR_CREATION_TASK:
+                    from ray_core._private import actor_runtime
+                    result = actor_runtime.install(core, spec, result)
             except exceptions.TaskCancelledError as e:
                 reply.was_cancelled = True
                 logger.info("Task %s was cancelled while running: %s", task_id.hex(), e)

@@ -14,6 +14,7 @@ as closed to strangers as the gRPC services.
 Frame: u32 payload length | u8 kind | payload (a serialized protobuf).
 """
 import asyncio
+import collections
 import hmac
 import logging
 import os
@@ -123,6 +124,14 @@ async def connect(address: str, token: Optional[str], on_replies, on_lost) -> Ta
 
 # ---- worker side (main thread, blocking) -----------------------------------------------
 
+class InjectedPush:
+    """Stands for the connection of a push that did not come over the socket."""
+    __slots__ = ("on_reply",)
+
+    def __init__(self, on_reply):
+        self.on_reply = on_reply
+
+
 class TaskServer:
     """The worker's end: listens, accepts owners, reads pushes, writes replies.
 
@@ -149,6 +158,7 @@ class TaskServer:
             sock.setblocking(False)
             self._selector.register(sock, selectors.EVENT_READ, None)
             self._listeners.append(sock)
+        self._injected = collections.deque()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
@@ -160,9 +170,18 @@ class TaskServer:
         except OSError:
             pass
 
+    def inject(self, request, on_reply: Callable[[object], None]) -> None:
+        """A push that came another way (the GCS's actor creation over gRPC, any thread):
+        poll() returns it like a socket push, and its reply goes to on_reply."""
+        self._injected.append((InjectedPush(on_reply), request))
+        self.wake()
+
     def poll(self, timeout: Optional[float]) -> List[Tuple[socket.socket, object]]:
         """Wait up to `timeout` for pushes; returns (connection, PushTaskRequest) pairs."""
         out = []
+        while self._injected:
+            out.append(self._injected.popleft())
+            timeout = 0
         for key, _ in self._selector.select(timeout):
             obj = key.fileobj
             if key.data == "wake":
@@ -223,6 +242,10 @@ class TaskServer:
         conn.close()
 
     def send_replies(self, conn, replies: list) -> None:
+        if isinstance(conn, InjectedPush):
+            for reply in replies:
+                conn.on_reply(reply)
+            return
         if conn not in self._buffers:
             return  # the owner went away; nobody wants these replies
         batch = core_worker_pb2.PushTaskReplyBatch(replies=replies)

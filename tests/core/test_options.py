@@ -40,8 +40,12 @@ def test_direct_call_raises_type_error():
         rf(1)
 
 
-def test_remote_on_class_is_a_clear_not_implemented():
-    with pytest.raises(NotImplementedError, match="actor"):
-        @ray.remote
-        class A:
-            pass
+def test_remote_on_class_makes_an_actor_class():
+    @ray.remote(max_restarts=1)
+    class A:
+        pass
+    assert isinstance(A, ray.ActorClass)
+    with pytest.raises(TypeError, match="A.remote()"):
+        A()
+    with pytest.raises(ValueError, match="max_restarts"):
+        ray.remote(max_restarts=1)(f)

@@ -5,6 +5,7 @@ import ray_core
 from ray_core import exceptions
 
 EXPECTED_NAMES = {
+    "ActorClass", "ActorHandle", "get_actor", "kill", "method",
     "ObjectRef", "RemoteFunction", "available_resources", "cancel", "cluster_resources",
     "exceptions", "get", "get_runtime_context", "init", "is_initialized", "nodes", "put",
     "remote", "shutdown", "wait", "__version__",
@@ -34,6 +35,9 @@ EXPECTED_SIGNATURES = {
     "nodes": "() -> List[dict]",
     "cluster_resources": "() -> Dict[str, float]",
     "available_resources": "() -> Dict[str, float]",
+    "get_actor": "(name: str, namespace: Optional[str] = None) -> ray_core.actor.ActorHandle",
+    "kill": "(actor: ray_core.actor.ActorHandle, *, no_restart: bool = True) -> None",
+    "method": "(*args, **kwargs)",
 }
 
 EXPECTED_EXCEPTIONS = {

@@ -75,13 +75,14 @@ def test_kv_value_over_the_limit(client):
         client.sync.kv_put(b"", b"v")
 
 
-def test_unimplemented_actor_rpcs_and_bad_subscribe(client):
+def test_kill_of_unknown_actor_and_bad_subscribe(client):
     async def calls():
         stub = rpc.stub(gcs_service_pb2_grpc.ActorInfoGcsServiceStub, client.address)
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.KillActorViaGcs(pb.KillActorViaGcsRequest(
                 actor_id=ActorID.from_random().binary()))
-        assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "unknown actor" in info.value.details()
         pubsub = rpc.stub(gcs_service_pb2_grpc.InternalPubSubGcsServiceStub, client.address)
         with pytest.raises(grpc.aio.AioRpcError) as info:
             async for _ in pubsub.Subscribe(pb.SubscribeRequest(subscriber_id=b"x",

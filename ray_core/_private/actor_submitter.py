@@ -1,0 +1,392 @@
+"""The caller's side of actor calls: resolve the actor's address, push calls in order.
+
+Everything below runs on the io loop (no locks), like the normal task submitter.
+
+Address: the first call (or handle use) subscribes to the actor's row on the GCS's
+ACTOR_CHANNEL; while this process has no connection to the actor it also asks the GCS
+every actor_state_poll_ms (a GCS restart can swallow a publish). An ALIVE row names
+the worker; the caller opens the same framed task socket normal tasks use
+(task_transport) and pushes calls straight to it -- the GCS is not on the call path, so
+calls go on while the GCS is down or restarting.
+
+Order: each call gets this caller's next sequence number for that actor (on the io
+loop, in submission order). A call whose ObjectRef arguments are still being computed
+holds back the calls behind it, so calls leave -- and, over one ordered connection,
+arrive and run -- in sequence order.
+
+Failures: a lost connection first tries the same address again (a dropped connection to
+a live actor). If the worker is gone, the calls that were in flight wait for the GCS's
+verdict: with retries left (max_task_retries) they are re-sent, in order and ahead of
+newer calls, to the restarted actor; without, they fail with ActorUnavailableError when
+the actor restarts, or ActorDiedError (saying why) when it is dead. Calls made while it
+restarts wait for it.
+"""
+import asyncio
+import collections
+import logging
+from typing import Dict, Optional
+
+from ray_common.config import config
+from ray_common.protocol import core_worker_pb2, gcs_service_pb2
+
+from ray_core import exceptions
+from ray_core._private import serialization
+from ray_core._private.task_log import task_log
+from ray_core._private.task_manager import PendingTask
+
+logger = logging.getLogger(__name__)
+_STATE = gcs_service_pb2.ActorTableData
+# Order of the rows of one incarnation (num_restarts counts incarnations).
+_RANK = {_STATE.DEPENDENCIES_UNREADY: 0, _STATE.PENDING_CREATION: 0, _STATE.RESTARTING: 0,
+         _STATE.ALIVE: 1, _STATE.DEAD: 2}
+
+
+class ActorPendingTask(PendingTask):
+    __slots__ = ("resolved", "actor_id")
+
+
+class _Actor:
+    __slots__ = ("actor_id", "hex", "state", "address", "worker_id", "conn", "connecting",
+                 "queue", "unacked", "lost", "death", "next_seq", "subscription",
+                 "poller", "class_name", "version")
+
+    def __init__(self, actor_id: bytes):
+        self.actor_id = actor_id
+        self.hex = actor_id.hex()
+        self.state = _STATE.PENDING_CREATION
+        self.address = None
+        self.worker_id = b""
+        self.conn = None
+        self.connecting = False
+        self.queue = collections.deque()      # calls not sent yet, in sequence order
+        self.unacked: Dict[bytes, ActorPendingTask] = {}  # sent, no reply yet (ordered)
+        self.lost = []                         # in flight when the worker went away
+        self.death: Optional[BaseException] = None
+        self.next_seq = 0
+        self.subscription = None
+        self.poller = None
+        self.class_name = ""
+        self.version = (0, 0)
+
+
+def death_error(data: gcs_service_pb2.ActorTableData) -> exceptions.ActorDiedError:
+    """The error calls on a DEAD actor raise: why it died, with the constructor's traceback."""
+    cause = data.death_cause
+    name = data.class_name or "actor"
+    message = (f"The actor {name} (actor_id={data.actor_id.hex()}) is dead: "
+               f"{cause.error_message or 'no reason recorded'}.")
+    if cause.creation_exception:
+        try:
+            error = serialization.deserialize(cause.creation_exception, serialization.META_ERROR)
+            message += f"\nThe constructor's error:\n{error}"
+        except Exception as e:
+            message += f" (its exception could not be read: {e})"
+    return exceptions.ActorDiedError(message, data.actor_id.hex())
+
+
+class ActorTaskSubmitter:
+    def __init__(self, core):
+        self._core = core
+        self._actors: Dict[bytes, _Actor] = {}
+        self._by_conn: Dict[object, _Actor] = {}
+        self._incoming = collections.deque()
+        self._wakeup_pending = False
+        self._closed = False
+        self._background = set()
+        self._creation_args: Dict[bytes, list] = {}
+
+    # ---- submission (user threads) -------------------------------------------------
+    def submit(self, task: ActorPendingTask) -> None:
+        self._core.task_manager.add_pending(task)
+        if task_log.enabled:
+            task_log.line(f"Submit actor task {task.task_id.hex()} to actor "
+                          f"{task.actor_id.hex()}")
+        self._incoming.append(task)
+        if not self._wakeup_pending:
+            self._wakeup_pending = True
+            self._core.loop.call_soon_threadsafe(self._drain)
+
+    def watch(self, actor_id: bytes) -> None:
+        """Start resolving an actor's address before its first call (any thread)."""
+        self._core.loop.call_soon_threadsafe(self._actor, actor_id)
+
+    # ---- io loop -------------------------------------------------------------------
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _actor(self, actor_id: bytes) -> _Actor:
+        actor = self._actors.get(actor_id)
+        if actor is None:
+            actor = self._actors[actor_id] = _Actor(actor_id)
+            if not self._closed:
+                try:
+                    actor.subscription = self._core.gcs.subscribe(
+                        [gcs_service_pb2.ACTOR_CHANNEL], lambda m, a=actor: self._apply(
+                            a, m.actor_message), key_ids=[actor_id])
+                except Exception as e:
+                    logger.info("Subscribing to actor %s failed: %s", actor.hex, e)
+                self._start_polling(actor)
+        return actor
+
+    def _drain(self) -> None:
+        self._wakeup_pending = False
+        incoming = self._incoming
+        resolve = self._core.resolver.resolve
+        while incoming:
+            task = incoming.popleft()
+            actor = self._actor(task.actor_id)
+            if actor.state == _STATE.DEAD:
+                self._core.task_manager.fail(task, actor.death)
+                continue
+            task.spec.actor_task_spec.sequence_number = actor.next_seq
+            actor.next_seq += 1
+            task.resolved = False
+            actor.queue.append(task)
+            resolve(task, self._on_resolved)
+
+    def _on_resolved(self, task: ActorPendingTask) -> None:
+        task.resolved = True
+        actor = self._actors.get(task.actor_id)
+        if actor is not None:
+            self._pump(actor)
+
+    def _pump(self, actor: _Actor) -> None:
+        conn = actor.conn
+        if conn is None or conn.closed:
+            return
+        queue = actor.queue
+        if not queue or not queue[0].resolved:
+            return
+        batch = core_worker_pb2.PushTaskBatch()
+        worker_id = actor.worker_id
+        unacked = actor.unacked
+        logging_on = task_log.enabled
+        while queue and queue[0].resolved:
+            task = queue.popleft()
+            if task.cancelled:
+                self._core.task_manager.fail(task, exceptions.TaskCancelledError(
+                    task.task_id.hex()))
+                continue
+            unacked[task.spec.task_id] = task
+            request = batch.requests.add()
+            request.intended_worker_id = worker_id
+            request.task_spec.CopyFrom(task.spec)
+            if logging_on:
+                task_log.line(f"Pushing actor task {task.task_id.hex()} to actor {actor.hex}")
+        if batch.requests:
+            conn.send_batch(batch)
+
+    # ---- actor state -----------------------------------------------------------------
+    def _apply(self, actor: _Actor, data: gcs_service_pb2.ActorTableData) -> None:
+        """A row of the actor from the GCS (pubsub or a poll)."""
+        if actor.state == _STATE.DEAD:
+            return
+        # Pubsub and polls may deliver rows out of order: never go back to an older one.
+        version = (data.num_restarts, _RANK[data.state])
+        if version < actor.version:
+            return
+        actor.version = version
+        actor.class_name = data.class_name
+        if data.state == _STATE.DEAD:
+            self._mark_dead(actor, death_error(data))
+        elif data.state == _STATE.ALIVE:
+            if data.address.worker_id != actor.worker_id:
+                if actor.worker_id:
+                    self._new_incarnation(actor)
+                actor.state = _STATE.ALIVE
+                actor.address = data.address
+                actor.worker_id = data.address.worker_id
+                if actor.conn is not None:
+                    self._drop_conn(actor)
+            if actor.conn is None and not actor.connecting:
+                self._spawn(self._connect(actor))
+        else:   # PENDING_CREATION or RESTARTING
+            if actor.worker_id:
+                self._new_incarnation(actor)
+                actor.worker_id = b""
+                actor.address = None
+            actor.state = data.state
+            if actor.conn is not None:
+                self._drop_conn(actor)
+            self._start_polling(actor)
+
+    def _new_incarnation(self, actor: _Actor) -> None:
+        """The worker the calls in `lost` went to is gone for good: they failed."""
+        lost, actor.lost = actor.lost, []
+        for task in lost:
+            self._core.task_manager.fail(task, exceptions.ActorUnavailableError(
+                f"The actor {actor.class_name} (actor_id={actor.hex}) restarted while task "
+                f"{task.task_id.hex()} ({task.function_name}) ran on it, and the call has no "
+                f"retries left (max_task_retries); it may or may not have run.", actor.hex))
+
+    def _mark_dead(self, actor: _Actor, error: BaseException) -> None:
+        actor.state = _STATE.DEAD
+        actor.death = error
+        if actor.conn is not None:
+            self._drop_conn(actor)
+        tasks = actor.lost + list(actor.unacked.values()) + list(actor.queue)
+        actor.lost = []
+        actor.unacked.clear()
+        actor.queue.clear()
+        for task in tasks:
+            self._core.task_manager.fail(task, error)
+        if actor.subscription is not None:
+            actor.subscription.close()
+            actor.subscription = None
+        logger.info("Actor %s is dead: %s", actor.hex, str(error).splitlines()[0])
+
+    def _drop_conn(self, actor: _Actor) -> None:
+        conn, actor.conn = actor.conn, None
+        self._by_conn.pop(conn, None)
+        conn.close()
+        self._requeue_unacked(actor)
+
+    def _requeue_unacked(self, actor: _Actor) -> None:
+        """Calls in flight on a lost connection: back to the queue if they may be re-sent."""
+        retry = []
+        for task in actor.unacked.values():
+            if task.retries_left != 0:
+                if task.retries_left > 0:
+                    task.retries_left -= 1
+                task.attempt += 1
+                task.spec.attempt_number = task.attempt
+                retry.append(task)
+            else:
+                actor.lost.append(task)
+        actor.unacked.clear()
+        if retry:
+            logger.info("Re-sending %d call(s) to actor %s after its worker went away",
+                        len(retry), actor.hex)
+            actor.queue.extendleft(reversed(retry))
+
+    async def _connect(self, actor: _Actor) -> None:
+        actor.connecting = True
+        address = actor.address
+        try:
+            conn = await self._core._connect_worker(address, self._on_replies, self._on_lost)
+        except Exception as e:
+            logger.info("Could not connect to actor %s at %s:%d: %s", actor.hex,
+                        address.ip_address, address.port, e)
+            self._start_polling(actor)
+            return
+        finally:
+            actor.connecting = False
+        if actor.state == _STATE.DEAD or actor.address is not address or self._closed:
+            conn.close()
+            return
+        logger.info("Connected to actor %s (worker %s)", actor.hex, address.worker_id.hex())
+        actor.conn = conn
+        self._by_conn[conn] = actor
+        if actor.lost:
+            # Reached the same worker again -- or a dying one, whose socket may still accept
+            # for a moment: the GCS's verdict settles the dropped calls; if none comes (the
+            # worker lives on), they count as lost after a grace period.
+            asyncio.get_running_loop().call_later(config.actor_lost_call_grace_ms / 1000.0,
+                                                  self._settle_lost, actor, conn)
+        self._pump(actor)
+
+    def _settle_lost(self, actor: _Actor, conn) -> None:
+        if actor.conn is conn and not conn.closed and actor.lost:
+            self._new_incarnation(actor)
+
+    def _start_polling(self, actor: _Actor) -> None:
+        if actor.poller is None and not self._closed and actor.state != _STATE.DEAD:
+            actor.poller = asyncio.ensure_future(self._poll_state(actor))
+
+    async def _poll_state(self, actor: _Actor) -> None:
+        """Ask the GCS for the actor's row while this process is not connected to it."""
+        try:
+            while not self._closed and actor.state != _STATE.DEAD and actor.conn is None:
+                if not actor.connecting:
+                    try:
+                        data = await self._core.gcs.get_actor_info(actor.actor_id)
+                    except Exception as e:
+                        logger.info("Asking the GCS about actor %s failed: %s", actor.hex, e)
+                        data = None
+                    if data is not None:
+                        self._apply(actor, data)
+                    if actor.conn is not None or actor.state == _STATE.DEAD:
+                        break
+                await asyncio.sleep(config.actor_state_poll_ms / 1000.0)
+        finally:
+            actor.poller = None
+
+    # ---- replies -------------------------------------------------------------------
+    def _on_replies(self, conn, batch) -> None:
+        actor = self._by_conn.get(conn)
+        if actor is None:
+            return
+        unacked = actor.unacked
+        complete = self._core.task_manager.complete
+        for reply in batch.replies:
+            task = unacked.pop(reply.task_id, None)
+            if task is None:
+                continue
+            if reply.was_cancelled:
+                self._core.task_manager.fail(task, exceptions.TaskCancelledError(
+                    task.task_id.hex()))
+            else:
+                complete(task, reply)
+
+    def _on_lost(self, conn, exc) -> None:
+        actor = self._by_conn.pop(conn, None)
+        if actor is None or actor.conn is not conn:
+            return
+        actor.conn = None
+        logger.info("Connection to actor %s (worker %s) lost%s", actor.hex,
+                    actor.worker_id.hex(), f": {exc}" if exc else "")
+        self._requeue_unacked(actor)
+        if actor.state == _STATE.ALIVE and not self._closed:
+            self._spawn(self._connect(actor))
+
+    # ---- creation ----------------------------------------------------------------------
+    async def register(self, task: PendingTask) -> None:
+        """Resolve the creation task's arguments, then register the actor (io loop).
+
+        The arguments stay referenced for the actor's life: a restart runs the
+        constructor again with them."""
+        loop = asyncio.get_running_loop()
+        resolved = loop.create_future()
+        self._core.resolver.resolve(task, lambda t: resolved.done() or resolved.set_result(t))
+        await resolved
+        actor_id = task.spec.actor_creation_task_spec.actor_id
+        self._creation_args[actor_id] = task.arg_refs
+        actor = self._actor(actor_id)
+        actor.class_name = task.spec.function_descriptor.class_name
+        logger.info("Registering actor %s (%s), creation task %s", actor.hex, actor.class_name,
+                    task.task_id.hex())
+        await self._core.gcs.register_actor(task.spec)
+
+    def spawn_register(self, task: PendingTask) -> None:
+        async def run():
+            try:
+                await self.register(task)
+            except Exception as e:
+                actor_id = task.spec.actor_creation_task_spec.actor_id
+                logger.warning("Registering actor %s failed: %s", actor_id.hex(), e)
+                self._mark_dead(self._actor(actor_id), exceptions.ActorDiedError(
+                    f"The actor {task.function_name} (actor_id={actor_id.hex()}) could not be "
+                    f"registered with the GCS: {e}", actor_id.hex()))
+        self._spawn(run())
+
+    # ---- kill and shutdown -----------------------------------------------------------
+    def close(self) -> None:
+        """At shutdown: stop watching actors; calls still waiting fail (any thread)."""
+        if self._closed:
+            return
+        self._closed = True
+
+        def on_loop():
+            error = exceptions.RaySystemError("ray_core is shutting down; the actor call "
+                                              "was not run")
+            for actor in self._actors.values():
+                if actor.poller is not None:
+                    actor.poller.cancel()
+                if actor.state != _STATE.DEAD:
+                    self._mark_dead(actor, error)
+        try:
+            self._core.loop.call_soon_threadsafe(on_loop)
+        except RuntimeError:
+            pass

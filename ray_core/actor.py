@@ -1,0 +1,376 @@
+"""@remote on a class: ActorClass, ActorHandle, ActorMethod, and the actor API functions.
+
+`Cls.remote(...)` returns a handle at once: the class is exported to the GCS once (like a
+remote function), the creation task's ObjectRef arguments are resolved here, then the
+GCS actor manager is asked to create the actor (ray_gcs/actor_manager.py). Calls made
+meanwhile queue in this process (actor_submitter.py) until the actor is ALIVE. A handle
+is only (actor id, class name, method table): it pickles into tasks and other actors,
+and every copy reaches the same actor.
+"""
+import inspect
+import logging
+import pickle
+from typing import Any, Dict, Optional
+
+from ray_common import rpc
+from ray_common.ids import ActorID, ObjectID, TaskID
+from ray_common.protocol import common_pb2
+
+from ray_core._private import options as options_mod
+from ray_core._private import serialization
+from ray_core._private.actor_runtime import exit_actor, is_async_class  # noqa: F401
+from ray_core._private.actor_submitter import ActorPendingTask
+from ray_core._private.function_manager import function_hash
+from ray_core._private.task_manager import PendingTask
+from ray_core.object_ref import ObjectRef
+from ray_core.remote_function import fill_placement
+
+logger = logging.getLogger(__name__)
+
+
+# ---- options -------------------------------------------------------------------------
+
+def _lifetime(name, value):
+    if value not in (None, "detached", "non_detached"):
+        raise ValueError(f"option lifetime must be None, 'detached' or 'non_detached', got "
+                         f"{value!r}")
+
+
+def _bool(name, value):
+    if not isinstance(value, bool):
+        raise TypeError(f"option {name} must be a bool, got {type(value).__name__}")
+
+
+def _restarts(name, value):
+    options_mod._integer(name, value, minimum=-1)
+
+
+def _concurrency(name, value):
+    options_mod._integer(name, value, minimum=1)
+
+
+ACTOR_OPTIONS = {name: check for name, check in options_mod.TASK_OPTIONS.items()
+                 if name not in ("num_returns", "max_retries", "retry_exceptions")}
+ACTOR_OPTIONS.update({"namespace": options_mod._string, "lifetime": _lifetime,
+                      "get_if_exists": _bool, "max_restarts": _restarts,
+                      "max_task_retries": _restarts, "max_concurrency": _concurrency,
+                      "max_pending_calls": _restarts})
+METHOD_OPTIONS = {"num_returns": options_mod._integer, "max_task_retries": _restarts,
+                  "name": options_mod._string}
+
+
+def _validate(options: Dict[str, Any], valid: Dict[str, Any], where: str) -> Dict[str, Any]:
+    saved = options_mod.TASK_OPTIONS
+    try:
+        options_mod.TASK_OPTIONS = valid
+        return options_mod.validate_task_options(options, where)
+    finally:
+        options_mod.TASK_OPTIONS = saved
+
+
+def method(*args, **kwargs):
+    """@ray_core.method(num_returns=k): options of one actor method."""
+    if args:
+        raise TypeError("@ray_core.method takes keyword options only, e.g. "
+                        "@ray_core.method(num_returns=2)")
+    _validate(kwargs, METHOD_OPTIONS, "@ray_core.method")
+
+    def decorator(fn):
+        fn.__ray_method_options__ = dict(kwargs)
+        return fn
+    return decorator
+
+
+def _method_table(cls) -> Dict[str, Dict[str, Any]]:
+    table = {}
+    for name, member in inspect.getmembers(cls):
+        if name.startswith("__") and name not in ("__call__",):
+            continue
+        if not (inspect.isfunction(member) or inspect.ismethod(member)):
+            continue
+        table[name] = dict(getattr(member, "__ray_method_options__", {}))
+    return table
+
+
+# ---- the class -----------------------------------------------------------------------
+
+class ActorClass:
+    def __init__(self, cls, options: Dict[str, Any]):
+        self._cls = cls
+        self._name = cls.__qualname__
+        self._module = cls.__module__ or ""
+        self._options = _validate(options, ACTOR_OPTIONS, f"@remote class {self._name}")
+        self._methods = _method_table(cls)
+        self._is_async = is_async_class(cls)
+        self._pickled = None
+        self._hash = None
+        self.__doc__ = cls.__doc__
+
+    def __getstate__(self):
+        return dict(self.__dict__)
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"Actors cannot be instantiated directly. Instead of "
+                        f"'{self._name}()', use '{self._name}.remote()'.")
+
+    def remote(self, *args, **kwargs) -> "ActorHandle":
+        return self._create(args, kwargs, self._options)
+
+    def options(self, **actor_options) -> "_ActorClassOptions":
+        merged = dict(self._options)
+        merged.update(_validate(actor_options, ACTOR_OPTIONS, f"{self._name}.options()"))
+        return _ActorClassOptions(self, merged)
+
+    def bind(self, *args, **kwargs):
+        raise NotImplementedError("Ray DAG .bind() is not supported by ray_core")
+
+    def _export(self, core) -> bytes:
+        if self._pickled is None:
+            try:
+                self._pickled = serialization.dumps_function(self._cls)
+            except Exception as e:
+                raise TypeError(f"Could not pickle actor class {self._name}: {e}. An actor "
+                                f"class must be picklable by cloudpickle.") from e
+            self._hash = function_hash(self._pickled)
+            core.function_manager.preload(self._hash, self._cls)
+        core.function_manager.export(self._hash, self._pickled, self._name)
+        return self._hash
+
+    def _create(self, args, kwargs, opts) -> "ActorHandle":
+        from ray_core._private import worker
+        w = worker.global_worker()
+        core = w.core_worker
+        name = opts.get("name") or ""
+        namespace = opts.get("namespace")
+        if namespace is None:
+            namespace = w.namespace
+        if name:
+            existing = core.gcs.sync.get_named_actor_info(name, namespace)
+            if existing is not None:
+                if opts.get("get_if_exists"):
+                    return _handle_from_row(existing)
+                raise ValueError(f"The name {name!r} (namespace={namespace!r}) is already "
+                                 f"taken by actor {existing.actor_id.hex()}; pick another "
+                                 f"name, or pass get_if_exists=True to get that actor.")
+        fn_hash = self._export(core)
+        ctx = core._ctx
+        counter = next(ctx.task_counter)
+        actor_id = ActorID.of(ctx.job_id, ctx.task_id, counter)
+        task_id = TaskID.for_actor_creation_task(actor_id)
+        max_task_retries = opts.get("max_task_retries", 0)
+        spec = common_pb2.TaskSpec(type=common_pb2.ACTOR_CREATION_TASK,
+                                   language=common_pb2.PYTHON, job_id=ctx.job_id.binary(),
+                                   task_id=task_id.binary(), parent_task_id=ctx.task_id.binary(),
+                                   parent_counter=counter, num_returns=1, depth=ctx.depth,
+                                   name=name)
+        spec.caller_address.CopyFrom(core.address)
+        fd = spec.function_descriptor
+        fd.module_name = self._module
+        fd.class_name = self._name
+        fd.function_name = "__init__"
+        fd.function_hash = fn_hash
+        # Like Ray, an actor takes no CPU for its life unless it asks for some.
+        fill_placement(spec, core, opts, default_cpus=0)
+        creation = spec.actor_creation_task_spec
+        creation.actor_id = actor_id.binary()
+        creation.max_restarts = opts.get("max_restarts", 0)
+        creation.max_task_retries = max_task_retries
+        creation.max_concurrency = opts.get("max_concurrency", 0)
+        creation.is_asyncio = self._is_async
+        creation.is_detached = opts.get("lifetime") == "detached"
+        creation.name = name
+        creation.ray_namespace = namespace
+        creation.serialized_actor_handle = pickle.dumps(
+            {"methods": self._methods, "max_task_retries": max_task_retries})
+        arg_refs = core._build_args(spec, args, kwargs, f"{self._name}.__init__")
+        task = PendingTask(spec, task_id, [], arg_refs, 0, False, self._name)
+        submitter = core.actor_submitter
+        if name:
+            # A named actor is registered before .remote() returns, so the name is taken
+            # (or the clash raised) by then.
+            rpc.run_sync(submitter.register(task))
+        else:
+            core.loop.call_soon_threadsafe(submitter.spawn_register, task)
+        return ActorHandle(actor_id.binary(), self._name, self._methods, max_task_retries)
+
+
+class _ActorClassOptions:
+    """Cls.options(...): the same class with other options; .remote() creates the actor."""
+
+    def __init__(self, parent: ActorClass, opts):
+        self._parent = parent
+        self._options = opts
+
+    def remote(self, *args, **kwargs) -> "ActorHandle":
+        return self._parent._create(args, kwargs, self._options)
+
+    def options(self, **actor_options) -> "_ActorClassOptions":
+        merged = dict(self._options)
+        merged.update(_validate(actor_options, ACTOR_OPTIONS,
+                                f"{self._parent._name}.options()"))
+        return _ActorClassOptions(self._parent, merged)
+
+
+# ---- handles -------------------------------------------------------------------------
+
+class ActorMethod:
+    __slots__ = ("_handle", "_name", "_options", "_templates")
+
+    def __init__(self, handle: "ActorHandle", name: str, opts: Dict[str, Any]):
+        self._handle = handle
+        self._name = name
+        self._options = opts
+        self._templates = {}
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"Actor methods cannot be called directly. Instead of "
+                        f"'{self._name}()', try '{self._name}.remote()'.")
+
+    def remote(self, *args, **kwargs):
+        return self._handle._submit(self, args, kwargs)
+
+    def options(self, **method_options) -> "ActorMethod":
+        merged = dict(self._options)
+        merged.update(_validate(method_options, METHOD_OPTIONS, f"{self._name}.options()"))
+        return ActorMethod(self._handle, self._name, merged)
+
+
+class ActorHandle:
+    def __init__(self, actor_id: bytes, class_name: str, methods: Dict[str, Dict[str, Any]],
+                 max_task_retries: int = 0):
+        self._actor_id = actor_id
+        self._class_name = class_name
+        self._methods = methods
+        self._max_task_retries = max_task_retries
+        self._method_cache: Dict[str, ActorMethod] = {}
+        from ray_core._private import worker
+        core = worker.current_core_worker()
+        if core is not None:
+            core.actor_submitter.watch(actor_id)
+
+    def __getattr__(self, name: str) -> ActorMethod:
+        state = self.__dict__
+        if "_method_cache" not in state:     # during unpickling
+            raise AttributeError(name)
+        found = state["_method_cache"].get(name)
+        if found is None:
+            if name not in state["_methods"]:
+                raise AttributeError(f"actor class {self._class_name} has no method {name!r}")
+            found = state["_method_cache"][name] = ActorMethod(self, name, state["_methods"][name])
+        return found
+
+    def __reduce__(self):
+        return (ActorHandle, (self._actor_id, self._class_name, self._methods,
+                              self._max_task_retries))
+
+    def __repr__(self) -> str:
+        return f"Actor({self._class_name}, {self._actor_id.hex()})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
+
+    def __hash__(self) -> int:
+        return hash(self._actor_id)
+
+    @property
+    def _ray_actor_id(self) -> ActorID:
+        return ActorID(self._actor_id)
+
+    def _submit(self, method: ActorMethod, args, kwargs):
+        from ray_core._private import worker
+        core = worker.global_worker().core_worker
+        opts = method._options
+        ctx = core._ctx
+        key = (core.worker_id.binary(), ctx.job_id.binary())
+        template = method._templates.get(key)
+        if template is None:
+            template = method._templates[key] = self._template(core, method)
+        counter = next(ctx.task_counter)
+        actor_id = self._actor_id
+        task_id = TaskID.for_actor_task(ctx.job_id, ctx.task_id, counter, ActorID(actor_id))
+        spec = common_pb2.TaskSpec()
+        spec.CopyFrom(template)
+        spec.task_id = task_id.binary()
+        spec.parent_task_id = ctx.task_id.binary()
+        spec.parent_counter = counter
+        spec.depth = ctx.depth
+        arg_refs = core._build_args(spec, args, kwargs, f"{self._class_name}.{method._name}")
+        n = template.num_returns
+        return_ids = [ObjectID.from_index(task_id, i) for i in range(1, n + 1)]
+        rc = core.reference_counter
+        refs = []
+        for object_id in return_ids:
+            rc.add_owned(object_id)
+            refs.append(ObjectRef(object_id, core.address_bytes, rc))
+        task = ActorPendingTask(spec, task_id, return_ids, arg_refs,
+                                opts.get("max_task_retries", self._max_task_retries), False,
+                                f"{self._class_name}.{method._name}")
+        task.actor_id = actor_id
+        core.actor_submitter.submit(task)
+        if n == 1:
+            return refs[0]
+        if n == 0:
+            return None
+        return refs
+
+    def _template(self, core, method: ActorMethod) -> common_pb2.TaskSpec:
+        opts = method._options
+        spec = common_pb2.TaskSpec(type=common_pb2.ACTOR_TASK, language=common_pb2.PYTHON,
+                                   num_returns=opts.get("num_returns", 1),
+                                   job_id=core._ctx.job_id.binary(),
+                                   name=opts.get("name") or "")
+        spec.caller_address.CopyFrom(core.address)
+        fd = spec.function_descriptor
+        fd.class_name = self._class_name
+        fd.function_name = method._name
+        spec.actor_task_spec.actor_id = self._actor_id
+        spec.actor_task_spec.caller_worker_id = core.worker_id.binary()
+        return spec
+
+
+def _handle_from_row(row) -> ActorHandle:
+    meta = {}
+    blob = row.task_spec.actor_creation_task_spec.serialized_actor_handle
+    if blob:
+        meta = pickle.loads(blob)
+    return ActorHandle(row.actor_id, row.class_name, meta.get("methods", {}),
+                       meta.get("max_task_retries", 0))
+
+
+# ---- module functions ----------------------------------------------------------------
+
+def get_actor(name: str, namespace: Optional[str] = None) -> ActorHandle:
+    """The handle of a live named actor; ValueError naming the name and namespace if none."""
+    from ray_core._private import worker
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"get_actor() needs a non-empty actor name, got {name!r}")
+    w = worker.global_worker()
+    namespace = w.namespace if namespace is None else namespace
+    row = w.core_worker.gcs.sync.get_named_actor_info(name, namespace)
+    if row is None:
+        raise ValueError(f"Failed to look up actor with name {name!r} in namespace "
+                         f"{namespace!r}: no live actor has that name there.")
+    return _handle_from_row(row)
+
+
+def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
+    """Kill the actor at once (its running call is interrupted); no_restart=False lets the
+    GCS restart it if it has restarts left."""
+    from ray_core._private import worker
+    if not isinstance(actor, ActorHandle):
+        raise TypeError(f"kill() expects an actor handle, got {type(actor).__name__}; use "
+                        f"cancel() for tasks")
+    core = worker.global_worker().core_worker
+    core.gcs.sync.kill_actor(actor._actor_id, force_kill=True, no_restart=no_restart,
+                             reason="" if no_restart else
+                             "it was killed by ray_core.kill(no_restart=False)")
+
+
+def list_named_actors(all_namespaces: bool = False):
+    from ray_core._private import worker
+    w = worker.global_worker()
+    entries = w.core_worker.gcs.sync.list_named_actors(all_namespaces, w.namespace)
+    if all_namespaces:
+        return [{"name": e.name, "namespace": e.ray_namespace} for e in entries]
+    return [e.name for e in entries]
+

@@ -1,0 +1,378 @@
+"""The actor manager: creates actors, restarts them, kills them, and says why they died.
+
+An actor's life as the GCS runs it (Ray's GcsActorManager, in Python):
+1. RegisterActor stores the row PENDING_CREATION (the named index refuses a taken name)
+   and starts scheduling at once; the caller does not wait for creation.
+2. Scheduling leases a worker from the raylet of the owner's node (falling back to any
+   alive node), honouring resources and scheduling strategy: the raylet's own policy
+   may spill the request back to a better node, or keep it queued while nothing fits
+   (an actor asking for more than exists stays PENDING_CREATION, it does not fail).
+3. The creation task is pushed to the leased worker with CoreWorkerService.PushTask
+   (gRPC: the GCS never imports ray_core). The constructor's reply makes it ALIVE with
+   the worker's address, or DEAD with the constructor's pickled exception.
+4. A worker failure (WORKER_FAILURE_CHANNEL) or node death ends the incarnation: the
+   actor is RESTARTING and rescheduled while num_restarts < max_restarts (-1: no
+   limit), else DEAD with a cause naming what happened. A kill with no_restart, a job
+   that ends, or the death of the actor's owner (unless detached) makes it DEAD.
+Every change is stored and published on ACTOR_CHANNEL by GcsActorTable.put, which is
+what callers resolve addresses from. After a GCS restart on Redis the rows come back
+from storage; ALIVE actors keep serving (their workers never stopped), pending ones
+are scheduled again.
+"""
+import asyncio
+import logging
+from typing import Dict, Optional
+
+from ray_common import rpc
+from ray_common.config import config
+from ray_common.ids import ActorID, UniqueID
+from ray_common.protocol import (common_pb2, core_worker_pb2, core_worker_pb2_grpc,
+                                 gcs_service_pb2 as pb, gcs_service_pb2_grpc,
+                                 node_manager_pb2 as nm, node_manager_pb2_grpc as nm_grpc)
+from ray_gcs import errors
+from ray_gcs.actor_table import GcsActorTable
+
+logger = logging.getLogger(__name__)
+
+State = pb.ActorTableData
+_GRANTED = nm.RequestWorkerLeaseReply.GRANTED
+_SPILLBACK = nm.RequestWorkerLeaseReply.SPILLBACK
+_REJECTED = nm.RequestWorkerLeaseReply.REJECTED
+
+
+class _Incarnation:
+    """The worker one incarnation of an actor runs on (and the lease that holds it)."""
+    __slots__ = ("lease_id", "raylet", "worker_id", "node_id", "task")
+
+    def __init__(self):
+        self.lease_id = b""
+        self.raylet = ""
+        self.worker_id = b""
+        self.node_id = b""
+        self.task: Optional[asyncio.Task] = None
+
+
+class GcsActorManager(gcs_service_pb2_grpc.ActorInfoGcsServiceServicer):
+    def __init__(self, table: GcsActorTable, nodes, publisher):
+        self._table = table
+        self._nodes = nodes
+        self._publisher = publisher
+        self._incarnations: Dict[bytes, _Incarnation] = {}
+        self._watch: Optional[asyncio.Task] = None
+        nodes.add_death_listener(self._on_node_dead)
+
+    # ---- start-up ------------------------------------------------------------------
+    def start(self) -> None:
+        """Listen for worker failures and finished jobs; resume what a restart interrupted."""
+        subscriber = self._publisher.add_subscriber(
+            b"gcs_actor_manager", [pb.WORKER_FAILURE_CHANNEL, pb.JOB_CHANNEL], [])
+        self._watch = asyncio.ensure_future(self._watch_events(subscriber))
+        for actor in self._table.all():
+            if actor.state in (State.PENDING_CREATION, State.RESTARTING):
+                logger.info("Resuming the creation of actor %s after a GCS restart",
+                            actor.actor_id.hex())
+                self._schedule(actor)
+            elif actor.state == State.ALIVE:
+                inc = self._incarnations[actor.actor_id] = _Incarnation()
+                inc.worker_id = actor.address.worker_id
+                inc.node_id = actor.address.node_id
+                node = self._nodes.get(actor.address.node_id)
+                if node is not None:
+                    inc.raylet = f"{node.node_manager_address}:{node.node_manager_port}"
+
+    def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+        for inc in self._incarnations.values():
+            if inc.task is not None:
+                inc.task.cancel()
+
+    async def _watch_events(self, subscriber) -> None:
+        while not subscriber.closed:
+            while subscriber.queue:
+                message = subscriber.queue.popleft()
+                try:
+                    if message.channel_type == pb.WORKER_FAILURE_CHANNEL:
+                        await self._on_worker_failed(message.worker_failure_message)
+                    elif message.channel_type == pb.JOB_CHANNEL and \
+                            message.job_message.state == pb.JOB_FINISHED:
+                        await self._on_job_finished(message.job_message)
+                except Exception:
+                    logger.exception("Handling %s failed",
+                                     pb.ChannelType.Name(message.channel_type))
+            subscriber.wakeup.clear()
+            if not subscriber.queue and not subscriber.closed:
+                await subscriber.wakeup.wait()
+
+    # ---- RPCs ----------------------------------------------------------------------
+    @errors.handler
+    async def RegisterActor(self, request, context):
+        spec = request.task_spec
+        creation = spec.actor_creation_task_spec
+        actor_id = errors.check_id(creation.actor_id, ActorID, "RegisterActor actor_id")
+        existing = self._table.get(actor_id)
+        if existing is not None:
+            return pb.RegisterActorReply()       # a retried registration
+        actor = pb.ActorTableData(
+            actor_id=actor_id, job_id=spec.job_id, state=State.PENDING_CREATION,
+            owner_address=spec.caller_address, name=creation.name,
+            ray_namespace=creation.ray_namespace,
+            class_name=spec.function_descriptor.class_name,
+            max_restarts=creation.max_restarts, is_detached=creation.is_detached,
+            task_spec=spec)
+        actor.required_resources.update(spec.required_resources)
+        await self._table.put(actor)     # raises ALREADY_EXISTS for a taken name
+        logger.info("Registered actor %s (%s%s) of job %s", actor_id.hex(), actor.class_name,
+                    f", name {creation.name!r}" if creation.name else "", spec.job_id.hex())
+        self._schedule(actor)
+        return pb.RegisterActorReply()
+
+    @errors.handler
+    async def KillActorViaGcs(self, request, context):
+        actor_id = errors.check_id(request.actor_id, ActorID, "KillActorViaGcs actor_id")
+        actor = self._table.get(actor_id)
+        if actor is None:
+            raise errors.not_found(f"KillActorViaGcs: unknown actor {actor_id.hex()}")
+        if actor.state == State.DEAD:
+            return pb.KillActorViaGcsReply()
+        await self._end(actor, common_pb2.ACTOR_DIED,
+                        request.reason or "it was killed by ray_core.kill()",
+                        restart=not request.no_restart)
+        return pb.KillActorViaGcsReply()
+
+    # Reads are the table's.
+    async def GetActorInfo(self, request, context):
+        return await self._table.GetActorInfo(request, context)
+
+    async def GetNamedActorInfo(self, request, context):
+        return await self._table.GetNamedActorInfo(request, context)
+
+    async def ListNamedActors(self, request, context):
+        return await self._table.ListNamedActors(request, context)
+
+    async def GetAllActorInfo(self, request, context):
+        return await self._table.GetAllActorInfo(request, context)
+
+    # ---- scheduling ----------------------------------------------------------------
+    def _schedule(self, actor: pb.ActorTableData) -> None:
+        inc = self._incarnations[actor.actor_id] = _Incarnation()
+        inc.task = asyncio.ensure_future(self._create(actor.actor_id, inc))
+
+    def _local_raylet(self, actor: pb.ActorTableData) -> Optional[str]:
+        node = self._nodes.get(actor.owner_address.node_id)
+        if node is None or node.state == node.DEAD:
+            alive = self._nodes.alive_nodes()
+            if not alive:
+                return None
+            node = alive[0]
+        return f"{node.node_manager_address}:{node.node_manager_port}"
+
+    async def _create(self, actor_id: bytes, inc: _Incarnation) -> None:
+        actor = self._table.get(actor_id)
+        try:
+            reply = await self._lease(actor, inc)
+            if reply is None or self._incarnations.get(actor_id) is not inc:
+                return
+            address = reply.worker_address
+            inc.worker_id = address.worker_id
+            inc.node_id = address.node_id
+            spec = common_pb2.TaskSpec()
+            spec.CopyFrom(actor.task_spec)
+            spec.attempt_number = actor.num_restarts
+            stub = rpc.stub(core_worker_pb2_grpc.CoreWorkerServiceStub,
+                            f"{address.ip_address}:{address.port}")
+            push = core_worker_pb2.PushTaskRequest(intended_worker_id=address.worker_id,
+                                                   task_spec=spec)
+            push.resource_mapping.extend(reply.resource_mapping)
+            logger.info("Pushing the creation task of actor %s to worker %s (pid %d) on "
+                        "node %s", actor_id.hex(), address.worker_id.hex(), reply.worker_pid,
+                        address.node_id.hex())
+            try:
+                result = await stub.PushTask(push, timeout=None)
+            except Exception as e:
+                if self._incarnations.get(actor_id) is not inc:
+                    return
+                await self._end(self._table.get(actor_id), common_pb2.WORKER_DIED,
+                                f"its worker (pid {reply.worker_pid}) died while running the "
+                                f"constructor ({type(e).__name__})", restart=True)
+                return
+            actor = self._table.get(actor_id)
+            if self._incarnations.get(actor_id) is not inc or actor.state == State.DEAD:
+                return
+            if result.is_application_error:
+                dead = pb.ActorTableData()
+                dead.CopyFrom(actor)
+                dead.state = State.DEAD
+                dead.death_cause.error_type = common_pb2.TASK_EXECUTION_EXCEPTION
+                dead.death_cause.error_message = "its constructor raised an exception"
+                if result.return_objects:
+                    dead.death_cause.creation_exception = result.return_objects[0].object.data
+                await self._table.put(dead)
+                logger.info("Actor %s is DEAD: its constructor raised", actor_id.hex())
+                await self._release(inc, "the actor's constructor raised")
+                return
+            alive = pb.ActorTableData()
+            alive.CopyFrom(actor)
+            alive.state = State.ALIVE
+            alive.address.CopyFrom(address)
+            alive.pid = reply.worker_pid
+            await self._table.put(alive)
+            logger.info("Actor %s is ALIVE on worker %s (pid %d), node %s", actor_id.hex(),
+                        address.worker_id.hex(), reply.worker_pid, address.node_id.hex())
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            logger.exception("Creating actor %s failed", actor_id.hex())
+            actor = self._table.get(actor_id)
+            if actor is not None and actor.state != State.DEAD and \
+                    self._incarnations.get(actor_id) is inc:
+                await self._end(actor, common_pb2.ACTOR_DIED,
+                                f"the GCS could not create it: {type(e).__name__}: {e}",
+                                restart=False)
+
+    async def _lease(self, actor: pb.ActorTableData, inc: _Incarnation):
+        """Lease a worker for the actor; None when none can be had (the actor is DEAD then)."""
+        raylet = self._local_raylet(actor)
+        spec = actor.task_spec
+        if actor.is_detached:
+            # A detached actor must outlive its job: lease a worker no job owns, so that
+            # the raylet does not kill it with the job's workers.
+            spec = common_pb2.TaskSpec()
+            spec.CopyFrom(actor.task_spec)
+            spec.job_id = b""
+        grant_or_reject = False
+        while True:
+            if raylet is None:
+                await asyncio.sleep(config.gcs_actor_schedule_retry_ms / 1000.0)
+                raylet = self._local_raylet(actor)
+                continue
+            inc.lease_id = UniqueID.from_random().binary()
+            inc.raylet = raylet
+            request = nm.RequestWorkerLeaseRequest(resource_spec=spec, lease_id=inc.lease_id,
+                                                   grant_or_reject=grant_or_reject)
+            stub = rpc.stub(nm_grpc.NodeManagerServiceStub, raylet)
+            try:
+                reply = await stub.RequestWorkerLease(request, timeout=None)
+            except Exception as e:
+                logger.info("Lease request for actor %s at %s failed (%s); retrying",
+                            actor.actor_id.hex(), raylet, e)
+                await asyncio.sleep(config.gcs_actor_schedule_retry_ms / 1000.0)
+                raylet, grant_or_reject = self._local_raylet(actor), False
+                continue
+            if reply.status == _GRANTED:
+                return reply
+            if reply.status == _SPILLBACK:
+                addr = reply.retry_at_raylet_address
+                raylet, grant_or_reject = f"{addr.ip_address}:{addr.port}", True
+                continue
+            if reply.status == _REJECTED:
+                raylet, grant_or_reject = self._local_raylet(actor), False
+                continue
+            why = reply.failure_message or nm.RequestWorkerLeaseReply.Status.Name(reply.status)
+            await self._end(actor, common_pb2.ACTOR_DIED,
+                            f"no worker could be leased for it: {why}", restart=False)
+            return None
+
+    async def _release(self, inc: _Incarnation, reason: str) -> None:
+        """Give the actor's worker back to its raylet, which kills it."""
+        if not inc.lease_id or not inc.raylet:
+            return
+        stub = rpc.stub(nm_grpc.NodeManagerServiceStub, inc.raylet)
+        try:
+            await rpc.call_with_retry(stub.ReturnWorker, nm.ReturnWorkerRequest(
+                lease_id=inc.lease_id, worker_id=inc.worker_id, disconnect_worker=True,
+                disconnect_reason=reason))
+        except Exception as e:
+            logger.info("ReturnWorker for lease %s failed: %s", inc.lease_id.hex(), e)
+
+    async def _kill_worker(self, actor: pb.ActorTableData, inc: Optional[_Incarnation],
+                           reason: str) -> None:
+        """Stop the actor's worker: ask it to exit at once, then return its lease."""
+        address = actor.address
+        if address.worker_id and address.port:
+            stub = rpc.stub(core_worker_pb2_grpc.CoreWorkerServiceStub,
+                            f"{address.ip_address}:{address.port}")
+            try:
+                await stub.Exit(core_worker_pb2.ExitRequest(force_exit=True),
+                                timeout=config.rpc_default_deadline_s)
+            except Exception:
+                pass    # it exits before it answers
+        if inc is not None:
+            if inc.task is not None and not inc.task.done():
+                inc.task.cancel()
+            # (Resumed after a GCS restart the lease id is unknown: the worker has exited
+            # and its raylet frees the lease on its own.)
+            await self._release(inc, reason)
+
+    # ---- endings -------------------------------------------------------------------
+    async def _end(self, actor: pb.ActorTableData, error_type: int, reason: str,
+                   restart: bool) -> None:
+        """End the current incarnation: restart if allowed, else DEAD with the reason."""
+        actor_id = actor.actor_id
+        inc = self._incarnations.pop(actor_id, None)
+        old = pb.ActorTableData()
+        old.CopyFrom(actor)
+        can_restart = restart and (actor.max_restarts < 0 or
+                                   actor.num_restarts < actor.max_restarts)
+        row = pb.ActorTableData()
+        row.CopyFrom(actor)
+        row.ClearField("address")
+        row.pid = 0
+        if can_restart:
+            row.state = State.RESTARTING
+            row.num_restarts = actor.num_restarts + 1
+            await self._table.put(row)
+            logger.info("Actor %s is RESTARTING (restart %d of %s): %s", actor_id.hex(),
+                        row.num_restarts,
+                        "unlimited" if actor.max_restarts < 0 else actor.max_restarts, reason)
+            await self._kill_worker(old, inc, reason)
+            self._schedule(row)
+            return
+        if restart and actor.max_restarts != 0:
+            reason += (f", and it has no restarts left (max_restarts={actor.max_restarts}, "
+                       f"restarted {actor.num_restarts} time(s))")
+        row.state = State.DEAD
+        row.death_cause.error_type = error_type
+        row.death_cause.error_message = reason
+        await self._table.put(row)
+        logger.info("Actor %s is DEAD: %s", actor_id.hex(), reason)
+        await self._kill_worker(old, inc, reason)
+
+    async def _on_worker_failed(self, worker: pb.WorkerTableData) -> None:
+        for actor in list(self._table.all()):
+            if actor.state == State.DEAD:
+                continue
+            inc = self._incarnations.get(actor.actor_id)
+            on_it = (actor.address.worker_id == worker.worker_id or
+                     (inc is not None and inc.worker_id == worker.worker_id))
+            if on_it:
+                detail = worker.exit_detail or "no detail"
+                await self._end(actor, common_pb2.WORKER_DIED,
+                                f"its worker process (pid {worker.pid}) died unexpectedly: "
+                                f"{detail}", restart=True)
+            elif actor.owner_address.worker_id == worker.worker_id and not actor.is_detached:
+                await self._end(actor, common_pb2.OWNER_DIED,
+                                f"its owner (worker {worker.worker_id.hex()}, pid "
+                                f"{worker.pid}) died", restart=False)
+
+    async def _on_node_dead(self, node: common_pb2.NodeInfo) -> None:
+        for actor in list(self._table.all()):
+            if actor.state == State.DEAD:
+                continue
+            inc = self._incarnations.get(actor.actor_id)
+            if actor.address.node_id == node.node_id or \
+                    (inc is not None and inc.node_id == node.node_id):
+                await self._end(actor, common_pb2.NODE_DIED,
+                                f"the node it ran on ({node.node_id.hex()}) died: "
+                                f"{node.death_reason or 'no reason given'}", restart=True)
+            elif actor.owner_address.node_id == node.node_id and not actor.is_detached:
+                await self._end(actor, common_pb2.OWNER_DIED,
+                                f"its owner's node ({node.node_id.hex()}) died", restart=False)
+
+    async def _on_job_finished(self, job: pb.JobTableData) -> None:
+        for actor in list(self._table.all()):
+            if actor.state != State.DEAD and actor.job_id == job.job_id and \
+                    not actor.is_detached:
+                await self._end(actor, common_pb2.OWNER_DIED,
+                                f"its job {job.job_id.hex()} finished (the driver that owns it "
+                                f"exited)", restart=False)
