@@ -23,6 +23,11 @@ from typing import Callable, List, Tuple
 
 import numpy as np
 
+try:
+    from ray_core._private import microbenchmark_actors
+except ImportError:  # run as a script by another backend's interpreter (make bench-vs-ray)
+    import microbenchmark_actors
+
 # Ray 2.60 on this machine, as quoted by issue 6 (used where no same-run baseline exists).
 RAY_REFERENCE = {
     "single client tasks sync": 620.0,
@@ -157,6 +162,7 @@ def run_rows(ray, quick: bool = False) -> List[Row]:
     latencies.sort()
     add("task latency p50", latencies[len(latencies) // 2], "ms")
     add("task latency p99", latencies[int(len(latencies) * 0.99)], "ms")
+    microbenchmark_actors.run_actor_rows(ray, add, timeit, scale)
     return rows
 
 
