@@ -132,12 +132,22 @@ def test_named_actor_from_second_driver_and_detached_outlives_driver(cluster, sh
 
         keeper = Keeper.options(name="keeper", namespace="team", lifetime="detached").remote()
         print("PUT", ray.get(keeper.put.remote("from the first driver")))
+        owned = Keeper.options(name="owned", namespace="team").remote()
+        print("OWNED", ray.get(owned.put.remote(1)))
         ray.shutdown()
     """)
     assert result.returncode == 0, result.stderr
     assert "VALUE 102" in result.stdout and "PUT 1" in result.stdout
     keeper = ray.get_actor("keeper", namespace="team")
     assert ray.get(keeper.items_.remote()) == ["from the first driver"]
+
+    def owned_gone():   # a non-detached actor dies with the driver that owns it
+        try:
+            ray.get_actor("owned", namespace="team")
+            return False
+        except ValueError:
+            return True
+    wait_for(owned_gone, what="the second driver's actor to die with it")
     assert ray.get(named.add.remote(1)) == 103
     with pytest.raises(ValueError, match="missing.*namespace 'team'|'missing'.*'team'"):
         ray.get_actor("missing", namespace="team")
@@ -189,6 +199,37 @@ def test_exit_restarts_once_then_dies_for_good(cluster):
         for _ in range(200):
             ray.get(counter.add.remote(), timeout=20)
             time.sleep(0.05)
+
+
+def test_calls_in_flight_during_a_restart_are_resent_in_order(cluster, tmp_path):
+    @ray.remote(max_restarts=1, max_task_retries=-1)
+    class Journal:
+        def __init__(self):
+            self.seen = []
+
+        def record(self, i):
+            self.seen.append(i)
+            return i
+
+        def crash_once(self, marker):
+            if not os.path.exists(marker):
+                open(marker, "w").close()
+                os._exit(1)
+            return "survived"
+
+        def seen_(self):
+            return self.seen
+
+    journal = Journal.remote()
+    marker = str(tmp_path / "crashed")
+    refs = [journal.record.remote(i) for i in range(5)]
+    crash = journal.crash_once.remote(marker)
+    refs += [journal.record.remote(i) for i in range(5, 10)]
+    assert ray.get(refs, timeout=30) == list(range(10))
+    assert ray.get(crash, timeout=30) == "survived"
+    seen = ray.get(journal.seen_.remote())
+    # The new incarnation ran the re-sent calls in their original order.
+    assert seen == sorted(seen) and seen[-5:] == list(range(5, 10))
 
 
 def _call_ok(handle) -> bool:
