@@ -799,6 +799,9 @@ class CoreWorker:
                     first_at = monotonic()
                 if not ready:
                     ready.extend(server.poll(0))
+                if self.executor.exiting:
+                    ready.clear()       # its owner re-queues these elsewhere
+                    self._exit = True
                 if not ready or monotonic() - first_at >= flush_s:
                     for c, batch in pending.items():
                         server.send_replies(c, batch)
