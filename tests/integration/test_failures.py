@@ -7,6 +7,9 @@ import pytest
 import ray_core as ray
 from ray_core import exceptions
 
+# A hang fails this file's test fast instead of eating the suite's budget.
+pytestmark = pytest.mark.timeout(120)
+
 
 def _bump(path):
     """Count attempts in a file (each attempt runs in a fresh worker process)."""

@@ -9,6 +9,9 @@ import ray_core as ray
 from ray_core import exceptions
 from tests.integration.conftest import session_logs
 
+# A hang fails this file's test fast instead of eating the suite's budget.
+pytestmark = pytest.mark.timeout(120)
+
 
 @ray.remote
 def add(a, b=0):
