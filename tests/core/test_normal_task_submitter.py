@@ -133,6 +133,17 @@ async def wait_all(store, tasks, timeout=5.0):
         await asyncio.sleep(0.005)
 
 
+async def run_doubling_tasks(n, store, tm, submitter):
+    """Submit n tasks that double their argument; check every value once all are done."""
+    tasks = [make_task(i) for i in range(n)]
+    for t in tasks:
+        tm.add_pending(t)
+        submitter.submit(t)
+    await wait_all(store, tasks)
+    assert [value(store, t) for t in tasks] == [2 * i for i in range(n)]
+    return tasks
+
+
 def value(store, task):
     obj = store.get_if_exists(task.return_ids[0])
     return serialization.deserialize(obj.data, obj.metadata)
@@ -141,12 +152,7 @@ def value(store, task):
 def test_many_tasks_reuse_few_leases_with_pipelining():
     async def main():
         store, raylet, conns, tm, submitter = harness(capacity=2)
-        tasks = [make_task(i) for i in range(500)]
-        for t in tasks:
-            tm.add_pending(t)
-            submitter.submit(t)
-        await wait_all(store, tasks)
-        assert [value(store, t) for t in tasks] == [2 * i for i in range(500)]
+        tasks = await run_doubling_tasks(500, store, tm, submitter)
         assert len(conns) <= 2          # leases reused, not one per task
         assert raylet.requests <= 3     # at most one outstanding request per key at a time
         await asyncio.sleep(0.4)        # idle linger, then the workers go back
@@ -201,12 +207,7 @@ def test_cancel_of_queued_task():
 def test_retiring_workers_leftovers_run_elsewhere_without_retries():
     async def main():
         store, raylet, conns, tm, submitter = harness(capacity=1, max_calls=3)
-        tasks = [make_task(i) for i in range(40)]
-        for t in tasks:
-            tm.add_pending(t)
-            submitter.submit(t)
-        await wait_all(store, tasks)
-        assert [value(store, t) for t in tasks] == [2 * i for i in range(40)]
+        tasks = await run_doubling_tasks(40, store, tm, submitter)
         assert all(t.attempt == 0 for t in tasks)       # re-queued, not retried
         assert len(conns) >= 14 and all(c.calls <= 3 for c in conns)
         await submitter.close()
