@@ -4,7 +4,12 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 import ray_core as ray
+
+# A hang fails this file's test fast instead of eating the suite's budget.
+pytestmark = pytest.mark.timeout(120)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

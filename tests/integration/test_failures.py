@@ -7,6 +7,9 @@ import pytest
 import ray_core as ray
 from ray_core import exceptions
 
+# A hang fails this file's test fast instead of eating the suite's budget.
+pytestmark = pytest.mark.timeout(120)
+
 
 def _bump(path):
     """Count attempts in a file (each attempt runs in a fresh worker process)."""
@@ -114,3 +117,18 @@ def test_infeasible_then_cancel_does_not_hang(cluster):
     ray.cancel(ref)
     with pytest.raises(exceptions.TaskCancelledError):
         ray.get(ref, timeout=30)
+
+
+def test_object_owned_by_a_dead_worker_raises_owner_died(cluster):
+    import signal
+
+    @ray.remote
+    def make():
+        return [ray.put("owned by this worker")], os.getpid()
+
+    [ref], pid = ray.get(make.remote())
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(exceptions.OwnerDiedError) as info:
+        ray.get(ref, timeout=30)
+    assert isinstance(info.value, exceptions.ObjectLostError)
+    assert ref.hex() in str(info.value)

@@ -5,6 +5,9 @@ import pytest
 import ray_core as ray
 from ray_core._private import worker as worker_mod
 
+# A hang fails this file's test fast instead of eating the suite's budget.
+pytestmark = pytest.mark.timeout(120)
+
 
 @pytest.fixture(scope="module")
 def two_nodes(cluster):
