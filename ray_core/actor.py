@@ -53,8 +53,7 @@ ACTOR_OPTIONS = {name: check for name, check in options_mod.TASK_OPTIONS.items()
                  if name not in ("num_returns", "max_retries", "retry_exceptions")}
 ACTOR_OPTIONS.update({"namespace": options_mod._string, "lifetime": _lifetime,
                       "get_if_exists": _bool, "max_restarts": _restarts,
-                      "max_task_retries": _restarts, "max_concurrency": _concurrency,
-                      "max_pending_calls": _restarts})
+                      "max_task_retries": _restarts, "max_concurrency": _concurrency})
 METHOD_OPTIONS = {"num_returns": options_mod._integer, "max_task_retries": _restarts,
                   "name": options_mod._string}
 
@@ -90,6 +89,21 @@ def _method_table(cls) -> Dict[str, Dict[str, Any]]:
             continue
         table[name] = dict(getattr(member, "__ray_method_options__", {}))
     return table
+
+
+def default_namespace(w) -> str:
+    """The namespace names resolve in: the driver's, or in a worker its job's driver's."""
+    if w.mode == "driver" or w.namespace:
+        return w.namespace
+    job_id = w.core_worker.current_job_id.binary()
+    cache = _job_namespaces
+    if job_id not in cache:
+        for job in w.core_worker.gcs.sync.get_all_job_info():
+            cache[job.job_id] = job.ray_namespace
+    return cache.get(job_id, "")
+
+
+_job_namespaces: Dict[bytes, str] = {}
 
 
 # ---- the class -----------------------------------------------------------------------
@@ -143,7 +157,7 @@ class ActorClass:
         name = opts.get("name") or ""
         namespace = opts.get("namespace")
         if namespace is None:
-            namespace = w.namespace
+            namespace = default_namespace(w)
         if name:
             existing = core.gcs.sync.get_named_actor_info(name, namespace)
             if existing is not None:
@@ -345,7 +359,7 @@ def get_actor(name: str, namespace: Optional[str] = None) -> ActorHandle:
     if not isinstance(name, str) or not name:
         raise ValueError(f"get_actor() needs a non-empty actor name, got {name!r}")
     w = worker.global_worker()
-    namespace = w.namespace if namespace is None else namespace
+    namespace = default_namespace(w) if namespace is None else namespace
     row = w.core_worker.gcs.sync.get_named_actor_info(name, namespace)
     if row is None:
         raise ValueError(f"Failed to look up actor with name {name!r} in namespace "
@@ -369,7 +383,7 @@ def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
 def list_named_actors(all_namespaces: bool = False):
     from ray_core._private import worker
     w = worker.global_worker()
-    entries = w.core_worker.gcs.sync.list_named_actors(all_namespaces, w.namespace)
+    entries = w.core_worker.gcs.sync.list_named_actors(all_namespaces, default_namespace(w))
     if all_namespaces:
         return [{"name": e.name, "namespace": e.ray_namespace} for e in entries]
     return [e.name for e in entries]

@@ -369,3 +369,43 @@ def test_actor_log_lines_carry_actor_and_task_ids(cluster):
         return all(hits.values())
 
     wait_for(found, timeout=10, what="log lines with the actor and task ids")
+
+
+def test_method_options_and_kill_that_allows_a_restart(cluster):
+    counter = Counter.options(max_restarts=1).remote(7)
+    whole = counter.pair.options(num_returns=1).remote()
+    assert ray.get(whole) == (7, -7)
+    first_pid = ray.get(counter.pid.remote())
+    ray.kill(counter, no_restart=False)
+    wait_for(lambda: _call_ok(counter), what="the actor restarted after kill")
+    assert ray.get(counter.pid.remote()) != first_pid
+    assert ray.get(counter.add.remote(0)) == 8      # constructor ran again: 7, +1 above
+    ray.kill(counter)
+    with pytest.raises(ActorDiedError, match="killed by ray_core.kill"):
+        ray.get(counter.add.remote(), timeout=20)
+
+
+def test_tasks_resolve_names_in_their_drivers_namespace(cluster, short_temp_dir):
+    result = run_script(f"""
+        import ray_core as ray
+        ray.init(address="auto", namespace="blue", _temp_dir={short_temp_dir!r})
+
+        @ray.remote
+        class Box:
+            def get(self):
+                return "in blue"
+
+        @ray.remote
+        def lookup():
+            return ray.get(ray.get_actor("box").get.remote())
+
+        box = Box.options(name="box").remote()
+        print("FOUND", ray.get(lookup.remote()))
+        try:
+            ray.get_actor("box", namespace="red")
+        except ValueError as e:
+            print("MISSING", "'red'" in str(e))
+        ray.shutdown()
+    """)
+    assert result.returncode == 0, result.stderr
+    assert "FOUND in blue" in result.stdout and "MISSING True" in result.stdout
