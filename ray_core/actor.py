@@ -205,7 +205,8 @@ class ActorClass:
             rpc.run_sync(submitter.register(task))
         else:
             core.loop.call_soon_threadsafe(submitter.spawn_register, task)
-        return ActorHandle(actor_id.binary(), self._name, self._methods, max_task_retries)
+        return ActorHandle(actor_id.binary(), self._name, self._methods, max_task_retries,
+                           owned=not name and opts.get("lifetime") != "detached")
 
 
 class _ActorClassOptions:
@@ -230,11 +231,12 @@ class _ActorClassOptions:
 class ActorMethod:
     __slots__ = ("_handle", "_name", "_options", "_templates")
 
-    def __init__(self, handle: "ActorHandle", name: str, opts: Dict[str, Any]):
+    def __init__(self, handle: "ActorHandle", name: str, opts: Dict[str, Any],
+                 templates: Optional[dict] = None):
         self._handle = handle
         self._name = name
         self._options = opts
-        self._templates = {}
+        self._templates = {} if templates is None else templates
 
     def __call__(self, *args, **kwargs):
         raise TypeError(f"Actor methods cannot be called directly. Instead of "
@@ -249,14 +251,25 @@ class ActorMethod:
         return ActorMethod(self._handle, self._name, merged)
 
 
+_TERMINATE = "__ray_terminate__"
+
+
 class ActorHandle:
+    """A reference to an actor. The handle .remote() returned, in the process that made
+    the actor, owns its lifetime: when it is garbage-collected and no copy was ever
+    pickled (nor the actor named or detached), the actor ends after the calls already
+    made (as in Ray, an actor goes when its handles go out of scope)."""
+
     def __init__(self, actor_id: bytes, class_name: str, methods: Dict[str, Dict[str, Any]],
-                 max_task_retries: int = 0):
+                 max_task_retries: int = 0, owned: bool = False):
         self._actor_id = actor_id
         self._class_name = class_name
         self._methods = methods
         self._max_task_retries = max_task_retries
-        self._method_cache: Dict[str, ActorMethod] = {}
+        # Spec templates of the methods with their declared options (ActorMethods point
+        # here, not the other way round: no cycle keeps a dropped handle alive).
+        self._method_templates: Dict[str, dict] = {}
+        self._owned = owned
         from ray_core._private import worker
         core = worker.current_core_worker()
         if core is not None:
@@ -264,18 +277,32 @@ class ActorHandle:
 
     def __getattr__(self, name: str) -> ActorMethod:
         state = self.__dict__
-        if "_method_cache" not in state:     # during unpickling
+        if "_method_templates" not in state:     # during unpickling
             raise AttributeError(name)
-        found = state["_method_cache"].get(name)
-        if found is None:
-            if name not in state["_methods"]:
-                raise AttributeError(f"actor class {self._class_name} has no method {name!r}")
-            found = state["_method_cache"][name] = ActorMethod(self, name, state["_methods"][name])
-        return found
+        if name not in state["_methods"]:
+            raise AttributeError(f"actor class {self._class_name} has no method {name!r}")
+        templates = state["_method_templates"].get(name)
+        if templates is None:
+            templates = state["_method_templates"][name] = {}
+        return ActorMethod(self, name, state["_methods"][name], templates)
 
     def __reduce__(self):
+        # A copy may live anywhere now: this process no longer decides when the actor ends.
+        self._owned = False
         return (ActorHandle, (self._actor_id, self._class_name, self._methods,
                               self._max_task_retries))
+
+    def __del__(self):
+        if not self.__dict__.get("_owned"):
+            return
+        try:
+            from ray_core._private import worker
+            w = worker._global
+            if w is None or w.core_worker._closed:
+                return
+            self._submit(ActorMethod(self, _TERMINATE, {"num_returns": 0}), (), {})
+        except Exception:
+            pass    # interpreter or ray_core shutting down: the job's end kills it
 
     def __repr__(self) -> str:
         return f"Actor({self._class_name}, {self._actor_id.hex()})"

@@ -137,7 +137,7 @@ class GcsActorManager(gcs_service_pb2_grpc.ActorInfoGcsServiceServicer):
             return pb.KillActorViaGcsReply()
         await self._end(actor, common_pb2.ACTOR_DIED,
                         request.reason or "it was killed by ray_core.kill()",
-                        restart=not request.no_restart)
+                        restart=not request.no_restart, force=request.force_kill)
         return pb.KillActorViaGcsReply()
 
     # Reads are the table's.
@@ -286,17 +286,21 @@ class GcsActorManager(gcs_service_pb2_grpc.ActorInfoGcsServiceServicer):
             logger.info("ReturnWorker for lease %s failed: %s", inc.lease_id.hex(), e)
 
     async def _kill_worker(self, actor: pb.ActorTableData, inc: Optional[_Incarnation],
-                           reason: str) -> None:
-        """Stop the actor's worker: ask it to exit at once, then return its lease."""
+                           reason: str, force: bool = True) -> None:
+        """Stop the actor's worker: ask it to exit (at once if `force`), then return its
+        lease. A graceful exit finishes the running call and sends its replies first; the
+        raylet frees the lease when the process ends."""
         address = actor.address
         if address.worker_id and address.port:
             stub = rpc.stub(core_worker_pb2_grpc.CoreWorkerServiceStub,
                             f"{address.ip_address}:{address.port}")
             try:
-                await stub.Exit(core_worker_pb2.ExitRequest(force_exit=True),
+                await stub.Exit(core_worker_pb2.ExitRequest(force_exit=force),
                                 timeout=config.rpc_default_deadline_s)
             except Exception:
                 pass    # it exits before it answers
+            if not force:
+                return
         if inc is not None:
             if inc.task is not None and not inc.task.done():
                 inc.task.cancel()
@@ -306,7 +310,7 @@ class GcsActorManager(gcs_service_pb2_grpc.ActorInfoGcsServiceServicer):
 
     # ---- endings -------------------------------------------------------------------
     async def _end(self, actor: pb.ActorTableData, error_type: int, reason: str,
-                   restart: bool) -> None:
+                   restart: bool, force: bool = True) -> None:
         """End the current incarnation: restart if allowed, else DEAD with the reason."""
         actor_id = actor.actor_id
         inc = self._incarnations.pop(actor_id, None)
@@ -336,7 +340,7 @@ class GcsActorManager(gcs_service_pb2_grpc.ActorInfoGcsServiceServicer):
         row.death_cause.error_message = reason
         await self._table.put(row)
         logger.info("Actor %s is DEAD: %s", actor_id.hex(), reason)
-        await self._kill_worker(old, inc, reason)
+        await self._kill_worker(old, inc, reason, force)
 
     async def _on_worker_failed(self, worker: pb.WorkerTableData) -> None:
         for actor in list(self._table.all()):

@@ -83,6 +83,8 @@ class ActorRuntime:
     def method(self, name: str):
         fn = self._methods.get(name)
         if fn is None:
+            if name == "__ray_terminate__":
+                return self._terminate
             try:
                 fn = getattr(self.instance, name)
             except AttributeError:
@@ -90,6 +92,19 @@ class ActorRuntime:
                                      f"{name!r}") from None
             self._methods[name] = fn
         return fn
+
+    def _terminate(self) -> None:
+        """Every handle of the actor is gone (its owner says): end after the calls before."""
+        logger.info("Actor %s: all its handles went out of scope; exiting",
+                    self.actor_id.hex())
+        try:
+            rpc.run_sync(self.core.gcs.kill_actor(
+                self.actor_id.binary(), force_kill=False, no_restart=True,
+                reason="all its handles went out of scope"),
+                timeout=config.rpc_default_deadline_s)
+        except Exception as e:
+            logger.info("Telling the GCS about the actor's end failed: %s", e)
+            self.core.request_exit()
 
     # ---- threaded and async actors ------------------------------------------------
     def serve(self, server) -> None:

@@ -231,7 +231,7 @@ class ActorTaskSubmitter:
 
     def _pump_locked(self, actor: _Actor) -> None:
         conn = actor.conn
-        if conn is None or conn.closed:
+        if conn is None or conn.closed or actor.state == _STATE.DEAD:
             return
         queue = actor.queue
         if not queue or not queue[0].resolved:
@@ -298,22 +298,43 @@ class ActorTaskSubmitter:
                 f"{task.task_id.hex()} ({task.function_name}) ran on it, and the call has no "
                 f"retries left (max_task_retries); it may or may not have run.", actor.hex))
 
-    def _mark_dead(self, actor: _Actor, error: BaseException) -> None:
+    def _mark_dead(self, actor: _Actor, error: BaseException, drain: bool = True) -> None:
+        """Fail what waits for a dead actor. Calls already sent on a connection that is
+        still open may yet be answered (a graceful end runs them first), so they wait for
+        the connection to close, at most actor_lost_call_grace_ms."""
         actor.state = _STATE.DEAD
         actor.death = error
-        if actor.conn is not None:
-            self._drop_conn(actor)
         with self._lock:
-            tasks = actor.lost + list(actor.unacked.values()) + list(actor.queue)
+            actor.fd = -1           # no more direct sends
+            tasks = actor.lost + list(actor.queue)
             actor.lost = []
-            actor.unacked.clear()
             actor.queue.clear()
+        conn = actor.conn
+        if drain and conn is not None and not conn.closed and actor.unacked:
+            asyncio.get_running_loop().call_later(config.actor_lost_call_grace_ms / 1000.0,
+                                                  self._end_drain, actor, conn)
+        else:
+            tasks += self._take_unacked(actor)
+            if conn is not None:
+                self._drop_conn(actor)
         for task in tasks:
             self._core.task_manager.fail(task, error)
         if actor.subscription is not None:
             actor.subscription.close()
             actor.subscription = None
         logger.info("Actor %s is dead: %s", actor.hex, str(error).splitlines()[0])
+
+    def _take_unacked(self, actor: _Actor) -> list:
+        with self._lock:
+            tasks = list(actor.unacked.values())
+            actor.unacked.clear()
+        return tasks
+
+    def _end_drain(self, actor: _Actor, conn) -> None:
+        if actor.conn is conn:
+            for task in self._take_unacked(actor):
+                self._core.task_manager.fail(task, actor.death)
+            self._drop_conn(actor)
 
     def _set_conn(self, actor: _Actor, conn) -> None:
         with self._lock:
@@ -423,6 +444,10 @@ class ActorTaskSubmitter:
         if actor is None or actor.conn is not conn:
             return
         self._set_conn(actor, None)
+        if actor.state == _STATE.DEAD:      # the end of a drain: nothing more will come
+            for task in self._take_unacked(actor):
+                self._core.task_manager.fail(task, actor.death)
+            return
         logger.info("Connection to actor %s (worker %s) lost%s", actor.hex,
                     actor.worker_id.hex(), f": {exc}" if exc else "")
         self._requeue_unacked(actor)
@@ -473,7 +498,7 @@ class ActorTaskSubmitter:
                 if actor.poller is not None:
                     actor.poller.cancel()
                 if actor.state != _STATE.DEAD:
-                    self._mark_dead(actor, error)
+                    self._mark_dead(actor, error, drain=False)
         try:
             self._core.loop.call_soon_threadsafe(on_loop)
         except RuntimeError:

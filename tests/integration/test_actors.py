@@ -409,3 +409,29 @@ def test_tasks_resolve_names_in_their_drivers_namespace(cluster, short_temp_dir)
     """)
     assert result.returncode == 0, result.stderr
     assert "FOUND in blue" in result.stdout and "MISSING True" in result.stdout
+
+
+def test_actor_ends_when_its_handles_go_out_of_scope(cluster):
+    gcs = ray._private.worker.global_worker().gcs
+    counter = Counter.remote()
+    actor_id = counter._actor_id
+    ref = counter.add.remote(2)
+    del counter                 # the call made before still runs
+    assert ray.get(ref, timeout=20) == 2
+    wait_for(lambda: gcs.sync.get_actor_info(actor_id).state ==
+             gcs.sync.get_actor_info(actor_id).DEAD, what="the unreferenced actor to end")
+    assert "handles went out of scope" in \
+        gcs.sync.get_actor_info(actor_id).death_cause.error_message
+
+    @ray.remote
+    def use(handle):
+        return ray.get(handle.add.remote(1))
+
+    shared = Counter.remote()
+    shared_id = shared._actor_id
+    assert ray.get(use.remote(shared)) == 1     # a copy went to a task: it may live on there
+    del shared
+    time.sleep(0.5)
+    row = gcs.sync.get_actor_info(shared_id)
+    assert row.state == row.ALIVE
+    ray.kill(ray.actor.ActorHandle(shared_id, "Counter", {}))
