@@ -5,7 +5,7 @@ pins them with their signatures). `remote_function.py` holds @remote for functio
 `object_ref.py` the ObjectRef, `exceptions.py` every error, `runtime_context.py` what
 get_runtime_context() returns, `node.py` the head-node launcher, `workers/` the worker
 entry point; the CoreWorker and everything behind it live in `_private/` (its
-`__init__` is the map). Actors (issue 7) will plug in beside remote_function.py.
+`__init__` is the map). `actor.py` holds @remote for classes (actors) and the actor API.
 """
 import inspect
 import os

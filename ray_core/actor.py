@@ -269,9 +269,10 @@ class ActorHandle:
         # Spec templates of the methods with their declared options (ActorMethods point
         # here, not the other way round: no cycle keeps a dropped handle alive).
         self._method_templates: Dict[str, dict] = {}
-        self._owned = owned
         from ray_core._private import worker
         core = worker.current_core_worker()
+        # The CoreWorker that owns the actor (a later init() may reuse actor ids).
+        self._owned = core.worker_id if owned and core is not None else None
         if core is not None:
             core.actor_submitter.watch(actor_id)
 
@@ -288,17 +289,18 @@ class ActorHandle:
 
     def __reduce__(self):
         # A copy may live anywhere now: this process no longer decides when the actor ends.
-        self._owned = False
+        self._owned = None
         return (ActorHandle, (self._actor_id, self._class_name, self._methods,
                               self._max_task_retries))
 
     def __del__(self):
-        if not self.__dict__.get("_owned"):
+        owner = self.__dict__.get("_owned")
+        if owner is None:
             return
         try:
             from ray_core._private import worker
             w = worker._global
-            if w is None or w.core_worker._closed:
+            if w is None or w.core_worker._closed or w.core_worker.worker_id != owner:
                 return
             self._submit(ActorMethod(self, _TERMINATE, {"num_returns": 0}), (), {})
         except Exception:
@@ -369,13 +371,16 @@ class ActorHandle:
         return spec
 
 
-def _handle_from_row(row) -> ActorHandle:
-    meta = {}
-    blob = row.task_spec.actor_creation_task_spec.serialized_actor_handle
-    if blob:
-        meta = pickle.loads(blob)
-    return ActorHandle(row.actor_id, row.class_name, meta.get("methods", {}),
+def handle_from_blob(actor_id: bytes, class_name: str, blob: bytes) -> ActorHandle:
+    """A handle from the method table the creator stored with the actor's creation spec."""
+    meta = pickle.loads(blob) if blob else {}
+    return ActorHandle(actor_id, class_name, meta.get("methods", {}),
                        meta.get("max_task_retries", 0))
+
+
+def _handle_from_row(row) -> ActorHandle:
+    return handle_from_blob(row.actor_id, row.class_name,
+                            row.task_spec.actor_creation_task_spec.serialized_actor_handle)
 
 
 # ---- module functions ----------------------------------------------------------------

@@ -26,7 +26,20 @@ class RuntimeContext:
         return self._core.worker_id.hex()
 
     def get_actor_id(self) -> Optional[str]:
-        return None
+        actor = self._core.actor_runtime
+        return None if actor is None else actor.actor_id.hex()
+
+    def get_actor_name(self) -> Optional[str]:
+        actor = self._core.actor_runtime
+        return None if actor is None else (actor.name or None)
+
+    @property
+    def current_actor(self):
+        """The handle of the actor this code runs in."""
+        actor = self._core.actor_runtime
+        if actor is None:
+            raise RuntimeError("current_actor is only available inside an actor")
+        return actor.handle()
 
     def get_assigned_resources(self) -> Dict[str, float]:
         return self._core.assigned_resources()
@@ -62,7 +75,8 @@ class RuntimeContext:
 
     @property
     def was_current_actor_reconstructed(self) -> bool:
-        return False
+        actor = self._core.actor_runtime
+        return actor is not None and actor.num_restarts > 0
 
     def get(self) -> dict:
         return {"job_id": self.job_id, "node_id": self.node_id, "namespace": self.namespace,

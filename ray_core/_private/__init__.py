@@ -17,8 +17,13 @@
 - task_log.py        the per-task glog lines, buffered off the hot path
 - log_monitor.py     worker stdout/stderr to the driver, prefixed (pid=N)
 - microbenchmark.py  `ray_core microbenchmark` rows (also against Ray itself)
+- actor_submitter.py  the caller's side of actor calls: address from the GCS, ordered
+  pushes on the task socket, restarts and deaths
+- actor_runtime.py   the actor a worker hosts: creation push, plain/threaded/async calls
+- microbenchmark_actors.py  the actor rows of the microbenchmark
 - _object_ref.pyx, _shared_buffer.pyx  Cython: ObjectRef; plasma views that release
   their object when the last numpy/Arrow view over them dies
 Invariant: the submitter and every socket live on the io loop thread (ray_common.rpc);
-user threads only touch the task manager, memory store and ref counter, which lock.
+user threads only touch the task manager, memory store and ref counter, which lock
+(and write actor calls straight to an actor's socket under the actor submitter's lock).
 """

@@ -66,6 +66,9 @@ class ActorRuntime:
         self.core = core
         self.actor_id = ActorID(creation.actor_id)
         self.class_name = spec.function_descriptor.class_name
+        self.name = creation.name
+        self.num_restarts = spec.attempt_number     # the GCS counts incarnations there
+        self._handle_blob = creation.serialized_actor_handle
         self.instance = instance
         self.is_asyncio = creation.is_asyncio
         self.max_concurrency = creation.max_concurrency or (
@@ -79,6 +82,10 @@ class ActorRuntime:
                     " [async]" if self.is_asyncio else
                     f" [threaded, max_concurrency={self.max_concurrency}]"
                     if self.concurrent else "")
+
+    def handle(self):
+        from ray_core.actor import handle_from_blob
+        return handle_from_blob(self.actor_id.binary(), self.class_name, self._handle_blob)
 
     def method(self, name: str):
         fn = self._methods.get(name)

@@ -435,3 +435,34 @@ def test_actor_ends_when_its_handles_go_out_of_scope(cluster):
     row = gcs.sync.get_actor_info(shared_id)
     assert row.state == row.ALIVE
     ray.kill(ray.actor.ActorHandle(shared_id, "Counter", {}))
+
+
+def test_runtime_context_inside_an_actor(cluster):
+    @ray.remote(max_restarts=1)
+    class Introspect:
+        def ids(self):
+            ctx = ray.get_runtime_context()
+            return ctx.get_actor_id(), ctx.get_actor_name(), ctx.was_current_actor_reconstructed
+
+        def me(self):
+            return ray.get_runtime_context().current_actor
+
+        def die(self):
+            os._exit(1)
+
+    actor = Introspect.options(name="introspect").remote()
+    assert ray.get(actor.ids.remote()) == (actor._actor_id.hex(), "introspect", False)
+    assert ray.get(actor.me.remote()) == actor
+    assert ray.get_runtime_context().get_actor_id() is None
+    actor.die.remote()
+    wait_for(lambda: _ids_ok(actor), what="the restarted actor")
+    assert ray.get(actor.ids.remote())[2] is True
+    ray.kill(actor)
+
+
+def _ids_ok(handle) -> bool:
+    try:
+        ray.get(handle.ids.remote(), timeout=20)
+        return True
+    except (RayActorError, ray.exceptions.ActorUnavailableError):
+        return False
