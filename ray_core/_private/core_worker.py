@@ -15,10 +15,10 @@ one wake-up per burst, so a loop of .remote() calls costs one thread hop, not on
 import asyncio
 import collections
 import concurrent.futures
-import ctypes
 import itertools
 import logging
 import os
+import signal
 import threading
 import time
 from typing import Dict, List, Optional
@@ -119,7 +119,6 @@ class CoreWorker:
         self._server = None
         self._exit = False
         self._blocked = False
-        self._main_thread_ident = threading.main_thread().ident
         self._inline_limit = config.max_direct_call_object_size
         self._closed = False
         self.job_runtime_env = None
@@ -817,13 +816,29 @@ class CoreWorker:
             self.task_server.wake()
 
     def interrupt_task(self, task_id: bytes) -> bool:
-        """Raise TaskCancelledError in the main thread if it runs this task."""
+        """Raise TaskCancelledError in the main thread if it still runs this task.
+
+        A real SIGINT (not an asynchronous exception) so that a task blocked in a system
+        call (sleep, select, a lock) wakes up too; the handler raises only if the task
+        it was meant for is still the one running, so a cancel that races the task's
+        end is dropped.
+        """
         if self.executor is None or self.executor.current_task_id != task_id:
             return False
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(self._main_thread_ident),
-            ctypes.py_object(exceptions.TaskCancelledError))
+        self.executor.cancel_requested = task_id
+        os.kill(os.getpid(), signal.SIGINT)
         return True
+
+    def install_cancel_handler(self) -> None:
+        """Worker main thread: SIGINT means "cancel the running task" (interrupt_task)."""
+        executor = self.executor
+
+        def on_sigint(signum, frame):
+            requested, executor.cancel_requested = executor.cancel_requested, None
+            if requested is not None and requested == executor.current_task_id:
+                raise exceptions.TaskCancelledError(requested.hex())
+
+        signal.signal(signal.SIGINT, on_sigint)
 
 
 class _ReleaseQueue(collections.deque):

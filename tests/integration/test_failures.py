@@ -132,3 +132,22 @@ def test_object_owned_by_a_dead_worker_raises_owner_died(cluster):
         ray.get(ref, timeout=30)
     assert isinstance(info.value, exceptions.ObjectLostError)
     assert ref.hex() in str(info.value)
+
+
+def test_cancel_interrupts_blocking_calls_and_children(cluster):
+    @ray.remote
+    def child():
+        time.sleep(60)
+
+    @ray.remote
+    def parent():
+        return ray.get(child.remote())
+
+    ref = parent.remote()
+    time.sleep(1.0)
+    ray.cancel(ref)                       # recursive by default
+    with pytest.raises(exceptions.TaskCancelledError):
+        ray.get(ref, timeout=30)
+    # Both CPUs come back: the sleeping child was cancelled too (else one of these
+    # would wait behind its 60 s sleep and the get would time out).
+    assert ray.get([block.remote(0.5) for _ in range(2)], timeout=30) == [0.5, 0.5]
