@@ -503,27 +503,20 @@ class CoreWorker:
             if not self.reference_counter.is_owned(object_id) and \
                     not self.task_manager.is_pending(object_id.task_id()):
                 self._fetch_from_owner(ref)
-        deadline = None if timeout is None else time.monotonic() + timeout
         ids = list(unique)
         blocked = self.mode == WORKER and self.executor.current_task_id is not None and \
             not self._blocked
         if blocked:
             self._set_blocked(True)
         try:
-            while True:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                # Wait in slices so a cancel (an async exception) reaches a blocked task.
-                slice_s = 0.5 if remaining is None else min(remaining, 0.5)
-                got = self.memory_store.wait(ids, num_required, slice_s)
-                if len(got) >= num_required:
-                    return got
-                if remaining is not None and remaining <= slice_s:
-                    if for_get:
-                        missing = [oid.hex() for oid in ids if oid not in got]
-                        raise exceptions.GetTimeoutError(
-                            f"get() timed out after {timeout}s waiting for {len(missing)} "
-                            f"object(s), e.g. {missing[0]}")
-                    return got
+            # A cancel reaches a task blocked here as SIGINT (interrupt_task).
+            got = self.memory_store.wait(ids, num_required, timeout)
+            if len(got) < num_required and for_get:
+                missing = [oid.hex() for oid in ids if oid not in got]
+                raise exceptions.GetTimeoutError(
+                    f"get() timed out after {timeout}s waiting for {len(missing)} "
+                    f"object(s), e.g. {missing[0]}")
+            return got
         finally:
             if blocked:
                 self._set_blocked(False)
