@@ -57,3 +57,16 @@ def test_large_objects_move_between_nodes(two_nodes):
         return int(a.sum())
 
     assert ray.get(remote_total.remote(local)) == 500_000
+
+
+def test_node_affinity_strategy(two_nodes):
+    from ray_core.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    cluster, info = two_nodes
+
+    @ray.remote
+    def where():
+        return ray.get_runtime_context().get_node_id()
+
+    for target in (info["node_id"], cluster["node_id"]):
+        strategy = NodeAffinitySchedulingStrategy(target, soft=False)
+        assert ray.get(where.options(scheduling_strategy=strategy).remote()) == target
