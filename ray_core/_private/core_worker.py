@@ -531,7 +531,7 @@ class CoreWorker:
     def _values(self, ids, found, raise_errors, timeout):
         out = []
         plasma_wanted = [oid for oid in ids if found[oid].in_plasma]
-        plasma_values = self._read_plasma(plasma_wanted, found, timeout) if plasma_wanted else {}
+        plasma_values = self._read_plasma(plasma_wanted, found) if plasma_wanted else {}
         for object_id in ids:
             obj = found[object_id]
             if obj.in_plasma:
@@ -547,21 +547,23 @@ class CoreWorker:
                 out.append((value, is_error))
         return out
 
-    def _read_plasma(self, ids: List[ObjectID], found, timeout) -> dict:
+    def _read_plasma(self, ids: List[ObjectID], found) -> dict:
         self._drain_plasma_releases()
         remote = [oid for oid in ids if found[oid].plasma_node not in (b"", self.node_id)]
         if remote:
             self._pull(remote, found)
         keys = list(dict.fromkeys(oid.binary() for oid in ids))
-        timeout_ms = -1 if timeout is None else max(0, int(timeout * 1000))
-        objects = self.plasma.get(keys, timeout_ms)
+        # Only look: a marker means the copy was sealed (here, or pulled here above), so
+        # one that is missing now is lost, and waiting for it would never end.
+        objects = self.plasma.get(keys, 0)
         values = {}
         for key, pobj in zip(keys, objects):
             object_id = ObjectID(key)
             if pobj is None:
                 values[object_id] = (exceptions.ObjectLostError(
-                    object_id.hex(), f"Object {object_id.hex()} is not in the object store of "
-                    f"node {self.node_id.hex()[:12]} (lost, or the get timed out)."), True)
+                    object_id.hex(), f"Object {object_id.hex()} is lost: it is not in the "
+                    f"object store of node {self.node_id.hex()[:12]} and could not be "
+                    f"fetched from node {found[object_id].plasma_node.hex()[:12]}."), True)
                 continue
             metadata = bytes(pobj.metadata)
             if metadata == META_PICKLE_OOB:

@@ -79,9 +79,19 @@ def block(seconds):
     return seconds
 
 
-def test_cancel_queued_task(cluster):
+def test_cancel_queued_task(cluster, tmp_path):
+    @ray.remote
+    def hold(path, seconds):
+        open(path, "w").close()          # tell the test this task holds its CPU now
+        time.sleep(seconds)
+        return seconds
+
     # Fill both CPUs, then queue one more and cancel it before it can run.
-    busy = [block.remote(2) for _ in range(2)]
+    marks = [str(tmp_path / f"running{i}") for i in range(2)]
+    busy = [hold.remote(mark, 2) for mark in marks]
+    deadline = time.time() + 30
+    while not all(os.path.exists(m) for m in marks) and time.time() < deadline:
+        time.sleep(0.02)
     queued = block.options(num_cpus=2).remote(0)
     time.sleep(0.2)
     ray.cancel(queued)
