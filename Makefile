@@ -5,7 +5,7 @@ PYTEST = $(PYTHON) -m pytest -q
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: build deps test test-common test-gcs test-plasma test-raylet test-core \
-        test-integration bench clean
+        test-integration bench bench-vs-ray clean
 
 build: .build/deps.stamp
 	$(PYTHON) setup.py -q build_ext --inplace
@@ -40,6 +40,10 @@ test-integration: build
 
 bench: build
 	$(PYTHON) -m benchmarks.run
+
+# ray_core's microbenchmark rows beside ray==2.60.0 (installed once into .bench-venv).
+bench-vs-ray: build
+	$(PYTHON) -m benchmarks.bench_vs_ray
 
 clean:
 	rm -rf build .build ray_common/_generated *.egg-info

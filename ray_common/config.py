@@ -80,6 +80,21 @@ _TUNABLES = [
     Tunable("plasma_subscriber_max_buffered_bytes", 64 * 1024 ** 2, "Unsent notifications per subscriber before the store drops it."),
     Tunable("plasma_inline_create_bytes", 1024 ** 2, "create_and_seal sends values up to this size through the socket (one round trip); larger ones are written in place."),
     Tunable("preallocate_plasma_memory", False, "Fault in the whole region at startup so first writes run at memcpy speed (costs the full capacity in RAM at once)."),
+    # CoreWorker: task submission, execution and the public API.
+    Tunable("max_tasks_in_flight_per_worker", 16, "Tasks pushed to one leased worker before replies (pipelining)."),
+    Tunable("pipeline_max_task_ms", 5.0, "Tasks pipelined on a worker only while a key's tasks take less than this each."),
+    Tunable("worker_lease_idle_linger_ms", 200, "An idle leased worker is returned after this, so submit/get loops reuse it."),
+    Tunable("task_reply_flush_ms", 2, "A worker running a pipelined batch sends replies at least this often."),
+    Tunable("task_max_retries", 3, "Default max_retries of a task whose worker dies."),
+    Tunable("fetch_timeout_s", 600.0, "Longest wait for the raylet to make a remote object local."),
+    Tunable("node_start_timeout_s", 60.0, "init() gives the GCS and the raylet this long to come up."),
+    Tunable("log_monitor_poll_ms", 100, "How often the driver tails worker stdout/stderr files."),
+    Tunable("shutdown_grace_s", 5.0, "Processes get this long to exit on SIGTERM before SIGKILL."),
+    Tunable("worker_poll_timeout_s", 1.0, "A worker's task loop wakes this often to notice it must exit."),
+    Tunable("ref_count_flush_interval_ms", 100, "Queued ref count changes are applied (and objects freed) at least this often."),
+    Tunable("copy_threads", 2, "Threads that copy one large buffer into plasma (one thread cannot saturate memory)."),
+    Tunable("parallel_copy_min_bytes", 16 * 1024 ** 2, "Buffers at least this large are copied by copy_threads threads."),
+    Tunable("log_flush_interval_ms", 100, "Buffered per-task log lines reach the log file at least this often."),
 ]
 
 DEFAULTS: Dict[str, Tunable] = {t.name: t for t in _TUNABLES}

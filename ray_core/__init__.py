@@ -1,1 +1,53 @@
-"""ray_core: the public API (`import ray_core as ray`), the CoreWorker, the CLI."""
+"""ray_core: the public API (`import ray_core as ray`), the CoreWorker, the CLI.
+
+Layout: the names below are the whole public surface (tests/core/test_public_api.py
+pins them with their signatures). `remote_function.py` holds @remote for functions,
+`object_ref.py` the ObjectRef, `exceptions.py` every error, `runtime_context.py` what
+get_runtime_context() returns, `node.py` the head-node launcher, `workers/` the worker
+entry point; the CoreWorker and everything behind it live in `_private/` (its
+`__init__` is the map). Actors (issue 7) will plug in beside remote_function.py.
+"""
+import inspect
+import os
+
+# gRPC's C core logs connection shutdowns (GOAWAY) at info level to stderr; keep a
+# driver's terminal for the user's output.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+from ray_core import exceptions  # noqa: F401
+from ray_core._private.worker import (available_resources, cancel, cluster_resources, get,
+                                      get_runtime_context, init, is_initialized, nodes, put,
+                                      shutdown, wait)
+from ray_core.object_ref import ObjectRef
+from ray_core.remote_function import RemoteFunction
+from ray_core._private import options as _options
+
+__version__ = "0.1.0"
+
+
+def remote(*args, **kwargs):
+    """@remote or @remote(num_cpus=..., ...) on a function: make it a remote function."""
+    if len(args) == 1 and not kwargs and callable(args[0]):
+        return _make_remote(args[0], {})
+    if args:
+        raise TypeError("@remote takes either a function or keyword options only, e.g. "
+                        "@ray_core.remote(num_cpus=2)")
+    _options.validate_task_options(kwargs, "@remote")
+
+    def decorator(function_or_class):
+        return _make_remote(function_or_class, kwargs)
+    return decorator
+
+
+def _make_remote(obj, task_options):
+    if inspect.isclass(obj):
+        raise NotImplementedError(f"@remote on a class ({obj.__name__}) makes an actor; actors "
+                                  f"are not implemented yet in ray_core (issue 7)")
+    if not callable(obj):
+        raise TypeError(f"@remote must decorate a function, got {type(obj).__name__}")
+    return RemoteFunction(obj, task_options)
+
+
+__all__ = ["ObjectRef", "RemoteFunction", "available_resources", "cancel", "cluster_resources",
+           "exceptions", "get", "get_runtime_context", "init", "is_initialized", "nodes", "put",
+           "remote", "shutdown", "wait", "__version__"]

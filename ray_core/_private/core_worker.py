@@ -1,0 +1,852 @@
+"""The CoreWorker: one per driver or worker process, the owner of its tasks and objects.
+
+It ties the pieces of "A task's life" together: submission (TaskManager ->
+DependencyResolver -> NormalTaskSubmitter -> framed push), the memory store and plasma
+for values, the reference counter for freeing, the function manager, and in worker
+mode the TaskServer + TaskExecutor loop on the main thread. Its gRPC service answers
+what other processes ask an owner (object status and locations) or a worker (cancel,
+exit, where its task socket listens).
+
+Threads: user threads call submit_task/put/get_objects; the io loop thread
+(ray_common.rpc) runs the submitter, every socket and the gRPC server; in a worker the
+main thread runs tasks. A submission crosses to the io loop through a deque and at most
+one wake-up per burst, so a loop of .remote() calls costs one thread hop, not one each.
+"""
+import asyncio
+import collections
+import concurrent.futures
+import ctypes
+import itertools
+import logging
+import os
+import threading
+import time
+from typing import Dict, List, Optional
+
+from ray_common import rpc
+from ray_common.config import config
+from ray_common.ids import JobID, ObjectID, TaskID, WorkerID
+from ray_common.protocol import common_pb2, core_worker_pb2, core_worker_pb2_grpc
+
+from ray_core import exceptions
+from ray_core._private import _object_ref, serialization, task_transport
+from ray_core._private._shared_buffer import SharedBuffer
+from ray_core._private.core_worker_service import CoreWorkerServicer
+from ray_core._private.dependency_resolver import DependencyResolver
+from ray_core._private.function_manager import KV_NAMESPACE, FunctionManager
+from ray_core._private.lease_client import LeaseClient
+from ray_core._private.memory_store import MemoryStore, StoredObject
+from ray_core._private.normal_task_submitter import NormalTaskSubmitter
+from ray_core._private.reference_counter import ReferenceCounter
+from ray_core._private.serialization import META_PICKLE_OOB
+from ray_core._private.task_executor import TaskExecutor
+from ray_core._private.task_manager import PendingTask, TaskManager
+from ray_core._private.task_log import task_log
+from ray_core.object_ref import ObjectRef
+
+logger = logging.getLogger(__name__)
+
+DRIVER = "driver"
+WORKER = "worker"
+
+
+class _TaskContext:
+    """What the code running right now is part of: its task, job, counters, resources."""
+    __slots__ = ("task_id", "job_id", "task_counter", "put_counter", "depth", "resources", "spec")
+
+    def __init__(self, task_id: TaskID, job_id: JobID, put_offset: int = 1, depth: int = 0,
+                 resources=None, spec=None):
+        self.task_id = task_id
+        self.job_id = job_id
+        self.task_counter = itertools.count(1)
+        self.put_counter = itertools.count(put_offset)
+        self.depth = depth
+        self.resources = resources or {}
+        self.spec = spec
+
+
+class CoreWorker:
+    def __init__(self, *, mode: str, worker_id: WorkerID, node_id: bytes, node_ip: str,
+                 raylet_address: str, gcs_address: str, plasma_socket: str, session_dir: str,
+                 job_id: Optional[JobID] = None, gcs_client=None, namespace: str = ""):
+        self.mode = mode
+        self.worker_id = worker_id
+        self.node_id = node_id
+        self.node_ip = node_ip
+        self.raylet_address = raylet_address
+        self.gcs_address = gcs_address
+        self.plasma_socket = plasma_socket
+        self.session_dir = session_dir
+        self.namespace = namespace
+        self.job_id = job_id or JobID.nil()
+        self.loop = rpc.io_loop()
+        if gcs_client is None:
+            from ray_gcs.client import GcsClient
+            gcs_client = GcsClient(gcs_address)
+        self.gcs = gcs_client
+        self.memory_store = MemoryStore()
+        self.reference_counter = ReferenceCounter(self._on_ref_zero)
+        self.task_manager = TaskManager(self.memory_store, self._resubmit,
+                                        self.reference_counter.has_reference,
+                                        self._on_plasma_return)
+        self.lease_client = LeaseClient(raylet_address)
+        self.function_manager = FunctionManager(self._kv_put, self._kv_get)
+        self.resolver = DependencyResolver(self.memory_store, self.reference_counter.is_owned,
+                                           self.loop.call_soon_threadsafe)
+        self.submitter = NormalTaskSubmitter(self.task_manager, self.lease_client,
+                                             self._connect_worker, self._cancel_remote,
+                                             self.job_id.binary())
+        self.executor = TaskExecutor(self) if mode == WORKER else None
+        self.task_server: Optional[task_transport.TaskServer] = None
+        self.address = common_pb2.Address(node_id=node_id, ip_address=node_ip,
+                                          worker_id=worker_id.binary())
+        self.address_bytes = b""
+        self._owner_addresses: Dict[bytes, common_pb2.Address] = {}
+        self._idle_ctx = _TaskContext(TaskID.for_driver_task(self.job_id), self.job_id)
+        self._ctx = self._idle_ctx
+        self._submissions = collections.deque()
+        self._wakeup_pending = False
+        self._plasma = None
+        self._plasma_lock = threading.Lock()
+        self._plasma_releases = _ReleaseQueue(self._schedule_release_drain)
+        self._release_drain_scheduled = False
+        self._frees = collections.deque()
+        self._plasma_deletes = collections.deque()
+        self._raylet_addresses: Dict[bytes, str] = {}
+        self._primary_held = set()   # plasma keys whose primary copy this process holds
+        self._free_scheduled = False
+        self._owner_fetches = set()
+        self._server = None
+        self._exit = False
+        self._blocked = False
+        self._main_thread_ident = threading.main_thread().ident
+        self._inline_limit = config.max_direct_call_object_size
+        self._closed = False
+        self.job_runtime_env = None
+        self._saved_env = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        """Serve CoreWorkerService, open the task socket (workers), register with the raylet."""
+        servicer = CoreWorkerServicer(self)
+        self._server, port = rpc.run_sync(rpc.start_server(
+            [(core_worker_pb2_grpc.add_CoreWorkerServiceServicer_to_server, servicer)],
+            port=0, host="0.0.0.0"))
+        self.address.port = port
+        self.address_bytes = self.address.SerializeToString()
+        self._owner_addresses[self.address_bytes] = self.address
+        if self.mode == WORKER:
+            self.task_server = task_transport.TaskServer(self.worker_id.hex(), self.node_ip,
+                                                         rpc.auth_token())
+        worker_type = common_pb2.WORKER if self.mode == WORKER else common_pb2.DRIVER
+        reply = rpc.run_sync(self.lease_client.register_worker(
+            self.worker_id.binary(), os.getpid(), port, worker_type,
+            self.job_id.binary() if self.mode == DRIVER else b"", self.node_ip))
+        if not reply.success:
+            raise exceptions.RaySystemError(
+                f"the raylet at {self.raylet_address} refused to register this "
+                f"{self.mode}: {reply.failure_message}")
+        if reply.object_store_socket_name:
+            self.plasma_socket = reply.object_store_socket_name
+        self.loop.call_soon_threadsafe(self._flush_refs_periodically)
+        logger.info("Initializing worker %s (%s, pid %d), listening on port %d",
+                    self.worker_id.hex(), self.mode, os.getpid(), port)
+
+    def shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            rpc.run_sync(self.submitter.close(), timeout=config.rpc_default_deadline_s + 1)
+        except Exception as e:
+            logger.info("Returning leases at shutdown failed: %s", e)
+        if self._server is not None:
+            try:
+                rpc.run_sync(self._server.stop(grace=None), timeout=config.shutdown_grace_s)
+            except Exception:
+                pass
+        if self.task_server is not None:
+            self.task_server.close()
+        with self._plasma_lock:
+            if self._plasma is not None:
+                try:
+                    self._plasma.disconnect()
+                except Exception:
+                    pass
+                self._plasma = None
+
+    def _flush_refs_periodically(self) -> None:
+        if self._closed:
+            return
+        try:
+            self.reference_counter.try_flush()
+        finally:
+            self.loop.call_later(config.ref_count_flush_interval_ms / 1000.0,
+                                 self._flush_refs_periodically)
+
+    # ---- GCS KV for the function manager ------------------------------------------------
+    def _kv_put(self, key: bytes, value: bytes):
+        return self.gcs.sync.kv_put(key, value, overwrite=True, namespace=KV_NAMESPACE)
+
+    def _kv_get(self, key: bytes):
+        return self.gcs.sync.kv_get(key, namespace=KV_NAMESPACE)
+
+    # ---- task context ------------------------------------------------------------------
+    def enter_task(self, spec, resource_mapping) -> None:
+        resources = {}
+        for alloc in resource_mapping:
+            resources[alloc.name] = [(int(i), float(q)) for i, q in
+                                     zip(alloc.instance_ids, alloc.quantities)] or \
+                list(enumerate(alloc.quantities))
+        if not resources:
+            resources = {k: [(0, v)] for k, v in spec.required_resources.items()}
+        self._ctx = _TaskContext(TaskID(spec.task_id), JobID(spec.job_id),
+                                 put_offset=max(spec.num_returns, 0) + 1, depth=spec.depth + 1,
+                                 resources=resources, spec=spec)
+        env_vars = dict(spec.runtime_env.env_vars)
+        self.job_runtime_env = {"env_vars": dict(env_vars)} if env_vars else None
+        if "GPU" in resources:
+            # The GPUs the raylet assigned to this lease, as CUDA numbers them.
+            env_vars["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i, _ in resources["GPU"])
+        if env_vars:
+            # Workers are shared between tasks: apply the task's env vars only while it runs.
+            self._saved_env = {name: os.environ.get(name) for name in env_vars}
+            os.environ.update(env_vars)
+
+    def exit_task(self) -> None:
+        self._ctx = self._idle_ctx
+        if self._saved_env is not None:
+            for name, old in self._saved_env.items():
+                if old is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = old
+            self._saved_env = None
+        self.job_runtime_env = None
+        self.reference_counter.flush()
+        self._drain_plasma_releases()
+
+    @property
+    def current_task_id(self) -> TaskID:
+        return self._ctx.task_id
+
+    @property
+    def current_job_id(self) -> JobID:
+        return self._ctx.job_id
+
+    def assigned_resources(self) -> Dict[str, float]:
+        return {name: sum(q for _, q in inst) for name, inst in self._ctx.resources.items()}
+
+    # ---- submission (user threads) ------------------------------------------------------
+    def submit_task(self, template: common_pb2.TaskSpec, args, kwargs, function_name: str,
+                    max_retries: int, retry_exceptions) -> List[ObjectRef]:
+        ctx = self._ctx
+        counter = next(ctx.task_counter)
+        task_id = TaskID.for_normal_task(ctx.job_id, ctx.task_id, counter)
+        spec = common_pb2.TaskSpec()
+        spec.CopyFrom(template)
+        spec.task_id = task_id.binary()
+        spec.job_id = ctx.job_id.binary()
+        spec.parent_task_id = ctx.task_id.binary()
+        spec.parent_counter = counter
+        spec.depth = ctx.depth
+        arg_refs = self._build_args(spec, args, kwargs, function_name)
+        return_ids = [ObjectID.from_index(task_id, i) for i in range(1, spec.num_returns + 1)]
+        rc = self.reference_counter
+        refs = []
+        for object_id in return_ids:
+            rc.add_owned(object_id)
+            refs.append(ObjectRef(object_id, self.address_bytes, rc))
+        task = PendingTask(spec, task_id, return_ids, arg_refs, max_retries, retry_exceptions,
+                           function_name)
+        self.task_manager.add_pending(task)
+        if task_log.enabled:
+            task_log.line("Submit task " + task_id.hex())
+        self._submissions.append(task)
+        if not self._wakeup_pending:
+            self._wakeup_pending = True
+            self.loop.call_soon_threadsafe(self._drain_submissions)
+        return refs
+
+    def _drain_submissions(self) -> None:
+        self._wakeup_pending = False
+        queue = self._submissions
+        resolve = self.resolver.resolve
+        submit = self.submitter.submit
+        while queue:
+            resolve(queue.popleft(), submit)
+
+    def _resubmit(self, task: PendingTask) -> None:
+        if rpc.in_io_thread():
+            self.submitter.submit(task)
+        else:
+            self.loop.call_soon_threadsafe(self.submitter.submit, task)
+
+    def _owner_pb(self, owner: bytes) -> common_pb2.Address:
+        address = self._owner_addresses.get(owner)
+        if address is None:
+            address = common_pb2.Address.FromString(owner)
+            self._owner_addresses[owner] = address
+        return address
+
+    def _build_args(self, spec, args, kwargs, function_name) -> list:
+        arg_refs = []
+        inline_limit = self._inline_limit
+        values = list(args)
+        if kwargs:
+            values.extend(kwargs.values())
+            spec.kwarg_names.extend(kwargs.keys())
+        n_pos = len(args)
+        for position, value in enumerate(values):
+            arg = spec.args.add()
+            if isinstance(value, ObjectRef):
+                arg.object_ref.object_id = value.binary()
+                arg.object_ref.owner_address.CopyFrom(self._owner_pb(value.owner_address()))
+                arg_refs.append(value)
+                continue
+            try:
+                ser = serialization.serialize(value)
+            except Exception as e:
+                name = (f"argument {position}" if position < n_pos
+                        else f"keyword argument {list(kwargs)[position - n_pos]!r}")
+                raise TypeError(
+                    f"Could not serialize {name} of {function_name}.remote(): "
+                    f"{serialization.describe_unpicklable(value, e)}. Pass only picklable "
+                    f"values (or create the object inside the task).") from e
+            if ser.total_size <= inline_limit:
+                arg.is_inlined = True
+                arg.inlined.data = ser.to_bytes()
+                arg.inlined.metadata = ser.metadata
+                if ser.nested_refs:
+                    self._note_nested(arg.inlined, ser.nested_refs)
+                    arg_refs.extend(ser.nested_refs)
+            else:
+                ref = self._put_serialized(ser)
+                arg.object_ref.object_id = ref.binary()
+                arg.object_ref.owner_address.CopyFrom(self.address)
+                arg_refs.append(ref)
+        return arg_refs
+
+    def _note_nested(self, ray_object, nested_refs) -> None:
+        self.reference_counter.mark_escaped(r.object_id() for r in nested_refs)
+        for ref in nested_refs:
+            entry = ray_object.nested_refs.add()
+            entry.object_id = ref.binary()
+            entry.owner_address.CopyFrom(self._owner_pb(ref.owner_address()))
+
+    # ---- cancel ------------------------------------------------------------------------
+    def cancel(self, ref: ObjectRef, force: bool, recursive: bool) -> None:
+        task = self.task_manager.get(ref.task_id())
+        if task is None:
+            return
+        task.cancelled = True
+        self.loop.call_soon_threadsafe(self.submitter.cancel, task, force, recursive)
+
+    async def _cancel_remote(self, worker, task_id: bytes, force: bool, recursive: bool) -> None:
+        address = worker.address
+        stub = rpc.stub(core_worker_pb2_grpc.CoreWorkerServiceStub,
+                        f"{address.ip_address}:{address.port}")
+        try:
+            await rpc.call_with_retry(stub.CancelTask, core_worker_pb2.CancelTaskRequest(
+                intended_task_id=task_id, force_kill=force, recursive=recursive), retry=False)
+        except Exception as e:
+            logger.info("CancelTask %s failed (the worker may have exited): %s", task_id.hex(), e)
+
+    def cancel_children(self, parent_task_id: bytes, force: bool) -> None:
+        """Cancel the tasks this worker submitted from inside the given task (io loop)."""
+        for task in self.task_manager.pending_tasks():
+            if task.spec.parent_task_id == parent_task_id:
+                self.submitter.cancel(task, force, True)
+
+    # ---- connecting to leased workers (io loop) ----------------------------------------
+    async def _connect_worker(self, address: common_pb2.Address, on_replies, on_lost):
+        if address.node_id == self.node_id:
+            target = task_transport.abstract_socket_name(address.worker_id.hex())
+        else:
+            stub = rpc.stub(core_worker_pb2_grpc.CoreWorkerServiceStub,
+                            f"{address.ip_address}:{address.port}")
+            reply = await rpc.call_with_retry(stub.GetTaskEndpoint,
+                                              core_worker_pb2.GetTaskEndpointRequest())
+            target = f"{address.ip_address}:{reply.tcp_port}"
+        return await task_transport.connect(target, rpc.auth_token(), on_replies, on_lost)
+
+    # ---- objects: put ------------------------------------------------------------------
+    def put(self, value) -> ObjectRef:
+        if isinstance(value, ObjectRef):
+            raise TypeError("Calling put() on an ObjectRef is not allowed: pass the ref itself "
+                            "(or get() its value first).")
+        try:
+            ser = serialization.serialize(value)
+        except Exception as e:
+            raise TypeError(f"Could not serialize the value passed to put(): "
+                            f"{serialization.describe_unpicklable(value, e)}") from e
+        return self._put_serialized(ser)
+
+    def _next_put_id(self) -> ObjectID:
+        ctx = self._ctx
+        return ObjectID.from_index(ctx.task_id, next(ctx.put_counter))
+
+    def _put_serialized(self, ser) -> ObjectRef:
+        object_id = self._next_put_id()
+        if ser.nested_refs:
+            self.reference_counter.mark_escaped(r.object_id() for r in ser.nested_refs)
+        if ser.total_size <= self._inline_limit:
+            self.memory_store.put(object_id, StoredObject(ser.to_bytes(), ser.metadata))
+        else:
+            self._plasma_put(object_id, ser)
+            self._hold_primary(object_id.binary())
+            self.memory_store.put(object_id, StoredObject.plasma_marker(self.node_id,
+                                                                        ser.total_size))
+        self.reference_counter.add_owned(object_id)
+        return ObjectRef(object_id, self.address_bytes, self.reference_counter)
+
+    @property
+    def plasma(self):
+        if self._plasma is None:
+            with self._plasma_lock:
+                if self._plasma is None:
+                    from ray_plasma.client import PlasmaClient
+                    self._plasma = PlasmaClient(self.plasma_socket)
+        return self._plasma
+
+    def _plasma_put(self, object_id: ObjectID, ser) -> None:
+        from ray_plasma import errors as plasma_errors
+        # Free what was dropped before allocating: a put right after dropping a large
+        # object then reuses its (already faulted-in) memory instead of fresh pages.
+        self._drain_plasma_releases()
+        self.reference_counter.try_flush()
+        self._free_now()
+        plasma = self.plasma
+        key = object_id.binary()
+        try:
+            dest = plasma.create(key, ser.total_size, ser.metadata)
+        except plasma_errors.ObjectStoreFullError as e:
+            raise exceptions.ObjectStoreFullError(
+                f"Could not put object {object_id.hex()} ({ser.total_size} bytes) in the object "
+                f"store of node {self.node_id.hex()[:12]}: {e}. Free refs you no longer need, "
+                f"or start the cluster with a larger object_store_memory.") from None
+        try:
+            ser.write_to(dest)
+        except BaseException:
+            del dest
+            plasma.abort(key)
+            raise
+        del dest
+        plasma.seal(key)
+
+    def _pin(self, object_ids: List[bytes], owner: common_pb2.Address) -> None:
+        """Have the raylet hold the primary copies; hold them ourselves until it does.
+
+        A sealed object nobody references may be evicted, so this process takes a
+        reference for the length of the PinObjectIDs call.
+        """
+        plasma = self.plasma
+        held = [key for key, obj in zip(object_ids, plasma.get(object_ids, 0)) if obj is not None]
+        try:
+            rpc.run_sync(self.lease_client.pin_object_ids(owner, object_ids))
+        except Exception as e:
+            logger.warning("Raylet could not pin %d object(s): %s", len(object_ids), e)
+        finally:
+            for key in held:
+                plasma.release(key)
+
+    def _hold_primary(self, key: bytes) -> None:
+        """Keep the primary copy of an object this process put, by holding a reference.
+
+        The owner's own plasma reference pins it (no raylet round trip on put or free);
+        the copy lives exactly as long as the owner wants it or the owner itself, which
+        is when its value could still be asked for (a dead owner's objects are lost
+        anyway, OwnerDiedError). Seam for spilling (issue 8): a raylet that spills
+        primary copies needs them pinned through PinObjectIDs instead, as task returns
+        are (put_return_in_plasma).
+        """
+        if self.plasma.get([key], 0)[0] is not None:
+            self._primary_held.add(key)
+
+    def put_return_in_plasma(self, object_id: ObjectID, ser, owner: common_pb2.Address) -> None:
+        """A large return value: seal it here, and have the raylet pin it for its owner."""
+        self._plasma_put(object_id, ser)
+        self._pin([object_id.binary()], owner)
+
+    # ---- objects: get ------------------------------------------------------------------
+    def ref_from_reference(self, reference: common_pb2.ObjectReference) -> ObjectRef:
+        return self.deserialized_ref(ObjectID(reference.object_id),
+                                     reference.owner_address.SerializeToString())
+
+    def deserialized_ref(self, object_id: ObjectID, owner: bytes) -> ObjectRef:
+        return ObjectRef(object_id, owner, self.reference_counter)
+
+    def get_objects(self, refs: List[ObjectRef], timeout: Optional[float] = None,
+                    raise_errors: bool = True, ids: Optional[List[ObjectID]] = None):
+        """Values of the refs, in order; raises the first error (or returns (value, is_error))."""
+        store = self.memory_store
+        if ids is None:
+            ids = _object_ref.ids_of(refs)
+        found = {}
+        missing = []
+        for ref, object_id in zip(refs, ids):
+            obj = store.get_if_exists(object_id)
+            if obj is None:
+                missing.append(ref)
+            else:
+                found[object_id] = obj
+        if missing:
+            found.update(self._wait_for(missing, len({r.object_id() for r in missing}), timeout,
+                                        for_get=True))
+        return self._values(ids, found, raise_errors, timeout)
+
+    def _wait_for(self, refs: List[ObjectRef], num_required: int, timeout: Optional[float],
+                  for_get: bool) -> Dict[ObjectID, StoredObject]:
+        unique = {}
+        for ref in refs:
+            unique.setdefault(ref.object_id(), ref)
+        for object_id, ref in unique.items():
+            if not self.reference_counter.is_owned(object_id) and \
+                    not self.task_manager.is_pending(object_id.task_id()):
+                self._fetch_from_owner(ref)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ids = list(unique)
+        blocked = self.mode == WORKER and self.executor.current_task_id is not None and \
+            not self._blocked
+        if blocked:
+            self._set_blocked(True)
+        try:
+            while True:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                # Wait in slices so a cancel (an async exception) reaches a blocked task.
+                slice_s = 0.5 if remaining is None else min(remaining, 0.5)
+                got = self.memory_store.wait(ids, num_required, slice_s)
+                if len(got) >= num_required:
+                    return got
+                if remaining is not None and remaining <= slice_s:
+                    if for_get:
+                        missing = [oid.hex() for oid in ids if oid not in got]
+                        raise exceptions.GetTimeoutError(
+                            f"get() timed out after {timeout}s waiting for {len(missing)} "
+                            f"object(s), e.g. {missing[0]}")
+                    return got
+        finally:
+            if blocked:
+                self._set_blocked(False)
+
+    def _set_blocked(self, blocked: bool) -> None:
+        self._blocked = blocked
+        try:
+            rpc.run_sync(self.lease_client.notify_worker_blocked(self.worker_id.binary(), blocked))
+        except Exception as e:
+            logger.warning("NotifyWorkerBlocked(%s) failed: %s", blocked, e)
+
+    def _values(self, ids, found, raise_errors, timeout):
+        out = []
+        plasma_wanted = [oid for oid in ids if found[oid].in_plasma]
+        plasma_values = self._read_plasma(plasma_wanted, found, timeout) if plasma_wanted else {}
+        for object_id in ids:
+            obj = found[object_id]
+            if obj.in_plasma:
+                value, is_error = plasma_values[object_id]
+            else:
+                value = serialization.deserialize(obj.data, obj.metadata)
+                is_error = obj.is_error
+            if raise_errors:
+                if is_error:
+                    raise value
+                out.append(value)
+            else:
+                out.append((value, is_error))
+        return out
+
+    def _read_plasma(self, ids: List[ObjectID], found, timeout) -> dict:
+        self._drain_plasma_releases()
+        remote = [oid for oid in ids if found[oid].plasma_node not in (b"", self.node_id)]
+        if remote:
+            self._pull(remote, found)
+        keys = list(dict.fromkeys(oid.binary() for oid in ids))
+        timeout_ms = -1 if timeout is None else max(0, int(timeout * 1000))
+        objects = self.plasma.get(keys, timeout_ms)
+        values = {}
+        for key, pobj in zip(keys, objects):
+            object_id = ObjectID(key)
+            if pobj is None:
+                values[object_id] = (exceptions.ObjectLostError(
+                    object_id.hex(), f"Object {object_id.hex()} is not in the object store of "
+                    f"node {self.node_id.hex()[:12]} (lost, or the get timed out)."), True)
+                continue
+            metadata = bytes(pobj.metadata)
+            if metadata == META_PICKLE_OOB:
+                holder = SharedBuffer(pobj.data, key, self._plasma_releases)
+                value = serialization.deserialize(memoryview(holder), metadata)
+                del holder
+            else:
+                try:
+                    value = serialization.deserialize(pobj.data, metadata)
+                finally:
+                    self._plasma_releases.append(key)
+            values[object_id] = (value, metadata == serialization.META_ERROR)
+        return values
+
+    def _pull(self, object_ids: List[ObjectID], found) -> None:
+        """Ask the raylet to bring remote plasma objects here; fail those it cannot."""
+        refs = [common_pb2.ObjectReference(object_id=oid.binary()) for oid in object_ids]
+        locations = {oid.binary(): [found[oid].plasma_node] for oid in object_ids}
+        reply = rpc.run_sync(self.lease_client.pull_objects(refs, locations))
+        for result in reply.results:
+            if not result.success:
+                logger.warning("Could not pull object %s: %s", result.object_id.hex(),
+                               result.error_message)
+
+    def _schedule_release_drain(self) -> None:
+        # Called where a plasma view died, possibly inside the garbage collector on a
+        # thread that holds the plasma client's lock: release from a pool thread instead.
+        if self._release_drain_scheduled or self._closed:
+            return
+        self._release_drain_scheduled = True
+        try:
+            _future_pool().submit(self._drain_scheduled_releases)
+        except RuntimeError:
+            pass
+
+    def _drain_scheduled_releases(self) -> None:
+        self._release_drain_scheduled = False
+        self._drain_plasma_releases()
+
+    def _drain_plasma_releases(self) -> None:
+        releases = self._plasma_releases
+        if not releases or self._plasma is None:
+            return
+        plasma = self._plasma
+        while releases:
+            key = releases.popleft()
+            try:
+                plasma.release(key)
+            except Exception as e:
+                logger.debug("plasma release of %s failed: %s", key.hex(), e)
+
+    def _fetch_from_owner(self, ref: ObjectRef) -> None:
+        object_id = ref.object_id()
+        if object_id in self._owner_fetches or self.memory_store.contains(object_id):
+            return
+        self._owner_fetches.add(object_id)
+        rpc.spawn(self._fetch_from_owner_async(object_id, ref.owner_address()))
+
+    async def _fetch_from_owner_async(self, object_id: ObjectID, owner: bytes) -> None:
+        try:
+            if not owner:
+                raise exceptions.OwnerDiedError(object_id.hex(), (
+                    f"Object {object_id.hex()} has no known owner in this process."))
+            address = self._owner_pb(owner)
+            stub = rpc.stub(core_worker_pb2_grpc.CoreWorkerServiceStub,
+                            f"{address.ip_address}:{address.port}")
+            reply = await stub.GetObjectStatus(core_worker_pb2.GetObjectStatusRequest(
+                owner_worker_id=address.worker_id, object_id=object_id.binary()), timeout=None)
+            if reply.status != core_worker_pb2.GetObjectStatusReply.CREATED:
+                raise exceptions.ObjectLostError(object_id.hex(), (
+                    f"Object {object_id.hex()} was already freed by its owner "
+                    f"(worker {address.worker_id.hex()[:16]}): nothing held a ref to it."))
+            if reply.node_ids:
+                obj = StoredObject.plasma_marker(reply.node_ids[0], reply.object_size)
+            else:
+                obj = StoredObject(reply.object.data, reply.object.metadata)
+        except Exception as e:
+            error = e if isinstance(e, exceptions.RayError) else exceptions.OwnerDiedError(
+                object_id.hex(), f"Object {object_id.hex()} is lost: its owner could not be "
+                f"reached ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).")
+            obj = StoredObject(serialization.serialize_error(error).to_bytes(),
+                               serialization.META_ERROR)
+        finally:
+            self._owner_fetches.discard(object_id)
+        self.memory_store.put(object_id, obj)
+
+    def wait(self, refs: List[ObjectRef], ids: List[ObjectID], num_returns: int,
+             timeout: Optional[float], fetch_local: bool):
+        objects = self.memory_store._objects
+        if _object_ref.count_present(ids, objects) >= num_returns or timeout == 0:
+            return _object_ref.split_ready(refs, objects, num_returns)
+        got = self._wait_for(refs, num_returns, timeout, for_get=False)
+        return _object_ref.split_ready(refs, got, num_returns)
+
+    def get_future(self, ref: ObjectRef) -> concurrent.futures.Future:
+        future = concurrent.futures.Future()
+        object_id = ref.object_id()
+        if not self.reference_counter.is_owned(object_id) and \
+                not self.task_manager.is_pending(object_id.task_id()):
+            self._fetch_from_owner(ref)
+
+        def done(_obj):
+            # Reading the value may touch plasma; keep that off the io loop.
+            _future_pool().submit(self._complete_future, future, ref)
+
+        self.memory_store.add_callback(object_id, done)
+        return future
+
+    def _complete_future(self, future, ref) -> None:
+        try:
+            future.set_result(self.get_objects([ref])[0])
+        except BaseException as e:
+            future.set_exception(e)
+
+    # ---- freeing ----------------------------------------------------------------------
+    def _on_ref_zero(self, object_id: ObjectID, owned: bool) -> None:
+        obj = self.memory_store.get_if_exists(object_id)
+        if obj is None:
+            return
+        if not owned and self.task_manager.is_pending(object_id.task_id()):
+            return
+        self.memory_store.delete((object_id,))
+        if owned and obj.in_plasma:
+            self._queue_free(object_id.binary(), obj.plasma_node)
+
+    def _on_plasma_return(self, object_id: ObjectID, node_id: bytes, keep: bool) -> None:
+        if not keep:
+            self._queue_free(object_id.binary(), node_id)
+
+    def _queue_free(self, key: bytes, node_id: bytes = b"") -> None:
+        self._frees.append((key, node_id or self.node_id))
+        if not self._free_scheduled and not self._closed:
+            self._free_scheduled = True
+            try:
+                self.loop.call_soon_threadsafe(self._flush_frees)
+            except RuntimeError:
+                pass
+
+    def _take_frees(self) -> Dict[bytes, list]:
+        by_node: Dict[bytes, list] = {}
+        while self._frees:
+            key, node_id = self._frees.popleft()
+            if key in self._primary_held:
+                self._primary_held.discard(key)
+                self._plasma_deletes.append(key)
+            else:
+                by_node.setdefault(node_id, []).append(key)
+        return by_node
+
+    def _flush_frees(self) -> None:
+        self._free_scheduled = False
+        for node_id, keys in self._take_frees().items():
+            rpc.spawn(self._free_quietly(keys, node_id))
+        if self._plasma_deletes:
+            # Plasma calls block on a socket: not on the io loop.
+            _future_pool().submit(self._delete_held)
+
+    def _free_now(self) -> None:
+        """Free what was dropped and wait for it (off the io loop only)."""
+        if not self._frees or rpc.in_io_thread():
+            return
+        for node_id, keys in self._take_frees().items():
+            rpc.run_sync(self._free_quietly(keys, node_id))
+        self._delete_held()
+
+    def _delete_held(self) -> None:
+        """Release and delete primary copies this process held (see _hold_primary)."""
+        keys = []
+        while self._plasma_deletes:
+            keys.append(self._plasma_deletes.popleft())
+        if not keys or self._plasma is None:
+            return
+        plasma = self._plasma
+        for key in keys:
+            try:
+                plasma.release(key)
+            except Exception as e:
+                logger.debug("release of held object %s failed: %s", key.hex(), e)
+        try:
+            plasma.delete(keys)
+        except Exception as e:
+            logger.info("plasma delete of %d object(s) failed: %s", len(keys), e)
+
+    async def _free_quietly(self, keys, node_id: bytes) -> None:
+        try:
+            raylet = None if node_id == self.node_id else await self._raylet_of(node_id)
+            await self.lease_client.free_objects(keys, raylet)
+        except Exception as e:
+            logger.info("FreeObjects of %d object(s) on node %s failed: %s", len(keys),
+                        node_id.hex()[:12], e)
+
+    async def _raylet_of(self, node_id: bytes) -> str:
+        address = self._raylet_addresses.get(node_id)
+        if address is None:
+            for info in await self.gcs.get_all_node_info():
+                self._raylet_addresses[info.node_id] = \
+                    f"{info.node_manager_address}:{info.node_manager_port}"
+            address = self._raylet_addresses[node_id]
+        return address
+
+    # ---- worker main loop ---------------------------------------------------------------
+    def run_task_loop(self) -> None:
+        """Receive pushed tasks, execute them in order, reply (worker main thread)."""
+        server = self.task_server
+        execute = self.executor.execute
+        ready = collections.deque()
+        pending: Dict[object, list] = {}
+        flush_s = config.task_reply_flush_ms / 1000.0
+        poll_s = config.worker_poll_timeout_s
+        monotonic = time.monotonic
+        while not self._exit:
+            ready.extend(server.poll(0 if ready else poll_s))
+            first_at = None
+            while ready and not self._exit:
+                conn, request = ready.popleft()
+                try:
+                    reply = execute(request)
+                except exceptions.TaskCancelledError:
+                    # A cancel that raced the task's end landed after it returned.
+                    reply = core_worker_pb2.PushTaskReply(task_id=request.task_spec.task_id,
+                                                          was_cancelled=True)
+                replies = pending.get(conn)
+                if replies is None:
+                    replies = pending[conn] = []
+                replies.append(reply)
+                if first_at is None:
+                    first_at = monotonic()
+                if not ready:
+                    ready.extend(server.poll(0))
+                if self.executor.exiting:
+                    ready.clear()       # its owner re-queues these elsewhere
+                    self._exit = True
+                if not ready or monotonic() - first_at >= flush_s:
+                    for c, batch in pending.items():
+                        server.send_replies(c, batch)
+                    pending.clear()
+                    first_at = None
+            for c, batch in pending.items():
+                server.send_replies(c, batch)
+            pending.clear()
+
+    def request_exit(self) -> None:
+        self._exit = True
+        if self.task_server is not None:
+            self.task_server.wake()
+
+    def interrupt_task(self, task_id: bytes) -> bool:
+        """Raise TaskCancelledError in the main thread if it runs this task."""
+        if self.executor is None or self.executor.current_task_id != task_id:
+            return False
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(self._main_thread_ident),
+            ctypes.py_object(exceptions.TaskCancelledError))
+        return True
+
+
+class _ReleaseQueue(collections.deque):
+    """Plasma object ids whose last view died; appending asks for a drain soon."""
+
+    def __init__(self, on_append):
+        super().__init__()
+        self._on_append = on_append
+
+    def append(self, key) -> None:
+        super().append(key)
+        self._on_append()
+
+
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def _future_pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = concurrent.futures.ThreadPoolExecutor(max_workers=2,
+                                                              thread_name_prefix="ray_core_future")
+    return _pool

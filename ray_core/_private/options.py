@@ -1,0 +1,106 @@
+"""Validation of task options (@remote(...) and .options(...)), at decoration time.
+
+Every option has one checker; an unknown name or a wrong type raises right away with
+the list of valid names, instead of failing later inside a worker.
+"""
+import difflib
+from typing import Any, Dict
+
+from ray_core.util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
+                                                 PlacementGroupSchedulingStrategy)
+
+
+def _number(name, value, minimum=0):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"option {name} must be a number, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"option {name} must be >= {minimum}, got {value!r}")
+
+
+def _integer(name, value, minimum=0):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"option {name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"option {name} must be >= {minimum}, got {value!r}")
+
+
+def _resources(name, value):
+    if not isinstance(value, dict):
+        raise TypeError(f"option resources must be a dict of name -> amount, got "
+                        f"{type(value).__name__}")
+    for key, amount in value.items():
+        if not isinstance(key, str):
+            raise TypeError(f"option resources: resource names must be str, got {key!r}")
+        if key in ("CPU", "GPU", "memory"):
+            raise ValueError(f"option resources must not name {key!r}: use num_cpus, num_gpus "
+                             f"or memory instead")
+        _number(f"resources[{key!r}]", amount)
+
+
+def _retry_exceptions(name, value):
+    if isinstance(value, bool):
+        return
+    if isinstance(value, (list, tuple)) and all(
+            isinstance(c, type) and issubclass(c, BaseException) for c in value):
+        return
+    raise TypeError(f"option retry_exceptions must be a bool or a list of exception classes, "
+                    f"got {value!r}")
+
+
+def _string(name, value):
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"option {name} must be a str, got {type(value).__name__}")
+
+
+def _strategy(name, value):
+    if value is None or value in ("DEFAULT", "SPREAD"):
+        return
+    if isinstance(value, (NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy)):
+        return
+    raise TypeError(f"option scheduling_strategy must be None, \"DEFAULT\", \"SPREAD\" or a "
+                    f"strategy from ray_core.util.scheduling_strategies, got {value!r}")
+
+
+def _runtime_env(name, value):
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise TypeError(f"option runtime_env must be a dict, got {type(value).__name__}")
+    unknown = set(value) - {"env_vars"}
+    if unknown:
+        raise ValueError(f"runtime_env supports only 'env_vars' so far, got {sorted(unknown)}")
+    env_vars = value.get("env_vars") or {}
+    if not isinstance(env_vars, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()):
+        raise TypeError("runtime_env['env_vars'] must be a dict of str -> str")
+
+
+def _max_retries(name, value):
+    _integer(name, value, minimum=-1)
+
+
+TASK_OPTIONS = {
+    "num_cpus": _number,
+    "num_gpus": _number,
+    "memory": _number,
+    "resources": _resources,
+    "num_returns": _integer,
+    "max_calls": _integer,
+    "max_retries": _max_retries,
+    "retry_exceptions": _retry_exceptions,
+    "name": _string,
+    "scheduling_strategy": _strategy,
+    "runtime_env": _runtime_env,
+}
+
+
+def validate_task_options(options: Dict[str, Any], where: str) -> Dict[str, Any]:
+    for name, value in options.items():
+        check = TASK_OPTIONS.get(name)
+        if check is None:
+            close = difflib.get_close_matches(name, TASK_OPTIONS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"Invalid option {name!r} for {where}.{hint} Valid options are: "
+                             f"{', '.join(sorted(TASK_OPTIONS))}.")
+        check(name, value)
+    return dict(options)

@@ -1,0 +1,187 @@
+"""Step 7 of a task's life, on the worker: run a pushed task and build its reply.
+
+The executor runs on the worker's main thread, fed by TaskServer.poll(): arguments
+inlined in the spec are deserialized in place, ref arguments are read from plasma
+(zero-copy) or fetched through their owner; the function runs; each return value comes
+back inline when small, or is sealed in this node's plasma store and pinned by the
+raylet on behalf of its owner when large. An exception becomes a RayTaskError carrying
+the remote traceback, the function name, the pid and the node.
+"""
+import inspect
+import logging
+import os
+
+from ray_common.config import config
+from ray_common.ids import ObjectID, TaskID
+from ray_common.protocol import common_pb2, core_worker_pb2
+
+from ray_core import exceptions
+from ray_core._private import serialization
+from ray_core._private.serialization import META_ERROR
+from ray_core._private.task_log import task_log
+
+logger = logging.getLogger(__name__)
+_TYPE_NAMES = {v: k for k, v in common_pb2.TaskType.items()}
+
+
+class _ArgError(Exception):
+    """An argument is itself an error (its upstream task failed): the task fails with it."""
+
+    def __init__(self, error):
+        self.error = error
+
+
+class TaskExecutor:
+    def __init__(self, core_worker):
+        self._core = core_worker
+        self._inline_limit = config.max_direct_call_object_size
+        self.cancelled = set()          # task ids cancelled before they started
+        self.current_task_id = None     # bytes, while a task runs
+        self.exiting = False            # a max_calls limit was reached: exit after replying
+        self._calls = {}                # function hash -> tasks run (for max_calls)
+
+    def execute(self, request) -> core_worker_pb2.PushTaskReply:
+        spec = request.task_spec
+        reply = core_worker_pb2.PushTaskReply(task_id=spec.task_id)
+        task_id = TaskID(spec.task_id)
+        fd = spec.function_descriptor
+        if task_log.enabled:
+            task_log.line(f"Received task Type={_TYPE_NAMES.get(spec.type, spec.type)}, "
+                          f"Language=PYTHON, function_descriptor={fd.module_name},"
+                          f"{fd.class_name},{fd.function_name}, task_id={task_id.hex()}, "
+                          f"job_id={spec.job_id.hex()}, num_args={len(spec.args)}, "
+                          f"num_returns={spec.num_returns}")
+        if spec.task_id in self.cancelled:
+            self.cancelled.discard(spec.task_id)
+            reply.was_cancelled = True
+            return reply
+        if spec.max_calls > 0:
+            calls = self._calls.get(fd.function_hash, 0) + 1
+            self._calls[fd.function_hash] = calls
+            if calls >= spec.max_calls:
+                # This worker retires after this task (max_calls): the owner re-queues
+                # anything else it pushed here.
+                reply.worker_exiting = True
+                self.exiting = True
+        core = self._core
+        core.enter_task(spec, request.resource_mapping)
+        self.current_task_id = spec.task_id
+        try:
+            try:
+                fn = core.function_manager.load(fd.function_hash, fd.function_name)
+                args, kwargs = self._load_args(spec)
+            except _ArgError as e:
+                self._error_reply(reply, spec, e.error)
+                return reply
+            except Exception as e:
+                self._error_reply(reply, spec, self._task_error(spec, e, skip=0))
+                return reply
+            try:
+                result = fn(*args, **kwargs)
+                if inspect.iscoroutine(result):
+                    import asyncio
+                    result = asyncio.run(result)
+            except exceptions.TaskCancelledError as e:
+                reply.was_cancelled = True
+                logger.info("Task %s was cancelled while running: %s", task_id.hex(), e)
+                return reply
+            except Exception as e:
+                self._error_reply(reply, spec, self._task_error(spec, e, skip=1))
+                reply.is_application_error = True
+                return reply
+            del args, kwargs
+            try:
+                self._returns(reply, spec, result)
+            except Exception as e:
+                del reply.return_objects[:]
+                self._error_reply(reply, spec, self._task_error(spec, e, skip=0))
+                reply.is_application_error = True
+            return reply
+        finally:
+            self.current_task_id = None
+            core.exit_task()
+
+    # -- arguments -------------------------------------------------------------------
+    def _load_args(self, spec):
+        values = []
+        by_ref = []
+        for i, arg in enumerate(spec.args):
+            if arg.is_inlined:
+                value = serialization.deserialize(arg.inlined.data, arg.inlined.metadata)
+                if arg.inlined.metadata == META_ERROR:
+                    raise _ArgError(value)
+                values.append(value)
+            else:
+                values.append(None)
+                by_ref.append(i)
+        if by_ref:
+            refs = [self._core.ref_from_reference(spec.args[i].object_ref) for i in by_ref]
+            try:
+                fetched = self._core.get_objects(refs, timeout=None, raise_errors=False)
+            except exceptions.RayError as e:
+                raise _ArgError(e)
+            for i, (value, is_error) in zip(by_ref, fetched):
+                if is_error:
+                    raise _ArgError(value)
+                values[i] = value
+        n_kw = len(spec.kwarg_names)
+        if n_kw:
+            return values[:-n_kw], dict(zip(spec.kwarg_names, values[-n_kw:]))
+        return values, {}
+
+    # -- returns ---------------------------------------------------------------------
+    def _returns(self, reply, spec, result) -> None:
+        n = spec.num_returns
+        if n == 0:
+            return
+        if n == 1:
+            values = (result,)
+        else:
+            try:
+                values = tuple(result)
+            except TypeError:
+                raise ValueError(f"task {spec.function_descriptor.function_name} declares "
+                                 f"num_returns={n} but returned a {type(result).__name__}, "
+                                 f"not a sequence of {n} values") from None
+            if len(values) != n:
+                raise ValueError(f"task {spec.function_descriptor.function_name} declares "
+                                 f"num_returns={n} but returned {len(values)} values")
+        task_id = TaskID(spec.task_id)
+        for index, value in enumerate(values, start=1):
+            object_id = ObjectID.from_index(task_id, index)
+            ser = serialization.serialize(value)
+            if ser.nested_refs:
+                self._core.reference_counter.mark_escaped(r.object_id() for r in ser.nested_refs)
+            ret = reply.return_objects.add()
+            ret.object_id = object_id.binary()
+            ret.size = ser.total_size
+            if ser.total_size <= self._inline_limit:
+                ret.object.data = ser.to_bytes()
+                ret.object.metadata = ser.metadata
+                for ref in ser.nested_refs:
+                    nested = ret.object.nested_refs.add()
+                    nested.object_id = ref.binary()
+                    nested.owner_address.MergeFromString(ref.owner_address())
+            else:
+                self._core.put_return_in_plasma(object_id, ser, spec.caller_address)
+                ret.in_plasma = True
+                ret.plasma_node_id = self._core.node_id
+
+    def _task_error(self, spec, error: BaseException, skip: int) -> exceptions.RayTaskError:
+        if isinstance(error, exceptions.RayTaskError):
+            return error
+        tb = exceptions.format_remote_traceback(error, skip_frames=skip)
+        return exceptions.RayTaskError(spec.function_descriptor.function_name, tb, error,
+                                       os.getpid(), self._core.node_ip, self._core.node_id.hex(),
+                                       spec.task_id.hex())
+
+    def _error_reply(self, reply, spec, error: BaseException) -> None:
+        payload = serialization.serialize_error(error).to_bytes()
+        task_id = TaskID(spec.task_id)
+        for index in range(1, max(spec.num_returns, 0) + 1):
+            ret = reply.return_objects.add()
+            ret.object_id = ObjectID.from_index(task_id, index).binary()
+            ret.object.data = payload
+            ret.object.metadata = META_ERROR
+            ret.size = len(payload)
+        logger.info("Task %s failed: %s", task_id.hex(), type(error).__name__)

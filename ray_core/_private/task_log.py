@@ -1,0 +1,96 @@
+"""The per-task log lines of the hot path, written cheaply into the process's log file.
+
+The seed's lines ("Adding pending task", "Submit task", "Task dependencies resolved",
+"Lease granted", "Connected to", "Pushing normal task", "Completing task",
+"Received task ...") carry a task id each, so that `grep <task_id> logs/*` follows a
+task across processes. Through the logging module (a RotatingFileHandler formats each
+record twice and flushes each line) those seven lines cost ~300 us per task, more than
+the task itself: measured 2,300 async tasks/s with them against 8,900/s without. So
+they bypass it: the same glog format, buffered in memory, appended to the same file
+(O_APPEND, whole lines) at most every log_flush_interval_ms, when the buffer fills, and
+at exit. They are written when the project's log level is INFO or finer.
+"""
+import atexit
+import logging
+import os
+import sys
+import threading
+import time
+from typing import Optional
+
+from ray_common.config import config
+
+_MAX_BUFFERED = 512
+
+
+class TaskLog:
+    def __init__(self):
+        self._path: Optional[str] = None
+        self._fd = -1
+        self._buffer = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._second = -1
+        self._prefix = ""
+        self._timer: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+        self.enabled = False
+
+    def open(self, path: str) -> None:
+        """Write to `path` (the log file setup_process_logging made) from now on."""
+        self.close()
+        self.enabled = logging.getLogger("ray_core").isEnabledFor(logging.INFO)
+        if not self.enabled:
+            return
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._path = path
+        self._pid = os.getpid()
+        self._stop.clear()
+        self._timer = threading.Thread(target=self._flush_periodically,
+                                       name="ray_core_task_log", daemon=True)
+        self._timer.start()
+        atexit.register(self.flush)
+
+    def line(self, message: str) -> None:
+        """Buffer `I<mmdd hh:mm:ss.uuuuuu> <pid> <file>:<line>] <message>` (the caller's file:line)."""
+        frame = sys._getframe(1)
+        where = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("I%m%d %H:%M:%S", time.localtime(second))
+        self._buffer.append(f"{self._prefix}.{int((now - second) * 1e6):06d} {self._pid} "
+                            f"{where}] {message}\n")
+        if len(self._buffer) >= _MAX_BUFFERED:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._buffer or self._fd < 0:
+            return
+        with self._lock:
+            lines, self._buffer = self._buffer, []
+            try:
+                os.write(self._fd, "".join(lines).encode())
+            except OSError as e:
+                print(f"ray_core: could not write task log lines to {self._path}: {e}",
+                      file=sys.stderr)
+
+    def _flush_periodically(self) -> None:
+        period = config.log_flush_interval_ms / 1000.0
+        while not self._stop.wait(period):
+            self.flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._timer is not None:
+            self._timer.join()
+            self._timer = None
+        self.flush()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self.enabled = False
+
+
+task_log = TaskLog()

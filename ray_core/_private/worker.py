@@ -1,0 +1,399 @@
+"""The process-global state behind the public API: one Worker per process.
+
+In a driver, init() creates it (starting a head node, or connecting to a cluster); in a
+worker process, default_worker creates it in worker mode. The module-level functions
+here are what ray_core exports (init, get, put, wait, cancel, ...).
+"""
+import atexit
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+from ray_common import rpc
+from ray_common.config import config
+from ray_common.ids import JobID, WorkerID
+from ray_common.logging import close_process_logging, setup_process_logging
+
+from ray_core._private._object_ref import ids_of
+from ray_core._private.task_log import task_log
+from ray_core.object_ref import ObjectRef
+
+logger = logging.getLogger(__name__)
+_lock = threading.RLock()
+_global = None
+
+
+class RayContext(dict):
+    """What init() returns: a dict (address_info) whose keys also read as attributes."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        shutdown()
+
+    def disconnect(self):
+        shutdown()
+
+
+class Worker:
+    def __init__(self, mode: str, core_worker, namespace: str = "", node=None,
+                 session_dir: str = "", gcs_client=None, log_monitor=None):
+        self.mode = mode
+        self.core_worker = core_worker
+        self.namespace = namespace
+        self.node = node
+        self.session_dir = session_dir
+        self.gcs = gcs_client
+        self.log_monitor = log_monitor
+        self.context: Optional[RayContext] = None
+
+
+def global_worker() -> Worker:
+    """The process's Worker; a driver that never called init() gets a default init()."""
+    worker = _global
+    if worker is None:
+        init()
+        worker = _global
+    return worker
+
+
+def current_core_worker():
+    worker = _global
+    return worker.core_worker if worker is not None else None
+
+
+def set_worker_mode(core_worker, namespace: str = "") -> Worker:
+    """Install the global Worker of a worker process (default_worker)."""
+    global _global
+    _global = Worker("worker", core_worker, namespace, session_dir=core_worker.session_dir,
+                     gcs_client=core_worker.gcs)
+    return _global
+
+
+def is_initialized() -> bool:
+    return _global is not None
+
+
+def _local_ip() -> str:
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("10.255.255.255", 1))
+            return s.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+
+
+def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
+         num_gpus: Optional[int] = None, resources: Optional[Dict[str, float]] = None,
+         object_store_memory: Optional[int] = None, namespace: Optional[str] = None,
+         ignore_reinit_error: bool = False, log_to_driver: bool = True,
+         runtime_env: Optional[Dict[str, Any]] = None, include_dashboard: Optional[bool] = None,
+         logging_level: Any = None, configure_logging: bool = True,
+         _temp_dir: Optional[str] = None, _system_config: Optional[Dict[str, Any]] = None,
+         _node_ip_address: Optional[str] = None) -> RayContext:
+    """Start a head node here (address=None) or connect to a cluster ("auto", "host:port")."""
+    global _global
+    with _lock:
+        if _global is not None:
+            if ignore_reinit_error:
+                logger.info("init() called again; ignoring it (ignore_reinit_error=True)")
+                return _global.context
+            raise RuntimeError("Maybe you called ray_core.init twice by accident? This error "
+                               "can be suppressed by passing ignore_reinit_error=True, or by "
+                               "calling ray_core.shutdown() first.")
+        from ray_core._private import options as options_mod
+        if runtime_env is not None:
+            options_mod._runtime_env("runtime_env", runtime_env)
+        for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus),
+                            ("object_store_memory", object_store_memory)):
+            if value is not None:
+                options_mod._number(name, value)
+        if resources is not None:
+            options_mod._resources("resources", resources)
+        if _system_config:
+            config.update(_system_config)
+        temp_dir = _temp_dir or config.temp_dir
+        namespace = namespace if namespace is not None else ""
+        node = None
+        started = time.monotonic()
+        try:
+            if address is None:
+                node_ip = _node_ip_address or "127.0.0.1"
+                from ray_core.node import Node
+                node = Node.start_head(temp_dir, node_ip=node_ip, num_cpus=num_cpus,
+                                       num_gpus=num_gpus, resources=resources,
+                                       object_store_memory=object_store_memory)
+                rpc.set_auth_token(node.token)
+                gcs_address = node.gcs_address
+                info = node.raylet_info
+                session_dir = node.session_dir
+                node_id = bytes.fromhex(info["node_id"])
+                raylet_address = info["raylet_address"]
+                plasma_socket = info["object_store_socket"]
+                node_ip = info.get("node_ip", node_ip)
+            else:
+                if num_cpus is not None or num_gpus is not None or resources:
+                    raise ValueError("num_cpus, num_gpus and resources describe a new node: "
+                                     "they cannot be given when connecting to a cluster "
+                                     f"(address={address!r})")
+                gcs_address, session_dir = _resolve_address(address, temp_dir)
+                node_id, raylet_address, plasma_socket, node_ip, session_dir = \
+                    _find_local_node(gcs_address, session_dir, _node_ip_address)
+            logs_dir = os.path.join(session_dir, "logs")
+            if configure_logging:
+                task_log.open(setup_process_logging(f"python-core-driver-{os.getpid()}",
+                                                    logs_dir))
+            _global = _connect_driver(gcs_address, node_id, raylet_address, plasma_socket,
+                                      node_ip, session_dir, namespace, node, runtime_env,
+                                      log_to_driver)
+        except BaseException:
+            if _global is not None:
+                _global = None
+            if node is not None:
+                node.kill()
+            raise
+        core = _global.core_worker
+        _global.context = RayContext(
+            address=gcs_address, gcs_address=gcs_address, node_id=node_id.hex(),
+            node_ip_address=node_ip, raylet_address=raylet_address,
+            object_store_address=plasma_socket, session_dir=session_dir,
+            job_id=core.job_id.hex(), namespace=namespace,
+            address_info={"gcs_address": gcs_address, "node_id": node_id.hex(),
+                          "raylet_address": raylet_address, "session_dir": session_dir,
+                          "object_store_address": plasma_socket, "node_ip_address": node_ip})
+        logger.info("init() done in %.3fs: job %s on node %s", time.monotonic() - started,
+                    core.job_id.hex(), node_id.hex())
+        atexit.register(_shutdown_at_exit)
+        return _global.context
+
+
+def _resolve_address(address: str, temp_dir: str):
+    from ray_core.node import read_current_cluster
+    current = read_current_cluster(temp_dir) or {}
+    if address == "auto":
+        address = (os.environ.get("RAY_CORE_ADDRESS") or config.address
+                   or current.get("gcs_address", ""))
+        if not address:
+            raise ConnectionError(f"init(address='auto') found no running cluster: none was "
+                                  f"started with `ray_core start --head` under {temp_dir} and "
+                                  f"RAY_CORE_ADDRESS is not set")
+    # The cluster this machine's head wrote down: its session folder holds the token.
+    session_dir = current.get("session_dir", "") if current.get("gcs_address") == address else ""
+    if address.startswith("ray://"):
+        raise ValueError("ray:// client addresses are not supported; pass the GCS host:port")
+    if ":" not in address:
+        raise ValueError(f"address must be 'auto' or 'host:port' of the GCS, got {address!r}")
+    if session_dir and rpc.auth_token() is None:
+        token_path = os.path.join(session_dir, "auth_token")
+        if os.path.exists(token_path):
+            with open(token_path) as f:
+                rpc.set_auth_token(f.read().strip())
+    return address, session_dir
+
+
+def _find_local_node(gcs_address: str, session_dir: str, node_ip: Optional[str]):
+    from ray_gcs.client import GcsClient
+    gcs = GcsClient(gcs_address)
+    try:
+        nodes = gcs.sync.get_all_node_info(only_alive=True)
+    except Exception as e:
+        raise ConnectionError(f"could not reach the GCS at {gcs_address}: {e}") from None
+    if not nodes:
+        raise ConnectionError(f"the cluster at {gcs_address} has no alive node to attach to")
+    ips = {node_ip} if node_ip else {"127.0.0.1", _local_ip(), socket.gethostname()}
+    chosen = next((n for n in nodes if n.node_manager_address in ips), None)
+    if chosen is None:
+        chosen = next((n for n in nodes if n.is_head_node), nodes[0])
+    session_dir = chosen.session_dir or session_dir
+    if not session_dir:
+        raise ConnectionError("the node's session directory is unknown")
+    if rpc.auth_token() is None:
+        token_path = os.path.join(session_dir, "auth_token")
+        if os.path.exists(token_path):
+            with open(token_path) as f:
+                rpc.set_auth_token(f.read().strip())
+    return (chosen.node_id, f"{chosen.node_manager_address}:{chosen.node_manager_port}",
+            chosen.object_store_socket_name, chosen.node_manager_address, session_dir)
+
+
+def _connect_driver(gcs_address, node_id, raylet_address, plasma_socket, node_ip, session_dir,
+                    namespace, node, runtime_env, log_to_driver) -> Worker:
+    from ray_gcs.client import GcsClient
+    from ray_common.protocol import gcs_service_pb2
+    from ray_core._private.core_worker import DRIVER, CoreWorker
+    from ray_core._private.log_monitor import LogMonitor
+
+    gcs = GcsClient(gcs_address)
+    job_info = gcs_service_pb2.JobTableData(
+        driver_pid=os.getpid(), entrypoint=" ".join(sys.argv), ray_namespace=namespace,
+        start_time_ms=int(time.time() * 1000))
+    job_id = gcs.sync.add_job(job_info)
+    if not isinstance(job_id, JobID):
+        job_id = JobID(bytes(job_id))
+    core = CoreWorker(mode=DRIVER, worker_id=WorkerID.from_random(), node_id=node_id,
+                      node_ip=node_ip, raylet_address=raylet_address, gcs_address=gcs_address,
+                      plasma_socket=plasma_socket, session_dir=session_dir, job_id=job_id,
+                      gcs_client=gcs, namespace=namespace)
+    core.job_runtime_env = runtime_env
+    worker = Worker("driver", core, namespace, node, session_dir, gcs)
+    try:
+        core.start()
+    except BaseException:
+        core.shutdown()
+        raise
+    if log_to_driver:
+        worker.log_monitor = LogMonitor(os.path.join(session_dir, "logs"), node_ip)
+    return worker
+
+
+def _shutdown_at_exit() -> None:
+    try:
+        shutdown()
+    except Exception:
+        pass
+
+
+def shutdown() -> None:
+    """Disconnect this driver; stop the node processes init() started. Safe to call twice."""
+    global _global
+    with _lock:
+        worker = _global
+        if worker is None or worker.mode != "driver":
+            return
+        _global = None
+        core = worker.core_worker
+        try:
+            core.shutdown()
+        except Exception as e:
+            logger.warning("CoreWorker shutdown failed: %s", e)
+        try:
+            worker.gcs.sync.mark_job_finished(core.job_id)
+        except Exception as e:
+            logger.info("MarkJobFinished failed: %s", e)
+        if worker.log_monitor is not None:
+            worker.log_monitor.stop()
+        if worker.node is not None:
+            worker.node.kill()
+        try:
+            worker.gcs.sync.close()
+        except Exception:
+            pass
+        try:
+            rpc.run_sync(rpc.close_channels(), timeout=config.shutdown_grace_s)
+        except Exception:
+            pass
+        rpc.set_auth_token(None)
+        logger.info("shutdown() done")
+        task_log.close()
+        close_process_logging()
+
+
+# ---- objects ------------------------------------------------------------------------
+
+def put(value: Any, *, _owner=None) -> ObjectRef:
+    return global_worker().core_worker.put(value)
+
+
+def get(object_refs: Union[ObjectRef, Sequence[ObjectRef]], *,
+        timeout: Optional[float] = None) -> Any:
+    core = global_worker().core_worker
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or timeout < 0):
+        raise ValueError(f"get() timeout must be None or a number >= 0, got {timeout!r}")
+    if isinstance(object_refs, ObjectRef):
+        return core.get_objects([object_refs], timeout)[0]
+    if not isinstance(object_refs, (list, tuple)):
+        raise ValueError(f"get() expects an ObjectRef or a list of ObjectRefs, got "
+                         f"{type(object_refs).__name__}")
+    refs = list(object_refs)
+    ids = ids_of(refs)
+    if not refs:
+        return []
+    return core.get_objects(refs, timeout, ids=ids)
+
+
+def wait(object_refs: List[ObjectRef], *, num_returns: int = 1, timeout: Optional[float] = None,
+         fetch_local: bool = True):
+    core = global_worker().core_worker
+    if isinstance(object_refs, ObjectRef):
+        raise TypeError("wait() expects a list of ObjectRefs, not a single ObjectRef")
+    if not isinstance(object_refs, (list, tuple)):
+        raise TypeError(f"wait() expects a list of ObjectRefs, got {type(object_refs).__name__}")
+    refs = list(object_refs)
+    ids = ids_of(refs)
+    if len(set(ids)) != len(ids):
+        raise ValueError("wait() requires a list of unique ObjectRefs")
+    if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 1:
+        raise ValueError(f"num_returns must be an int >= 1, got {num_returns!r}")
+    if num_returns > len(refs):
+        raise ValueError(f"num_returns ({num_returns}) cannot exceed the number of refs "
+                         f"({len(refs)})")
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
+        raise ValueError(f"wait() timeout must be None or a number >= 0, got {timeout!r}")
+    return core.wait(refs, ids, num_returns, timeout, fetch_local)
+
+
+def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
+    if not isinstance(object_ref, ObjectRef):
+        raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}")
+    global_worker().core_worker.cancel(object_ref, force, recursive)
+
+
+# ---- cluster information -----------------------------------------------------------------
+
+def get_runtime_context():
+    from ray_core.runtime_context import RuntimeContext
+    return RuntimeContext(global_worker())
+
+
+def nodes() -> List[dict]:
+    gcs = global_worker().gcs
+    out = []
+    for info in gcs.sync.get_all_node_info():
+        alive = info.state == info.ALIVE
+        out.append({
+            "NodeID": info.node_id.hex(), "Alive": alive, "alive": alive,
+            "NodeManagerAddress": info.node_manager_address,
+            "NodeManagerHostname": info.node_name or info.node_manager_address,
+            "NodeManagerPort": info.node_manager_port,
+            "ObjectManagerPort": info.object_manager_port,
+            "ObjectStoreSocketName": info.object_store_socket_name,
+            "NodeName": info.node_name or info.node_manager_address,
+            "Resources": dict(info.resources_total) if alive else {},
+            "Labels": dict(info.labels), "IsHeadNode": info.is_head_node,
+            "DeathReason": info.death_reason,
+        })
+    return out
+
+
+def cluster_resources() -> Dict[str, float]:
+    total: Dict[str, float] = {}
+    for node in nodes():
+        if node["Alive"]:
+            for name, amount in node["Resources"].items():
+                total[name] = total.get(name, 0.0) + amount
+    return total
+
+
+def available_resources() -> Dict[str, float]:
+    gcs = global_worker().gcs
+    alive = {n["NodeID"] for n in nodes() if n["Alive"]}
+    total: Dict[str, float] = {}
+    for data in gcs.sync.get_cluster_resource_view():
+        if data.node_id.hex() not in alive:
+            continue
+        for name, amount in data.resources_available.items():
+            if amount > 0:
+                total[name] = total.get(name, 0.0) + amount
+    return total

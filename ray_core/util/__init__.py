@@ -1,0 +1,1 @@
+"""Helpers users import from ray_core.util (as from ray.util)."""

@@ -1,0 +1,1 @@
+"""Worker process entry points started by the raylet's worker pool."""

@@ -1,0 +1,67 @@
+"""The worker process the raylet starts (config.worker_entry_module).
+
+Main loop, as the raylet contract asks: die with the raylet, start the CoreWorker
+service, open the framed task socket, register with the raylet, then receive pushed
+tasks, execute them on this (main) thread and reply, until told to exit.
+"""
+import argparse
+import logging
+import os
+import sys
+
+from ray_common.ids import WorkerID
+from ray_common.logging import setup_process_logging
+from ray_common.process import die_with_parent
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description="ray_core worker process")
+    parser.add_argument("--node-ip-address", required=True)
+    parser.add_argument("--raylet-address", required=True)
+    parser.add_argument("--gcs-address", required=True)
+    parser.add_argument("--node-id", required=True)
+    parser.add_argument("--worker-id", required=True)
+    parser.add_argument("--object-store-socket", required=True)
+    parser.add_argument("--session-dir", required=True)
+    parser.add_argument("--startup-token", type=int, default=0)
+    args, _unknown = parser.parse_known_args(argv)
+    return args
+
+
+def main(argv=None) -> int:
+    die_with_parent()
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    # Output goes to files the driver tails: flush per line so it shows up promptly.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True)
+        except (AttributeError, ValueError):
+            pass
+    log_path = setup_process_logging(f"python-core-worker-{args.worker_id}_{os.getpid()}",
+                                     os.path.join(args.session_dir, "logs"))
+    from ray_core._private import worker as worker_mod
+    from ray_core._private.task_log import task_log
+    task_log.open(log_path)
+    from ray_core._private.core_worker import WORKER, CoreWorker
+
+    core = CoreWorker(mode=WORKER, worker_id=WorkerID.from_hex(args.worker_id),
+                      node_id=bytes.fromhex(args.node_id), node_ip=args.node_ip_address,
+                      raylet_address=args.raylet_address, gcs_address=args.gcs_address,
+                      plasma_socket=args.object_store_socket, session_dir=args.session_dir)
+    worker_mod.set_worker_mode(core)
+    try:
+        core.start()
+        core.run_task_loop()
+    except KeyboardInterrupt:
+        pass
+    except Exception:
+        logging.getLogger("ray_core.workers").exception("worker %s failed", args.worker_id)
+        return 1
+    finally:
+        core.shutdown()
+        task_log.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

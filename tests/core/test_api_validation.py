@@ -1,0 +1,21 @@
+"""Bad input to the public API is refused before anything starts."""
+import pytest
+
+import ray_core as ray
+
+
+def test_bad_init_arguments():
+    with pytest.raises(ValueError, match="address"):
+        ray.init(address="nonsense")
+    with pytest.raises(TypeError, match="num_cpus"):
+        ray.init(num_cpus="two")
+    with pytest.raises(TypeError, match="runtime_env"):
+        ray.init(runtime_env=["x"])
+    with pytest.raises(ValueError, match="unknown ray_core config"):
+        ray.init(_system_config={"no_such_knob": 1})
+    assert not ray.is_initialized()
+
+
+def test_object_ref_needs_an_object_id():
+    with pytest.raises(TypeError, match="ObjectID"):
+        ray.ObjectRef(b"x" * 28)

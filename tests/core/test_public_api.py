@@ -1,0 +1,76 @@
+"""The public surface of ray_core, pinned: names and signatures change only on purpose."""
+import inspect
+
+import ray_core
+from ray_core import exceptions
+
+EXPECTED_NAMES = {
+    "ObjectRef", "RemoteFunction", "available_resources", "cancel", "cluster_resources",
+    "exceptions", "get", "get_runtime_context", "init", "is_initialized", "nodes", "put",
+    "remote", "shutdown", "wait", "__version__",
+}
+
+EXPECTED_SIGNATURES = {
+    "init": "(address: Optional[str] = None, *, num_cpus: Optional[int] = None, "
+            "num_gpus: Optional[int] = None, resources: Optional[Dict[str, float]] = None, "
+            "object_store_memory: Optional[int] = None, namespace: Optional[str] = None, "
+            "ignore_reinit_error: bool = False, log_to_driver: bool = True, "
+            "runtime_env: Optional[Dict[str, Any]] = None, "
+            "include_dashboard: Optional[bool] = None, logging_level: Any = None, "
+            "configure_logging: bool = True, _temp_dir: Optional[str] = None, "
+            "_system_config: Optional[Dict[str, Any]] = None, "
+            "_node_ip_address: Optional[str] = None) -> ray_core._private.worker.RayContext",
+    "shutdown": "() -> None",
+    "is_initialized": "() -> bool",
+    "get": "(object_refs: Union[ray_core._private._object_ref.ObjectRef, "
+           "Sequence[ray_core._private._object_ref.ObjectRef]], *, timeout: Optional[float] = None) -> Any",
+    "put": "(value: Any, *, _owner=None) -> ray_core._private._object_ref.ObjectRef",
+    "wait": "(object_refs: List[ray_core._private._object_ref.ObjectRef], *, num_returns: int = 1, "
+            "timeout: Optional[float] = None, fetch_local: bool = True)",
+    "cancel": "(object_ref: ray_core._private._object_ref.ObjectRef, *, force: bool = False, "
+              "recursive: bool = True) -> None",
+    "remote": "(*args, **kwargs)",
+    "get_runtime_context": "()",
+    "nodes": "() -> List[dict]",
+    "cluster_resources": "() -> Dict[str, float]",
+    "available_resources": "() -> Dict[str, float]",
+}
+
+EXPECTED_EXCEPTIONS = {
+    "RayError", "RaySystemError", "RayTaskError", "WorkerCrashedError", "LocalRayletDiedError",
+    "TaskCancelledError", "GetTimeoutError", "ObjectLostError", "OwnerDiedError",
+    "ObjectReconstructionFailedError", "ObjectStoreFullError", "OutOfMemoryError",
+    "ActorError", "RayActorError", "ActorDiedError", "ActorUnavailableError",
+    "NodeDiedError", "RuntimeEnvSetupError",
+}
+
+OBJECT_REF_METHODS = {"binary", "hex", "task_id", "object_id", "owner_address", "future",
+                      "as_future", "is_nil", "__await__", "__hash__", "__eq__", "__reduce__"}
+
+
+def test_exported_names():
+    assert set(ray_core.__all__) == EXPECTED_NAMES
+    public = {n for n in dir(ray_core) if not n.startswith("_")} | {"__version__"}
+    # Submodules are reachable but only the names above are the API.
+    assert EXPECTED_NAMES <= public
+
+
+def test_signatures():
+    for name, expected in EXPECTED_SIGNATURES.items():
+        assert str(inspect.signature(getattr(ray_core, name))) == expected, name
+
+
+def test_exceptions_module():
+    assert set(exceptions.__all__) == EXPECTED_EXCEPTIONS
+    for name in EXPECTED_EXCEPTIONS:
+        assert issubclass(getattr(exceptions, name), exceptions.RayError)
+
+
+def test_object_ref_surface():
+    assert OBJECT_REF_METHODS <= set(dir(ray_core.ObjectRef))
+
+
+def test_remote_function_surface():
+    rf = ray_core.remote(lambda: None)
+    assert callable(rf.remote) and callable(rf.options)
+    assert callable(rf.options(num_cpus=1).remote)

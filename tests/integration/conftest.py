@@ -1,0 +1,59 @@
+"""Fixtures that own real clusters: whatever a test file starts, its fixture stops."""
+import os
+import shutil
+import tempfile
+
+import psutil
+import pytest
+
+import ray_core as ray
+
+CLUSTER_CPUS = 2
+STORE_BYTES = 600 * 1024 ** 2
+
+
+def _ray_children():
+    me = psutil.Process()
+    return [p for p in me.children(recursive=True) if p.is_running()]
+
+
+def _short_temp_dir():
+    """A temp dir short enough for Unix socket paths (pytest's tmp_path is not)."""
+    path = tempfile.mkdtemp(prefix="rc_", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+short_temp_dir = pytest.fixture(scope="module")(_short_temp_dir)
+own_temp_dir = pytest.fixture(scope="function")(_short_temp_dir)
+
+
+def _new_live_children(before):
+    out = []
+    for p in _ray_children():
+        try:
+            if p.pid not in before and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except psutil.Error:
+            pass
+    return out
+
+
+@pytest.fixture(scope="module")
+def cluster(short_temp_dir):
+    """One head node per test module (GCS + raylet + plasma + workers)."""
+    before = {p.pid for p in _ray_children()}   # other fixtures' processes are not ours
+    context = ray.init(num_cpus=CLUSTER_CPUS, object_store_memory=STORE_BYTES,
+                       _temp_dir=short_temp_dir)
+    try:
+        yield context
+    finally:
+        ray.shutdown()
+        leftover = _new_live_children(before)
+        for p in leftover:
+            p.kill()
+        assert not leftover, f"processes left after shutdown: {[p.cmdline() for p in leftover]}"
+
+
+def session_logs(context):
+    return os.path.join(context["session_dir"], "logs")

@@ -1,0 +1,111 @@
+"""Drivers as users run them: a script in its own process, init/shutdown, connecting."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import ray_core as ray
+
+# A hang fails this file's test fast instead of eating the suite's budget.
+pytestmark = pytest.mark.timeout(120)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_script(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_driver_script_in_subprocess_leaves_nothing_behind(own_temp_dir):
+    shm_before = set(os.listdir("/dev/shm"))
+    result = run_script(f"""
+        import os, psutil, time
+        import ray_core as ray
+
+        ctx = ray.init(num_cpus=2, _temp_dir={own_temp_dir!r})
+        assert ray.is_initialized() and ctx["node_id"] and os.path.isdir(ctx["session_dir"])
+
+        @ray.remote
+        def pid(x):
+            print("working on", x)
+            return os.getpid()
+
+        pids = set(ray.get([pid.remote(i) for i in range(20)]))
+        node_pids = [c.pid for c in psutil.Process().children(recursive=True)]
+        try:
+            ray.init()
+        except RuntimeError as e:
+            print("REINIT", "twice" in str(e))
+        ray.init(ignore_reinit_error=True)
+        ray.shutdown()
+        assert not ray.is_initialized()
+        time.sleep(0.2)
+        alive = [p for p in list(pids) + node_pids if psutil.pid_exists(p)
+                 and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        print("WORKERS", len(pids), "ALIVE", alive)
+    """)
+    assert result.returncode == 0, result.stderr
+    assert "REINIT True" in result.stdout
+    assert "ALIVE []" in result.stdout
+    assert "working on" in result.stdout and "(pid=" in result.stdout
+    leaked = set(os.listdir("/dev/shm")) - shm_before
+    assert not [name for name in leaked if "ray" in name or "plasma" in name]
+
+
+def test_second_driver_connects_with_address_auto(cluster, short_temp_dir):
+    @ray.remote
+    def square(x):
+        return x * x
+
+    result = run_script(f"""
+        import ray_core as ray
+        ctx = ray.init(address="auto", _temp_dir={short_temp_dir!r})
+        print("SAME", ctx["node_id"] == {cluster["node_id"]!r})
+
+        @ray.remote
+        def square(x):
+            return x * x
+
+        print("VALUES", ray.get([square.remote(i) for i in range(5)]))
+        print("JOB", ray.get_runtime_context().get_job_id())
+        ray.shutdown()
+    """)
+    assert result.returncode == 0, result.stderr
+    assert "SAME True" in result.stdout and "VALUES [0, 1, 4, 9, 16]" in result.stdout
+    other_job = result.stdout.split("JOB ")[1].split()[0]
+    assert other_job != ray.get_runtime_context().get_job_id()
+    # The first driver's cluster is untouched by the second driver's shutdown.
+    assert ray.get(square.remote(7)) == 49
+
+
+def test_connecting_by_host_port(cluster, short_temp_dir):
+    result = run_script(f"""
+        import ray_core as ray
+        ray.init(address={cluster["gcs_address"]!r}, _temp_dir={short_temp_dir!r})
+        print("CPUS", ray.cluster_resources()["CPU"])
+        ray.shutdown()
+    """)
+    assert result.returncode == 0, result.stderr
+    assert "CPUS 2.0" in result.stdout
+
+
+
+def test_init_shutdown_init_in_one_process(own_temp_dir):
+    result = run_script(f"""
+        import ray_core as ray
+
+        @ray.remote
+        def f(x):
+            return x + 1
+
+        for round in range(2):
+            ray.init(num_cpus=1, _temp_dir={own_temp_dir!r})
+            print("ROUND", round, ray.get(f.remote(round)), ray.get(ray.put(round)))
+            ray.shutdown()
+    """)
+    assert result.returncode == 0, result.stderr
+    assert "ROUND 0 1 0" in result.stdout and "ROUND 1 2 1" in result.stdout

@@ -1,0 +1,134 @@
+"""Failures end to end: worker crashes and retries, cancel, retry_exceptions."""
+import os
+import time
+
+import pytest
+
+import ray_core as ray
+from ray_core import exceptions
+
+# A hang fails this file's test fast instead of eating the suite's budget.
+pytestmark = pytest.mark.timeout(120)
+
+
+def _bump(path):
+    """Count attempts in a file (each attempt runs in a fresh worker process)."""
+    with open(path, "a") as f:
+        f.write("x")
+    with open(path) as f:
+        return len(f.read())
+
+
+def test_worker_exit_twice_then_success_with_retries(cluster, tmp_path):
+    counter = str(tmp_path / "attempts")
+
+    @ray.remote(max_retries=3)
+    def flaky(path):
+        if _bump(path) <= 2:
+            os._exit(1)
+        return "survived"
+
+    assert ray.get(flaky.remote(counter)) == "survived"
+    assert open(counter).read() == "xxx"
+
+
+def test_worker_exit_without_retries_is_worker_crashed(cluster):
+    @ray.remote(max_retries=0)
+    def die():
+        os._exit(1)
+
+    with pytest.raises(exceptions.WorkerCrashedError):
+        ray.get(die.remote())
+
+
+def test_default_max_retries_is_three(cluster, tmp_path):
+    counter = str(tmp_path / "attempts")
+
+    @ray.remote
+    def always_dies(path):
+        _bump(path)
+        os._exit(1)
+
+    with pytest.raises(exceptions.WorkerCrashedError):
+        ray.get(always_dies.remote(counter))
+    assert open(counter).read() == "xxxx"
+
+
+def test_retry_exceptions(cluster, tmp_path):
+    counter = str(tmp_path / "attempts")
+
+    @ray.remote(max_retries=2, retry_exceptions=[KeyError])
+    def shaky(path):
+        if _bump(path) < 3:
+            raise KeyError("transient")
+        return "ok"
+
+    assert ray.get(shaky.remote(counter)) == "ok"
+
+    @ray.remote(max_retries=2, retry_exceptions=[KeyError])
+    def wrong_kind():
+        raise ValueError("not retried")
+
+    with pytest.raises(ValueError):
+        ray.get(wrong_kind.remote())
+
+
+@ray.remote
+def block(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def test_cancel_queued_task(cluster):
+    # Fill both CPUs, then queue one more and cancel it before it can run.
+    busy = [block.remote(2) for _ in range(2)]
+    queued = block.options(num_cpus=2).remote(0)
+    time.sleep(0.2)
+    ray.cancel(queued)
+    with pytest.raises(exceptions.TaskCancelledError):
+        ray.get(queued, timeout=30)
+    assert ray.get(busy) == [2, 2]
+
+
+def test_cancel_running_task(cluster):
+    @ray.remote
+    def spin():
+        while True:
+            time.sleep(0.01)
+
+    ref = spin.remote()
+    time.sleep(1.0)
+    ray.cancel(ref)
+    with pytest.raises(exceptions.TaskCancelledError):
+        ray.get(ref, timeout=30)
+    ref = spin.remote()
+    time.sleep(1.0)
+    ray.cancel(ref, force=True)
+    with pytest.raises(exceptions.TaskCancelledError):
+        ray.get(ref, timeout=30)
+    # The cluster still runs tasks afterwards.
+    assert ray.get(block.remote(0)) == 0
+
+
+def test_infeasible_then_cancel_does_not_hang(cluster):
+    ref = block.options(resources={"no_such_thing": 1}).remote(0)
+    ready, _ = ray.wait([ref], timeout=0.5)
+    assert ready == []
+    ray.cancel(ref)
+    with pytest.raises(exceptions.TaskCancelledError):
+        ray.get(ref, timeout=30)
+
+
+def test_object_owned_by_a_dead_worker_raises_owner_died(cluster):
+    import signal
+
+    @ray.remote
+    def make():
+        return [ray.put("owned by this worker")], os.getpid()
+
+    [ref], pid = ray.get(make.remote())
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(exceptions.OwnerDiedError) as info:
+        ray.get(ref, timeout=30)
+    assert isinstance(info.value, exceptions.ObjectLostError)
+    assert ref.hex() in str(info.value)
