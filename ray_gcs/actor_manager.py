@@ -59,6 +59,7 @@ class GcsActorManager(gcs_service_pb2_grpc.ActorInfoGcsServiceServicer):
         self._publisher = publisher
         self._incarnations: Dict[bytes, _Incarnation] = {}
         self._watch: Optional[asyncio.Task] = None
+        self._background = set()
         nodes.add_death_listener(self._on_node_dead)
 
     # ---- start-up ------------------------------------------------------------------
@@ -137,7 +138,8 @@ class GcsActorManager(gcs_service_pb2_grpc.ActorInfoGcsServiceServicer):
             return pb.KillActorViaGcsReply()
         await self._end(actor, common_pb2.ACTOR_DIED,
                         request.reason or "it was killed by ray_core.kill()",
-                        restart=not request.no_restart, force=request.force_kill)
+                        restart=not request.no_restart, force=request.force_kill,
+                        wait_for_worker=True)
         return pb.KillActorViaGcsReply()
 
     # Reads are the table's.
@@ -310,8 +312,11 @@ class GcsActorManager(gcs_service_pb2_grpc.ActorInfoGcsServiceServicer):
 
     # ---- endings -------------------------------------------------------------------
     async def _end(self, actor: pb.ActorTableData, error_type: int, reason: str,
-                   restart: bool, force: bool = True) -> None:
-        """End the current incarnation: restart if allowed, else DEAD with the reason."""
+                   restart: bool, force: bool = True, wait_for_worker: bool = False) -> None:
+        """End the current incarnation: restart if allowed, else DEAD with the reason.
+
+        A kill waits until the old worker was told to stop (`wait_for_worker`), so calls
+        made after kill() returns cannot reach it; other endings stop it in the background."""
         actor_id = actor.actor_id
         inc = self._incarnations.pop(actor_id, None)
         old = pb.ActorTableData()
@@ -329,8 +334,8 @@ class GcsActorManager(gcs_service_pb2_grpc.ActorInfoGcsServiceServicer):
             logger.info("Actor %s is RESTARTING (restart %d of %s): %s", actor_id.hex(),
                         row.num_restarts,
                         "unlimited" if actor.max_restarts < 0 else actor.max_restarts, reason)
-            await self._kill_worker(old, inc, reason)
             self._schedule(row)
+            await self._stop_worker(old, inc, reason, force, wait_for_worker)
             return
         if restart and actor.max_restarts != 0:
             reason += (f", and it has no restarts left (max_restarts={actor.max_restarts}, "
@@ -340,7 +345,18 @@ class GcsActorManager(gcs_service_pb2_grpc.ActorInfoGcsServiceServicer):
         row.death_cause.error_message = reason
         await self._table.put(row)
         logger.info("Actor %s is DEAD: %s", actor_id.hex(), reason)
-        await self._kill_worker(old, inc, reason, force)
+        await self._stop_worker(old, inc, reason, force, wait_for_worker)
+
+    async def _stop_worker(self, actor, inc, reason: str, force: bool, wait: bool) -> None:
+        """Stopping an old worker may wait on an unreachable node: unless asked to wait,
+        do it in the background (which also never cancels the caller, which may be that
+        incarnation's own creation coroutine)."""
+        if wait:
+            await self._kill_worker(actor, inc, reason, force)
+            return
+        task = asyncio.ensure_future(self._kill_worker(actor, inc, reason, force))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _on_worker_failed(self, worker: pb.WorkerTableData) -> None:
         for actor in list(self._table.all()):

@@ -304,6 +304,7 @@ class ActorTaskSubmitter:
         the connection to close, at most actor_lost_call_grace_ms."""
         actor.state = _STATE.DEAD
         actor.death = error
+        self._creation_args.pop(actor.actor_id, None)   # no restart will need them
         with self._lock:
             actor.fd = -1           # no more direct sends
             tasks = actor.lost + list(actor.queue)

@@ -466,3 +466,23 @@ def _ids_ok(handle) -> bool:
         return True
     except (RayActorError, ray.exceptions.ActorUnavailableError):
         return False
+
+
+def test_large_arguments_and_returns_go_through_plasma(cluster):
+    import numpy as np
+
+    @ray.remote
+    class Store:
+        def __init__(self, initial):
+            self.total = int(initial.sum())
+
+        def add(self, array):
+            self.total += int(array.sum())
+            return np.full(300_000, self.total, dtype=np.int64)
+
+    initial = np.ones(200_000, dtype=np.int64)           # > the inline limit: plasma
+    store = Store.remote(ray.put(initial))
+    out = ray.get(store.add.remote(np.ones(200_000, dtype=np.int64)))
+    assert out.shape == (300_000,) and out[0] == 400_000
+    ref = ray.put(np.ones(200_000, dtype=np.int64))
+    assert ray.get(store.add.remote(ref))[0] == 600_000
