@@ -321,6 +321,10 @@ class GcsActorManager(gcs_service_pb2_grpc.ActorInfoGcsServiceServicer):
         inc = self._incarnations.pop(actor_id, None)
         old = pb.ActorTableData()
         old.CopyFrom(actor)
+        if actor.address.worker_id:
+            await self._end_owned_by(actor.address.worker_id,
+                                     f"its owner, actor {actor_id.hex()} "
+                                     f"({actor.class_name}), ended")
         can_restart = restart and (actor.max_restarts < 0 or
                                    actor.num_restarts < actor.max_restarts)
         row = pb.ActorTableData()
@@ -374,6 +378,13 @@ class GcsActorManager(gcs_service_pb2_grpc.ActorInfoGcsServiceServicer):
                 await self._end(actor, common_pb2.OWNER_DIED,
                                 f"its owner (worker {worker.worker_id.hex()}, pid "
                                 f"{worker.pid}) died", restart=False)
+
+    async def _end_owned_by(self, worker_id: bytes, why: str) -> None:
+        """An actor's worker is gone: the actors it created (and owns) go with it."""
+        for actor in list(self._table.all()):
+            if actor.state != State.DEAD and not actor.is_detached and \
+                    actor.owner_address.worker_id == worker_id:
+                await self._end(actor, common_pb2.OWNER_DIED, why, restart=False)
 
     async def _on_node_dead(self, node: common_pb2.NodeInfo) -> None:
         for actor in list(self._table.all()):

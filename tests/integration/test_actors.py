@@ -486,3 +486,22 @@ def test_large_arguments_and_returns_go_through_plasma(cluster):
     assert out.shape == (300_000,) and out[0] == 400_000
     ref = ray.put(np.ones(200_000, dtype=np.int64))
     assert ray.get(store.add.remote(ref))[0] == 600_000
+
+
+def test_actors_created_by_an_actor_end_with_it(cluster):
+    @ray.remote
+    class Parent:
+        def __init__(self):
+            self.child = Counter.remote()
+
+        def child_handle(self):
+            return self.child
+
+    parent = Parent.remote()
+    child = ray.get(parent.child_handle.remote())
+    assert ray.get(child.add.remote(3)) == 3
+    ray.kill(parent)
+    with pytest.raises(ActorDiedError, match="its owner"):
+        for _ in range(200):
+            ray.get(child.add.remote(), timeout=20)
+            time.sleep(0.05)
