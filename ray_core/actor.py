@@ -202,7 +202,13 @@ class ActorClass:
         if name:
             # A named actor is registered before .remote() returns, so the name is taken
             # (or the clash raised) by then.
-            rpc.run_sync(submitter.register(task))
+            try:
+                rpc.run_sync(submitter.register(task))
+            except ValueError:      # another process took the name meanwhile
+                existing = core.gcs.sync.get_named_actor_info(name, namespace)
+                if existing is None or not opts.get("get_if_exists"):
+                    raise
+                return _handle_from_row(existing)
         else:
             core.loop.call_soon_threadsafe(submitter.spawn_register, task)
         return ActorHandle(actor_id.binary(), self._name, self._methods, max_task_retries,

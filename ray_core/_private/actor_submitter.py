@@ -471,18 +471,21 @@ class ActorTaskSubmitter:
         actor.class_name = task.spec.function_descriptor.class_name
         logger.info("Registering actor %s (%s), creation task %s", actor.hex, actor.class_name,
                     task.task_id.hex())
-        await self._core.gcs.register_actor(task.spec)
+        try:
+            await self._core.gcs.register_actor(task.spec)
+        except Exception as e:
+            logger.warning("Registering actor %s failed: %s", actor.hex, e)
+            self._mark_dead(actor, exceptions.ActorDiedError(
+                f"The actor {task.function_name} (actor_id={actor.hex}) could not be "
+                f"registered with the GCS: {e}", actor.hex))
+            raise
 
     def spawn_register(self, task: PendingTask) -> None:
         async def run():
             try:
                 await self.register(task)
-            except Exception as e:
-                actor_id = task.spec.actor_creation_task_spec.actor_id
-                logger.warning("Registering actor %s failed: %s", actor_id.hex(), e)
-                self._mark_dead(self._actor(actor_id), exceptions.ActorDiedError(
-                    f"The actor {task.function_name} (actor_id={actor_id.hex()}) could not be "
-                    f"registered with the GCS: {e}", actor_id.hex()))
+            except Exception:
+                pass    # logged, and its calls fail with the reason
         self._spawn(run())
 
     # ---- kill and shutdown -----------------------------------------------------------
