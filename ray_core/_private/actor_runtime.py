@@ -49,8 +49,14 @@ async def push_creation_task(core, request) -> core_worker_pb2.PushTaskReply:
 
 
 def install(core, spec, instance) -> None:
-    """The constructor returned: this worker now hosts `instance` (main thread)."""
-    core.actor_runtime = ActorRuntime(core, spec, instance)
+    """The constructor returned: this worker now hosts `instance` (main thread).
+
+    The worker is the actor's alone from now on, so what the creation task set up --
+    its runtime_env env vars, CUDA_VISIBLE_DEVICES of its GPUs, its assigned resources --
+    stays for every call (the task loop would undo them after the constructor)."""
+    runtime = core.actor_runtime = ActorRuntime(core, spec, instance)
+    runtime.resources = core._ctx.resources
+    core._saved_env = None
     return None
 
 
@@ -75,6 +81,7 @@ class ActorRuntime:
             config.async_actor_max_concurrency if self.is_asyncio else 1)
         self.concurrent = self.is_asyncio or self.max_concurrency > 1
         self._methods = {}
+        self.resources = {}
         self._send_lock = threading.Lock()
         os.environ["RAY_CORE_ACTOR_ID"] = self.actor_id.hex()
         logger.info("Actor %s (%s) created in worker %s (pid %d)%s", self.actor_id.hex(),

@@ -189,6 +189,8 @@ class CoreWorker:
                 list(enumerate(alloc.quantities))
         if not resources:
             resources = {k: [(0, v)] for k, v in spec.required_resources.items()}
+        if not resources and self.actor_runtime is not None:
+            resources = self.actor_runtime.resources    # what the actor holds for its life
         self._ctx = _TaskContext(TaskID(spec.task_id), JobID(spec.job_id),
                                  put_offset=max(spec.num_returns, 0) + 1, depth=spec.depth + 1,
                                  resources=resources, spec=spec)

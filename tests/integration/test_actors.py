@@ -505,3 +505,18 @@ def test_actors_created_by_an_actor_end_with_it(cluster):
         for _ in range(200):
             ray.get(child.add.remote(), timeout=20)
             time.sleep(0.05)
+
+
+def test_actor_keeps_its_env_and_resources_for_every_call(cluster):
+    @ray.remote(num_cpus=1, runtime_env={"env_vars": {"ACTOR_FLAVOUR": "mint"}})
+    class Env:
+        def flavour(self):
+            return os.environ.get("ACTOR_FLAVOUR")
+
+        def resources(self):
+            return ray.get_runtime_context().get_assigned_resources()
+
+    env = Env.remote()
+    assert ray.get([env.flavour.remote() for _ in range(3)]) == ["mint"] * 3
+    assert ray.get(env.resources.remote()) == {"CPU": 1.0}
+    ray.kill(env)
