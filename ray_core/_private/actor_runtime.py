@@ -214,7 +214,12 @@ class ActorRuntime:
 
 
 def exit_actor() -> None:
-    """End the actor this runs in, for good: later calls raise ActorDiedError."""
+    """End the actor this runs in, for good: later calls raise ActorDiedError.
+
+    The GCS marks the actor DEAD first, then asks this worker to exit after the current
+    call; this call itself ends with the ActorDiedError it raises, and the replies of the
+    calls before it still go out."""
+    from ray_core import exceptions
     from ray_core._private import worker
     core = worker.current_core_worker()
     runtime = getattr(core, "actor_runtime", None)
@@ -228,4 +233,7 @@ def exit_actor() -> None:
                      timeout=config.rpc_default_deadline_s)
     except Exception as e:
         logger.info("Telling the GCS about exit_actor() failed: %s", e)
-    os._exit(0)
+    core.request_exit()
+    raise exceptions.ActorDiedError(
+        f"The actor {runtime.class_name} (actor_id={runtime.actor_id.hex()}) is dead: it "
+        f"called exit_actor().", runtime.actor_id.hex())

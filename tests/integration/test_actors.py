@@ -340,9 +340,11 @@ def test_exit_actor_inside_method(cluster):
             return "pong"
 
     quitter = Quitter.remote()
-    assert ray.get(quitter.ping.remote()) == "pong"
+    pings = [quitter.ping.remote() for _ in range(20)]
+    quit_ref = quitter.quit.remote()
+    assert ray.get(pings, timeout=20) == ["pong"] * 20     # the calls before it still answer
     with pytest.raises(ActorDiedError, match="exit_actor"):
-        ray.get(quitter.quit.remote(), timeout=20)
+        ray.get(quit_ref, timeout=20)
     with pytest.raises(ActorDiedError, match="exit_actor"):
         ray.get(quitter.ping.remote(), timeout=20)
 
