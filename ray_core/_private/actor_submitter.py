@@ -406,7 +406,9 @@ class ActorTaskSubmitter:
             actor.poller = asyncio.ensure_future(self._poll_state(actor))
 
     async def _poll_state(self, actor: _Actor) -> None:
-        """Ask the GCS for the actor's row while this process is not connected to it."""
+        """Ask the GCS for the actor's row while this process is not connected to it
+        (backing off to actor_state_poll_max_ms: pubsub is the fast path)."""
+        delay = config.actor_state_poll_ms / 1000.0
         try:
             while not self._closed and actor.state != _STATE.DEAD and actor.conn is None:
                 if not actor.connecting:
@@ -419,7 +421,8 @@ class ActorTaskSubmitter:
                         self._apply(actor, data)
                     if actor.conn is not None or actor.state == _STATE.DEAD:
                         break
-                await asyncio.sleep(config.actor_state_poll_ms / 1000.0)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, config.actor_state_poll_max_ms / 1000.0)
         finally:
             actor.poller = None
 
