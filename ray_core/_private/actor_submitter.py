@@ -277,8 +277,8 @@ class ActorTaskSubmitter:
                 actor.worker_id = data.address.worker_id
                 if actor.conn is not None:
                     self._drop_conn(actor)
-            if actor.conn is None and not actor.connecting:
-                self._spawn(self._connect(actor))
+            if actor.conn is None:
+                self._start_connect(actor)
         else:   # PENDING_CREATION or RESTARTING
             if actor.worker_id:
                 self._new_incarnation(actor)
@@ -371,8 +371,12 @@ class ActorTaskSubmitter:
                         len(retry), actor.hex)
             actor.queue.extendleft(reversed(retry))
 
+    def _start_connect(self, actor: _Actor) -> None:
+        if not actor.connecting:
+            actor.connecting = True
+            self._spawn(self._connect(actor))
+
     async def _connect(self, actor: _Actor) -> None:
-        actor.connecting = True
         address = actor.address
         try:
             conn = await self._core._connect_worker(address, self._on_replies, self._on_lost)
@@ -385,6 +389,8 @@ class ActorTaskSubmitter:
             actor.connecting = False
         if actor.state == _STATE.DEAD or actor.address is not address or self._closed:
             conn.close()
+            if actor.address is not None and actor.state == _STATE.ALIVE and not self._closed:
+                self._start_connect(actor)      # a newer incarnation came meanwhile
             return
         logger.info("Connected to actor %s (worker %s)", actor.hex, address.worker_id.hex())
         self._set_conn(actor, conn)
@@ -456,7 +462,7 @@ class ActorTaskSubmitter:
                     actor.worker_id.hex(), f": {exc}" if exc else "")
         self._requeue_unacked(actor)
         if actor.state == _STATE.ALIVE and not self._closed:
-            self._spawn(self._connect(actor))
+            self._start_connect(actor)
 
     # ---- creation ----------------------------------------------------------------------
     async def register(self, task: PendingTask) -> None:
