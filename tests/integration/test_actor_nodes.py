@@ -8,7 +8,25 @@ from ray_core._private import worker as worker_mod
 from ray_core.exceptions import ActorDiedError, RayActorError
 from ray_core.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(scope="module")
+def fast_health_cluster(short_temp_dir):
+    """A head node whose GCS notices a dead node within ~2 s even if it never says goodbye."""
+    from ray_common.config import config
+    saved = config.overrides()
+    context = ray.init(num_cpus=2, object_store_memory=200 * 1024 ** 2,
+                       _temp_dir=short_temp_dir,
+                       _system_config={"health_check_initial_delay_ms": 0,
+                                       "health_check_period_ms": 500,
+                                       "health_check_timeout_ms": 1000,
+                                       "health_check_failure_threshold": 3})
+    try:
+        yield context
+    finally:
+        ray.shutdown()
+        config._system_config = saved     # later modules' clusters get the defaults
 
 
 @ray.remote
@@ -17,7 +35,8 @@ class Where:
         return ray.get_runtime_context().get_node_id()
 
 
-def test_actor_placement_and_node_death(cluster):
+def test_actor_placement_and_node_death(fast_health_cluster):
+    cluster = fast_health_cluster
     from ray_raylet.launcher import start_raylet
     node = worker_mod.global_worker().node
     proc, info = start_raylet(node.gcs_address, node.session_dir, num_cpus=1,
