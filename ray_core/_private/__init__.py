@@ -11,7 +11,14 @@
 - function_manager.py  export of functions to the GCS KV once; import and cache in workers
 - task_executor.py   the worker side: receive, execute, reply
 - core_worker.py     the CoreWorker that ties these together, in driver or worker mode
+- core_worker_service.py  its gRPC service (object status for borrowers, cancel, exit)
 - worker.py          the process-global state behind the public API
+- options.py         validation of @remote/.options() keywords
+- task_log.py        the per-task glog lines, buffered off the hot path
+- log_monitor.py     worker stdout/stderr to the driver, prefixed (pid=N)
+- microbenchmark.py  `ray_core microbenchmark` rows (also against Ray itself)
+- _object_ref.pyx, _shared_buffer.pyx  Cython: ObjectRef; plasma views that release
+  their object when the last numpy/Arrow view over them dies
 Invariant: the submitter and every socket live on the io loop thread (ray_common.rpc);
 user threads only touch the task manager, memory store and ref counter, which lock.
 """

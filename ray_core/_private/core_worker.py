@@ -12,6 +12,7 @@ Threads: user threads call submit_task/put/get_objects; the io loop thread
 main thread runs tasks. A submission crosses to the io loop through a deque and at most
 one wake-up per burst, so a loop of .remote() calls costs one thread hop, not one each.
 """
+import asyncio
 import collections
 import concurrent.futures
 import ctypes
@@ -30,6 +31,7 @@ from ray_common.protocol import common_pb2, core_worker_pb2, core_worker_pb2_grp
 from ray_core import exceptions
 from ray_core._private import _object_ref, serialization, task_transport
 from ray_core._private._shared_buffer import SharedBuffer
+from ray_core._private.core_worker_service import CoreWorkerServicer
 from ray_core._private.dependency_resolver import DependencyResolver
 from ray_core._private.function_manager import KV_NAMESPACE, FunctionManager
 from ray_core._private.lease_client import LeaseClient
@@ -39,9 +41,8 @@ from ray_core._private.reference_counter import ReferenceCounter
 from ray_core._private.serialization import META_PICKLE_OOB
 from ray_core._private.task_executor import TaskExecutor
 from ray_core._private.task_manager import PendingTask, TaskManager
-from ray_core.object_ref import ObjectRef
-
 from ray_core._private.task_log import task_log
+from ray_core.object_ref import ObjectRef
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ class CoreWorker:
     # ---- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
         """Serve CoreWorkerService, open the task socket (workers), register with the raylet."""
-        servicer = _CoreWorkerServicer(self)
+        servicer = CoreWorkerServicer(self)
         self._server, port = rpc.run_sync(rpc.start_server(
             [(core_worker_pb2_grpc.add_CoreWorkerServiceServicer_to_server, servicer)],
             port=0, host="0.0.0.0"))
@@ -201,12 +202,15 @@ class CoreWorker:
         self._ctx = _TaskContext(TaskID(spec.task_id), JobID(spec.job_id),
                                  put_offset=max(spec.num_returns, 0) + 1, depth=spec.depth + 1,
                                  resources=resources, spec=spec)
-        env_vars = spec.runtime_env.env_vars
+        env_vars = dict(spec.runtime_env.env_vars)
+        self.job_runtime_env = {"env_vars": dict(env_vars)} if env_vars else None
+        if "GPU" in resources:
+            # The GPUs the raylet assigned to this lease, as CUDA numbers them.
+            env_vars["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i, _ in resources["GPU"])
         if env_vars:
             # Workers are shared between tasks: apply the task's env vars only while it runs.
             self._saved_env = {name: os.environ.get(name) for name in env_vars}
             os.environ.update(env_vars)
-        self.job_runtime_env = {"env_vars": dict(env_vars)} if env_vars else None
 
     def exit_task(self) -> None:
         self._ctx = self._idle_ctx
@@ -732,7 +736,6 @@ class CoreWorker:
             rpc.run_sync(self._free_quietly(keys, node_id))
 
     async def _free_quietly(self, keys, node_id: bytes) -> None:
-        import asyncio
         pins = [self._pins_in_flight.get(key) for key in keys]
         pins = [asyncio.wrap_future(p) for p in pins if p is not None]
         if pins:
@@ -830,90 +833,3 @@ def _future_pool() -> concurrent.futures.ThreadPoolExecutor:
                 _pool = concurrent.futures.ThreadPoolExecutor(max_workers=2,
                                                               thread_name_prefix="ray_core_future")
     return _pool
-
-
-class _CoreWorkerServicer(core_worker_pb2_grpc.CoreWorkerServiceServicer):
-    """What other processes ask this CoreWorker (on the io loop)."""
-
-    def __init__(self, core: CoreWorker):
-        self._core = core
-
-    async def GetObjectStatus(self, request, context):
-        import asyncio
-        core = self._core
-        object_id = ObjectID(request.object_id)
-        obj = core.memory_store.get_if_exists(object_id)
-        if obj is None:
-            if not core.reference_counter.is_owned(object_id) and \
-                    not core.task_manager.is_pending(object_id.task_id()):
-                return core_worker_pb2.GetObjectStatusReply(
-                    status=core_worker_pb2.GetObjectStatusReply.OUT_OF_SCOPE)
-            loop = asyncio.get_running_loop()
-            future = loop.create_future()
-
-            def arrived(o):
-                loop.call_soon_threadsafe(lambda: future.done() or future.set_result(o))
-
-            core.memory_store.add_callback(object_id, arrived)
-            obj = await future
-        reply = core_worker_pb2.GetObjectStatusReply(
-            status=core_worker_pb2.GetObjectStatusReply.CREATED, object_size=obj.size)
-        if obj.in_plasma:
-            reply.node_ids.append(obj.plasma_node or core.node_id)
-        else:
-            reply.object.data = obj.data
-            reply.object.metadata = obj.metadata
-        return reply
-
-    async def GetObjectLocationsOwner(self, request, context):
-        core = self._core
-        reply = core_worker_pb2.GetObjectLocationsOwnerReply()
-        for key in request.object_ids:
-            info = reply.object_location_infos.add(object_id=key)
-            obj = core.memory_store.get_if_exists(ObjectID(key))
-            if obj is not None and obj.in_plasma:
-                info.node_ids.append(obj.plasma_node or core.node_id)
-                info.object_size = obj.size
-        return reply
-
-    async def UpdateObjectLocationBatch(self, request, context):
-        core = self._core
-        for update in request.updates:
-            object_id = ObjectID(update.object_id)
-            obj = core.memory_store.get_if_exists(object_id)
-            if update.added and obj is not None and obj.in_plasma and not obj.plasma_node:
-                obj.plasma_node = update.node_id
-        return core_worker_pb2.UpdateObjectLocationBatchReply()
-
-    async def CancelTask(self, request, context):
-        core = self._core
-        task_id = request.intended_task_id
-        running = False
-        if core.executor is not None:
-            if core.executor.current_task_id == task_id:
-                running = True
-                if request.force_kill:
-                    logger.info("Force-cancelling task %s: exiting the worker", task_id.hex())
-                    os._exit(1)
-                core.interrupt_task(task_id)
-            else:
-                core.executor.cancelled.add(task_id)
-        if request.recursive:
-            core.cancel_children(task_id, request.force_kill)
-        return core_worker_pb2.CancelTaskReply(requested_task_running=running,
-                                               attempt_succeeded=True)
-
-    async def Exit(self, request, context):
-        core = self._core
-        logger.info("Asked to exit (force=%s)", request.force_exit)
-        if request.force_exit:
-            os._exit(0)
-        core.request_exit()
-        return core_worker_pb2.ExitReply(success=True)
-
-    async def GetTaskEndpoint(self, request, context):
-        server = self._core.task_server
-        if server is None:
-            return core_worker_pb2.GetTaskEndpointReply()
-        return core_worker_pb2.GetTaskEndpointReply(tcp_port=server.tcp_port,
-                                                    unix_socket=server.unix_name)

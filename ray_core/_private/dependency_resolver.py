@@ -14,7 +14,6 @@ from ray_common.ids import ObjectID
 
 from ray_core._private.memory_store import MemoryStore
 from ray_core._private.task_manager import PendingTask
-
 from ray_core._private.task_log import task_log
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ import asyncio
 import collections
 import logging
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict
 
 from ray_common.config import config
 from ray_common.ids import UniqueID
@@ -28,7 +28,6 @@ from ray_common.protocol import common_pb2, core_worker_pb2, node_manager_pb2
 
 from ray_core import exceptions
 from ray_core._private.task_manager import PendingTask, TaskManager
-
 from ray_core._private.task_log import task_log
 
 logger = logging.getLogger(__name__)

@@ -10,16 +10,14 @@ the remote traceback, the function name, the pid and the node.
 import inspect
 import logging
 import os
-import time
 
 from ray_common.config import config
-from ray_common.ids import JobID, ObjectID, TaskID
+from ray_common.ids import ObjectID, TaskID
 from ray_common.protocol import common_pb2, core_worker_pb2
 
 from ray_core import exceptions
 from ray_core._private import serialization
 from ray_core._private.serialization import META_ERROR
-
 from ray_core._private.task_log import task_log
 
 logger = logging.getLogger(__name__)
@@ -177,7 +175,3 @@ class TaskExecutor:
             ret.object.metadata = META_ERROR
             ret.size = len(payload)
         logger.info("Task %s failed: %s", task_id.hex(), type(error).__name__)
-
-
-def timestamp_ms() -> int:
-    return int(time.time() * 1000)

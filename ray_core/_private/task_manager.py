@@ -16,7 +16,6 @@ from ray_common.protocol import common_pb2
 from ray_core import exceptions
 from ray_core._private import serialization
 from ray_core._private.memory_store import MemoryStore, StoredObject
-
 from ray_core._private.task_log import task_log
 
 logger = logging.getLogger(__name__)

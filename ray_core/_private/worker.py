@@ -18,7 +18,6 @@ from ray_common.config import config
 from ray_common.ids import JobID, WorkerID
 from ray_common.logging import close_process_logging, setup_process_logging
 
-from ray_core import exceptions
 from ray_core._private._object_ref import ids_of
 from ray_core._private.task_log import task_log
 from ray_core.object_ref import ObjectRef

@@ -1,5 +1,4 @@
 import threading
-import time
 
 from ray_common.ids import JobID, ObjectID, TaskID
 from ray_core._private.memory_store import MemoryStore, StoredObject

@@ -28,16 +28,28 @@ short_temp_dir = pytest.fixture(scope="module")(_short_temp_dir)
 own_temp_dir = pytest.fixture(scope="function")(_short_temp_dir)
 
 
+def _new_live_children(before):
+    out = []
+    for p in _ray_children():
+        try:
+            if p.pid not in before and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except psutil.Error:
+            pass
+    return out
+
+
 @pytest.fixture(scope="module")
 def cluster(short_temp_dir):
     """One head node per test module (GCS + raylet + plasma + workers)."""
+    before = {p.pid for p in _ray_children()}   # other fixtures' processes are not ours
     context = ray.init(num_cpus=CLUSTER_CPUS, object_store_memory=STORE_BYTES,
                        _temp_dir=short_temp_dir)
     try:
         yield context
     finally:
         ray.shutdown()
-        leftover = [p for p in _ray_children() if p.status() != psutil.STATUS_ZOMBIE]
+        leftover = _new_live_children(before)
         for p in leftover:
             p.kill()
         assert not leftover, f"processes left after shutdown: {[p.cmdline() for p in leftover]}"
