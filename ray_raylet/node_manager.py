@@ -22,6 +22,7 @@ from ray_raylet import resources as res
 from ray_raylet.lease_manager import LeaseManager
 from ray_raylet import object_manager
 from ray_raylet.object_manager import ObjectManager, PullError
+from ray_raylet.spill_manager import SpillManager
 from ray_raylet.worker_pool import ProcessWatcher, Worker, WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -66,8 +67,12 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
 
     async def serve(self, port: int = 0) -> int:
         """Bind and start the gRPC server (both services on one port); returns the port."""
+        self.spills = SpillManager(plasma=self.plasma, node_id=self.node_id,
+                                   session_dir=self.session_dir, pinned=self.pinned,
+                                   unpin=self._unpin)
         self.objects = ObjectManager(node_id=self.node_id, plasma=self.plasma,
                                      node_address=self.node_addresses.get)
+        self.objects.spills = self.spills
         self.server, self.port = await rpc.start_server(
             [(node_manager_pb2_grpc.add_NodeManagerServiceServicer_to_server, self),
              (object_manager.add_to_server, self.objects)],
@@ -130,6 +135,8 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
             await self.pool.shutdown()
         for object_id in list(self.pinned):
             self._unpin(object_id)
+        if self.objects is not None:
+            self.spills.shutdown()
         if unregister:
             try:
                 await asyncio.wait_for(self.gcs.unregister_node(self.node_id, reason),
@@ -328,7 +335,14 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
             self._unpin(object_id)
         if ids:
             self.plasma.delete(ids)
+            self.spills.free(ids)
         return NM.FreeObjectsReply()
+
+    async def SpillObjects(self, request, context):
+        spilled, count, message = await self.spills.spill(
+            request.bytes_needed, f"object {request.object_id.hex()}" if request.object_id else "")
+        return NM.SpillObjectsReply(success=spilled > 0, bytes_spilled=spilled,
+                                    num_spilled=count, message=message)
 
     async def PullObjects(self, request, context):
         explicit = {loc.object_id: list(loc.node_ids) for loc in request.locations}
@@ -368,7 +382,12 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
             num_pulls_served=self.objects.num_pulls_served,
             num_objects_pulled=self.objects.num_objects_pulled,
             num_bytes_pulled=self.objects.num_bytes_pulled,
-            num_pinned_objects=len(self.pinned))
+            num_pinned_objects=len(self.pinned),
+            num_spilled_objects=len(self.spills.spilled),
+            spilled_bytes=self.spills.spilled_bytes(),
+            total_spilled_bytes=self.spills.total_spilled_bytes,
+            total_restored_bytes=self.spills.total_restored_bytes,
+            spill_directory=self.spills.directory)
         for worker in self.pool.workers.values():
             reply.workers.add(worker_id=worker.worker_id, pid=worker.pid,
                               is_idle=worker.state.value == "idle",

@@ -37,6 +37,7 @@ from ray_core._private.function_manager import KV_NAMESPACE, FunctionManager
 from ray_core._private.lease_client import LeaseClient
 from ray_core._private.memory_store import MemoryStore, StoredObject
 from ray_core._private.normal_task_submitter import NormalTaskSubmitter
+from ray_core._private.object_lifetime import ObjectLifetime
 from ray_core._private.reference_counter import ReferenceCounter
 from ray_core._private.serialization import META_PICKLE_OOB
 from ray_core._private.task_executor import TaskExecutor
@@ -85,10 +86,13 @@ class CoreWorker:
             gcs_client = GcsClient(gcs_address)
         self.gcs = gcs_client
         self.memory_store = MemoryStore()
-        self.reference_counter = ReferenceCounter(self._on_ref_zero)
+        self.reference_counter = ReferenceCounter(self._on_ref_zero, self._on_borrow_released)
+        self.lifetime = ObjectLifetime(self)
         self.task_manager = TaskManager(self.memory_store, self._resubmit,
                                         self.reference_counter.has_reference,
                                         self._on_plasma_return)
+        self.task_manager.on_return_nested = self.lifetime.on_return_nested
+        self.task_manager.remember_lineage = self.lifetime.remember
         self.lease_client = LeaseClient(raylet_address)
         self.function_manager = FunctionManager(self._kv_put, self._kv_get)
         self.resolver = DependencyResolver(self.memory_store, self.reference_counter.is_owned,
@@ -222,7 +226,7 @@ class CoreWorker:
                     os.environ[name] = old
             self._saved_env = None
         self.job_runtime_env = None
-        self.reference_counter.flush()
+        self.lifetime.register_arg_borrows()
         self._drain_plasma_releases()
 
     @property
@@ -327,7 +331,8 @@ class CoreWorker:
         return arg_refs
 
     def _note_nested(self, ray_object, nested_refs) -> None:
-        self.reference_counter.mark_escaped(r.object_id() for r in nested_refs)
+        # The pending task's arg_refs hold these until it is done; an executor that
+        # keeps one registers itself at the owner before replying.
         for ref in nested_refs:
             entry = ray_object.nested_refs.add()
             entry.object_id = ref.binary()
@@ -388,7 +393,7 @@ class CoreWorker:
     def _put_serialized(self, ser) -> ObjectRef:
         object_id = self._next_put_id()
         if ser.nested_refs:
-            self.reference_counter.mark_escaped(r.object_id() for r in ser.nested_refs)
+            self.lifetime.hold_contained(object_id, list(ser.nested_refs))
         if ser.total_size <= self._inline_limit:
             self.memory_store.put(object_id, StoredObject(ser.to_bytes(), ser.metadata))
         else:
@@ -417,13 +422,26 @@ class CoreWorker:
         self._free_now()
         plasma = self.plasma
         key = object_id.binary()
-        try:
-            dest = plasma.create(key, ser.total_size, ser.metadata)
-        except plasma_errors.ObjectStoreFullError as e:
-            raise exceptions.ObjectStoreFullError(
-                f"Could not put object {object_id.hex()} ({ser.total_size} bytes) in the object "
-                f"store of node {self.node_id.hex()[:12]}: {e}. Free refs you no longer need, "
-                f"or start the cluster with a larger object_store_memory.") from None
+        spill_note = ""
+        attempts = config.object_store_full_max_retries
+        for attempt in range(attempts + 1):
+            try:
+                dest = plasma.create(key, ser.total_size, ser.metadata)
+                break
+            except plasma_errors.ObjectStoreFullError as e:
+                # The store is full of pinned copies: ask the raylet to spill some to disk
+                # (ray_raylet/spill_manager.py), then try again.
+                reply = None
+                if attempt < attempts:
+                    reply = rpc.run_sync(self.lease_client.spill_objects(ser.total_size, key))
+                if reply is None or not reply.success:
+                    if reply is not None:
+                        spill_note = f"; spilling did not help: {reply.message}"
+                    raise exceptions.ObjectStoreFullError(
+                        f"Could not put object {object_id.hex()} ({ser.total_size} bytes) in "
+                        f"the object store of node {self.node_id.hex()[:12]}: {e}{spill_note}. "
+                        f"Free refs you no longer need, or start the cluster with a larger "
+                        f"object_store_memory.") from None
         try:
             ser.write_to(dest)
         except BaseException:
@@ -482,6 +500,9 @@ class CoreWorker:
                                      reference.owner_address.SerializeToString())
 
     def deserialized_ref(self, object_id: ObjectID, owner: bytes) -> ObjectRef:
+        capture = _borrow_capture.refs
+        if capture is not None and owner != self.address_bytes:
+            capture.append((object_id, owner))
         return ObjectRef(object_id, owner, self.reference_counter)
 
     def get_objects(self, refs: List[ObjectRef], timeout: Optional[float] = None,
@@ -501,7 +522,19 @@ class CoreWorker:
         if missing:
             found.update(self._wait_for(missing, len({r.object_id() for r in missing}), timeout,
                                         for_get=True))
-        return self._values(ids, found, raise_errors, timeout)
+        outer = _borrow_capture.refs
+        if outer is not None:       # a task's arguments: registered when the task ends
+            return self._values(ids, found, raise_errors, timeout)
+        _borrow_capture.refs = captured = []
+        try:
+            values = self._values(ids, found, raise_errors, timeout)
+        finally:
+            _borrow_capture.refs = None
+        if captured:
+            # The refs nested in these values are vouched for by their container only
+            # while it lives: register as their borrower before the caller can drop it.
+            self.lifetime.register_borrows(captured)
+        return values
 
     def _wait_for(self, refs: List[ObjectRef], num_required: int, timeout: Optional[float],
                   for_get: bool) -> Dict[ObjectID, StoredObject]:
@@ -565,15 +598,23 @@ class CoreWorker:
 
     def _read_plasma(self, ids: List[ObjectID], found, timeout) -> dict:
         self._drain_plasma_releases()
-        remote = [oid for oid in ids if found[oid].plasma_node not in (b"", self.node_id)]
-        if remote:
-            self._pull(remote, found)
-        keys = list(dict.fromkeys(oid.binary() for oid in ids))
-        timeout_ms = -1 if timeout is None else max(0, int(timeout * 1000))
-        objects = self.plasma.get(keys, timeout_ms)
+        ids = list(dict.fromkeys(ids))
+        local = [oid for oid in ids if found[oid].plasma_node in (b"", self.node_id)]
+        # Local copies are sealed (the marker says so) unless spilled: look without waiting.
+        here = dict(zip(local, self.plasma.get([oid.binary() for oid in local], 0))) \
+            if local else {}
+        fetch = [oid for oid in ids if here.get(oid) is None]
+        failed = self._pull(fetch, found) if fetch else {}
         values = {}
-        for key, pobj in zip(keys, objects):
-            object_id = ObjectID(key)
+        for object_id, why in failed.items():
+            values[object_id] = self._lost_value(object_id, found[object_id], why, timeout)
+        keys = [oid.binary() for oid in fetch if oid not in failed]
+        timeout_ms = -1 if timeout is None else max(0, int(timeout * 1000))
+        objects = dict(here)
+        if keys:
+            objects.update(zip((ObjectID(k) for k in keys), self.plasma.get(keys, timeout_ms)))
+        for object_id, pobj in objects.items():
+            key = object_id.binary()
             if pobj is None:
                 values[object_id] = (exceptions.ObjectLostError(
                     object_id.hex(), f"Object {object_id.hex()} is not in the object store of "
@@ -592,15 +633,40 @@ class CoreWorker:
             values[object_id] = (value, metadata == serialization.META_ERROR)
         return values
 
-    def _pull(self, object_ids: List[ObjectID], found) -> None:
-        """Ask the raylet to bring remote plasma objects here; fail those it cannot."""
+    def _pull(self, object_ids: List[ObjectID], found) -> Dict[ObjectID, str]:
+        """Ask the raylet to bring plasma objects here (from other nodes, or back from
+        its spill files); returns {object id: why} for those it could not."""
         refs = [common_pb2.ObjectReference(object_id=oid.binary()) for oid in object_ids]
-        locations = {oid.binary(): [found[oid].plasma_node] for oid in object_ids}
+        locations = {oid.binary(): [found[oid].plasma_node or self.node_id]
+                     for oid in object_ids}
         reply = rpc.run_sync(self.lease_client.pull_objects(refs, locations))
+        failed = {}
         for result in reply.results:
             if not result.success:
                 logger.warning("Could not pull object %s: %s", result.object_id.hex(),
                                result.error_message)
+                failed[ObjectID(result.object_id)] = result.error_message
+        return failed
+
+    def _lost_value(self, object_id: ObjectID, obj: StoredObject, why: str, timeout):
+        """(value, is_error) for a plasma object no node could provide: rebuilt by
+        re-running its task when this process owns it and may, else the error."""
+        node_id = obj.plasma_node or self.node_id
+        if self.reference_counter.is_owned(object_id) and \
+                not self.lifetime.node_alive(node_id):
+            error = self.lifetime.recover(object_id, node_id, f"node {node_id.hex()[:12]} "
+                                          f"died; {why}")
+            if error is None:
+                got = self._wait_for([ObjectRef(object_id, self.address_bytes)], 1, timeout,
+                                     for_get=True)
+                return self._values([object_id], got, False, timeout)[0]
+        else:
+            error = exceptions.ObjectLostError(object_id.hex(), (
+                f"Object {object_id.hex()} could not be fetched from node "
+                f"{node_id.hex()[:12]}: {why}"))
+        self.memory_store.put(object_id, StoredObject(
+            serialization.serialize_error(error).to_bytes(), serialization.META_ERROR))
+        return error, True
 
     def _schedule_release_drain(self) -> None:
         # Called where a plasma view died, possibly inside the garbage collector on a
@@ -694,6 +760,8 @@ class CoreWorker:
 
     # ---- freeing ----------------------------------------------------------------------
     def _on_ref_zero(self, object_id: ObjectID, owned: bool) -> None:
+        if owned:
+            self.lifetime.on_owned_freed(object_id)
         obj = self.memory_store.get_if_exists(object_id)
         if obj is None:
             return
@@ -702,6 +770,12 @@ class CoreWorker:
         self.memory_store.delete((object_id,))
         if owned and obj.in_plasma:
             self._queue_free(object_id.binary(), obj.plasma_node)
+            for node_id in self.lifetime.pop_copies(object_id):
+                if node_id != obj.plasma_node:
+                    self._queue_free(object_id.binary(), node_id)
+
+    def _on_borrow_released(self, object_id: ObjectID, owner: bytes, n: int) -> None:
+        self.lifetime.queue_ref_update(owner, object_id, False, n)
 
     def _on_plasma_return(self, object_id: ObjectID, node_id: bytes, keep: bool) -> None:
         if not keep:
@@ -823,6 +897,12 @@ class _ReleaseQueue(collections.deque):
 
 _pool = None
 _pool_lock = threading.Lock()
+# Refs deserialized by this thread inside get() / a task's argument loading (or None).
+class _BorrowCapture(threading.local):
+    refs = None
+
+
+_borrow_capture = _BorrowCapture()
 
 
 def _future_pool() -> concurrent.futures.ThreadPoolExecutor:

@@ -65,7 +65,13 @@ class CoreWorkerServicer(core_worker_pb2_grpc.CoreWorkerServiceServicer):
             obj = core.memory_store.get_if_exists(object_id)
             if update.added and obj is not None and obj.in_plasma and not obj.plasma_node:
                 obj.plasma_node = update.node_id
+            if update.added:
+                core.lifetime.add_copy(object_id, update.node_id)
         return core_worker_pb2.UpdateObjectLocationBatchReply()
+
+    async def UpdateRefCounts(self, request, context):
+        self._core.lifetime.handle_update(request)
+        return core_worker_pb2.UpdateRefCountsReply()
 
     async def CancelTask(self, request, context):
         core = self._core
