@@ -21,6 +21,7 @@ from ray_core._private.worker import (available_resources, cancel, cluster_resou
 from ray_core.object_ref import ObjectRef
 from ray_core.remote_function import RemoteFunction
 from ray_core._private import options as _options
+from ray_core import internal  # noqa: F401,E402  (ray_core.internal.memory_summary())
 
 __version__ = "0.1.0"
 

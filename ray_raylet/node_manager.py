@@ -22,6 +22,7 @@ from ray_raylet import resources as res
 from ray_raylet.lease_manager import LeaseManager
 from ray_raylet import object_manager
 from ray_raylet.object_manager import ObjectManager, PullError
+from ray_raylet.memory_monitor import MemoryMonitor
 from ray_raylet.spill_manager import SpillManager
 from ray_raylet.worker_pool import ProcessWatcher, Worker, WorkerPool
 
@@ -58,6 +59,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         self._last_report = None
         self._store_watch: Optional[ProcessWatcher] = None
         self._store_fd: Optional[int] = None
+        self.memory_monitor: Optional[MemoryMonitor] = None
 
     @property
     def address(self) -> str:
@@ -92,6 +94,10 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
                                    pull_dependencies=self._pull_dependencies,
                                    warn_infeasible=self._publish_infeasible,
                                    gpu_ids=self.gpu_ids)
+        self.memory_monitor = MemoryMonitor(
+            node_id=self.node_id, leased_workers=self._leased_workers,
+            kill=lambda worker, why: self.pool.kill(worker, why, force=True))
+        self.memory_monitor.start()
         await self.gcs.register_node(self._node_info())
         logger.info("Registered node %s at %s with resources %s", self.node_id.hex(),
                     self.address, res.describe(self.local.total))
@@ -129,6 +135,8 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
             self._store_watch = None
         for task in self._tasks:
             task.cancel()
+        if self.memory_monitor is not None:
+            self.memory_monitor.stop()
         if self._subscription is not None:
             self._subscription.close()
         if self.pool is not None:
@@ -254,6 +262,11 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         await self.gcs.mark_job_finished(JobID.from_binary(job_id))
 
     # ---- objects ----------------------------------------------------------------
+
+    def _leased_workers(self):
+        for lease in list(self.leases.leases.values()):
+            if lease.worker is not None and lease.worker.pid:
+                yield lease.worker, f"task {lease.request.task_hex} (lease {lease.lease_id.hex()[:12]})"
 
     async def _pull_dependencies(self, refs) -> None:
         await asyncio.gather(*(self.objects.pull(ref.object_id, ref.owner_address)
@@ -387,7 +400,10 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
             spilled_bytes=self.spills.spilled_bytes(),
             total_spilled_bytes=self.spills.total_spilled_bytes,
             total_restored_bytes=self.spills.total_restored_bytes,
-            spill_directory=self.spills.directory)
+            spill_directory=self.spills.directory,
+            num_workers_killed_for_memory=self.memory_monitor.num_killed
+            if self.memory_monitor else 0,
+            spill_time_s=self.spills.spill_seconds, restore_time_s=self.spills.restore_seconds)
         for worker in self.pool.workers.values():
             reply.workers.add(worker_id=worker.worker_id, pid=worker.pid,
                               is_idle=worker.state.value == "idle",
@@ -399,6 +415,12 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         except Exception as e:
             logger.warning("Plasma stats failed: %s", e)
         return reply
+
+    async def GetWorkerFailureCause(self, request, context):
+        cause = self.memory_monitor.causes.get(request.worker_id) if self.memory_monitor else None
+        if cause is None:
+            return NM.GetWorkerFailureCauseReply(known=False)
+        return NM.GetWorkerFailureCauseReply(known=True, out_of_memory=True, message=cause)
 
     async def HealthCheck(self, request, context):
         return NM.HealthCheckReply()

@@ -434,6 +434,7 @@ class CoreWorker:
                 # (ray_raylet/spill_manager.py), then try again.
                 reply = None
                 if attempt < attempts:
+                    self._settle_pins()
                     reply = rpc.run_sync(self.lease_client.spill_objects(ser.total_size, key))
                 if reply is None or not reply.success:
                     if reply is not None:
@@ -451,6 +452,31 @@ class CoreWorker:
             raise
         del dest
         plasma.seal(key)
+
+    def _settle_pins(self) -> None:
+        """The store is full: hand the primary copies this process holds (see
+        _hold_primary) to the raylet (PinObjectIDs), so that it may spill them; from then
+        on they are freed through FreeObjects like task returns."""
+        self._drain_plasma_releases()
+        keys = list(self._primary_held)
+        if not keys:
+            return
+        try:
+            rpc.run_sync(self.lease_client.pin_object_ids(self.address, keys))
+        except Exception as e:
+            logger.warning("Raylet could not pin %d object(s) for spilling: %s", len(keys), e)
+            return
+        plasma = self.plasma
+        for key in keys:
+            try:
+                self._primary_held.remove(key)
+            except KeyError:            # freed meanwhile: the raylet's pin must go too
+                self._queue_free(key, self.node_id)
+                continue
+            try:
+                plasma.release(key)
+            except Exception as e:
+                logger.debug("release of handed-over object %s failed: %s", key.hex(), e)
 
     def _pin(self, object_ids: List[bytes], owner: common_pb2.Address) -> None:
         """Have the raylet hold the primary copies; hold them ourselves until it does.

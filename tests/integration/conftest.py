@@ -8,6 +8,7 @@ import psutil
 import pytest
 
 import ray_core as ray
+from ray_common.config import config
 
 CLUSTER_CPUS = 2
 STORE_BYTES = 600 * 1024 ** 2
@@ -42,12 +43,16 @@ def _new_live_children(before):
 
 @contextlib.contextmanager
 def shut_down_cleanly():
-    """ray.shutdown() on exit, then fail if a process started inside is still alive."""
+    """ray.shutdown() on exit, then fail if a process started inside is still alive.
+    init(_system_config=...) overrides are undone too, so they reach no later test."""
     before = {p.pid for p in _ray_children()}   # other fixtures' processes are not ours
+    overrides = dict(config._system_config)
     try:
         yield
     finally:
         ray.shutdown()
+        config._system_config.clear()
+        config._system_config.update(overrides)
         leftover = _new_live_children(before)
         for p in leftover:
             p.kill()
