@@ -68,7 +68,7 @@ def run():
                      spill_rate, "GB/s", plain_write, "GB/s"))
         rows.append((f"restore {stats.total_restored_bytes // 1024 ** 2} MB (raylet read)",
                      restore_rate, "GB/s", plain_read, "GB/s"))
-        del refs, value
+        del refs
         # Footprint of 1M small put+drop.
         gc.collect()
         core.reference_counter.flush()

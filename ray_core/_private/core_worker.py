@@ -159,7 +159,12 @@ class CoreWorker:
     def shutdown(self) -> None:
         if self._closed:
             return
+        try:
+            self.lifetime.release_all_borrowed()
+        except Exception as e:
+            logger.info("Releasing borrowed refs at shutdown failed: %s", e)
         self._closed = True
+        self.loop.call_soon_threadsafe(self.lifetime.close)
         try:
             rpc.run_sync(self.submitter.close(), timeout=config.rpc_default_deadline_s + 1)
         except Exception as e:
@@ -518,9 +523,8 @@ class CoreWorker:
                                      reference.owner_address.SerializeToString())
 
     def deserialized_ref(self, object_id: ObjectID, owner: bytes) -> ObjectRef:
-        capture = _borrow_capture.refs
-        if capture is not None and owner != self.address_bytes:
-            capture.append((object_id, owner))
+        if owner != self.address_bytes:
+            _borrow_capture.refs.append((object_id, owner))
         return ObjectRef(object_id, owner, self.reference_counter)
 
     def get_objects(self, refs: List[ObjectRef], timeout: Optional[float] = None,
@@ -540,17 +544,13 @@ class CoreWorker:
         if missing:
             found.update(self._wait_for(missing, len({r.object_id() for r in missing}), timeout,
                                         for_get=True))
-        outer = _borrow_capture.refs
-        if outer is not None:       # a task's arguments: registered when the task ends
-            return self._values(ids, found, raise_errors, timeout)
-        _borrow_capture.refs = captured = []
-        try:
-            values = self._values(ids, found, raise_errors, timeout)
-        finally:
-            _borrow_capture.refs = None
-        if captured:
+        values = self._values(ids, found, raise_errors, timeout)
+        capture = _borrow_capture
+        if capture.refs and not capture.deferred:
             # The refs nested in these values are vouched for by their container only
             # while it lives: register as their borrower before the caller can drop it.
+            # (A task's arguments are registered when the task ends instead.)
+            captured, capture.refs = capture.refs, []
             self.lifetime.register_borrows(captured)
         return values
 
@@ -942,7 +942,11 @@ _pool = None
 _pool_lock = threading.Lock()
 # Refs deserialized by this thread inside get() / a task's argument loading (or None).
 class _BorrowCapture(threading.local):
-    refs = None
+    """Refs not owned here that this thread deserialized and has not yet looked at."""
+
+    def __init__(self):
+        self.refs = []
+        self.deferred = False      # True while a task's arguments are loaded
 
 
 _borrow_capture = _BorrowCapture()

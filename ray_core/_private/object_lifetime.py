@@ -20,7 +20,6 @@ what the CoreWorker needs to free or rebuild objects:
   rebuilt task then finds them or rebuilds them the same way.
 """
 import collections
-import contextlib
 import logging
 import os
 import threading
@@ -49,6 +48,7 @@ class ObjectLifetime:
         self._arg_borrows = None
         self._node_alive_cache = (0.0, {})
         self.num_reconstructions = 0
+        self._failure_subscription = None
 
     # ---- contained refs --------------------------------------------------------------
     def hold_contained(self, object_id: ObjectID, refs: list) -> None:
@@ -57,6 +57,8 @@ class ObjectLifetime:
 
     def on_owned_freed(self, object_id: ObjectID) -> None:
         """An owned object is gone: let go of what it contained, and of its lineage."""
+        if not self.contained and not self.lineage:
+            return      # the common case, on the path of every freed object
         with self._lock:
             held = self.contained.pop(object_id, None)
             task = self.lineage.get(object_id.task_id())
@@ -75,16 +77,17 @@ class ObjectLifetime:
             self.copies.setdefault(object_id, set()).add(node_id)
 
     # ---- borrower registration -------------------------------------------------------
-    @contextlib.contextmanager
-    def capture_arg_borrows(self):
-        from ray_core._private import core_worker
-        capture = core_worker._borrow_capture
-        capture.refs = captured = []
-        try:
-            yield
-        finally:
-            capture.refs = None
-            self._arg_borrows = captured
+    @staticmethod
+    def begin_arg_capture():
+        from ray_core._private.core_worker import _borrow_capture
+        _borrow_capture.deferred = True
+        return _borrow_capture
+
+    def end_arg_capture(self, capture) -> None:
+        """Refs deserialized from a task's arguments: registered when the task ends."""
+        capture.deferred = False
+        if capture.refs:
+            self._arg_borrows, capture.refs = capture.refs, []
 
     def register_arg_borrows(self) -> None:
         """At a task's end: register for argument refs the task still holds."""
@@ -179,9 +182,7 @@ class ObjectLifetime:
         me = self._core.address
         while self._updates:
             owner, object_id, added, n = self._updates.popleft()
-            request = by_owner.get(owner)
-            if request is None:
-                request = by_owner[owner] = core_worker_pb2.UpdateRefCountsRequest()
+            request = by_owner.setdefault(owner, core_worker_pb2.UpdateRefCountsRequest())
             request.updates.add(object_id=object_id.binary(), borrower_address=me,
                                 added=added, count=n)
         for owner, request in by_owner.items():
@@ -194,18 +195,65 @@ class ObjectLifetime:
             logger.info("UpdateRefCounts to owner %s failed: %s", address.worker_id.hex()[:16], e)
 
     def handle_update(self, request) -> None:
-        """UpdateRefCounts at the owner."""
+        """UpdateRefCounts at the owner (on the io loop)."""
         rc = self._core.reference_counter
         for update in request.updates:
             object_id = ObjectID(update.object_id)
             key = update.borrower_address.worker_id
             n = update.count or 1
             if update.added:
+                self._watch_borrower_failures()
                 if not rc.add_borrower(object_id, key, n):
                     logger.info("Borrower %s registered for object %s, already freed here",
                                 key.hex()[:16], object_id.hex())
             else:
                 rc.remove_borrower(object_id, key, n)
+
+    def _watch_borrower_failures(self) -> None:
+        """Once this owner has borrowers: a borrower that dies (reported to the GCS by its
+        raylet) holds nothing any more."""
+        if self._failure_subscription is not None or not rpc.in_io_thread():
+            return
+        from ray_common.protocol import gcs_service_pb2
+        rc = self._core.reference_counter
+
+        def on_failure(message) -> None:
+            if message.WhichOneof("inner_message") == "worker_failure_message":
+                worker_id = message.worker_failure_message.worker_id
+                logger.info("Borrower %s died: dropping its references", worker_id.hex()[:16])
+                rc.remove_borrower_everywhere(worker_id)
+
+        try:
+            self._failure_subscription = self._core.gcs.subscribe(
+                [gcs_service_pb2.WORKER_FAILURE_CHANNEL], on_failure)
+        except Exception as e:
+            logger.warning("Could not follow worker failures at the GCS: %s", e)
+
+    def release_all_borrowed(self) -> None:
+        """This process is exiting: tell every owner it borrows from that it is done."""
+        rc = self._core.reference_counter
+        for object_id, (owner, n) in rc.snapshot()["borrowed"].items():
+            self.queue_ref_update(owner, object_id, False, n)
+        if not self._updates:
+            return
+        by_owner: Dict[bytes, core_worker_pb2.UpdateRefCountsRequest] = {}
+        me = self._core.address
+        while self._updates:
+            owner, object_id, added, n = self._updates.popleft()
+            request = by_owner.setdefault(owner, core_worker_pb2.UpdateRefCountsRequest())
+            request.updates.add(object_id=object_id.binary(), borrower_address=me,
+                                added=added, count=n)
+        for owner, request in by_owner.items():
+            try:
+                rpc.run_sync(self._send_quietly(self._core._owner_pb(owner), request),
+                             timeout=config.shutdown_grace_s)
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        if self._failure_subscription is not None:
+            self._failure_subscription.close()
+            self._failure_subscription = None
 
     # ---- lineage ---------------------------------------------------------------------
     def remember(self, task) -> None:

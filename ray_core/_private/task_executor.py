@@ -69,8 +69,11 @@ class TaskExecutor:
         try:
             try:
                 fn = core.function_manager.load(fd.function_hash, fd.function_name)
-                with core.lifetime.capture_arg_borrows():
+                capture = core.lifetime.begin_arg_capture()
+                try:
                     args, kwargs = self._load_args(spec)
+                finally:
+                    core.lifetime.end_arg_capture(capture)
             except _ArgError as e:
                 self._error_reply(reply, spec, e.error)
                 return reply

@@ -126,6 +126,31 @@ def test_borrowed_ref_outlives_the_owners_ref_until_the_borrower_drops_it(small_
     _settle(lambda: not _owned_alive(object_id), f"object {object_id.hex()} to be freed")
 
 
+@ray.remote(max_retries=0)
+def exit_if_holding():
+    import builtins
+    if hasattr(builtins, "_lifetime_kept"):
+        os._exit(1)
+    return False
+
+
+def test_a_borrower_that_dies_releases_what_it_held(small_store):
+    ref = ray.put(np.full(200_000, 6))
+    object_id = ref.object_id()
+    assert ray.get(keep.remote([ref])) == 1
+    del ref
+    _settle(lambda: True, "")
+    assert _owned_alive(object_id)
+    deadline = time.monotonic() + 30
+    while True:        # run until it lands on the worker that holds the ref
+        try:
+            ray.get(exit_if_holding.remote())
+        except ray.exceptions.WorkerCrashedError:
+            break
+        assert time.monotonic() < deadline, "never reached the worker holding the ref"
+    _settle(lambda: not _owned_alive(object_id), "the dead borrower's object to be freed")
+
+
 @ray.remote
 def make_inner():
     inner = ray.put(np.full(300_000, 9))          # owned by this worker
