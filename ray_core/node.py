@@ -14,6 +14,7 @@ import os
 import secrets
 import signal
 import subprocess
+import sys
 from typing import Dict, Optional
 
 import psutil
@@ -60,6 +61,7 @@ class Node:
         env = dict(os.environ)
         env.update(config.child_env())
         env["RAY_CORE_AUTH_TOKEN"] = self.token
+        env["PYTHONPATH"] = os.pathsep.join(driver_code_paths(env.get("PYTHONPATH", "")))
         return env
 
     @classmethod
@@ -119,6 +121,20 @@ class Node:
         except (OSError, ValueError):
             pass
         self.raylet_proc = self.gcs_proc = None
+
+
+def driver_code_paths(pythonpath: str):
+    """Where workers look for the driver's own modules: its PYTHONPATH, the script's
+    folder and the working directory, as the driver's sys.path had them. (cloudpickle
+    pickles functions of importable modules by reference, so a worker must be able to
+    import the module the driver imported.)"""
+    paths = [p for p in pythonpath.split(os.pathsep) if p]
+    script = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c", "-m") else ""
+    for extra in ((os.path.dirname(os.path.abspath(script)) if os.path.isfile(script) else ""),
+                  os.getcwd()):
+        if extra and extra not in paths:
+            paths.append(extra)
+    return paths
 
 
 def _terminate(proc: subprocess.Popen) -> None:

@@ -12,13 +12,12 @@ Threads: user threads call submit_task/put/get_objects; the io loop thread
 main thread runs tasks. A submission crosses to the io loop through a deque and at most
 one wake-up per burst, so a loop of .remote() calls costs one thread hop, not one each.
 """
-import asyncio
 import collections
 import concurrent.futures
-import ctypes
 import itertools
 import logging
 import os
+import signal
 import threading
 import time
 from typing import Dict, List, Optional
@@ -30,7 +29,7 @@ from ray_common.protocol import common_pb2, core_worker_pb2, core_worker_pb2_grp
 
 from ray_core import exceptions
 from ray_core._private import _object_ref, serialization, task_transport
-from ray_core._private._shared_buffer import SharedBuffer
+from ray_core._private.background import background_pool
 from ray_core._private.core_worker_service import CoreWorkerServicer
 from ray_core._private.dependency_resolver import DependencyResolver
 from ray_core._private.function_manager import KV_NAMESPACE, FunctionManager
@@ -38,8 +37,8 @@ from ray_core._private.lease_client import LeaseClient
 from ray_core._private.memory_store import MemoryStore, StoredObject
 from ray_core._private.normal_task_submitter import NormalTaskSubmitter
 from ray_core._private.object_lifetime import ObjectLifetime
+from ray_core._private.plasma_objects import PlasmaObjects
 from ray_core._private.reference_counter import ReferenceCounter
-from ray_core._private.serialization import META_PICKLE_OOB
 from ray_core._private.task_executor import TaskExecutor
 from ray_core._private.task_manager import PendingTask, TaskManager
 from ray_core._private.task_log import task_log
@@ -110,20 +109,14 @@ class CoreWorker:
         self._ctx = self._idle_ctx
         self._submissions = collections.deque()
         self._wakeup_pending = False
-        self._plasma = None
-        self._plasma_lock = threading.Lock()
-        self._plasma_releases = _ReleaseQueue(self._schedule_release_drain)
-        self._release_drain_scheduled = False
-        self._frees = collections.deque()
-        self._plasma_deletes = collections.deque()
-        self._raylet_addresses: Dict[bytes, str] = {}
-        self._primary_held = set()   # plasma keys whose primary copy this process holds
-        self._free_scheduled = False
+        self.plasma_objects = PlasmaObjects(plasma_socket, node_id, self.lease_client,
+                                            self.gcs, self.loop)
+        self.plasma_objects.on_lost = self._lost_value
+        self.plasma_objects.owner_address = self.address
         self._owner_fetches = set()
         self._server = None
         self._exit = False
         self._blocked = False
-        self._main_thread_ident = threading.main_thread().ident
         self._inline_limit = config.max_direct_call_object_size
         self._closed = False
         self.job_runtime_env = None
@@ -152,6 +145,7 @@ class CoreWorker:
                 f"{self.mode}: {reply.failure_message}")
         if reply.object_store_socket_name:
             self.plasma_socket = reply.object_store_socket_name
+            self.plasma_objects.socket_path = self.plasma_socket
         self.loop.call_soon_threadsafe(self._flush_refs_periodically)
         logger.info("Initializing worker %s (%s, pid %d), listening on port %d",
                     self.worker_id.hex(), self.mode, os.getpid(), port)
@@ -176,13 +170,7 @@ class CoreWorker:
                 pass
         if self.task_server is not None:
             self.task_server.close()
-        with self._plasma_lock:
-            if self._plasma is not None:
-                try:
-                    self._plasma.disconnect()
-                except Exception:
-                    pass
-                self._plasma = None
+        self.plasma_objects.close()
 
     def _flush_refs_periodically(self) -> None:
         if self._closed:
@@ -233,7 +221,7 @@ class CoreWorker:
             self._saved_env = None
         self.job_runtime_env = None
         self.lifetime.register_arg_borrows()
-        self._drain_plasma_releases()
+        self.plasma_objects.drain_releases()
 
     @property
     def current_task_id(self) -> TaskID:
@@ -403,8 +391,9 @@ class CoreWorker:
         if ser.total_size <= self._inline_limit:
             self.memory_store.put(object_id, StoredObject(ser.to_bytes(), ser.metadata))
         else:
-            self._plasma_put(object_id, ser)
-            self._hold_primary(object_id.binary())
+            self.reference_counter.try_flush()   # so what was just dropped is freed first
+            self.plasma_objects.write(object_id, ser)
+            self.plasma_objects.hold_primary(object_id.binary())
             self.memory_store.put(object_id, StoredObject.plasma_marker(self.node_id,
                                                                         ser.total_size))
         self.reference_counter.add_owned(object_id)
@@ -412,110 +401,13 @@ class CoreWorker:
 
     @property
     def plasma(self):
-        if self._plasma is None:
-            with self._plasma_lock:
-                if self._plasma is None:
-                    from ray_plasma.client import PlasmaClient
-                    self._plasma = PlasmaClient(self.plasma_socket)
-        return self._plasma
-
-    def _plasma_put(self, object_id: ObjectID, ser) -> None:
-        from ray_plasma import errors as plasma_errors
-        # Free what was dropped before allocating: a put right after dropping a large
-        # object then reuses its (already faulted-in) memory instead of fresh pages.
-        self._drain_plasma_releases()
-        self.reference_counter.try_flush()
-        self._free_now()
-        plasma = self.plasma
-        key = object_id.binary()
-        spill_note = ""
-        attempts = config.object_store_full_max_retries
-        for attempt in range(attempts + 1):
-            try:
-                dest = plasma.create(key, ser.total_size, ser.metadata)
-                break
-            except plasma_errors.ObjectStoreFullError as e:
-                # The store is full of pinned copies: ask the raylet to spill some to disk
-                # (ray_raylet/spill_manager.py), then try again.
-                reply = None
-                if attempt < attempts:
-                    self._settle_pins()
-                    reply = rpc.run_sync(self.lease_client.spill_objects(ser.total_size, key))
-                if reply is None or not reply.success:
-                    if reply is not None:
-                        spill_note = f"; spilling did not help: {reply.message}"
-                    raise exceptions.ObjectStoreFullError(
-                        f"Could not put object {object_id.hex()} ({ser.total_size} bytes) in "
-                        f"the object store of node {self.node_id.hex()[:12]}: {e}{spill_note}. "
-                        f"Free refs you no longer need, or start the cluster with a larger "
-                        f"object_store_memory.") from None
-        try:
-            ser.write_to(dest)
-        except BaseException:
-            del dest
-            plasma.abort(key)
-            raise
-        del dest
-        plasma.seal(key)
-
-    def _settle_pins(self) -> None:
-        """The store is full: hand the primary copies this process holds (see
-        _hold_primary) to the raylet (PinObjectIDs), so that it may spill them; from then
-        on they are freed through FreeObjects like task returns."""
-        self._drain_plasma_releases()
-        keys = list(self._primary_held)
-        if not keys:
-            return
-        try:
-            rpc.run_sync(self.lease_client.pin_object_ids(self.address, keys))
-        except Exception as e:
-            logger.warning("Raylet could not pin %d object(s) for spilling: %s", len(keys), e)
-            return
-        plasma = self.plasma
-        for key in keys:
-            try:
-                self._primary_held.remove(key)
-            except KeyError:            # freed meanwhile: the raylet's pin must go too
-                self._queue_free(key, self.node_id)
-                continue
-            try:
-                plasma.release(key)
-            except Exception as e:
-                logger.debug("release of handed-over object %s failed: %s", key.hex(), e)
-
-    def _pin(self, object_ids: List[bytes], owner: common_pb2.Address) -> None:
-        """Have the raylet hold the primary copies; hold them ourselves until it does.
-
-        A sealed object nobody references may be evicted, so this process takes a
-        reference for the length of the PinObjectIDs call.
-        """
-        plasma = self.plasma
-        held = [key for key, obj in zip(object_ids, plasma.get(object_ids, 0)) if obj is not None]
-        try:
-            rpc.run_sync(self.lease_client.pin_object_ids(owner, object_ids))
-        except Exception as e:
-            logger.warning("Raylet could not pin %d object(s): %s", len(object_ids), e)
-        finally:
-            for key in held:
-                plasma.release(key)
-
-    def _hold_primary(self, key: bytes) -> None:
-        """Keep the primary copy of an object this process put, by holding a reference.
-
-        The owner's own plasma reference pins it (no raylet round trip on put or free);
-        the copy lives exactly as long as the owner wants it or the owner itself, which
-        is when its value could still be asked for (a dead owner's objects are lost
-        anyway, OwnerDiedError). Seam for spilling (issue 8): a raylet that spills
-        primary copies needs them pinned through PinObjectIDs instead, as task returns
-        are (put_return_in_plasma).
-        """
-        if self.plasma.get([key], 0)[0] is not None:
-            self._primary_held.add(key)
+        """This node's plasma client (connected on first use)."""
+        return self.plasma_objects.client
 
     def put_return_in_plasma(self, object_id: ObjectID, ser, owner: common_pb2.Address) -> None:
         """A large return value: seal it here, and have the raylet pin it for its owner."""
-        self._plasma_put(object_id, ser)
-        self._pin([object_id.binary()], owner)
+        self.plasma_objects.write(object_id, ser)
+        self.plasma_objects.pin([object_id.binary()], owner)
 
     # ---- objects: get ------------------------------------------------------------------
     def ref_from_reference(self, reference: common_pb2.ObjectReference) -> ObjectRef:
@@ -563,27 +455,20 @@ class CoreWorker:
             if not self.reference_counter.is_owned(object_id) and \
                     not self.task_manager.is_pending(object_id.task_id()):
                 self._fetch_from_owner(ref)
-        deadline = None if timeout is None else time.monotonic() + timeout
         ids = list(unique)
         blocked = self.mode == WORKER and self.executor.current_task_id is not None and \
             not self._blocked
         if blocked:
             self._set_blocked(True)
         try:
-            while True:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                # Wait in slices so a cancel (an async exception) reaches a blocked task.
-                slice_s = 0.5 if remaining is None else min(remaining, 0.5)
-                got = self.memory_store.wait(ids, num_required, slice_s)
-                if len(got) >= num_required:
-                    return got
-                if remaining is not None and remaining <= slice_s:
-                    if for_get:
-                        missing = [oid.hex() for oid in ids if oid not in got]
-                        raise exceptions.GetTimeoutError(
-                            f"get() timed out after {timeout}s waiting for {len(missing)} "
-                            f"object(s), e.g. {missing[0]}")
-                    return got
+            # A cancel reaches a task blocked here as SIGINT (interrupt_task).
+            got = self.memory_store.wait(ids, num_required, timeout)
+            if len(got) < num_required and for_get:
+                missing = [oid.hex() for oid in ids if oid not in got]
+                raise exceptions.GetTimeoutError(
+                    f"get() timed out after {timeout}s waiting for {len(missing)} "
+                    f"object(s), e.g. {missing[0]}")
+            return got
         finally:
             if blocked:
                 self._set_blocked(False)
@@ -598,7 +483,7 @@ class CoreWorker:
     def _values(self, ids, found, raise_errors, timeout):
         out = []
         plasma_wanted = [oid for oid in ids if found[oid].in_plasma]
-        plasma_values = self._read_plasma(plasma_wanted, found, timeout) if plasma_wanted else {}
+        plasma_values = self.plasma_objects.read(plasma_wanted, found) if plasma_wanted else {}
         for object_id in ids:
             obj = found[object_id]
             if obj.in_plasma:
@@ -613,105 +498,6 @@ class CoreWorker:
             else:
                 out.append((value, is_error))
         return out
-
-    def _read_plasma(self, ids: List[ObjectID], found, timeout) -> dict:
-        self._drain_plasma_releases()
-        ids = list(dict.fromkeys(ids))
-        local = [oid for oid in ids if found[oid].plasma_node in (b"", self.node_id)]
-        # Local copies are sealed (the marker says so) unless spilled: look without waiting.
-        here = dict(zip(local, self.plasma.get([oid.binary() for oid in local], 0))) \
-            if local else {}
-        fetch = [oid for oid in ids if here.get(oid) is None]
-        failed = self._pull(fetch, found) if fetch else {}
-        values = {}
-        for object_id, why in failed.items():
-            values[object_id] = self._lost_value(object_id, found[object_id], why, timeout)
-        keys = [oid.binary() for oid in fetch if oid not in failed]
-        timeout_ms = -1 if timeout is None else max(0, int(timeout * 1000))
-        objects = dict(here)
-        if keys:
-            objects.update(zip((ObjectID(k) for k in keys), self.plasma.get(keys, timeout_ms)))
-        for object_id, pobj in objects.items():
-            key = object_id.binary()
-            if pobj is None:
-                values[object_id] = (exceptions.ObjectLostError(
-                    object_id.hex(), f"Object {object_id.hex()} is not in the object store of "
-                    f"node {self.node_id.hex()[:12]} (lost, or the get timed out)."), True)
-                continue
-            metadata = bytes(pobj.metadata)
-            if metadata == META_PICKLE_OOB:
-                holder = SharedBuffer(pobj.data, key, self._plasma_releases)
-                value = serialization.deserialize(memoryview(holder), metadata)
-                del holder
-            else:
-                try:
-                    value = serialization.deserialize(pobj.data, metadata)
-                finally:
-                    self._plasma_releases.append(key)
-            values[object_id] = (value, metadata == serialization.META_ERROR)
-        return values
-
-    def _pull(self, object_ids: List[ObjectID], found) -> Dict[ObjectID, str]:
-        """Ask the raylet to bring plasma objects here (from other nodes, or back from
-        its spill files); returns {object id: why} for those it could not."""
-        refs = [common_pb2.ObjectReference(object_id=oid.binary()) for oid in object_ids]
-        locations = {oid.binary(): [found[oid].plasma_node or self.node_id]
-                     for oid in object_ids}
-        reply = rpc.run_sync(self.lease_client.pull_objects(refs, locations))
-        failed = {}
-        for result in reply.results:
-            if not result.success:
-                logger.warning("Could not pull object %s: %s", result.object_id.hex(),
-                               result.error_message)
-                failed[ObjectID(result.object_id)] = result.error_message
-        return failed
-
-    def _lost_value(self, object_id: ObjectID, obj: StoredObject, why: str, timeout):
-        """(value, is_error) for a plasma object no node could provide: rebuilt by
-        re-running its task when this process owns it and may, else the error."""
-        node_id = obj.plasma_node or self.node_id
-        if self.reference_counter.is_owned(object_id) and \
-                not self.lifetime.node_alive(node_id):
-            error = self.lifetime.recover(object_id, node_id, f"node {node_id.hex()[:12]} "
-                                          f"died; {why}")
-            if error is None:
-                got = self._wait_for([ObjectRef(object_id, self.address_bytes)], 1, timeout,
-                                     for_get=True)
-                return self._values([object_id], got, False, timeout)[0]
-        else:
-            error = exceptions.ObjectLostError(object_id.hex(), (
-                f"Object {object_id.hex()} could not be fetched from node "
-                f"{node_id.hex()[:12]}: {why}"))
-        self.memory_store.put(object_id, StoredObject(
-            serialization.serialize_error(error).to_bytes(), serialization.META_ERROR))
-        return error, True
-
-    def _schedule_release_drain(self) -> None:
-        # Called where a plasma view died, possibly inside the garbage collector on a
-        # thread that holds the plasma client's lock: release from a pool thread instead.
-        if self._release_drain_scheduled or self._closed:
-            return
-        self._release_drain_scheduled = True
-        try:
-            _future_pool().submit(self._drain_scheduled_releases)
-        except RuntimeError:
-            pass
-
-    def _drain_scheduled_releases(self) -> None:
-        self._release_drain_scheduled = False
-        self._drain_plasma_releases()
-
-    def _drain_plasma_releases(self) -> None:
-        releases = self._plasma_releases
-        if not releases or self._plasma is None:
-            return
-        plasma = self._plasma
-        while releases:
-            key = releases.popleft()
-            try:
-                plasma.release(key)
-            except Exception as e:
-                logger.debug("plasma release of %s failed: %s", key.hex(), e)
 
     def _fetch_from_owner(self, ref: ObjectRef) -> None:
         object_id = ref.object_id()
@@ -765,7 +551,7 @@ class CoreWorker:
 
         def done(_obj):
             # Reading the value may touch plasma; keep that off the io loop.
-            _future_pool().submit(self._complete_future, future, ref)
+            background_pool().submit(self._complete_future, future, ref)
 
         self.memory_store.add_callback(object_id, done)
         return future
@@ -787,88 +573,38 @@ class CoreWorker:
             return
         self.memory_store.delete((object_id,))
         if owned and obj.in_plasma:
-            self._queue_free(object_id.binary(), obj.plasma_node)
+            self.plasma_objects.queue_free(object_id.binary(), obj.plasma_node)
             for node_id in self.lifetime.pop_copies(object_id):
                 if node_id != obj.plasma_node:
-                    self._queue_free(object_id.binary(), node_id)
+                    self.plasma_objects.queue_free(object_id.binary(), node_id)
 
     def _on_borrow_released(self, object_id: ObjectID, owner: bytes, n: int) -> None:
         self.lifetime.queue_ref_update(owner, object_id, False, n)
 
+    def _lost_value(self, object_id: ObjectID, obj: StoredObject, why: str):
+        """(value, is_error) for a plasma object no node could provide: rebuilt by
+        re-running its task when this process owns it and may, else the error."""
+        node_id = obj.plasma_node or self.node_id
+        if self.reference_counter.is_owned(object_id) and \
+                not self.lifetime.node_alive(node_id):
+            error = self.lifetime.recover(object_id, node_id, f"node {node_id.hex()[:12]} "
+                                          f"died; {why}")
+            if error is None:
+                got = self._wait_for([ObjectRef(object_id, self.address_bytes)], 1, None,
+                                     for_get=True)
+                return self._values([object_id], got, False, None)[0]
+        else:
+            error = exceptions.ObjectLostError(object_id.hex(), (
+                f"Object {object_id.hex()} is lost: it is not in the object store of node "
+                f"{self.node_id.hex()[:12]} and could not be fetched from node "
+                f"{node_id.hex()[:12]}: {why}"))
+        self.memory_store.put(object_id, StoredObject(
+            serialization.serialize_error(error).to_bytes(), serialization.META_ERROR))
+        return error, True
+
     def _on_plasma_return(self, object_id: ObjectID, node_id: bytes, keep: bool) -> None:
         if not keep:
-            self._queue_free(object_id.binary(), node_id)
-
-    def _queue_free(self, key: bytes, node_id: bytes = b"") -> None:
-        self._frees.append((key, node_id or self.node_id))
-        if not self._free_scheduled and not self._closed:
-            self._free_scheduled = True
-            try:
-                self.loop.call_soon_threadsafe(self._flush_frees)
-            except RuntimeError:
-                pass
-
-    def _take_frees(self) -> Dict[bytes, list]:
-        by_node: Dict[bytes, list] = {}
-        while self._frees:
-            key, node_id = self._frees.popleft()
-            if key in self._primary_held:
-                self._primary_held.discard(key)
-                self._plasma_deletes.append(key)
-            else:
-                by_node.setdefault(node_id, []).append(key)
-        return by_node
-
-    def _flush_frees(self) -> None:
-        self._free_scheduled = False
-        for node_id, keys in self._take_frees().items():
-            rpc.spawn(self._free_quietly(keys, node_id))
-        if self._plasma_deletes:
-            # Plasma calls block on a socket: not on the io loop.
-            _future_pool().submit(self._delete_held)
-
-    def _free_now(self) -> None:
-        """Free what was dropped and wait for it (off the io loop only)."""
-        if not self._frees or rpc.in_io_thread():
-            return
-        for node_id, keys in self._take_frees().items():
-            rpc.run_sync(self._free_quietly(keys, node_id))
-        self._delete_held()
-
-    def _delete_held(self) -> None:
-        """Release and delete primary copies this process held (see _hold_primary)."""
-        keys = []
-        while self._plasma_deletes:
-            keys.append(self._plasma_deletes.popleft())
-        if not keys or self._plasma is None:
-            return
-        plasma = self._plasma
-        for key in keys:
-            try:
-                plasma.release(key)
-            except Exception as e:
-                logger.debug("release of held object %s failed: %s", key.hex(), e)
-        try:
-            plasma.delete(keys)
-        except Exception as e:
-            logger.info("plasma delete of %d object(s) failed: %s", len(keys), e)
-
-    async def _free_quietly(self, keys, node_id: bytes) -> None:
-        try:
-            raylet = None if node_id == self.node_id else await self._raylet_of(node_id)
-            await self.lease_client.free_objects(keys, raylet)
-        except Exception as e:
-            logger.info("FreeObjects of %d object(s) on node %s failed: %s", len(keys),
-                        node_id.hex()[:12], e)
-
-    async def _raylet_of(self, node_id: bytes) -> str:
-        address = self._raylet_addresses.get(node_id)
-        if address is None:
-            for info in await self.gcs.get_all_node_info():
-                self._raylet_addresses[info.node_id] = \
-                    f"{info.node_manager_address}:{info.node_manager_port}"
-            address = self._raylet_addresses[node_id]
-        return address
+            self.plasma_objects.queue_free(object_id.binary(), node_id)
 
     # ---- worker main loop ---------------------------------------------------------------
     def run_task_loop(self) -> None:
@@ -917,30 +653,31 @@ class CoreWorker:
             self.task_server.wake()
 
     def interrupt_task(self, task_id: bytes) -> bool:
-        """Raise TaskCancelledError in the main thread if it runs this task."""
+        """Raise TaskCancelledError in the main thread if it still runs this task.
+
+        A real SIGINT (not an asynchronous exception) so that a task blocked in a system
+        call (sleep, select, a lock) wakes up too; the handler raises only if the task
+        it was meant for is still the one running, so a cancel that races the task's
+        end is dropped.
+        """
         if self.executor is None or self.executor.current_task_id != task_id:
             return False
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(self._main_thread_ident),
-            ctypes.py_object(exceptions.TaskCancelledError))
+        self.executor.cancel_requested = task_id
+        os.kill(os.getpid(), signal.SIGINT)
         return True
 
+    def install_cancel_handler(self) -> None:
+        """Worker main thread: SIGINT means "cancel the running task" (interrupt_task)."""
+        executor = self.executor
 
-class _ReleaseQueue(collections.deque):
-    """Plasma object ids whose last view died; appending asks for a drain soon."""
+        def on_sigint(signum, frame):
+            requested, executor.cancel_requested = executor.cancel_requested, None
+            if requested is not None and requested == executor.current_task_id:
+                raise exceptions.TaskCancelledError(requested.hex())
 
-    def __init__(self, on_append):
-        super().__init__()
-        self._on_append = on_append
-
-    def append(self, key) -> None:
-        super().append(key)
-        self._on_append()
+        signal.signal(signal.SIGINT, on_sigint)
 
 
-_pool = None
-_pool_lock = threading.Lock()
-# Refs deserialized by this thread inside get() / a task's argument loading (or None).
 class _BorrowCapture(threading.local):
     """Refs not owned here that this thread deserialized and has not yet looked at."""
 
@@ -950,13 +687,3 @@ class _BorrowCapture(threading.local):
 
 
 _borrow_capture = _BorrowCapture()
-
-
-def _future_pool() -> concurrent.futures.ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        with _pool_lock:
-            if _pool is None:
-                _pool = concurrent.futures.ThreadPoolExecutor(max_workers=2,
-                                                              thread_name_prefix="ray_core_future")
-    return _pool

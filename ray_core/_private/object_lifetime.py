@@ -280,7 +280,7 @@ class ObjectLifetime:
         if node_id == self._core.node_id:
             return True
         try:
-            address = rpc.run_sync(self._core._raylet_of(node_id))
+            address = rpc.run_sync(self._core.plasma_objects._raylet_of(node_id))
             rpc.run_sync(self._core.lease_client.health_check(address))
             return True
         except Exception:
@@ -348,8 +348,8 @@ class ObjectLifetime:
                     contained_in.setdefault(ref.object_id(), []).append(outer.hex())
             lineage = {oid for task in self.lineage.values() for oid in (task.lineage_live or ())}
         try:
-            held = {ObjectID(k): n for k, n in core.plasma.held().items()} \
-                if core._plasma is not None else {}
+            client = core.plasma_objects._client
+            held = {ObjectID(k): n for k, n in client.held().items()} if client else {}
         except Exception:
             held = {}
         me = core.worker_id.hex()

@@ -39,7 +39,7 @@ def _settle(predicate, what, timeout=20.0):
     while True:
         gc.collect()
         core.reference_counter.flush()
-        core._drain_plasma_releases()
+        core.plasma_objects.drain_releases()
         if predicate():
             return
         assert time.monotonic() < deadline, f"timed out waiting for {what}"

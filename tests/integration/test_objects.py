@@ -9,6 +9,9 @@ import ray_core as ray
 from tests.integration.conftest import STORE_BYTES
 from ray_core import exceptions
 
+# A hang fails this file's test fast instead of eating the suite's budget.
+pytestmark = pytest.mark.timeout(120)
+
 
 @ray.remote
 def echo(x):

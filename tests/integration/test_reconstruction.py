@@ -104,12 +104,12 @@ def test_non_retriable_and_put_objects_raise_object_lost(two_nodes):
     assert ray.get(touch.options(scheduling_strategy=_on(info, soft=False)).remote(put_ref)) == 8
     key = put_ref.object_id()
     marker = core.memory_store.get_if_exists(key)
-    core._queue_free(key.binary())
-    core._free_now()
+    core.plasma_objects.queue_free(key.binary())
+    core.plasma_objects.free_now()
     marker.plasma_node = bytes.fromhex(info["node_id"])
     deadline = time.monotonic() + 30
     while core.plasma.contains(key.binary()):     # our own reads may still hold it a moment
-        core._drain_plasma_releases()
+        core.plasma_objects.drain_releases()
         assert time.monotonic() < deadline, "the head's copy was never deleted"
         time.sleep(0.05)
 
