@@ -483,7 +483,11 @@ class CoreWorker:
     def _values(self, ids, found, raise_errors, timeout):
         out = []
         plasma_wanted = [oid for oid in ids if found[oid].in_plasma]
-        plasma_values = self.plasma_objects.read(plasma_wanted, found) if plasma_wanted else {}
+        if plasma_wanted:
+            _borrow_capture.timeout = timeout      # for a rebuild in _lost_value
+            plasma_values = self.plasma_objects.read(plasma_wanted, found)
+        else:
+            plasma_values = {}
         for object_id in ids:
             obj = found[object_id]
             if obj.in_plasma:
@@ -590,9 +594,10 @@ class CoreWorker:
             error = self.lifetime.recover(object_id, node_id, f"node {node_id.hex()[:12]} "
                                           f"died; {why}")
             if error is None:
-                got = self._wait_for([ObjectRef(object_id, self.address_bytes)], 1, None,
+                timeout = _borrow_capture.timeout
+                got = self._wait_for([ObjectRef(object_id, self.address_bytes)], 1, timeout,
                                      for_get=True)
-                return self._values([object_id], got, False, None)[0]
+                return self._values([object_id], got, False, timeout)[0]
         else:
             error = exceptions.ObjectLostError(object_id.hex(), (
                 f"Object {object_id.hex()} is lost: it is not in the object store of node "
@@ -679,11 +684,13 @@ class CoreWorker:
 
 
 class _BorrowCapture(threading.local):
-    """Refs not owned here that this thread deserialized and has not yet looked at."""
+    """Per-thread state of get(): refs not owned here that this thread deserialized and
+    has not yet registered, and the timeout of the get in progress."""
 
     def __init__(self):
         self.refs = []
         self.deferred = False      # True while a task's arguments are loaded
+        self.timeout = None
 
 
 _borrow_capture = _BorrowCapture()
