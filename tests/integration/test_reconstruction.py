@@ -125,3 +125,26 @@ def test_non_retriable_and_put_objects_raise_object_lost(two_nodes):
     with pytest.raises(ray.exceptions.OwnerDiedError) as owner_died:
         ray.get(inner, timeout=60)
     assert inner.hex() in str(owner_died.value)
+
+
+@ray.remote
+def plus_one(array, runs_dir):
+    with open(os.path.join(runs_dir, f"plus-{os.getpid()}-{time.monotonic_ns()}"), "w"):
+        pass
+    return array + 1
+
+
+def test_lost_arguments_are_rebuilt_first(two_nodes):
+    proc, info, temp_dir = two_nodes
+    runs = os.path.join(temp_dir, "runs")
+    os.makedirs(runs)
+    first = fifty_mb.options(scheduling_strategy=_on(info)).remote(5, runs)
+    second = plus_one.options(scheduling_strategy=_on(info)).remote(first, runs)
+    assert _primary_node(second) == info["node_id"] == _primary_node(first)
+    del first                          # only second's lineage keeps it now
+    _kill(proc)
+    value = ray.get(second, timeout=120)
+    assert value[0] == 6 and value[-1] == 6
+    names = sorted(os.listdir(runs))
+    assert len([n for n in names if n.startswith("run-")]) == 2
+    assert len([n for n in names if n.startswith("plus-")]) == 2
