@@ -68,10 +68,13 @@ def run():
                      spill_rate, "GB/s", plain_write, "GB/s"))
         rows.append((f"restore {stats.total_restored_bytes // 1024 ** 2} MB (raylet read)",
                      restore_rate, "GB/s", plain_read, "GB/s"))
-        del refs
+        del refs, ref
         # Footprint of 1M small put+drop.
         gc.collect()
         core.reference_counter.flush()
+        deadline = time.monotonic() + 10        # the spill phase's frees reach the raylet
+        while core.plasma.stats()["used"] and time.monotonic() < deadline:
+            time.sleep(0.05)
         process = psutil.Process()
         store_before = len(core.memory_store)
         plasma_before = core.plasma.stats()["used"]
