@@ -510,7 +510,8 @@ class CoreWorker:
         self._owner_fetches.add(object_id)
         rpc.spawn(self._fetch_from_owner_async(object_id, ref.owner_address()))
 
-    async def _fetch_from_owner_async(self, object_id: ObjectID, owner: bytes) -> None:
+    async def _fetch_from_owner_async(self, object_id: ObjectID, owner: bytes,
+                                      copy_lost: bool = False) -> None:
         try:
             if not owner:
                 raise exceptions.OwnerDiedError(object_id.hex(), (
@@ -519,13 +520,15 @@ class CoreWorker:
             stub = rpc.stub(core_worker_pb2_grpc.CoreWorkerServiceStub,
                             f"{address.ip_address}:{address.port}")
             reply = await stub.GetObjectStatus(core_worker_pb2.GetObjectStatusRequest(
-                owner_worker_id=address.worker_id, object_id=object_id.binary()), timeout=None)
+                owner_worker_id=address.worker_id, object_id=object_id.binary(),
+                copy_lost=copy_lost), timeout=None)
             if reply.status != core_worker_pb2.GetObjectStatusReply.CREATED:
                 raise exceptions.ObjectLostError(object_id.hex(), (
                     f"Object {object_id.hex()} was already freed by its owner "
                     f"(worker {address.worker_id.hex()[:16]}): nothing held a ref to it."))
             if reply.node_ids:
                 obj = StoredObject.plasma_marker(reply.node_ids[0], reply.object_size)
+                self.lifetime.fetched_owner[object_id] = owner
             else:
                 obj = StoredObject(reply.object.data, reply.object.metadata)
         except Exception as e:
@@ -576,6 +579,8 @@ class CoreWorker:
         if not owned and self.task_manager.is_pending(object_id.task_id()):
             return
         self.memory_store.delete((object_id,))
+        if not owned and self.lifetime.fetched_owner:
+            self.lifetime.fetched_owner.pop(object_id, None)
         if owned and obj.in_plasma:
             self.plasma_objects.queue_free(object_id.binary(), obj.plasma_node)
             for node_id in self.lifetime.pop_copies(object_id):
@@ -599,6 +604,21 @@ class CoreWorker:
                                      for_get=True)
                 return self._values([object_id], got, False, timeout)[0]
         else:
+            owner = self.lifetime.fetched_owner.get(object_id)
+            if owner is not None and not _borrow_capture.asked_owner:
+                # Borrowed: its owner may rebuild it (lineage); ask once, then read again.
+                _borrow_capture.asked_owner = True
+                try:
+                    self.memory_store.delete((object_id,))
+                    self._owner_fetches.add(object_id)
+                    rpc.spawn(self._fetch_from_owner_async(object_id, owner, copy_lost=True))
+                    # Wait as a get does: a blocked worker gives its CPU back meanwhile,
+                    # which the rebuilding task may need.
+                    timeout = _borrow_capture.timeout
+                    got = self._wait_for([ObjectRef(object_id, owner)], 1, timeout, for_get=True)
+                    return self._values([object_id], got, False, timeout)[0]
+                finally:
+                    _borrow_capture.asked_owner = False
             error = exceptions.ObjectLostError(object_id.hex(), (
                 f"Object {object_id.hex()} is lost: it is not in the object store of node "
                 f"{self.node_id.hex()[:12]} and could not be fetched from node "
@@ -691,6 +711,7 @@ class _BorrowCapture(threading.local):
         self.refs = []
         self.deferred = False      # True while a task's arguments are loaded
         self.timeout = None
+        self.asked_owner = False   # a lost borrowed copy: its owner was asked to rebuild it
 
 
 _borrow_capture = _BorrowCapture()

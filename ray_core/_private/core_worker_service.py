@@ -12,6 +12,8 @@ import os
 from ray_common.ids import ObjectID
 from ray_common.protocol import core_worker_pb2, core_worker_pb2_grpc
 
+from ray_core._private.background import background_pool
+
 logger = logging.getLogger(__name__)
 
 
@@ -24,6 +26,9 @@ class CoreWorkerServicer(core_worker_pb2_grpc.CoreWorkerServiceServicer):
     async def GetObjectStatus(self, request, context):
         core = self._core
         object_id = ObjectID(request.object_id)
+        if request.copy_lost:
+            await asyncio.get_running_loop().run_in_executor(
+                background_pool(), core.lifetime.recover_reported, object_id)
         obj = core.memory_store.get_if_exists(object_id)
         if obj is None:
             if not core.reference_counter.is_owned(object_id) and \

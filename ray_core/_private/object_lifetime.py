@@ -49,6 +49,9 @@ class ObjectLifetime:
         self._node_alive_cache = (0.0, {})
         self.num_reconstructions = 0
         self._failure_subscription = None
+        # Borrowed plasma objects whose location came from their owner: who to ask when
+        # that copy is lost.
+        self.fetched_owner: Dict[ObjectID, bytes] = {}
 
     # ---- contained refs --------------------------------------------------------------
     def hold_contained(self, object_id: ObjectID, refs: list) -> None:
@@ -307,6 +310,24 @@ class ObjectLifetime:
                 f"(max_retries=0 or retries used up)."))
         self._reconstruct(task, why)
         return None
+
+    def recover_reported(self, object_id: ObjectID) -> None:
+        """A borrower could not fetch the copy we named: rebuild it if its node is gone
+        (off the io loop: this asks the GCS and the raylet)."""
+        core = self._core
+        obj = core.memory_store.get_if_exists(object_id)
+        if obj is None or not obj.in_plasma or not core.reference_counter.is_owned(object_id):
+            return
+        node_id = obj.plasma_node or core.node_id
+        if self.node_alive(node_id):
+            return
+        error = self.recover(object_id, node_id, f"node {node_id.hex()[:12]} died (reported "
+                             f"by a borrower that could not fetch it)")
+        if error is not None:
+            from ray_core._private import serialization
+            from ray_core._private.memory_store import StoredObject
+            core.memory_store.put(object_id, StoredObject(
+                serialization.serialize_error(error).to_bytes(), serialization.META_ERROR))
 
     def _reconstruct(self, task, why: str) -> None:
         core = self._core

@@ -148,3 +148,21 @@ def test_lost_arguments_are_rebuilt_first(two_nodes):
     names = sorted(os.listdir(runs))
     assert len([n for n in names if n.startswith("run-")]) == 2
     assert len([n for n in names if n.startswith("plus-")]) == 2
+
+
+@ray.remote
+def first_value(array):
+    return int(array[0])
+
+
+def test_a_borrower_that_cannot_fetch_has_the_owner_rebuild_it(two_nodes):
+    proc, info, temp_dir = two_nodes
+    runs = os.path.join(temp_dir, "runs")
+    os.makedirs(runs)
+    lost = fifty_mb.options(scheduling_strategy=_on(info)).remote(7, runs)
+    assert _primary_node(lost) == info["node_id"]
+    _kill(proc)
+    # The task (on the head node) borrows the ref: its fetch fails, it tells the owner,
+    # which re-runs fifty_mb and answers with the new copy.
+    assert ray.get(first_value.remote(lost), timeout=120) == 7
+    assert len(os.listdir(runs)) == 2
