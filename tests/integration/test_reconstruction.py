@@ -48,6 +48,13 @@ def put_inside():
     return [ray.put(np.full(1_000_000, 4))]
 
 
+def _runs_dir(temp_dir):
+    """Each run of a task leaves a file here, to count how often it ran."""
+    runs = os.path.join(temp_dir, "runs")
+    os.makedirs(runs)
+    return runs
+
+
 def _on(info, soft=True):
     return NodeAffinitySchedulingStrategy(info["node_id"], soft=soft)
 
@@ -72,8 +79,7 @@ def _primary_node(ref):
 
 def test_lost_task_result_is_rebuilt_by_rerunning_the_task(two_nodes):
     proc, info, temp_dir = two_nodes
-    runs = os.path.join(temp_dir, "runs")
-    os.makedirs(runs)
+    runs = _runs_dir(temp_dir)
     ref = fifty_mb.options(scheduling_strategy=_on(info)).remote(11, runs)
     assert _primary_node(ref) == info["node_id"]
     _kill(proc)
@@ -86,8 +92,7 @@ def test_lost_task_result_is_rebuilt_by_rerunning_the_task(two_nodes):
 
 def test_non_retriable_and_put_objects_raise_object_lost(two_nodes):
     proc, info, temp_dir = two_nodes
-    runs = os.path.join(temp_dir, "runs")
-    os.makedirs(runs)
+    runs = _runs_dir(temp_dir)
     once = fifty_mb.options(scheduling_strategy=_on(info), max_retries=0).remote(3, runs)
     assert _primary_node(once) == info["node_id"]
     [inner] = ray.get(put_inside.options(scheduling_strategy=_on(info)).remote())
@@ -136,8 +141,7 @@ def plus_one(array, runs_dir):
 
 def test_lost_arguments_are_rebuilt_first(two_nodes):
     proc, info, temp_dir = two_nodes
-    runs = os.path.join(temp_dir, "runs")
-    os.makedirs(runs)
+    runs = _runs_dir(temp_dir)
     first = fifty_mb.options(scheduling_strategy=_on(info)).remote(5, runs)
     second = plus_one.options(scheduling_strategy=_on(info)).remote(first, runs)
     assert _primary_node(second) == info["node_id"] == _primary_node(first)
@@ -157,8 +161,7 @@ def first_value(array):
 
 def test_a_borrower_that_cannot_fetch_has_the_owner_rebuild_it(two_nodes):
     proc, info, temp_dir = two_nodes
-    runs = os.path.join(temp_dir, "runs")
-    os.makedirs(runs)
+    runs = _runs_dir(temp_dir)
     lost = fifty_mb.options(scheduling_strategy=_on(info)).remote(7, runs)
     assert _primary_node(lost) == info["node_id"]
     _kill(proc)
