@@ -169,3 +169,24 @@ def test_a_borrower_that_cannot_fetch_has_the_owner_rebuild_it(two_nodes):
     # which re-runs fifty_mb and answers with the new copy.
     assert ray.get(first_value.remote(lost), timeout=120) == 7
     assert len(os.listdir(runs)) == 2
+
+
+@ray.remote
+def eighty_mb(seed):
+    return np.full(80 * 1024 ** 2 // 8, seed, dtype=np.int64)
+
+
+def test_an_object_spilled_on_another_node_is_restored_there_and_pulled(two_nodes):
+    proc, info, _ = two_nodes
+    # Three 80 MB returns on the second node's 200 MB store: the first ones spill there.
+    refs = [eighty_mb.options(scheduling_strategy=_on(info, soft=False)).remote(i)
+            for i in range(3)]
+    ray.wait(refs, num_returns=3, fetch_local=False, timeout=60)
+    stats = [n for n in ray.internal.node_memory_stats() if n["node_id"] == info["node_id"]][0]
+    assert stats["total_spilled_bytes"] >= 80 * 1024 ** 2
+    for i, ref in enumerate(refs):
+        value = ray.get(ref, timeout=60)
+        assert value[0] == i and value[-1] == i
+        del value
+    stats = [n for n in ray.internal.node_memory_stats() if n["node_id"] == info["node_id"]][0]
+    assert stats["total_restored_bytes"] >= 80 * 1024 ** 2
