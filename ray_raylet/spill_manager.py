@@ -28,7 +28,7 @@ import logging
 import os
 import shutil
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Tuple
 
 from ray_common.config import config
 from ray_plasma.errors import ObjectExistsError, ObjectStoreFullError

@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 import time
-from typing import Dict, List, Optional, Set
+from typing import Dict, List, Set
 
 from ray_common import rpc
 from ray_common.config import config

@@ -101,6 +101,9 @@ class TaskExecutor:
                 del reply.return_objects[:]
                 self._error_reply(reply, spec, self._task_error(spec, e, skip=0))
                 reply.is_application_error = True
+            # Drop the result before exit_task: refs inside it would else look borrowed
+            # by this worker past the task (one needless UpdateRefCounts round trip).
+            del result
             return reply
         finally:
             self.current_task_id = None
