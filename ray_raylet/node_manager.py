@@ -407,7 +407,11 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         for worker in self.pool.workers.values():
             reply.workers.add(worker_id=worker.worker_id, pid=worker.pid,
                               is_idle=worker.state.value == "idle",
-                              lease_id=worker.lease_id or b"")
+                              lease_id=worker.lease_id or b"", ip_address=worker.ip_address,
+                              port=worker.port)
+        for driver in self.pool.drivers.values():
+            reply.workers.add(worker_id=driver.worker_id, pid=driver.pid, is_driver=True,
+                              ip_address=driver.ip_address, port=driver.port)
         try:
             stats = self.plasma.stats()
             reply.object_store_used_bytes = int(stats.get("used", 0))

@@ -6,6 +6,7 @@ task (queued: skipped when reached; running: TaskCancelledError raised in it, or
 process exits with force), exit, and where its framed task socket listens.
 """
 import asyncio
+import json
 import logging
 import os
 
@@ -73,6 +74,10 @@ class CoreWorkerServicer(core_worker_pb2_grpc.CoreWorkerServiceServicer):
             if update.added:
                 core.lifetime.add_copy(object_id, update.node_id)
         return core_worker_pb2.UpdateObjectLocationBatchReply()
+
+    async def GetObjectsInfo(self, request, context):
+        rows = self._core.lifetime.objects_info()
+        return core_worker_pb2.GetObjectsInfoReply(rows_json=json.dumps(rows))
 
     async def UpdateRefCounts(self, request, context):
         self._core.lifetime.handle_update(request)

@@ -373,6 +373,7 @@ class ObjectLifetime:
             held = {ObjectID(k): n for k, n in client.held().items()} if client else {}
         except Exception:
             held = {}
+        own_primaries = core.plasma_objects._held    # this process's hold on its puts
         me = core.worker_id.hex()
         rows = []
         ids = set(snap["counts"]) | set(snap["borrowers"]) | set(snap["owned"]) | set(held)
@@ -392,8 +393,9 @@ class ObjectLifetime:
             if borrowers:
                 reasons.append("BORROWED_BY(" + ",".join(
                     f"{w.hex()[:12]}x{n}" for w, n in borrowers.items()) + ")")
-            if object_id in held:
-                reasons.append(f"PINNED_BY_GET({held[object_id]})")
+            in_gets = held.get(object_id, 0) - (object_id.binary() in own_primaries)
+            if in_gets > 0:
+                reasons.append(f"PINNED_BY_GET({in_gets})")
             if object_id in lineage:
                 reasons.append("LINEAGE")
             owned = object_id in snap["owned"]
@@ -406,8 +408,12 @@ class ObjectLifetime:
                 where, size = f"plasma:{(obj.plasma_node or core.node_id).hex()[:12]}", obj.size
             else:
                 where, size = ("error" if obj.is_error else "memory_store"), obj.size
-            rows.append({"object_id": object_id.hex(), "owner": me if owned else "other",
-                         "owner_worker_id": me if owned else "", "pid": os.getpid(),
+            owner = me if owned else ""
+            if not owned and object_id in snap["borrowed"]:
+                owner = core._owner_pb(snap["borrowed"][object_id][0]).worker_id.hex()
+            rows.append({"object_id": object_id.hex(), "owned": owned,
+                         "owner_worker_id": owner, "worker_id": me, "mode": core.mode,
+                         "node_id": core.node_id.hex(), "pid": os.getpid(),
                          "size": size, "where": where, "reasons": reasons or ["UNREFERENCED"],
                          "local_count": count})
         rows.sort(key=lambda r: (-r["size"], r["object_id"]))

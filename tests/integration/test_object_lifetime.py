@@ -211,7 +211,7 @@ def test_put_larger_than_the_store_is_a_clear_error(small_store):
 def test_memory_summary_names_owner_size_place_and_reason(small_store):
     small = ray.put("x" * 100)
     big = ray.put(np.zeros(500_000))
-    keep.remote([small])
+    assert ray.get(keep.remote([small])) == 1
     summary = internal.memory_summary(stats_only=False)
     assert small.hex() in summary and big.hex() in summary
     line = next(l for l in summary.splitlines() if big.hex() in l)
@@ -219,4 +219,9 @@ def test_memory_summary_names_owner_size_place_and_reason(small_store):
     assert "Plasma" in summary or "plasma" in summary
     rows = internal.memory_objects()
     assert any(r["object_id"] == big.hex() and r["size"] >= 4_000_000 for r in rows)
+    # The worker that keeps `small` reports it as borrowed, owned by the driver.
+    me = _core().worker_id.hex()
+    assert any(r["object_id"] == small.hex() and r["mode"] == "worker" and not r["owned"]
+               and r["owner_worker_id"] == me for r in rows)
+    assert "======== worker" in summary and "BORROWED_BY" in summary
     ray.get(drop_kept.remote())
