@@ -78,23 +78,21 @@ class ReferenceCounter:
 
     def remove_borrower(self, object_id: ObjectID, borrower: bytes, n: int = 1) -> None:
         """Subtract n registrations; frees the object if that was the last holder."""
-        self.flush()
-        freed = []
         with self._lock:
+            # Apply queued local changes first, under the same lock as the check below.
+            freed = self._drain_locked()
             entry = self._borrowers.get(object_id)
-            if entry is None or borrower not in entry:
-                return
-            left = entry[borrower] - n
-            if left > 0:
-                entry[borrower] = left
-                return
-            del entry[borrower]
-            if entry:
-                return
-            del self._borrowers[object_id]
-            if self._counts.get(object_id, 0) == 0 and object_id in self._owned:
-                self._owned.discard(object_id)
-                freed.append((object_id, True))
+            if entry is not None and borrower in entry:
+                left = entry[borrower] - n
+                if left > 0:
+                    entry[borrower] = left
+                else:
+                    del entry[borrower]
+                    if not entry:
+                        del self._borrowers[object_id]
+                        if self._counts.get(object_id, 0) == 0 and object_id in self._owned:
+                            self._owned.discard(object_id)
+                            freed.append((object_id, True))
         self._free(freed)
 
     def remove_borrower_everywhere(self, borrower: bytes) -> None:
@@ -112,20 +110,17 @@ class ReferenceCounter:
     # ---- the borrower's side --------------------------------------------------------
     def note_borrowed(self, object_id: ObjectID, owner: bytes, n: int = 1) -> None:
         """n registrations of this process were made at the owner of object_id."""
-        with self._lock:
-            entry = self._borrowed.get(object_id)
-            if entry is None:
-                self._borrowed[object_id] = [owner, n]
-            else:
-                entry[1] += n
-        # If nothing here holds it (a return nobody kept), let go at once.
-        self.flush()
         released = None
         with self._lock:
+            freed = self._drain_locked()
+            entry = self._borrowed.get(object_id)
+            if entry is None:
+                entry = self._borrowed[object_id] = [owner, 0]
+            entry[1] += n
             if self._counts.get(object_id, 0) == 0:
-                entry = self._borrowed.pop(object_id, None)
-                if entry is not None:
-                    released = entry
+                # Nothing here holds it (a return nobody kept): let go at once.
+                released = self._borrowed.pop(object_id)
+        self._free(freed)
         if released is not None and self._on_borrow_released is not None:
             self._on_borrow_released(object_id, released[0], released[1])
 
