@@ -52,6 +52,7 @@ class ObjectLifetime:
         # Borrowed plasma objects whose location came from their owner: who to ask when
         # that copy is lost.
         self.fetched_owner: Dict[ObjectID, bytes] = {}
+        self._borrower_nodes: Dict[bytes, bytes] = {}   # borrower worker id -> its node
 
     # ---- contained refs --------------------------------------------------------------
     def hold_contained(self, object_id: ObjectID, refs: list) -> None:
@@ -126,6 +127,9 @@ class ObjectLifetime:
             object_id = ref.object_id()
             if owner.worker_id == self._core.worker_id.binary():
                 rc.add_borrower(object_id, caller_key, 1)
+                if caller_key not in self._borrower_nodes:
+                    self._borrower_nodes[caller_key] = caller.node_id
+                    self._core.loop.call_soon_threadsafe(self._watch_borrower_failures)
             else:
                 by_owner.setdefault(ref.owner_address(), []).append(object_id)
         for owner, ids in by_owner.items():
@@ -206,6 +210,7 @@ class ObjectLifetime:
             n = update.count or 1
             if update.added:
                 self._watch_borrower_failures()
+                self._borrower_nodes[key] = update.borrower_address.node_id
                 if not rc.add_borrower(object_id, key, n):
                     logger.info("Borrower %s registered for object %s, already freed here",
                                 key.hex()[:16], object_id.hex())
@@ -214,21 +219,32 @@ class ObjectLifetime:
 
     def _watch_borrower_failures(self) -> None:
         """Once this owner has borrowers: a borrower that dies (reported to the GCS by its
-        raylet) holds nothing any more."""
+        raylet), or whose node dies, holds nothing any more."""
         if self._failure_subscription is not None or not rpc.in_io_thread():
             return
         from ray_common.protocol import gcs_service_pb2
         rc = self._core.reference_counter
 
         def on_failure(message) -> None:
-            if message.WhichOneof("inner_message") == "worker_failure_message":
-                worker_id = message.worker_failure_message.worker_id
-                logger.info("Borrower %s died: dropping its references", worker_id.hex()[:16])
-                rc.remove_borrower_everywhere(worker_id)
+            which = message.WhichOneof("inner_message")
+            if which == "worker_failure_message":
+                dead = [message.worker_failure_message.worker_id]
+            elif which == "node_info_message" and \
+                    message.node_info_message.state == common_pb2.NodeInfo.DEAD:
+                node_id = message.node_info_message.node_id
+                dead = [w for w, n in self._borrower_nodes.items() if n == node_id]
+            else:
+                return
+            for worker_id in dead:
+                if self._borrower_nodes.pop(worker_id, None) is not None:
+                    logger.info("Borrower %s died: dropping its references",
+                                worker_id.hex()[:16])
+                    rc.remove_borrower_everywhere(worker_id)
 
         try:
             self._failure_subscription = self._core.gcs.subscribe(
-                [gcs_service_pb2.WORKER_FAILURE_CHANNEL], on_failure)
+                [gcs_service_pb2.WORKER_FAILURE_CHANNEL, gcs_service_pb2.NODE_INFO_CHANNEL],
+                on_failure)
         except Exception as e:
             logger.warning("Could not follow worker failures at the GCS: %s", e)
 

@@ -190,3 +190,28 @@ def test_an_object_spilled_on_another_node_is_restored_there_and_pulled(two_node
         del value
     stats = [n for n in ray.internal.node_memory_stats() if n["node_id"] == info["node_id"]][0]
     assert stats["total_restored_bytes"] >= 80 * 1024 ** 2
+
+
+@ray.remote
+def keep_on_node(holder):
+    import builtins
+    builtins._reconstruction_kept = holder
+    return 1
+
+
+def test_borrowers_on_a_dead_node_release_what_they_held(two_nodes):
+    proc, info, _ = two_nodes
+    core = worker_mod.global_worker().core_worker
+    ref = ray.put(np.full(300_000, 2))
+    object_id = ref.object_id()
+    assert ray.get(keep_on_node.options(scheduling_strategy=_on(info, soft=False))
+                   .remote([ref])) == 1
+    del ref
+    core.reference_counter.flush()
+    assert core.reference_counter.borrowers(object_id)
+    _kill(proc)
+    deadline = time.monotonic() + 30
+    while core.memory_store.contains(object_id):
+        core.reference_counter.flush()
+        assert time.monotonic() < deadline, "the dead node's borrower still holds the object"
+        time.sleep(0.1)
