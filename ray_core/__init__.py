@@ -22,6 +22,7 @@ from ray_core.object_ref import ObjectRef
 from ray_core.remote_function import RemoteFunction
 from ray_core._private import options as _options
 from ray_core.actor import ACTOR_OPTIONS, ActorClass, ActorHandle, get_actor, kill, method
+from ray_core import internal  # noqa: F401,E402  (ray_core.internal.memory_summary())
 
 __version__ = "0.1.0"
 

@@ -9,6 +9,8 @@ Layout (one process, `python -m ray_raylet.main`, everything on the rpc io loop)
     resources.py         fixed-point amounts, a node's availability, GPU instances
     worker_pool.py       worker processes: start, register, reuse, reap, death watch
     object_manager.py    ObjectManagerService; chunked pulls between nodes' plasma stores
+    spill_manager.py     full store: pinned primaries to batched files, restore on demand
+    memory_monitor.py    kills the leased worker using too much memory (OutOfMemoryError)
     machine.py           this machine's CPUs, GPUs and memory
 
 Invariants:

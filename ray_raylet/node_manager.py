@@ -22,6 +22,8 @@ from ray_raylet import resources as res
 from ray_raylet.lease_manager import LeaseManager
 from ray_raylet import object_manager
 from ray_raylet.object_manager import ObjectManager, PullError
+from ray_raylet.memory_monitor import MemoryMonitor
+from ray_raylet.spill_manager import SpillManager
 from ray_raylet.worker_pool import ProcessWatcher, Worker, WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         self._last_report = None
         self._store_watch: Optional[ProcessWatcher] = None
         self._store_fd: Optional[int] = None
+        self.memory_monitor: Optional[MemoryMonitor] = None
 
     @property
     def address(self) -> str:
@@ -66,8 +69,12 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
 
     async def serve(self, port: int = 0) -> int:
         """Bind and start the gRPC server (both services on one port); returns the port."""
+        self.spills = SpillManager(plasma=self.plasma, node_id=self.node_id,
+                                   session_dir=self.session_dir, pinned=self.pinned,
+                                   unpin=self._unpin)
         self.objects = ObjectManager(node_id=self.node_id, plasma=self.plasma,
                                      node_address=self.node_addresses.get)
+        self.objects.spills = self.spills
         self.server, self.port = await rpc.start_server(
             [(node_manager_pb2_grpc.add_NodeManagerServiceServicer_to_server, self),
              (object_manager.add_to_server, self.objects)],
@@ -87,6 +94,10 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
                                    pull_dependencies=self._pull_dependencies,
                                    warn_infeasible=self._publish_infeasible,
                                    gpu_ids=self.gpu_ids)
+        self.memory_monitor = MemoryMonitor(
+            node_id=self.node_id, leased_workers=self._leased_workers,
+            kill=lambda worker, why: self.pool.kill(worker, why, force=True))
+        self.memory_monitor.start()
         await self.gcs.register_node(self._node_info())
         logger.info("Registered node %s at %s with resources %s", self.node_id.hex(),
                     self.address, res.describe(self.local.total))
@@ -124,12 +135,16 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
             self._store_watch = None
         for task in self._tasks:
             task.cancel()
+        if self.memory_monitor is not None:
+            self.memory_monitor.stop()
         if self._subscription is not None:
             self._subscription.close()
         if self.pool is not None:
             await self.pool.shutdown()
         for object_id in list(self.pinned):
             self._unpin(object_id)
+        if self.objects is not None:
+            self.spills.shutdown()
         if unregister:
             try:
                 await asyncio.wait_for(self.gcs.unregister_node(self.node_id, reason),
@@ -248,6 +263,11 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
 
     # ---- objects ----------------------------------------------------------------
 
+    def _leased_workers(self):
+        for lease in list(self.leases.leases.values()):
+            if lease.worker is not None and lease.worker.pid:
+                yield lease.worker, f"task {lease.request.task_hex} (lease {lease.lease_id.hex()[:12]})"
+
     async def _pull_dependencies(self, refs) -> None:
         await asyncio.gather(*(self.objects.pull(ref.object_id, ref.owner_address)
                                for ref in refs), return_exceptions=True)
@@ -328,7 +348,14 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
             self._unpin(object_id)
         if ids:
             self.plasma.delete(ids)
+            self.spills.free(ids)
         return NM.FreeObjectsReply()
+
+    async def SpillObjects(self, request, context):
+        spilled, count, message = await self.spills.spill(
+            request.bytes_needed, f"object {request.object_id.hex()}" if request.object_id else "")
+        return NM.SpillObjectsReply(success=spilled > 0, bytes_spilled=spilled,
+                                    num_spilled=count, message=message)
 
     async def PullObjects(self, request, context):
         explicit = {loc.object_id: list(loc.node_ids) for loc in request.locations}
@@ -368,11 +395,23 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
             num_pulls_served=self.objects.num_pulls_served,
             num_objects_pulled=self.objects.num_objects_pulled,
             num_bytes_pulled=self.objects.num_bytes_pulled,
-            num_pinned_objects=len(self.pinned))
+            num_pinned_objects=len(self.pinned),
+            num_spilled_objects=len(self.spills.spilled),
+            spilled_bytes=self.spills.spilled_bytes(),
+            total_spilled_bytes=self.spills.total_spilled_bytes,
+            total_restored_bytes=self.spills.total_restored_bytes,
+            spill_directory=self.spills.directory,
+            num_workers_killed_for_memory=self.memory_monitor.num_killed
+            if self.memory_monitor else 0,
+            spill_time_s=self.spills.spill_seconds, restore_time_s=self.spills.restore_seconds)
         for worker in self.pool.workers.values():
             reply.workers.add(worker_id=worker.worker_id, pid=worker.pid,
                               is_idle=worker.state.value == "idle",
-                              lease_id=worker.lease_id or b"")
+                              lease_id=worker.lease_id or b"", ip_address=worker.ip_address,
+                              port=worker.port)
+        for driver in self.pool.drivers.values():
+            reply.workers.add(worker_id=driver.worker_id, pid=driver.pid, is_driver=True,
+                              ip_address=driver.ip_address, port=driver.port)
         try:
             stats = self.plasma.stats()
             reply.object_store_used_bytes = int(stats.get("used", 0))
@@ -380,6 +419,12 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         except Exception as e:
             logger.warning("Plasma stats failed: %s", e)
         return reply
+
+    async def GetWorkerFailureCause(self, request, context):
+        cause = self.memory_monitor.causes.get(request.worker_id) if self.memory_monitor else None
+        if cause is None:
+            return NM.GetWorkerFailureCauseReply(known=False)
+        return NM.GetWorkerFailureCauseReply(known=True, out_of_memory=True, message=cause)
 
     async def HealthCheck(self, request, context):
         return NM.HealthCheckReply()

@@ -27,7 +27,7 @@ from ray_common import rpc
 from ray_common.config import config
 from ray_common.protocol import (core_worker_pb2, core_worker_pb2_grpc, object_manager_pb2,
                                  object_manager_pb2_grpc)
-from ray_plasma.errors import ObjectExistsError
+from ray_plasma.errors import ObjectExistsError, ObjectStoreFullError
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class ObjectManager(object_manager_pb2_grpc.ObjectManagerServiceServicer):
         self.num_pulls_served = 0
         self.num_objects_pulled = 0
         self.num_bytes_pulled = 0
+        self.spills = None   # the node's SpillManager: spilled objects are restored, not pulled
 
     # ---- serving ------------------------------------------------------------------
 
@@ -54,6 +55,8 @@ class ObjectManager(object_manager_pb2_grpc.ObjectManagerServiceServicer):
         """Stream the object's chunks, each already encoded (see encode_chunk)."""
         object_id = request.object_id
         found = self.plasma.get([object_id], timeout_ms=0)[0]
+        if found is None and self.spills is not None and await self.spills.restore(object_id):
+            found = self.plasma.get([object_id], timeout_ms=0)[0]
         if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f"object {object_id.hex()} is not in the plasma store of node "
@@ -96,6 +99,8 @@ class ObjectManager(object_manager_pb2_grpc.ObjectManagerServiceServicer):
         """Make `object_id` local; raises PullError with the reason when it cannot."""
         if self.plasma.contains(object_id):
             return
+        if self.spills is not None and await self.spills.restore(object_id):
+            return
         future = self._inflight.get(object_id)
         if future is None:
             future = asyncio.ensure_future(self._pull(object_id, owner_address, locations))
@@ -122,6 +127,9 @@ class ObjectManager(object_manager_pb2_grpc.ObjectManagerServiceServicer):
             if self.node_id in nodes and self.plasma.contains(object_id):
                 return
             nodes = [n for n in nodes if n != self.node_id]
+            if not nodes and locations:
+                raise PullError(f"object {object_id.hex()} is neither in the plasma store of "
+                                f"node {self.node_id.hex()} nor spilled there")
             if not nodes:
                 await asyncio.sleep(poll)  # the owner knows no copy yet: it may be in the making
                 continue
@@ -191,7 +199,7 @@ class ObjectManager(object_manager_pb2_grpc.ObjectManagerServiceServicer):
                         raise PullError(f"object {object_id.hex()}: stream did not start "
                                         f"with chunk 0")
                     expected = chunk.data_size
-                    buffer = self._create(object_id, expected, chunk.metadata)
+                    buffer = await self._create(object_id, expected, chunk.metadata)
                     if buffer is None:
                         return expected  # already here: someone else made it local
                 end = offset + len(payload)
@@ -217,11 +225,22 @@ class ObjectManager(object_manager_pb2_grpc.ObjectManagerServiceServicer):
                     logger.exception("Abort of object %s failed", object_id.hex())
             raise
 
-    def _create(self, object_id: bytes, size: int, metadata: bytes):
-        try:
-            return self.plasma.create(object_id, size, metadata)
-        except ObjectExistsError:
-            return None
+    async def _create(self, object_id: bytes, size: int, metadata: bytes):
+        attempts = config.object_store_full_max_retries
+        for attempt in range(attempts + 1):
+            try:
+                return self.plasma.create(object_id, size, metadata)
+            except ObjectExistsError:
+                return None
+            except ObjectStoreFullError:
+                if self.spills is None or attempt == attempts:
+                    raise
+                spilled, _, message = await self.spills.spill(
+                    size, f"pulling object {object_id.hex()}")
+                if not spilled:
+                    raise PullError(f"object {object_id.hex()} ({size} bytes) does not fit in "
+                                    f"the plasma store of node {self.node_id.hex()}: "
+                                    f"{message}") from None
 
     def _tell_owner(self, object_id: bytes, owner_address, size: int) -> None:
         if owner_address is None or not owner_address.port:

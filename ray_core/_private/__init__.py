@@ -4,7 +4,9 @@
 - memory_store.py    the owner's in-process store of small values and markers of plasma ones
 - plasma_objects.py  large values: write, hold or pin, read zero-copy, release and free
 - background.py      the thread pool for work that must leave the io loop
-- reference_counter.py  local ref counts; frees what nothing in this process holds
+- reference_counter.py  ref counts: local, and borrowers counted per worker (owner side)
+- object_lifetime.py  borrower registration, contained refs, copies, lineage
+  reconstruction, memory_summary rows (issue 8)
 - task_manager.py    pending tasks the process owns: retries, completion, failure
 - dependency_resolver.py  waits for owned ref arguments, inlines small ones
 - normal_task_submitter.py  queues per scheduling key, leases, pipelined pushes

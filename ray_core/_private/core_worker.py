@@ -18,6 +18,7 @@ import itertools
 import logging
 import os
 import signal
+import threading
 import time
 from typing import Dict, List, Optional
 
@@ -35,6 +36,7 @@ from ray_core._private.function_manager import KV_NAMESPACE, FunctionManager
 from ray_core._private.lease_client import LeaseClient
 from ray_core._private.memory_store import MemoryStore, StoredObject
 from ray_core._private.normal_task_submitter import NormalTaskSubmitter
+from ray_core._private.object_lifetime import ObjectLifetime
 from ray_core._private.plasma_objects import PlasmaObjects
 from ray_core._private.reference_counter import ReferenceCounter
 from ray_core._private.task_executor import TaskExecutor
@@ -83,10 +85,13 @@ class CoreWorker:
             gcs_client = GcsClient(gcs_address)
         self.gcs = gcs_client
         self.memory_store = MemoryStore()
-        self.reference_counter = ReferenceCounter(self._on_ref_zero)
+        self.reference_counter = ReferenceCounter(self._on_ref_zero, self._on_borrow_released)
+        self.lifetime = ObjectLifetime(self)
         self.task_manager = TaskManager(self.memory_store, self._resubmit,
                                         self.reference_counter.has_reference,
                                         self._on_plasma_return)
+        self.task_manager.on_return_nested = self.lifetime.on_return_nested
+        self.task_manager.remember_lineage = self.lifetime.remember
         self.lease_client = LeaseClient(raylet_address)
         self.function_manager = FunctionManager(self._kv_put, self._kv_get)
         self.resolver = DependencyResolver(self.memory_store, self.reference_counter.is_owned,
@@ -109,6 +114,8 @@ class CoreWorker:
         self._wakeup_pending = False
         self.plasma_objects = PlasmaObjects(plasma_socket, node_id, self.lease_client,
                                             self.gcs, self.loop)
+        self.plasma_objects.on_lost = self._lost_value
+        self.plasma_objects.owner_address = self.address
         self._owner_fetches = set()
         self._server = None
         self._exit = False
@@ -149,7 +156,12 @@ class CoreWorker:
     def shutdown(self) -> None:
         if self._closed:
             return
+        try:
+            self.lifetime.release_all_borrowed()
+        except Exception as e:
+            logger.info("Releasing borrowed refs at shutdown failed: %s", e)
         self._closed = True
+        self.loop.call_soon_threadsafe(self.lifetime.close)
         try:
             self.actor_submitter.close()
             rpc.run_sync(self.submitter.close(), timeout=config.rpc_default_deadline_s + 1)
@@ -214,7 +226,7 @@ class CoreWorker:
                     os.environ[name] = old
             self._saved_env = None
         self.job_runtime_env = None
-        self.reference_counter.flush()
+        self.lifetime.register_arg_borrows()
         self.plasma_objects.drain_releases()
 
     @property
@@ -319,7 +331,8 @@ class CoreWorker:
         return arg_refs
 
     def _note_nested(self, ray_object, nested_refs) -> None:
-        self.reference_counter.mark_escaped(r.object_id() for r in nested_refs)
+        # The pending task's arg_refs hold these until it is done; an executor that
+        # keeps one registers itself at the owner before replying.
         for ref in nested_refs:
             entry = ray_object.nested_refs.add()
             entry.object_id = ref.binary()
@@ -380,7 +393,7 @@ class CoreWorker:
     def _put_serialized(self, ser) -> ObjectRef:
         object_id = self._next_put_id()
         if ser.nested_refs:
-            self.reference_counter.mark_escaped(r.object_id() for r in ser.nested_refs)
+            self.lifetime.hold_contained(object_id, list(ser.nested_refs))
         if ser.total_size <= self._inline_limit:
             self.memory_store.put(object_id, StoredObject(ser.to_bytes(), ser.metadata))
         else:
@@ -408,6 +421,8 @@ class CoreWorker:
                                      reference.owner_address.SerializeToString())
 
     def deserialized_ref(self, object_id: ObjectID, owner: bytes) -> ObjectRef:
+        if owner != self.address_bytes:
+            _borrow_capture.refs.append((object_id, owner))
         return ObjectRef(object_id, owner, self.reference_counter)
 
     def get_objects(self, refs: List[ObjectRef], timeout: Optional[float] = None,
@@ -427,7 +442,15 @@ class CoreWorker:
         if missing:
             found.update(self._wait_for(missing, len({r.object_id() for r in missing}), timeout,
                                         for_get=True))
-        return self._values(ids, found, raise_errors, timeout)
+        values = self._values(ids, found, raise_errors, timeout)
+        capture = _borrow_capture
+        if capture.refs and not capture.deferred:
+            # The refs nested in these values are vouched for by their container only
+            # while it lives: register as their borrower before the caller can drop it.
+            # (A task's arguments are registered when the task ends instead.)
+            captured, capture.refs = capture.refs, []
+            self.lifetime.register_borrows(captured)
+        return values
 
     def _wait_for(self, refs: List[ObjectRef], num_required: int, timeout: Optional[float],
                   for_get: bool) -> Dict[ObjectID, StoredObject]:
@@ -466,7 +489,11 @@ class CoreWorker:
     def _values(self, ids, found, raise_errors, timeout):
         out = []
         plasma_wanted = [oid for oid in ids if found[oid].in_plasma]
-        plasma_values = self.plasma_objects.read(plasma_wanted, found) if plasma_wanted else {}
+        if plasma_wanted:
+            _borrow_capture.timeout = timeout      # for a rebuild in _lost_value
+            plasma_values = self.plasma_objects.read(plasma_wanted, found)
+        else:
+            plasma_values = {}
         for object_id in ids:
             obj = found[object_id]
             if obj.in_plasma:
@@ -489,7 +516,8 @@ class CoreWorker:
         self._owner_fetches.add(object_id)
         rpc.spawn(self._fetch_from_owner_async(object_id, ref.owner_address()))
 
-    async def _fetch_from_owner_async(self, object_id: ObjectID, owner: bytes) -> None:
+    async def _fetch_from_owner_async(self, object_id: ObjectID, owner: bytes,
+                                      copy_lost: bool = False) -> None:
         try:
             if not owner:
                 raise exceptions.OwnerDiedError(object_id.hex(), (
@@ -498,13 +526,15 @@ class CoreWorker:
             stub = rpc.stub(core_worker_pb2_grpc.CoreWorkerServiceStub,
                             f"{address.ip_address}:{address.port}")
             reply = await stub.GetObjectStatus(core_worker_pb2.GetObjectStatusRequest(
-                owner_worker_id=address.worker_id, object_id=object_id.binary()), timeout=None)
+                owner_worker_id=address.worker_id, object_id=object_id.binary(),
+                copy_lost=copy_lost), timeout=None)
             if reply.status != core_worker_pb2.GetObjectStatusReply.CREATED:
                 raise exceptions.ObjectLostError(object_id.hex(), (
                     f"Object {object_id.hex()} was already freed by its owner "
                     f"(worker {address.worker_id.hex()[:16]}): nothing held a ref to it."))
             if reply.node_ids:
                 obj = StoredObject.plasma_marker(reply.node_ids[0], reply.object_size)
+                self.lifetime.fetched_owner[object_id] = owner
             else:
                 obj = StoredObject(reply.object.data, reply.object.metadata)
         except Exception as e:
@@ -547,14 +577,61 @@ class CoreWorker:
 
     # ---- freeing ----------------------------------------------------------------------
     def _on_ref_zero(self, object_id: ObjectID, owned: bool) -> None:
+        if owned:
+            self.lifetime.on_owned_freed(object_id)
         obj = self.memory_store.get_if_exists(object_id)
         if obj is None:
             return
         if not owned and self.task_manager.is_pending(object_id.task_id()):
             return
         self.memory_store.delete((object_id,))
+        if not owned and self.lifetime.fetched_owner:
+            self.lifetime.fetched_owner.pop(object_id, None)
         if owned and obj.in_plasma:
             self.plasma_objects.queue_free(object_id.binary(), obj.plasma_node)
+            for node_id in self.lifetime.pop_copies(object_id):
+                if node_id != obj.plasma_node:
+                    self.plasma_objects.queue_free(object_id.binary(), node_id)
+
+    def _on_borrow_released(self, object_id: ObjectID, owner: bytes, n: int) -> None:
+        self.lifetime.queue_ref_update(owner, object_id, False, n)
+
+    def _lost_value(self, object_id: ObjectID, obj: StoredObject, why: str):
+        """(value, is_error) for a plasma object no node could provide: rebuilt by
+        re-running its task when this process owns it and may, else the error."""
+        node_id = obj.plasma_node or self.node_id
+        if self.reference_counter.is_owned(object_id) and \
+                not self.lifetime.node_alive(node_id):
+            error = self.lifetime.recover(object_id, node_id, f"node {node_id.hex()[:12]} "
+                                          f"died; {why}")
+            if error is None:
+                timeout = _borrow_capture.timeout
+                got = self._wait_for([ObjectRef(object_id, self.address_bytes)], 1, timeout,
+                                     for_get=True)
+                return self._values([object_id], got, False, timeout)[0]
+        else:
+            owner = self.lifetime.fetched_owner.get(object_id)
+            if owner is not None and not _borrow_capture.asked_owner:
+                # Borrowed: its owner may rebuild it (lineage); ask once, then read again.
+                _borrow_capture.asked_owner = True
+                try:
+                    self.memory_store.delete((object_id,))
+                    self._owner_fetches.add(object_id)
+                    rpc.spawn(self._fetch_from_owner_async(object_id, owner, copy_lost=True))
+                    # Wait as a get does: a blocked worker gives its CPU back meanwhile,
+                    # which the rebuilding task may need.
+                    timeout = _borrow_capture.timeout
+                    got = self._wait_for([ObjectRef(object_id, owner)], 1, timeout, for_get=True)
+                    return self._values([object_id], got, False, timeout)[0]
+                finally:
+                    _borrow_capture.asked_owner = False
+            error = exceptions.ObjectLostError(object_id.hex(), (
+                f"Object {object_id.hex()} is lost: it is not in the object store of node "
+                f"{self.node_id.hex()[:12]} and could not be fetched from node "
+                f"{node_id.hex()[:12]}: {why}"))
+        self.memory_store.put(object_id, StoredObject(
+            serialization.serialize_error(error).to_bytes(), serialization.META_ERROR))
+        return error, True
 
     def _on_plasma_return(self, object_id: ObjectID, node_id: bytes, keep: bool) -> None:
         if not keep:
@@ -633,3 +710,17 @@ class CoreWorker:
                 raise exceptions.TaskCancelledError(requested.hex())
 
         signal.signal(signal.SIGINT, on_sigint)
+
+
+class _BorrowCapture(threading.local):
+    """Per-thread state of get(): refs not owned here that this thread deserialized and
+    has not yet registered, and the timeout of the get in progress."""
+
+    def __init__(self):
+        self.refs = []
+        self.deferred = False      # True while a task's arguments are loaded
+        self.timeout = None
+        self.asked_owner = False   # a lost borrowed copy: its owner was asked to rebuild it
+
+
+_borrow_capture = _BorrowCapture()

@@ -6,11 +6,14 @@ task (queued: skipped when reached; running: TaskCancelledError raised in it, or
 process exits with force), exit, and where its framed task socket listens.
 """
 import asyncio
+import json
 import logging
 import os
 
 from ray_common.ids import ObjectID
 from ray_common.protocol import core_worker_pb2, core_worker_pb2_grpc
+
+from ray_core._private.background import background_pool
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +27,9 @@ class CoreWorkerServicer(core_worker_pb2_grpc.CoreWorkerServiceServicer):
     async def GetObjectStatus(self, request, context):
         core = self._core
         object_id = ObjectID(request.object_id)
+        if request.copy_lost:
+            await asyncio.get_running_loop().run_in_executor(
+                background_pool(), core.lifetime.recover_reported, object_id)
         obj = core.memory_store.get_if_exists(object_id)
         if obj is None:
             if not core.reference_counter.is_owned(object_id) and \
@@ -65,7 +71,17 @@ class CoreWorkerServicer(core_worker_pb2_grpc.CoreWorkerServiceServicer):
             obj = core.memory_store.get_if_exists(object_id)
             if update.added and obj is not None and obj.in_plasma and not obj.plasma_node:
                 obj.plasma_node = update.node_id
+            if update.added:
+                core.lifetime.add_copy(object_id, update.node_id)
         return core_worker_pb2.UpdateObjectLocationBatchReply()
+
+    async def GetObjectsInfo(self, request, context):
+        rows = self._core.lifetime.objects_info()
+        return core_worker_pb2.GetObjectsInfoReply(rows_json=json.dumps(rows))
+
+    async def UpdateRefCounts(self, request, context):
+        self._core.lifetime.handle_update(request)
+        return core_worker_pb2.UpdateRefCountsReply()
 
     async def CancelTask(self, request, context):
         core = self._core

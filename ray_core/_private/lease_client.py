@@ -80,3 +80,17 @@ class LeaseClient:
     async def get_node_stats(self, raylet_address: Optional[str] = None) -> nm.GetNodeStatsReply:
         return await rpc.call_with_retry(self._stub(raylet_address).GetNodeStats,
                                          nm.GetNodeStatsRequest())
+
+    async def health_check(self, raylet_address: str) -> None:
+        await self._stub(raylet_address).HealthCheck(nm.HealthCheckRequest(),
+                                                     timeout=config.raylet_health_probe_timeout_s)
+
+    async def spill_objects(self, bytes_needed: int, object_id: bytes) -> nm.SpillObjectsReply:
+        request = nm.SpillObjectsRequest(bytes_needed=bytes_needed, object_id=object_id)
+        return await self._stub().SpillObjects(request, timeout=None)
+
+    async def get_worker_failure_cause(self, lease_id: bytes, worker_id: bytes,
+                                       raylet_address: Optional[str] = None):
+        request = nm.GetWorkerFailureCauseRequest(lease_id=lease_id, worker_id=worker_id)
+        return await rpc.call_with_retry(self._stub(raylet_address).GetWorkerFailureCause,
+                                         request, timeout=config.rpc_default_deadline_s)

@@ -319,10 +319,39 @@ class NormalTaskSubmitter:
         worker = self._by_conn.get(conn)
         if worker is None or worker.returned:
             return
-        self._drop_worker(worker, exceptions.WorkerCrashedError(
+        crashed = exceptions.WorkerCrashedError(
             f"The worker (pid={worker.pid}, worker_id={worker.worker_id.hex()[:16]}) executing "
             f"the task died unexpectedly: its connection closed"
-            + (f" ({exc})" if exc else "") + "."), disconnect=True)
+            + (f" ({exc})" if exc else "") + ".")
+        tasks = list(worker.inflight.values())
+        worker.inflight.clear()
+        self._drop_worker(worker, crashed, disconnect=True)
+        if tasks:
+            self._spawn(self._fail_lost_tasks(worker, tasks, crashed))
+
+    async def _fail_lost_tasks(self, worker: LeasedWorker, tasks, crashed) -> None:
+        """Ask the worker's raylet why it died: a worker its memory monitor killed fails
+        its tasks with OutOfMemoryError (not retried: it would likely run out again)."""
+        cause = None
+        try:
+            reply = await self._lease_client.get_worker_failure_cause(
+                worker.lease_id, worker.worker_id, worker.raylet_address)
+            if reply.known and reply.out_of_memory:
+                cause = reply.message
+        except Exception as e:
+            logger.info("GetWorkerFailureCause for worker %s failed: %s",
+                        worker.worker_id.hex(), e)
+        for task in tasks:
+            self._running.pop(task.spec.task_id, None)
+            if cause is None:
+                logger.info("Task %s lost its worker: %s", task.task_id.hex(), crashed)
+                self._task_manager.fail_or_retry(task, crashed)
+                continue
+            error = exceptions.OutOfMemoryError(
+                f"Task {task.function_name} ({task.task_id.hex()}) was killed because its "
+                f"worker ran out of memory: {cause}. Use less memory per task, or fewer tasks "
+                f"at once (num_cpus / resources).")
+            self._task_manager.fail_or_retry(task, error, retryable=False)
 
     def _drop_worker(self, worker: LeasedWorker, error: BaseException, disconnect: bool) -> None:
         tasks = list(worker.inflight.values())

@@ -17,6 +17,7 @@ import threading
 from typing import Dict, List
 
 from ray_common import rpc
+from ray_common.config import config
 from ray_common.ids import ObjectID
 from ray_common.protocol import common_pb2
 
@@ -58,6 +59,10 @@ class PlasmaObjects:
         self._held = set()                       # keys whose primary copy this process holds
         self._raylet_addresses: Dict[bytes, str] = {}
         self._closed = False
+        # on_lost(object_id, marker, why) -> (value, is_error), for copies no node could
+        # provide (the CoreWorker rebuilds owned ones through lineage).
+        self.on_lost = None
+        self.owner_address = None   # this process's Address (PinObjectIDs on its behalf)
 
     @property
     def client(self):
@@ -88,13 +93,25 @@ class PlasmaObjects:
         self.free_now()
         client = self.client
         key = object_id.binary()
-        try:
-            dest = client.create(key, ser.total_size, ser.metadata)
-        except plasma_errors.ObjectStoreFullError as e:
-            raise exceptions.ObjectStoreFullError(
-                f"Could not put object {object_id.hex()} ({ser.total_size} bytes) in the object "
-                f"store of node {self._node_id.hex()[:12]}: {e}. Free refs you no longer "
-                f"need, or start the cluster with a larger object_store_memory.") from None
+        attempts = config.object_store_full_max_retries
+        for attempt in range(attempts + 1):
+            try:
+                dest = client.create(key, ser.total_size, ser.metadata)
+                break
+            except plasma_errors.ObjectStoreFullError as e:
+                # The store is full of pinned copies: ask the raylet to spill some to disk
+                # (ray_raylet/spill_manager.py), then try again.
+                reply = None
+                if attempt < attempts:
+                    self._hand_held_to_raylet()
+                    reply = rpc.run_sync(self._lease_client.spill_objects(ser.total_size, key))
+                if reply is None or not reply.success:
+                    note = f"; spilling did not help: {reply.message}" if reply else ""
+                    raise exceptions.ObjectStoreFullError(
+                        f"Could not put object {object_id.hex()} ({ser.total_size} bytes) in "
+                        f"the object store of node {self._node_id.hex()[:12]}: {e}{note}. "
+                        f"Free refs you no longer need, or start the cluster with a larger "
+                        f"object_store_memory.") from None
         try:
             ser.write_to(dest)
         except BaseException:
@@ -114,6 +131,31 @@ class PlasmaObjects:
         """
         if self.client.get([key], 0)[0] is not None:
             self._held.add(key)
+
+    def _hand_held_to_raylet(self) -> None:
+        """The store is full: hand the primary copies this process holds (hold_primary)
+        to the raylet (PinObjectIDs), so that it may spill them; from then on they are
+        freed through FreeObjects like task returns."""
+        self.drain_releases()
+        keys = list(self._held)
+        if not keys:
+            return
+        try:
+            rpc.run_sync(self._lease_client.pin_object_ids(self.owner_address, keys))
+        except Exception as e:
+            logger.warning("Raylet could not pin %d object(s) for spilling: %s", len(keys), e)
+            return
+        client = self.client
+        for key in keys:
+            try:
+                self._held.remove(key)
+            except KeyError:            # freed meanwhile: the raylet's pin must go too
+                self.queue_free(key, self._node_id)
+                continue
+            try:
+                client.release(key)
+            except Exception as e:
+                logger.debug("release of handed-over object %s failed: %s", key.hex(), e)
 
     def pin(self, object_ids: List[bytes], owner: common_pb2.Address) -> None:
         """Have the raylet hold the primary copies; hold them ourselves until it does.
@@ -135,16 +177,27 @@ class PlasmaObjects:
     def read(self, ids: List[ObjectID], found) -> dict:
         """object id -> (value, is_error) for objects whose memory-store entry is a marker."""
         self.drain_releases()
-        remote = [oid for oid in ids if found[oid].plasma_node not in (b"", self._node_id)]
-        if remote:
-            self._pull(remote, found)
-        keys = list(dict.fromkeys(oid.binary() for oid in ids))
-        # Only look: a marker means the copy was sealed (here, or pulled here above), so
-        # one that is missing now is lost, and waiting for it would never end.
-        objects = self.client.get(keys, 0)
+        ids = list(dict.fromkeys(ids))
+        client = self.client
+        local = [oid for oid in ids if found[oid].plasma_node in (b"", self._node_id)]
+        objects = dict(zip(local, client.get([oid.binary() for oid in local], 0))) \
+            if local else {}
+        # Remote copies, and local ones that were spilled: the raylet brings them here.
+        fetch = [oid for oid in ids if objects.get(oid) is None]
+        failed = self._pull(fetch, found) if fetch else {}
         values = {}
-        for key, pobj in zip(keys, objects):
-            object_id = ObjectID(key)
+        for object_id, why in failed.items():
+            if self.on_lost is not None:
+                values[object_id] = self.on_lost(object_id, found[object_id], why)
+            else:
+                values[object_id] = (exceptions.ObjectLostError(object_id.hex(), why), True)
+        pulled = [oid for oid in fetch if oid not in failed]
+        if pulled:
+            # Only look: a marker means the copy was sealed (here, or pulled here above),
+            # so one that is missing now is lost, and waiting for it would never end.
+            objects.update(zip(pulled, client.get([oid.binary() for oid in pulled], 0)))
+        for object_id, pobj in objects.items():
+            key = object_id.binary()
             if pobj is None:
                 values[object_id] = (exceptions.ObjectLostError(
                     object_id.hex(), f"Object {object_id.hex()} is lost: it is not in the "
@@ -164,15 +217,20 @@ class PlasmaObjects:
             values[object_id] = (value, metadata == serialization.META_ERROR)
         return values
 
-    def _pull(self, object_ids: List[ObjectID], found) -> None:
-        """Ask the raylet to bring remote plasma objects here; fail those it cannot."""
+    def _pull(self, object_ids: List[ObjectID], found) -> Dict[ObjectID, str]:
+        """Ask the raylet to bring plasma objects here (from other nodes, or back from
+        its spill files); returns {object id: why} for those it could not."""
         refs = [common_pb2.ObjectReference(object_id=oid.binary()) for oid in object_ids]
-        locations = {oid.binary(): [found[oid].plasma_node] for oid in object_ids}
+        locations = {oid.binary(): [found[oid].plasma_node or self._node_id]
+                     for oid in object_ids}
         reply = rpc.run_sync(self._lease_client.pull_objects(refs, locations))
+        failed = {}
         for result in reply.results:
             if not result.success:
                 logger.warning("Could not pull object %s: %s", result.object_id.hex(),
                                result.error_message)
+                failed[ObjectID(result.object_id)] = result.error_message
+        return failed
 
     # ---- releasing views -----------------------------------------------------------------
     def _schedule_release_drain(self) -> None:

@@ -75,7 +75,11 @@ class TaskExecutor:
                     fn = core.actor_runtime.method(fd.function_name)
                 else:
                     fn = core.function_manager.load(fd.function_hash, fd.function_name)
-                args, kwargs = self._load_args(spec)
+                capture = core.lifetime.begin_arg_capture()
+                try:
+                    args, kwargs = self._load_args(spec)
+                finally:
+                    core.lifetime.end_arg_capture(capture)
             except _ArgError as e:
                 self._error_reply(reply, spec, e.error)
                 return reply
@@ -105,6 +109,9 @@ class TaskExecutor:
                 del reply.return_objects[:]
                 self._error_reply(reply, spec, self._task_error(spec, e, skip=0))
                 reply.is_application_error = True
+            # Drop the result before exit_task: refs inside it would else look borrowed
+            # by this worker past the task (one needless UpdateRefCounts round trip).
+            del result
             return reply
         finally:
             self.current_task_id = None
@@ -159,18 +166,20 @@ class TaskExecutor:
         for index, value in enumerate(values, start=1):
             object_id = ObjectID.from_index(task_id, index)
             ser = serialization.serialize(value)
-            if ser.nested_refs:
-                self._core.reference_counter.mark_escaped(r.object_id() for r in ser.nested_refs)
             ret = reply.return_objects.add()
             ret.object_id = object_id.binary()
             ret.size = ser.total_size
-            if ser.total_size <= self._inline_limit:
-                ret.object.data = ser.to_bytes()
-                ret.object.metadata = ser.metadata
+            if ser.nested_refs:
+                # The caller will hold these inside the return: register it as their
+                # borrower before the reply leaves (this process may drop them next).
+                self._core.lifetime.register_for_caller(ser.nested_refs, spec.caller_address)
                 for ref in ser.nested_refs:
                     nested = ret.object.nested_refs.add()
                     nested.object_id = ref.binary()
                     nested.owner_address.MergeFromString(ref.owner_address())
+            if ser.total_size <= self._inline_limit:
+                ret.object.data = ser.to_bytes()
+                ret.object.metadata = ser.metadata
             else:
                 self._core.put_return_in_plasma(object_id, ser, spec.caller_address)
                 ret.in_plasma = True

@@ -23,7 +23,8 @@ logger = logging.getLogger(__name__)
 
 class PendingTask:
     __slots__ = ("spec", "task_id", "return_ids", "arg_refs", "retries_left", "retry_exceptions",
-                 "function_name", "cancelled", "force_cancel", "key", "attempt", "pushed_at")
+                 "function_name", "cancelled", "force_cancel", "key", "attempt", "pushed_at",
+                 "lineage_live")
 
     def __init__(self, spec: common_pb2.TaskSpec, task_id: TaskID, return_ids: List[ObjectID],
                  arg_refs: list, max_retries: int, retry_exceptions, function_name: str):
@@ -39,6 +40,7 @@ class PendingTask:
         self.key = None
         self.attempt = 0
         self.pushed_at = 0.0
+        self.lineage_live = None
 
 
 class TaskManager:
@@ -50,6 +52,10 @@ class TaskManager:
         self._resubmit = resubmit
         self._has_reference = has_reference
         self._on_plasma_return = on_plasma_return
+        # Set by the CoreWorker (object_lifetime.ObjectLifetime): refs nested in returns,
+        # and the lineage of tasks whose returns live in plasma.
+        self.on_return_nested = None
+        self.remember_lineage = None
 
     def add_pending(self, task: PendingTask) -> None:
         with self._lock:
@@ -82,9 +88,19 @@ class TaskManager:
         if task_log.enabled:
             task_log.line("Completing task " + task.task_id.hex())
         store = self._store
-        for ret in reply.return_objects:
+        kept = [self._has_reference(ObjectID(ret.object_id)) for ret in reply.return_objects]
+        in_plasma = [ObjectID(ret.object_id) for ret, keep in zip(reply.return_objects, kept)
+                     if keep and ret.in_plasma]
+        if in_plasma and self.remember_lineage is not None:
+            task.return_ids = in_plasma
+            self.remember_lineage(task)
+        else:
+            task.arg_refs = None
+        for ret, keep in zip(reply.return_objects, kept):
             object_id = ObjectID(ret.object_id)
-            if not self._has_reference(object_id):
+            if ret.object.nested_refs and self.on_return_nested is not None:
+                self.on_return_nested(object_id, ret.object.nested_refs, keep)
+            if not keep:
                 # Every ref to this return was dropped while the task ran: nothing will
                 # read it, so do not keep it (a plasma copy is freed by its pin's owner).
                 if ret.in_plasma and self._on_plasma_return is not None:
@@ -97,7 +113,20 @@ class TaskManager:
             else:
                 obj = StoredObject(ret.object.data, ret.object.metadata)
             store.put(object_id, obj)
-        task.arg_refs = None
+
+    def resubmit_lineage(self, task: PendingTask, resubmit: Callable[[PendingTask], None]) -> None:
+        """Re-run a finished task whose plasma returns were lost (lineage reconstruction);
+        `resubmit` sends it through dependency resolution again (its args may be rebuilt)."""
+        with self._lock:
+            self._pending[task.task_id] = task
+        task.lineage_live = None
+        if task.retries_left > 0:
+            task.retries_left -= 1
+        task.attempt += 1
+        task.spec.attempt_number = task.attempt
+        logger.info("Re-running task %s to rebuild its lost returns (attempt %d)",
+                    task.task_id.hex(), task.attempt)
+        resubmit(task)
 
     def fail_or_retry(self, task: PendingTask, error: BaseException, retryable: bool = True) -> bool:
         """A system failure (worker died, lease failed): retry if allowed, else store the error.

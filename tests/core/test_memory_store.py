@@ -57,20 +57,6 @@ def test_reference_counter_frees_owned_object_when_last_ref_drops():
     assert rc.num_tracked() == 0
 
 
-def test_reference_counter_keeps_escaped_and_reports_borrowed():
-    freed, on_zero = _recorder()
-    dropped = []
-    rc = ReferenceCounter(lambda oid, owned: (freed if owned else dropped).append(oid))
-    rc.add_owned(oid(1))
-    rc.add_local_ref(oid(1))
-    rc.mark_escaped([oid(1)])
-    rc.remove_local_ref(oid(1))
-    rc.add_local_ref(oid(2))          # borrowed: not owned, its cached copy is dropped
-    rc.remove_local_ref(oid(2))
-    rc.flush()
-    assert freed == [] and dropped == [oid(2)]
-
-
 def test_removal_while_lock_held_is_deferred_not_lost():
     freed, on_zero = _recorder()
     rc = ReferenceCounter(on_zero)

@@ -1,4 +1,5 @@
 """Fixtures that own real clusters: whatever a test file starts, its fixture stops."""
+import contextlib
 import os
 import shutil
 import tempfile
@@ -7,6 +8,7 @@ import psutil
 import pytest
 
 import ray_core as ray
+from ray_common.config import config
 
 CLUSTER_CPUS = 2
 STORE_BYTES = 600 * 1024 ** 2
@@ -39,20 +41,30 @@ def _new_live_children(before):
     return out
 
 
-@pytest.fixture(scope="module")
-def cluster(short_temp_dir):
-    """One head node per test module (GCS + raylet + plasma + workers)."""
+@contextlib.contextmanager
+def shut_down_cleanly():
+    """ray.shutdown() on exit, then fail if a process started inside is still alive.
+    init(_system_config=...) overrides are undone too, so they reach no later test."""
     before = {p.pid for p in _ray_children()}   # other fixtures' processes are not ours
-    context = ray.init(num_cpus=CLUSTER_CPUS, object_store_memory=STORE_BYTES,
-                       _temp_dir=short_temp_dir)
+    overrides = dict(config._system_config)
     try:
-        yield context
+        yield
     finally:
         ray.shutdown()
+        config._system_config.clear()
+        config._system_config.update(overrides)
         leftover = _new_live_children(before)
         for p in leftover:
             p.kill()
         assert not leftover, f"processes left after shutdown: {[p.cmdline() for p in leftover]}"
+
+
+@pytest.fixture(scope="module")
+def cluster(short_temp_dir):
+    """One head node per test module (GCS + raylet + plasma + workers)."""
+    with shut_down_cleanly():
+        yield ray.init(num_cpus=CLUSTER_CPUS, object_store_memory=STORE_BYTES,
+                       _temp_dir=short_temp_dir)
 
 
 def session_logs(context):

@@ -77,7 +77,8 @@ def test_node_affinity_strategy(two_nodes):
 def test_object_on_a_dead_node_is_lost_not_hung(two_nodes):
     from ray_core import exceptions
     cluster, info = two_nodes
-    ref = big_on_second.remote(1_000_000)
+    # max_retries=0: not rebuilt by lineage (its only node, with the "second" resource, dies).
+    ref = big_on_second.options(max_retries=0).remote(1_000_000)
     ready, _ = ray.wait([ref], timeout=60, fetch_local=False)
     assert ready == [ref]
     info["proc"].kill()                  # the second node dies with the only copy
