@@ -48,5 +48,5 @@ bench-vs-ray: build
 clean:
 	rm -rf build .build ray_common/_generated *.egg-info
 	find . -name '__pycache__' -prune -exec rm -rf {} +
-	find ray_common ray_gcs ray_plasma ray_raylet ray_core \( -name '*.so' -o -name '*.c' \) \
+	find ray_common ray_gcs ray_plasma ray_raylet ray_core \( -name '*.so' -o -name '*.c' -o -name '*.cpp' \) \
 	    -not -path '*/csrc/*' -delete

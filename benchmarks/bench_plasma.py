@@ -28,7 +28,7 @@ MB = 1024 ** 2
 SMALL = b"x" * 100
 SMALL_CYCLES = 20_000
 PROCESSES = 4
-LARGE = [(1 * MB, 100), (100 * MB, 5), (800 * MB, 3)]
+LARGE = [(1 * MB, 100), (100 * MB, 10), (800 * MB, 3)]
 STORE_BYTES = 1024 * MB
 
 
@@ -54,6 +54,8 @@ def small_cycles(socket_path, count, tag=0, start_at=None):
 
 
 def _echo_server(socket_path):
+    if os.path.exists(socket_path):
+        os.unlink(socket_path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(socket_path)
     listener.listen(1)

@@ -65,6 +65,7 @@ _TUNABLES = [
     Tunable("object_pull_retry_rounds", 3, "Rounds over all known locations before a pull fails."),
     Tunable("object_pull_location_poll_ms", 100, "Re-ask an object's owner at this interval while it knows no copy."),
     Tunable("raylet_unregister_timeout_ms", 2000, "A stopping raylet waits this long to unregister at the GCS."),
+    Tunable("worker_prestart_on_driver", True, "Start num_cpus idle workers for a job when its driver registers."),
     # Objects.
     Tunable("max_direct_call_object_size", 100 * 1024, "Values up to this size stay in process memory, larger go to plasma."),
     Tunable("task_rpc_inlined_bytes_limit", 10 * 1024 ** 2, "Total inlined argument bytes per task."),

@@ -78,8 +78,9 @@ class Subscription:
     async def _run(self) -> None:
         backoff = _backoff_steps()
         while not self._closed:
-            call = self._client._stub("pubsub").Subscribe(self._request)
+            call = None
             try:
+                call = self._client._stub("pubsub").Subscribe(self._request)
                 await call.initial_metadata()
                 if not call.done():
                     self._ready.set()
@@ -95,8 +96,18 @@ class Subscription:
                 if e.code() not in _RECONNECT_CODES and e.code() != grpc.StatusCode.CANCELLED:
                     logger.error("GCS subscription at %s failed: %s %s", self._client.address,
                                  e.code().name, e.details())
+            except grpc.aio.UsageError:
+                self._client._stubs.clear()  # its channel was closed; the next try opens one
+            except asyncio.CancelledError:
+                if self._closed or asyncio.current_task().cancelling():
+                    raise
+                # The call was cancelled under us (its channel was closed): subscribe again.
+                self._client._stubs.clear()
+            except Exception:  # noqa: BLE001 - keep the subscription alive whatever happens
+                logger.exception("GCS subscription at %s broke", self._client.address)
             finally:
-                call.cancel()
+                if call is not None:
+                    call.cancel()
             self._ready.clear()
             if not self._closed:
                 logger.info("GCS subscription stream to %s ended; subscribing again",
@@ -146,6 +157,12 @@ class GcsClient:
             try:
                 return await getattr(self._stub(service), method)(
                     request, timeout=timeout or config.rpc_default_deadline_s)
+            except (grpc.aio.UsageError, asyncio.CancelledError):
+                # Someone closed the cached channel (rpc.forget_channel), failing or
+                # cancelling this call: open a new channel and try again.
+                if asyncio.current_task().cancelling() or loop.time() >= deadline:
+                    raise
+                self._stubs.clear()
             except grpc.aio.AioRpcError as e:
                 if e.code() not in _RECONNECT_CODES or loop.time() >= deadline:
                     raise errors.from_rpc_error(e, method, self.address) from None
@@ -295,6 +312,11 @@ class GcsClient:
         """Subscribe on the io loop (the callback runs there); see Subscription."""
         if not channels:
             raise ValueError("subscribe needs at least one channel")
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError("GcsClient.subscribe must be called on the io loop; from "
+                               "another thread use client.sync.subscribe(...)") from None
         subscription = Subscription(self, channels, callback, key_ids)
         self._subscriptions.add(subscription)
         return subscription

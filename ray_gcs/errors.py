@@ -2,7 +2,8 @@
 
 Server side: a table manager raises `RequestError(code, message)` for bad input; the
 `handler` decorator turns it into the call's gRPC status, and turns any other exception
-into INTERNAL with a message, so that one bad request never takes the server down.
+into INTERNAL with a message (a storage failure into UNAVAILABLE, which clients retry),
+so that one bad request never takes the server down.
 Client side: `from_rpc_error` maps the status back to a GcsError subclass that also
 subclasses the closest builtin (LookupError for an unknown id, ValueError for bad input),
 so callers can catch either.
@@ -11,6 +12,8 @@ import functools
 import logging
 
 import grpc
+
+from ray_gcs.storage import StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +53,10 @@ def handler(method):
         except RequestError as e:
             code, message = e.code, e.message
             logger.warning("%s refused: %s", method.__name__, message)
+        except StorageError as e:
+            # Redis may come back; UNAVAILABLE makes GcsClient retry for a while.
+            code, message = grpc.StatusCode.UNAVAILABLE, f"GCS storage failed: {e}"
+            logger.error("%s: %s", method.__name__, message)
         except Exception as e:  # noqa: BLE001 - the server must outlive any one request
             logger.exception("%s failed", method.__name__)
             code = grpc.StatusCode.INTERNAL

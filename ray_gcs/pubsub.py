@@ -9,14 +9,15 @@ that gRPC flow control allows.
 
 A subscriber re-subscribing with the same subscriber_id (after a reconnect) replaces
 its old stream. Subscriptions are not stored: after a GCS restart the clients
-subscribe again (GcsClient does that by itself).
+subscribe again (GcsClient does that by itself). A channel may have a snapshot (the
+resource view has one): a new subscriber gets it first.
 """
 import asyncio
 import collections
 import logging
 
 import grpc
-from typing import Dict, Iterable
+from typing import Callable, Dict, Iterable
 
 from ray_common.config import config
 from ray_common.protocol import gcs_service_pb2, gcs_service_pb2_grpc
@@ -60,6 +61,12 @@ class GcsPublisher:
     def __init__(self):
         self._subscribers: Dict[bytes, _Subscriber] = {}
         self._sequence = 0
+        self._snapshots: Dict[int, Callable[[], gcs_service_pb2.PubMessage]] = {}
+
+    def set_snapshot(self, channel: int, snapshot: Callable[[], gcs_service_pb2.PubMessage]):
+        """A (re)subscriber to `channel` first gets `snapshot()`: the state it may have
+        missed while it was away (e.g. the resource view right after a GCS restart)."""
+        self._snapshots[channel] = snapshot
 
     @property
     def num_subscribers(self) -> int:
@@ -85,6 +92,12 @@ class GcsPublisher:
         subscriber = _Subscriber(subscriber_id, channels, key_ids,
                                  max(1, int(config.publisher_max_buffered_messages)))
         self._subscribers[subscriber_id] = subscriber
+        for channel in subscriber.channels:
+            if channel in self._snapshots:
+                message = self._snapshots[channel]()
+                message.sequence_id = self._sequence
+                if subscriber.wants(message):
+                    subscriber.push(message)
         return subscriber
 
     def remove_subscriber(self, subscriber: _Subscriber) -> None:

@@ -3,8 +3,9 @@
 Raylets report (ReportResourceUsage) periodically or on change; the view is pushed to
 every raylet on RESOURCE_VIEW_CHANNEL whenever it changed, at most once per
 raylet_report_resources_period_milliseconds (changes in between are coalesced into the
-next push). The view is not stored: after a restart it is seeded from the recovered
-node table (available = total, as a just-registered node) until the raylets report.
+next push); a raylet subscribing (again) gets the current view first. The view is not
+stored: after a restart it is seeded from the recovered node table (available = total,
+as for a just-registered node) until the raylets report.
 """
 import asyncio
 import logging
@@ -27,6 +28,7 @@ class ResourceView(gcs_service_pb2_grpc.NodeResourceInfoGcsServiceServicer):
         self._nodes: Dict[bytes, common_pb2.ResourcesData] = {}
         self._push_handle: Optional[asyncio.TimerHandle] = None
         self._last_push = 0.0
+        publisher.set_snapshot(pb.RESOURCE_VIEW_CHANNEL, self.snapshot_message)
 
     def add_node(self, info: common_pb2.NodeInfo) -> None:
         self._nodes[info.node_id] = common_pb2.ResourcesData(
@@ -52,7 +54,11 @@ class ResourceView(gcs_service_pb2_grpc.NodeResourceInfoGcsServiceServicer):
     def _push(self) -> None:
         self._push_handle = None
         self._last_push = asyncio.get_running_loop().time()
-        self._publisher.publish(pb.RESOURCE_VIEW_CHANNEL, resource_view_message=self.snapshot())
+        self._publisher.publish_message(self.snapshot_message())
+
+    def snapshot_message(self) -> pb.PubMessage:
+        return pb.PubMessage(channel_type=pb.RESOURCE_VIEW_CHANNEL,
+                             resource_view_message=self.snapshot())
 
     def stop(self) -> None:
         if self._push_handle is not None:

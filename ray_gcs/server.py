@@ -32,7 +32,7 @@ from ray_gcs.pubsub import GcsPublisher, PubSubServicer
 from ray_gcs.storage import Storage, StorageError, open_storage
 from ray_gcs.worker_manager import GcsWorkerManager
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("ray_gcs.server")  # __name__ is "__main__" under -m
 
 
 class GcsServer:

@@ -21,4 +21,6 @@ cdef class PlasmaClient:
 
     cdef bytes _request(self, uint16_t op, bytes body, bint reply)
     cdef bytes _request_locked(self, uint16_t op, bytes body, bint reply)
+    cdef list _get_locked(self, list ids, bytes body)
+    cdef int _transfer(self, bint sending, char *buf, size_t n, str what) except -1
     cdef object _disconnected(self, str why)

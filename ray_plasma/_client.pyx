@@ -7,11 +7,13 @@ is mapped once at connect; create() and get() return memoryviews into that mappi
 data never passes through the socket except for create_and_seal's small values.
 """
 import json
+import os
 import socket
 import threading
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport EINTR, errno
 from libc.stdint cimport uintptr_t
 from libc.string cimport memcpy
@@ -52,31 +54,20 @@ cdef packed struct Header:
     uint16_t status
 
 
-cdef int _send_all(int fd, const char *buf, size_t n) nogil:
-    cdef ssize_t sent
-    while n > 0:
-        sent = c_send(fd, buf, n, MSG_NOSIGNAL)
-        if sent < 0:
-            if errno == EINTR:
-                continue
-            return -1
-        buf += sent
-        n -= sent
-    return 0
-
-
-cdef int _recv_all(int fd, char *buf, size_t n) nogil:
+cdef int _transfer_nogil(int fd, bint sending, char *buf, size_t n, size_t *done) nogil:
+    """Send or receive buf[done:n]: 0 when complete, -2 on a signal (EINTR), -1 when the
+    connection failed or closed."""
     cdef ssize_t got
-    while n > 0:
-        got = c_recv(fd, buf, n, 0)
+    while done[0] < n:
+        if sending:
+            got = c_send(fd, buf + done[0], n - done[0], MSG_NOSIGNAL)
+        else:
+            got = c_recv(fd, buf + done[0], n - done[0], 0)
         if got < 0:
-            if errno == EINTR:
-                continue
-            return -1
+            return -2 if errno == EINTR else -1
         if got == 0:
             return -1
-        buf += got
-        n -= got
+        done[0] += got
     return 0
 
 
@@ -103,8 +94,8 @@ cdef class PlasmaObject:
 
 
 cdef class PlasmaClient:
-    def __init__(self, str socket_path):
-        self.socket_path = socket_path
+    def __init__(self, socket_path):
+        socket_path = self.socket_path = os.fspath(socket_path)
         self._lock = threading.Lock()
         self._held = {}
         self._inline_limit = config.plasma_inline_create_bytes
@@ -168,32 +159,37 @@ cdef class PlasmaClient:
         h.op = op
         h.status = 0
         memcpy(out + HEADER_SIZE, PyBytes_AS_STRING(body), n)
-        cdef int fd = self._fd
-        cdef int rc
-        cdef size_t total = HEADER_SIZE + n
-        with nogil:
-            rc = _send_all(fd, out, total)
-        if rc < 0:
-            self._disconnected("sending a request")
+        self._transfer(True, out, HEADER_SIZE + n, "sending a request")
         if not reply:
             return None
         cdef Header header
-        with nogil:
-            rc = _recv_all(fd, <char *>&header, HEADER_SIZE)
-        if rc < 0:
-            self._disconnected("waiting for a reply")
+        self._transfer(False, <char *>&header, HEADER_SIZE, "waiting for a reply")
         cdef bytes answer = PyBytes_FromStringAndSize(NULL, header.length)
-        cdef char *into = PyBytes_AS_STRING(answer)
-        cdef size_t length = header.length
-        with nogil:
-            rc = _recv_all(fd, into, length)
-        if rc < 0:
-            self._disconnected("reading a reply")
+        self._transfer(False, PyBytes_AS_STRING(answer), header.length, "reading a reply")
         if header.op != op:
             self._disconnected(f"reply to op {header.op} arrived for op {op}")
         if header.status != STATUS_OK:
             raise error_for_status(header.status, answer.decode("utf-8", "replace"))
         return answer
+
+    cdef int _transfer(self, bint sending, char *buf, size_t n, str what) except -1:
+        """Move n bytes without the GIL. A signal (Ctrl-C) stops the wait and closes the
+        connection: the reply would still arrive, out of step with the next request."""
+        cdef size_t done = 0
+        cdef int fd = self._fd
+        cdef int rc
+        while True:
+            with nogil:
+                rc = _transfer_nogil(fd, sending, buf, n, &done)
+            if rc == 0:
+                return 0
+            if rc == -1:
+                self._disconnected(what)
+            try:
+                PyErr_CheckSignals()
+            except BaseException:
+                self._close_socket()
+                raise
 
     cdef object _disconnected(self, str why):
         self._close_socket()
@@ -256,7 +252,11 @@ cdef class PlasmaClient:
         ids = [_object_id(o) for o in object_ids]
         if not ids:
             return []
-        reply = self._request(OP_GET, _GET.pack(timeout_ms) + b"".join(ids), True)
+        with self._lock:   # the references are counted before another thread can release
+            return self._get_locked(ids, _GET.pack(timeout_ms) + b"".join(ids))
+
+    cdef list _get_locked(self, list ids, bytes body):
+        reply = self._request_locked(OP_GET, body, True)
         if len(reply) != len(ids) * _GET_ENTRY.size:
             self._disconnected(f"parsing a get reply of {len(reply)} bytes for {len(ids)} ids")
         results = []

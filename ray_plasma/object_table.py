@@ -87,11 +87,12 @@ class ObjectTable:
         entry = self._unsealed_of(client, object_id, "seal")
         entry.state = protocol.STATE_SEALED
         client.creating.discard(object_id)
-        self._on_event(entry, protocol.EVENT_SEALED)
         if entry.delete_pending:
             self._free(entry)
-        else:
-            self._make_evictable(entry)
+            return entry
+        self._make_evictable(entry)
+        # Last: listeners may take references (a waiting get) as they hear of it.
+        self._on_event(entry, protocol.EVENT_SEALED)
         return entry
 
     def abort(self, client: ClientRefs, object_id: bytes) -> None:
@@ -118,8 +119,7 @@ class ObjectTable:
         return entry if entry is not None and entry.sealed else None
 
     def add_ref(self, client: ClientRefs, entry: ObjectEntry) -> None:
-        if entry.ref_count == 0 and entry.sealed:
-            self._lru.pop(entry.object_id, None)
+        if entry.ref_count == 0 and self._lru.pop(entry.object_id, None) is not None:
             self._evictable_bytes -= entry.allocated
         entry.ref_count += 1
         client.refs[entry.object_id] = client.refs.get(entry.object_id, 0) + 1

@@ -20,8 +20,10 @@ Bodies (requests -> OK replies):
   STATS            empty                -> JSON object
   SUBSCRIBE        empty                -> empty; afterwards the store only sends EVENT
                                            frames on this connection: EVENT_ENTRY bodies
-A frame the store cannot parse (unknown op, bad length, a body that does not fit the op)
-closes that client's connection; the store logs it and goes on.
+A connection starts with HELLO (or SUBSCRIBE, which needs no region). Requests on one
+connection are answered in order: a GET that waits holds back the requests queued behind
+it. A frame the store cannot parse (unknown op, bad length, a body that does not fit the
+op) closes that client's connection; the store logs it and goes on.
 """
 import collections
 import struct
@@ -78,6 +80,8 @@ EVENT_NAMES = {EVENT_SEALED: "sealed", EVENT_DELETED: "deleted"}
 def split_ids(body: bytes, start: int = 0):
     """The ids concatenated in body[start:]; ValueError unless they fill it exactly."""
     size = len(body) - start
+    if size == OBJECT_ID_SIZE:
+        return [bytes(body[start:])]
     if size <= 0 or size % OBJECT_ID_SIZE:
         raise ValueError(f"expected a non-empty list of {OBJECT_ID_SIZE}-byte ids, "
                          f"got {size} bytes")

@@ -34,6 +34,7 @@ def create_region(capacity: int, hugepages: bool = False, preallocate: bool = Fa
         try:
             fd = os.memfd_create("ray_plasma", os.MFD_CLOEXEC | os.MFD_HUGETLB)
             os.ftruncate(fd, size)
+            map_region(fd, size).close()  # huge pages are reserved here, or ENOMEM
             capacity = size
         except OSError as e:
             if fd >= 0:

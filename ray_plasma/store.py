@@ -3,11 +3,17 @@
 `python -m ray_plasma.store --socket PATH --memory-bytes N [--hugepages] [--logs-dir D]`
 
 The raylet starts it (ray_plasma.launcher) and owns it: the store dies with its parent.
-One event loop (selectors/epoll) serves every client over a Unix stream socket; all state
+One event loop (epoll) serves every client over a Unix stream socket; all state
 lives in an ObjectTable touched only by that loop, so there are no locks. A client that
 sends a frame the store cannot parse is disconnected and logged; the store goes on.
 Readiness: the socket is bound under a temporary name and renamed to PATH once it
 listens, so PATH existing means the store accepts connections.
+
+Why plain Python here (measured on the 2-core VM, 100-byte objects): a create_and_seal +
+get + release cycle takes ~80 us wall, ~42 us of it store CPU for its two requests and one
+release (syscalls included) and ~25 us in the Cython client; 4 client processes reach
+~20k cycles/s together. That is far below the cost of the task RPC around each object, so
+the store's bookkeeping stays readable Python and only the allocator is compiled.
 """
 import argparse
 import heapq
@@ -15,7 +21,7 @@ import itertools
 import json
 import logging
 import os
-import selectors
+import select
 import signal
 import socket
 import struct
@@ -45,7 +51,7 @@ class Connection:
     """One client socket: its buffers and its stake in the object table."""
 
     __slots__ = ("sock", "fd", "pid", "refs", "inbuf", "outbuf", "greeted", "subscriber",
-                 "closed", "writing")
+                 "closed", "writing", "pending")
 
     def __init__(self, sock):
         self.sock = sock
@@ -62,6 +68,7 @@ class Connection:
         self.subscriber = False
         self.closed = False
         self.writing = False
+        self.pending = None     # the PendingGet this client waits on (one request at a time)
 
 
 class PendingGet:
@@ -92,15 +99,17 @@ class PlasmaStoreServer:
         self.capacity = capacity
         self._max_frame = config.plasma_max_frame_bytes
         self._max_buffered = config.plasma_subscriber_max_buffered_bytes
-        self._selector = selectors.DefaultSelector()
+        self._epoll = select.epoll()
+        self._handlers_by_fd = {}   # fd -> callback(fd, events)
         self._conns = {}
         self._subscribers = set()
         self._waiters = {}          # object id -> [PendingGet]
         self._timers = []           # heap of (deadline, seq, PendingGet)
+        self._resume = []           # clients whose get finished with frames still queued
         self._seq = itertools.count()
         self._stopping = False
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
+        self._watch(self._wake_r, self._on_wake)
         self._listener = self._listen()
         self._handlers = {
             protocol.OP_HELLO: self._hello,
@@ -119,6 +128,10 @@ class PlasmaStoreServer:
         logger.info("Plasma store serving %s with %d bytes of shared memory (memfd)",
                     socket_path, capacity)
 
+    def _watch(self, fd, handler):
+        self._handlers_by_fd[fd] = handler
+        self._epoll.register(fd, select.EPOLLIN)
+
     def _listen(self):
         tmp = f"{self.socket_path}.{os.getpid()}.tmp"
         for path in (tmp, self.socket_path):
@@ -131,7 +144,7 @@ class PlasmaStoreServer:
         listener.listen(config.plasma_listen_backlog)
         listener.setblocking(False)
         os.rename(tmp, self.socket_path)
-        self._selector.register(listener, selectors.EVENT_READ, self._on_accept)
+        self._watch(listener.fileno(), self._on_accept)
         return listener
 
     # --- loop --------------------------------------------------------------------------
@@ -142,9 +155,13 @@ class PlasmaStoreServer:
             signal.signal(sig, self._on_signal)
         try:
             while not self._stopping:
-                for key, mask in self._selector.select(self._next_timeout()):
-                    key.data(key.fileobj, mask)
+                handlers = self._handlers_by_fd
+                for fd, events in self._epoll.poll(self._next_timeout()):
+                    handler = handlers.get(fd)
+                    if handler is not None:
+                        handler(fd, events)
                 self._fire_timers()
+                self._resume_deferred()
         finally:
             self.close()
 
@@ -169,7 +186,7 @@ class PlasmaStoreServer:
             os.unlink(self.socket_path)
         except FileNotFoundError:
             pass
-        self._selector.close()
+        self._epoll.close()
         self._listener.close()
         self.region.close()
         os.close(self.region_fd)
@@ -190,10 +207,10 @@ class PlasmaStoreServer:
             if not pending.done:
                 self._finish_get(pending)
 
-    def _on_accept(self, listener, mask):
+    def _on_accept(self, fd, mask):
         while True:
             try:
-                sock, _ = listener.accept()
+                sock, _ = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:  # out of descriptors: keep serving the clients we have
@@ -202,17 +219,17 @@ class PlasmaStoreServer:
             sock.setblocking(False)
             conn = Connection(sock)
             self._conns[conn.fd] = conn
-            self._selector.register(sock, selectors.EVENT_READ, self._on_io)
+            self._watch(conn.fd, self._on_io)
             logger.debug("Client %s connected", conn.refs.name)
 
-    def _on_io(self, sock, mask):
-        conn = self._conns.get(sock.fileno())
+    def _on_io(self, fd, mask):
+        conn = self._conns.get(fd)
         if conn is None:
             return
         try:
-            if mask & selectors.EVENT_WRITE:
+            if mask & select.EPOLLOUT:
                 self._flush(conn)
-            if mask & selectors.EVENT_READ and not conn.closed:
+            if mask & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR) and not conn.closed:
                 self._on_readable(conn)
         except Exception:  # a bug serving one client must not take the store down
             logger.exception("Internal error serving client %s", conn.refs.name)
@@ -229,11 +246,19 @@ class PlasmaStoreServer:
         if not data:
             self._drop(conn, None)
             return
-        buf = conn.inbuf
-        buf += data
+        if conn.inbuf:
+            conn.inbuf += data
+            self._parse(conn, conn.inbuf)
+        else:
+            self._parse(conn, data)   # the common case: whole frames, parsed without a copy
+
+    def _parse(self, conn, buf):
+        """Serve the whole frames in buf and keep the rest. While a get of this client
+        waits, its later frames wait too, so replies stay in request order."""
         pos = 0
         try:
-            while len(buf) - pos >= protocol.HEADER_SIZE and not conn.closed:
+            while (len(buf) - pos >= protocol.HEADER_SIZE and not conn.closed
+                   and conn.pending is None):
                 length, op, status = protocol.HEADER.unpack_from(buf, pos)
                 if length > self._max_frame:
                     raise MalformedFrame(f"frame of {length} bytes exceeds "
@@ -247,8 +272,17 @@ class PlasmaStoreServer:
         except MalformedFrame as e:
             self._drop(conn, f"malformed frame: {e}")
             return
-        if pos:
+        if buf is conn.inbuf:
             del buf[:pos]
+        elif pos < len(buf):
+            conn.inbuf = bytearray(buf[pos:])
+
+    def _resume_deferred(self):
+        """Serve frames that arrived while their client's get was waiting."""
+        while self._resume:
+            conn = self._resume.pop()
+            if not conn.closed and conn.pending is None and conn.inbuf:
+                self._parse(conn, conn.inbuf)
 
     def _dispatch(self, conn, op, status, body):
         handler = self._handlers.get(op)
@@ -294,8 +328,7 @@ class PlasmaStoreServer:
             conn.outbuf += frame[sent:]
         if not conn.writing:
             conn.writing = True
-            self._selector.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE,
-                                  self._on_io)
+            self._epoll.modify(conn.fd, select.EPOLLIN | select.EPOLLOUT)
         if conn.subscriber and len(conn.outbuf) > self._max_buffered:
             self._drop(conn, f"subscriber fell {len(conn.outbuf)} bytes of notifications "
                              f"behind (plasma_subscriber_max_buffered_bytes)")
@@ -311,7 +344,7 @@ class PlasmaStoreServer:
         del conn.outbuf[:sent]
         if not conn.outbuf:
             conn.writing = False
-            self._selector.modify(conn.sock, selectors.EVENT_READ, self._on_io)
+            self._epoll.modify(conn.fd, select.EPOLLIN)
 
     def _drop(self, conn, reason):
         if conn.closed:
@@ -322,10 +355,13 @@ class PlasmaStoreServer:
         else:
             logger.debug("Client %s disconnected", conn.refs.name)
         held = len(conn.refs.refs)
-        self._selector.unregister(conn.sock)
+        self._epoll.unregister(conn.fd)
+        del self._handlers_by_fd[conn.fd]
         conn.sock.close()
         del self._conns[conn.fd]
         self._subscribers.discard(conn)
+        if conn.pending is not None:
+            self._unwait(conn.pending)
         self.table.disconnect(conn.refs)
         if held:
             logger.info("Client %s disconnected holding %d object(s); released them",
@@ -380,6 +416,11 @@ class PlasmaStoreServer:
     def _get(self, conn, body):
         (timeout_ms,) = protocol.GET.unpack_from(body)
         ids = protocol.split_ids(body, protocol.GET.size)
+        entries = [self.table.get_sealed(object_id) for object_id in ids]
+        if None not in entries:      # the common case: answer at once, nothing to track
+            for entry in entries:
+                self.table.add_ref(conn.refs, entry)
+            return _get_reply(entries)
         pending = PendingGet(conn, ids)
         for i, object_id in enumerate(ids):
             entry = self.table.get_sealed(object_id)
@@ -390,6 +431,7 @@ class PlasmaStoreServer:
                 pending.missing += 1
                 self._waiters.setdefault(object_id, []).append(pending)
         if pending.missing and timeout_ms != 0:
+            conn.pending = pending
             if timeout_ms > 0:
                 deadline = time.monotonic() + timeout_ms / 1000.0
                 heapq.heappush(self._timers, (deadline, next(self._seq), pending))
@@ -412,22 +454,27 @@ class PlasmaStoreServer:
             if pending.missing == 0:
                 self._finish_get(pending)
 
-    def _finish_get(self, pending):
+    def _unwait(self, pending):
+        """Mark a get done and take it off the wait lists of the ids it still misses."""
         pending.done = True
+        pending.conn.pending = None
+        if not pending.missing:
+            return
+        for object_id, entry in zip(pending.ids, pending.entries):
+            waiting = self._waiters.get(object_id) if entry is None else None
+            if waiting is not None and pending in waiting:
+                waiting.remove(pending)
+                if not waiting:
+                    del self._waiters[object_id]
+
+    def _finish_get(self, pending):
+        self._unwait(pending)
         if pending.conn.closed:
             return
-        if pending.missing:
-            for object_id, entry in zip(pending.ids, pending.entries):
-                if entry is None:
-                    waiting = self._waiters.get(object_id)
-                    if waiting is not None and pending in waiting:
-                        waiting.remove(pending)
-                        if not waiting:
-                            del self._waiters[object_id]
-        pack = protocol.GET_ENTRY.pack
-        body = b"".join(pack(1, e.offset, e.data_size, e.metadata_size) if e is not None
-                        else pack(0, 0, 0, 0) for e in pending.entries)
-        self._send(pending.conn, protocol.OP_GET, protocol.STATUS_OK, body)
+        if pending.conn.inbuf:
+            self._resume.append(pending.conn)
+        self._send(pending.conn, protocol.OP_GET, protocol.STATUS_OK,
+                   _get_reply(pending.entries))
 
     def _release(self, conn, body):
         for object_id in protocol.split_ids(body):
@@ -458,6 +505,7 @@ class PlasmaStoreServer:
         stats = self.table.stats()
         stats["num_clients"] = len(self._conns)
         stats["num_subscribers"] = len(self._subscribers)
+        stats["num_waiting_gets"] = sum(1 for c in self._conns.values() if c.pending)
         return json.dumps(stats).encode()
 
     def _subscribe(self, conn, body):
@@ -467,6 +515,12 @@ class PlasmaStoreServer:
         conn.subscriber = True
         self._subscribers.add(conn)
         return _NO_REPLY
+
+
+def _get_reply(entries):
+    pack = protocol.GET_ENTRY.pack
+    return b"".join(pack(1, e.offset, e.data_size, e.metadata_size) if e is not None
+                    else pack(0, 0, 0, 0) for e in entries)
 
 
 def main(argv=None):

@@ -28,7 +28,7 @@ Reply = node_manager_pb2.RequestWorkerLeaseReply
 
 class LeaseRequest:
     __slots__ = ("lease_id", "spec", "demand", "strategy", "dependencies", "grant_or_reject",
-                 "reply", "deps_state", "task_hex", "job_id", "canceled")
+                 "reply", "deps_state", "task_hex", "job_id", "canceled", "pull_task")
 
     def __init__(self, lease_id: bytes, request, demand: res.FixedSet):
         spec = request.resource_spec
@@ -43,6 +43,7 @@ class LeaseRequest:
         self.task_hex = spec.task_id.hex() if spec.task_id else "-"
         self.job_id = spec.job_id
         self.canceled = False
+        self.pull_task: Optional[asyncio.Task] = None
 
     def what(self) -> str:
         return f"task {self.task_hex} lease {self.lease_id.hex()}"
@@ -100,7 +101,7 @@ class LeaseManager:
                     " (grant or reject)" if req.grant_or_reject else "")
         self.queue.append(req)
         if req.dependencies:
-            self._loop.create_task(self._pull_then_dispatch(req))
+            req.pull_task = self._loop.create_task(self._pull_then_dispatch(req))
         self.schedule_dispatch()
         timeout = config.worker_lease_timeout_milliseconds
         try:
@@ -337,6 +338,8 @@ class LeaseManager:
     def _resolve(self, req: LeaseRequest, reply: Reply) -> None:
         if not req.reply.done():
             req.reply.set_result(reply)
+        if req.pull_task is not None and not req.pull_task.done():
+            req.pull_task.cancel()  # spilled, failed or canceled: its arguments are not needed here
 
     def _abandon(self, req: LeaseRequest) -> None:
         """The requester went away (its RPC was cancelled): undo whatever was given."""

@@ -46,16 +46,20 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def _log_component(logs_dir: str, port_later) -> str:
+_log_lock = None  # held for the life of the process by the session dir's first raylet
+
+
+def _log_component(logs_dir: str, port: int) -> str:
     """`raylet` for the first raylet of a session dir, `raylet_<port>` for the others."""
+    global _log_lock
     os.makedirs(logs_dir, exist_ok=True)
     lock = open(os.path.join(logs_dir, ".raylet.lock"), "w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         lock.close()
-        return f"raylet_{port_later()}"
-    _log_component.held = lock  # held for the life of the process
+        return f"raylet_{port}"
+    _log_lock = lock
     return "raylet"
 
 
@@ -97,10 +101,11 @@ def main(argv=None) -> int:
                            total_resources=total, is_head=args.head, gpu_ids=gpu_ids)
         node.on_shutdown_request = stop.set
         port = rpc.run_sync(node.serve(args.port))
-        log_path = setup_process_logging(_log_component(logs_dir, lambda: port), logs_dir)
+        log_path = setup_process_logging(_log_component(logs_dir, port), logs_dir)
         logger.info("Raylet of node %s starting at %s:%d, plasma store pid %d at %s, log %s",
                     node_id.hex(), args.node_ip, port, store.pid, socket_path, log_path)
         rpc.run_sync(node.start())
+        rpc.run_sync(node.watch_store(store.pid))
         info = {"node_id": node_id.hex(), "raylet_address": f"{args.node_ip}:{port}",
                 "object_store_socket": socket_path, "node_ip": args.node_ip,
                 "pid": os.getpid(), "log_file": log_path}

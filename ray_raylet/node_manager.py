@@ -17,12 +17,12 @@ from typing import Dict, List, Optional
 from ray_common import rpc
 from ray_common.config import config
 from ray_common.ids import JobID
-from ray_common.protocol import (common_pb2, gcs_service_pb2, node_manager_pb2,
-                                 node_manager_pb2_grpc, object_manager_pb2_grpc)
+from ray_common.protocol import common_pb2, gcs_service_pb2, node_manager_pb2, node_manager_pb2_grpc
 from ray_raylet import resources as res
 from ray_raylet.lease_manager import LeaseManager
+from ray_raylet import object_manager
 from ray_raylet.object_manager import ObjectManager, PullError
-from ray_raylet.worker_pool import Worker, WorkerPool
+from ray_raylet.worker_pool import ProcessWatcher, Worker, WorkerPool
 
 logger = logging.getLogger(__name__)
 NM = node_manager_pb2
@@ -55,6 +55,8 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         self._tasks: List[asyncio.Task] = []
         self._subscription = None
         self._last_report = None
+        self._store_watch: Optional[ProcessWatcher] = None
+        self._store_fd: Optional[int] = None
 
     @property
     def address(self) -> str:
@@ -68,7 +70,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
                                      node_address=self.node_addresses.get)
         self.server, self.port = await rpc.start_server(
             [(node_manager_pb2_grpc.add_NodeManagerServiceServicer_to_server, self),
-             (object_manager_pb2_grpc.add_ObjectManagerServiceServicer_to_server, self.objects)],
+             (object_manager.add_to_server, self.objects)],
             port=port)
         self.node_addresses[self.node_id] = self.address
         return self.port
@@ -106,8 +108,20 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
             start_time_ms=int(time.time() * 1000), is_head_node=self.is_head,
             session_dir=self.session_dir)
 
+    async def watch_store(self, pid: int) -> None:
+        """A plasma store that dies under us leaves a node that cannot hold objects: stop."""
+        def store_exited():
+            logger.error("The plasma store (pid %d) of node %s exited; shutting the raylet "
+                         "down", pid, self.node_id.hex())
+            self.on_shutdown_request()
+        self._store_watch = ProcessWatcher(asyncio.get_running_loop())
+        self._store_fd = self._store_watch.watch(pid, store_exited)
+
     async def shutdown(self, unregister: bool = True, reason: str = "raylet shutting down") -> None:
         logger.info("Shutting down node %s: %s", self.node_id.hex(), reason)
+        if self._store_watch is not None:
+            self._store_watch.unwatch(self._store_fd)
+            self._store_watch = None
         for task in self._tasks:
             task.cancel()
         if self._subscription is not None:
@@ -158,6 +172,12 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
 
     def _on_node_info(self, info: common_pb2.NodeInfo) -> None:
         if info.node_id == self.node_id:
+            if info.state == common_pb2.NodeInfo.DEAD:
+                # The GCS gave up on this node (missed health checks): its leases and
+                # objects are being failed over, so carrying on would only split the cluster.
+                logger.error("The GCS marked this node %s dead (%s); shutting down",
+                             self.node_id.hex(), info.death_reason or "no reason given")
+                self.on_shutdown_request()
             return
         if info.state == common_pb2.NodeInfo.ALIVE:
             self.node_addresses[info.node_id] = (f"{info.node_manager_address}:"
@@ -197,11 +217,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         if worker.is_driver:
             logger.warning("Driver %s (pid %d) of job %s died: finishing the job and killing "
                            "its workers", worker.hex, worker.pid, worker.job_id.hex())
-            for lease in self.leases.leases_of_job(worker.job_id):
-                self.pool.kill(lease.worker, f"driver of job {worker.job_id.hex()} died")
-            for idle in self.pool.idle_workers():
-                if idle.job_id == worker.job_id:
-                    self.pool.kill(idle, f"driver of job {worker.job_id.hex()} died")
+            self._end_job(worker.job_id, "its driver died")
             asyncio.ensure_future(self._gcs_quietly(self._mark_job_finished(worker.job_id),
                                                     "mark the job finished"))
             return
@@ -221,6 +237,11 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
                                               port=worker.port, worker_id=worker.worker_id))
         asyncio.ensure_future(self._gcs_quietly(self.gcs.report_worker_failure(failure),
                                                 "report a worker failure"))
+
+    def _end_job(self, job_id: bytes, why: str) -> None:
+        """Kill every worker of a job that is over (leased ones included)."""
+        for worker in self.pool.workers_of_job(job_id):
+            self.pool.kill(worker, f"job {job_id.hex()} is over: {why}")
 
     async def _mark_job_finished(self, job_id: bytes) -> None:
         await self.gcs.mark_job_finished(JobID.from_binary(job_id))
@@ -262,11 +283,20 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
                                           node_id=self.node_id)
         if not is_driver:
             self.leases.schedule_dispatch()
+        elif config.worker_prestart_on_driver and request.job_id:
+            self.pool.prestart(request.job_id, self.pool.soft_limit)
         return NM.RegisterWorkerReply(node_id=self.node_id, success=True,
                                       object_store_socket_name=self.object_store_socket)
 
     async def DisconnectWorker(self, request, context):
-        worker = self.pool.workers.get(request.worker_id) or self.pool.drivers.get(request.worker_id)
+        driver = self.pool.drivers.get(request.worker_id)
+        if driver is not None:
+            logger.info("Driver %s (pid %d) of job %s disconnected: %s", driver.hex, driver.pid,
+                        driver.job_id.hex(), request.exit_detail or "shutdown")
+            self.pool.forget_driver(driver)
+            self._end_job(driver.job_id, "its driver disconnected")
+            return NM.DisconnectWorkerReply()
+        worker = self.pool.workers.get(request.worker_id)
         if worker is not None:
             worker.exit_intended = True
             logger.info("Worker %s (pid %d) is exiting: %s", worker.hex, worker.pid,
@@ -307,8 +337,13 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
                                    explicit.get(ref.object_id)) for ref in refs]
         timeout = request.timeout_ms / 1000.0 if request.timeout_ms > 0 else None
         tasks = [asyncio.ensure_future(p) for p in pulls]
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
+        try:
+            if tasks:
+                await asyncio.wait(tasks, timeout=timeout)
+        except asyncio.CancelledError:  # the caller went away: so do its pulls
+            for task in tasks:
+                task.cancel()
+            raise
         reply = NM.PullObjectsReply(success=True)
         for ref, task in zip(refs, tasks):
             result = reply.results.add(object_id=ref.object_id, success=True)

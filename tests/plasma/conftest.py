@@ -45,6 +45,9 @@ def make_store(tmp_path):
     yield make
     for proc in procs:
         stop_process(proc)
+    log = tmp_path / "logs" / "plasma_store.log"
+    if log.exists() and "Internal error" in log.read_text():
+        pytest.fail(f"the store logged an internal error:\n{log.read_text()}")
 
 
 @pytest.fixture

@@ -21,6 +21,9 @@ def main(mode, socket_path, object_id_hex, size="0"):
     if mode == "hold":
         [obj] = client.get([object_id], timeout_ms=10_000)
         print("held" if obj is not None else "missing", flush=True)
+    elif mode == "wait":
+        print("waiting", flush=True)
+        client.get([object_id])
     elif mode == "create_unsealed":
         client.create(object_id, int(size))
         print("created", flush=True)

@@ -97,3 +97,86 @@ def test_errors_name_the_object(table):
         table.seal(a, oid(1))
     with pytest.raises(ObjectNotFoundError, match="holds 0 reference"):
         table.release(b, oid(1))
+
+
+def test_a_reference_taken_while_the_seal_is_announced_pins_the_object():
+    waiter = ClientRefs("waiter")
+    holder = {}
+
+    def on_event(entry, event):   # what the store does for a get waiting on the object
+        if event == 1 and entry.object_id == oid(1):
+            holder["table"].add_ref(waiter, entry)
+
+    table = holder["table"] = ObjectTable(64 * KB, on_event=on_event)
+    writer = ClientRefs("writer")
+    put(table, writer, 1, size=32 * KB)
+    assert table.eviction_order() == [] and table.pinned_or_in_use() == 32 * KB
+    with pytest.raises(ObjectStoreFullError):
+        table.create(writer, oid(2), 48 * KB, 0)
+    table.release(waiter, oid(1))
+    assert table.eviction_order() == [oid(1)] and table.pinned_or_in_use() == 0
+    table.create(writer, oid(2), 48 * KB, 0)      # now it may go
+    assert oid(1) not in table.objects
+
+
+def check_invariants(table, clients):
+    lru = table._lru
+    assert table._evictable_bytes == sum(e.allocated for e in lru.values())
+    for object_id, entry in table.objects.items():
+        refs = sum(c.refs.get(object_id, 0) for c in clients)
+        assert entry.ref_count == refs, object_id.hex()
+        evictable = entry.sealed and refs == 0 and not entry.delete_pending
+        assert (object_id in lru) == evictable, object_id.hex()
+        assert not (entry.sealed and entry.delete_pending and refs == 0)
+    for c in clients:
+        assert all(object_id in table.objects for object_id in c.refs)
+        assert all(object_id in table.objects for object_id in c.creating)
+    assert table.allocator.used == sum(e.allocated for e in table.objects.values())
+    assert table.pinned_or_in_use() == sum(e.allocated for e in table.objects.values()
+                                           if e.ref_count or not e.sealed)
+    table.allocator.check()
+
+
+def test_randomized_operations_keep_the_bookkeeping_consistent():
+    import random
+    rng = random.Random(7)
+    clients = [ClientRefs(f"c{i}") for i in range(4)]
+    waiting = {}                        # object id -> clients whose get waits for it
+
+    def on_event(entry, event):
+        if event == 1:
+            for c in waiting.pop(entry.object_id, []):
+                table.add_ref(c, entry)
+
+    table = ObjectTable(256 * KB, on_event=on_event)
+    for step in range(20_000):
+        c = rng.choice(clients)
+        n = rng.randrange(40)
+        op = rng.random()
+        try:
+            if op < 0.25:
+                table.create(c, oid(n), rng.choice((0, 100, 4 * KB, 40 * KB)), rng.randrange(64))
+            elif op < 0.45 and c.creating:
+                object_id = rng.choice(sorted(c.creating))
+                if rng.random() < 0.85:
+                    table.seal(c, object_id)
+                else:
+                    table.abort(c, object_id)
+            elif op < 0.65:
+                entry = table.get_sealed(oid(n))
+                if entry is not None:
+                    table.add_ref(c, entry)
+                else:
+                    waiting.setdefault(oid(n), []).append(c)
+            elif op < 0.85 and c.refs:
+                table.release(c, rng.choice(sorted(c.refs)))
+            elif op < 0.95:
+                table.delete(oid(n))
+            else:
+                for ids in waiting.values():
+                    while c in ids:
+                        ids.remove(c)
+                table.disconnect(c)
+        except (ObjectExistsError, ObjectStoreFullError):
+            pass
+        check_invariants(table, clients)

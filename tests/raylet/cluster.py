@@ -87,10 +87,10 @@ class Raylet:
 
 
 class Cluster:
-    def __init__(self):
+    def __init__(self, gcs_env=None):
         # Short: plasma socket paths live under it and Unix socket paths are short.
         self.root = tempfile.mkdtemp(prefix="rl", dir="/tmp")
-        self.gcs_proc, self.gcs_address = start_gcs(os.path.join(self.root, "gcs"))
+        self.gcs_proc, self.gcs_address = start_gcs(os.path.join(self.root, "gcs"), env=gcs_env)
         self.gcs = GcsClient(self.gcs_address)
         self.raylets = []
         self.env = dict(os.environ, RAY_CORE_WORKER_ENTRY_MODULE=TEST_WORKER)

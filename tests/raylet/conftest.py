@@ -19,11 +19,19 @@ def system_config():
 
 
 @pytest.fixture
-def cluster():
-    """A GCS; the test adds raylets with `cluster.add_raylet(...)`. All stopped after."""
+def cluster(request):
+    """A GCS; the test adds raylets with `cluster.add_raylet(...)`. All stopped after.
+
+    `@pytest.mark.gcs_env({...})` passes environment entries to the GCS process.
+    """
     from tests.raylet.cluster import Cluster
-    c = Cluster()
+    marker = request.node.get_closest_marker("gcs_env")
+    c = Cluster(gcs_env=marker.args[0] if marker else None)
     try:
         yield c
     finally:
         c.shutdown()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gcs_env(env): environment of the cluster's GCS")

@@ -1,12 +1,18 @@
 """Leases against real processes: a GCS, raylets, plasma stores and test workers."""
+import glob
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 
 import psutil
+import pytest
 
 from ray_common.protocol import common_pb2, gcs_service_pb2, node_manager_pb2 as nm
+from ray_raylet.launcher import start_raylet
+from ray_raylet.resources import cuda_visible_devices
 from tests.raylet.cluster import Reply, wait_for
 
 
@@ -139,16 +145,26 @@ def test_sigterm_stops_workers_and_store_and_unregisters(cluster):
     assert [n.state for n in nodes if n.node_id == raylet.node_id] == [common_pb2.NodeInfo.DEAD]
 
 
+def _register_driver(cluster, raylet, pid):
+    job_id = cluster.gcs.sync.add_job(gcs_service_pb2.JobTableData(driver_pid=pid))
+    driver_id = os.urandom(28)
+    registered = raylet.call("RegisterWorker", nm.RegisterWorkerRequest(
+        worker_id=driver_id, pid=pid, worker_type=common_pb2.DRIVER,
+        job_id=job_id.binary(), ip_address="127.0.0.1"))
+    assert registered.success and registered.node_id == raylet.node_id
+    return job_id, driver_id
+
+
 def test_driver_death_finishes_its_job_and_kills_its_workers(cluster):
     raylet = cluster.add_raylet(num_cpus=1)
     driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
-        job_id = cluster.gcs.sync.add_job(gcs_service_pb2.JobTableData(driver_pid=driver.pid))
-        registered = raylet.call("RegisterWorker", nm.RegisterWorkerRequest(
-            worker_id=os.urandom(28), pid=driver.pid, worker_type=common_pb2.DRIVER,
-            job_id=job_id.binary(), ip_address="127.0.0.1"))
-        assert registered.success and registered.node_id == raylet.node_id
+        job_id, _ = _register_driver(cluster, raylet, driver.pid)
+        # A worker is prestarted for the job as its driver registers; the lease gets it.
+        prestarted = wait_for(lambda: [w.pid for w in raylet.stats().workers if w.is_idle],
+                              "a prestarted idle worker")
         leased = raylet.lease({"CPU": 1}, job_id=job_id.binary())
+        assert [leased.worker_pid] == prestarted
         driver.kill()
         driver.wait()
         wait_for(lambda: not psutil.pid_exists(leased.worker_pid), "the job's worker to die")
@@ -162,3 +178,95 @@ def test_driver_death_finishes_its_job_and_kills_its_workers(cluster):
         if driver.poll() is None:
             driver.kill()
             driver.wait()
+
+
+def test_driver_disconnect_ends_its_workers_and_intended_exits_are_not_failures(cluster):
+    raylet = cluster.add_raylet(num_cpus=1)
+    job_id, driver_id = _register_driver(cluster, raylet, os.getpid())
+    leased = raylet.lease({"CPU": 1}, job_id=job_id.binary())
+    raylet.call("DisconnectWorker", nm.DisconnectWorkerRequest(worker_id=driver_id))
+    wait_for(lambda: not psutil.pid_exists(leased.worker_pid), "the job's worker to die")
+    wait_for(lambda: raylet.stats().resources_available["CPU"] == 1, "the CPU to come back")
+    other = raylet.lease({"CPU": 1}, job_id=b"\x09\0\0\0")
+    raylet.call("DisconnectWorker", nm.DisconnectWorkerRequest(
+        worker_id=other.worker_address.worker_id, exit_detail="exiting on purpose"))
+    os.kill(other.worker_pid, signal.SIGKILL)
+    wait_for(lambda: "exiting on purpose" in raylet.log(), "the disconnect to be logged")
+    wait_for(lambda: raylet.stats().resources_available["CPU"] == 1, "the CPU to come back")
+    exit_lines = [line for line in raylet.log().splitlines()
+                  if other.worker_address.worker_id.hex() in line and "exited with code" in line]
+    assert exit_lines and exit_lines[0].startswith("I"), exit_lines  # info, not a failure
+
+
+@pytest.mark.gcs_env({"RAY_CORE_HEALTH_CHECK_INITIAL_DELAY_MS": "0",
+                      "RAY_CORE_HEALTH_CHECK_PERIOD_MS": "100",
+                      "RAY_CORE_HEALTH_CHECK_TIMEOUT_MS": "1000",
+                      "RAY_CORE_HEALTH_CHECK_FAILURE_THRESHOLD": "3"})
+def test_health_checks_are_answered_until_the_raylet_dies(cluster):
+    raylet = cluster.add_raylet(num_cpus=0)
+
+    def state():
+        nodes = cluster.gcs.sync.get_all_node_info()
+        return [n.state for n in nodes if n.node_id == raylet.node_id][0]
+    wait_for(lambda: state() == common_pb2.NodeInfo.ALIVE, "the node to be alive")
+    # Ten check periods later it is still alive: every check was answered.
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        assert state() == common_pb2.NodeInfo.ALIVE
+        time.sleep(0.1)
+    raylet.proc.kill()
+    raylet.proc.wait()
+    wait_for(lambda: state() == common_pb2.NodeInfo.DEAD, "the GCS to mark the node dead")
+
+
+def test_gpus_from_cuda_visible_devices_are_leased_by_device_id(cluster):
+    raylet = cluster.add_raylet(num_cpus=2, num_gpus=None, env={"CUDA_VISIBLE_DEVICES": "3,5"})
+    assert raylet.stats().resources_total["GPU"] == 2
+    first = raylet.lease({"CPU": 1, "GPU": 1})
+    second = raylet.lease({"CPU": 1, "GPU": 0.5})
+    devices = [[list(e.instance_ids) for e in r.resource_mapping if e.name == "GPU"][0]
+               for r in (first, second)]
+    assert devices == [[3], [5]]
+    assert cuda_visible_devices(first.resource_mapping) == "3"
+    out = wait_for(lambda: _worker_out(raylet, first.worker_pid), "the worker's report")
+    assert out["cuda_visible_devices"] == "3"
+
+
+def _worker_out(raylet, pid):
+    for path in glob.glob(os.path.join(raylet.session_dir, "logs", f"worker-*-{pid}.out")):
+        with open(path) as f:
+            text = f.read()
+        if text.endswith("\n"):
+            return json.loads(text.splitlines()[0])
+    return None
+
+
+def test_raylet_stops_when_its_plasma_store_dies(cluster):
+    raylet = cluster.add_raylet(num_cpus=1)
+    raylet.lease({"CPU": 1})
+    store = [p for p in raylet.descendants() if "ray_plasma.store" in " ".join(p.cmdline())]
+    assert len(store) == 1
+    children = raylet.descendants()
+    store[0].kill()
+    assert raylet.proc.wait(30) == 0
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive
+    assert "The plasma store (pid" in raylet.log()
+
+
+def test_two_raylets_in_one_session_dir_log_to_their_own_files(cluster):
+    shared = os.path.join(cluster.root, "shared")
+    infos = []
+    try:
+        for _ in range(2):
+            proc, info = start_raylet(cluster.gcs_address, shared, num_cpus=0,
+                                      object_store_memory=32 * 1024 ** 2, env=cluster.env)
+            infos.append((proc, info))
+        names = [os.path.basename(info["log_file"]) for _, info in infos]
+        port = infos[1][1]["raylet_address"].rsplit(":", 1)[1]
+        assert names == ["raylet.log", f"raylet_{port}.log"]
+        assert infos[0][1]["object_store_socket"] != infos[1][1]["object_store_socket"]
+    finally:
+        for proc, _ in infos:
+            proc.terminate()
+            proc.wait(30)

@@ -7,8 +7,9 @@ import pytest
 from ray_common import rpc
 from ray_common.protocol import common_pb2, core_worker_pb2, core_worker_pb2_grpc
 from ray_common.protocol import node_manager_pb2 as nm
+from ray_common.protocol import object_manager_pb2 as om, object_manager_pb2_grpc as omg
 from ray_plasma.client import PlasmaClient
-from tests.raylet.cluster import Reply
+from tests.raylet.cluster import Reply, wait_for
 
 
 def put(raylet, data: bytes, metadata=b"meta") -> bytes:
@@ -141,3 +142,48 @@ def test_pin_and_free_objects(cluster):
     raylet.call("FreeObjects", nm.FreeObjectsRequest(object_ids=[object_id]))
     assert raylet.stats().num_pinned_objects == 0
     assert read(raylet, object_id) is None
+
+
+def test_push_writes_an_object_into_the_receivers_store(cluster):
+    receiver = cluster.add_raylet(num_cpus=0)
+    data = os.urandom(2 * 1024 ** 2 + 5)
+    object_id = os.urandom(28)
+    half = len(data) // 2
+
+    async def push():
+        stub = rpc.stub(omg.ObjectManagerServiceStub, receiver.address)
+        chunks = [om.ObjectChunk(object_id=object_id, data_size=len(data), chunk_index=0,
+                                 num_chunks=2, payload=data[:half], metadata=b"m",
+                                 has_metadata=True),
+                  om.ObjectChunk(object_id=object_id, data_size=len(data), chunk_index=1,
+                                 num_chunks=2, payload=data[half:])]
+        return await stub.Push(iter(chunks), timeout=30)
+    assert rpc.run_sync(push()).success
+    assert read(receiver, object_id) == (hashlib.sha256(data).hexdigest(), len(data), b"m")
+
+
+def test_pull_tries_the_next_location_when_one_fails(cluster):
+    puller = cluster.add_raylet(num_cpus=0)
+    empty = cluster.add_raylet(num_cpus=0)
+    holder = cluster.add_raylet(num_cpus=0)
+    data = os.urandom(1024 ** 2)
+    object_id = put(holder, data)
+    dead_node = os.urandom(28)
+    reply = puller.call("PullObjects",
+                        pull_request(object_id, [dead_node, empty.node_id, holder.node_id]))
+    assert reply.success, reply
+    assert read(puller, object_id)[0] == hashlib.sha256(data).hexdigest()
+    assert holder.stats().num_pulls_served == 1
+    log = puller.log()
+    assert f"Pull of object {object_id.hex()} from node {empty.node_id.hex()} failed" in log
+
+
+def test_a_pull_nobody_waits_for_any_more_stops(cluster, owner):
+    puller = cluster.add_raylet(num_cpus=0)
+    missing = os.urandom(28)
+    owner.locations[missing] = []  # never a copy: the raylet would ask forever
+    future = puller.spawn("PullObjects", pull_request(missing, owner=owner.address), timeout=0.5)
+    with pytest.raises(Exception, match="DEADLINE_EXCEEDED"):
+        future.result(30)
+    wait_for(lambda: f"Pull of object {missing.hex()} canceled" in puller.log(),
+             "the abandoned pull to stop")
