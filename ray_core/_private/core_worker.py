@@ -202,12 +202,15 @@ class CoreWorker:
         self._ctx = _TaskContext(TaskID(spec.task_id), JobID(spec.job_id),
                                  put_offset=max(spec.num_returns, 0) + 1, depth=spec.depth + 1,
                                  resources=resources, spec=spec)
-        env_vars = spec.runtime_env.env_vars
+        env_vars = dict(spec.runtime_env.env_vars)
+        self.job_runtime_env = {"env_vars": dict(env_vars)} if env_vars else None
+        if "GPU" in resources:
+            # The GPUs the raylet assigned to this lease, as CUDA numbers them.
+            env_vars["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i, _ in resources["GPU"])
         if env_vars:
             # Workers are shared between tasks: apply the task's env vars only while it runs.
             self._saved_env = {name: os.environ.get(name) for name in env_vars}
             os.environ.update(env_vars)
-        self.job_runtime_env = {"env_vars": dict(env_vars)} if env_vars else None
 
     def exit_task(self) -> None:
         self._ctx = self._idle_ctx

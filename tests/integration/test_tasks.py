@@ -169,3 +169,28 @@ def test_worker_output_reaches_driver_with_pid_prefix(cluster, capfd):
             break
         time.sleep(0.1)
     assert f"(pid={pid}) hello from the worker" in out
+
+
+def test_gpu_tasks_see_their_assigned_gpus(short_temp_dir):
+    import subprocess
+    import sys
+    import textwrap
+    code = textwrap.dedent(f"""
+        import os
+        import ray_core as ray
+        ray.init(num_cpus=1, num_gpus=2, _temp_dir={short_temp_dir!r} + "/gpu")
+
+        @ray.remote(num_gpus=1, num_cpus=0)
+        def gpu():
+            return (os.environ.get("CUDA_VISIBLE_DEVICES"),
+                    ray.get_runtime_context().get_assigned_resources().get("GPU"))
+
+        print("GPU", ray.get(gpu.remote()), ray.cluster_resources().get("GPU"))
+        ray.shutdown()
+    """)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=root), timeout=120)
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.split("GPU ", 1)[1]
+    assert ("('0', 1.0)" in line or "('1', 1.0)" in line) and line.strip().endswith("2.0")

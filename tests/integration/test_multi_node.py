@@ -1,0 +1,56 @@
+"""Two raylets on one machine: spillback, pushes over TCP, objects across nodes."""
+import numpy as np
+import pytest
+
+import ray_core as ray
+from ray_core._private import worker as worker_mod
+
+
+@pytest.fixture(scope="module")
+def two_nodes(cluster):
+    from ray_raylet.launcher import start_raylet
+    node = worker_mod.global_worker().node
+    proc, info = start_raylet(node.gcs_address, node.session_dir, num_cpus=1,
+                              resources={"second": 1}, env=node.child_env())
+    try:
+        yield cluster, info
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+@ray.remote(resources={"second": 1})
+def on_second(x):
+    return ray.get_runtime_context().get_node_id(), x * 2
+
+
+@ray.remote(resources={"second": 1})
+def big_on_second(n):
+    return np.full(n, 7, dtype=np.int64)
+
+
+@ray.remote
+def total(a):
+    return int(a.sum())
+
+
+def test_task_spills_to_the_node_with_the_resource(two_nodes):
+    cluster, info = two_nodes
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+    node_id, value = ray.get(on_second.remote(21))
+    assert value == 42 and node_id == info["node_id"] != cluster["node_id"]
+    assert ray.get([on_second.remote(i) for i in range(20)])[-1][1] == 38
+
+
+def test_large_objects_move_between_nodes(two_nodes):
+    ref = big_on_second.remote(1_000_000)           # sealed in the second node's plasma
+    array = ray.get(ref)                             # pulled to the head node
+    assert array.shape == (1_000_000,) and array[0] == 7
+    assert ray.get(total.remote(ref)) == 7_000_000   # used by a task on the head node
+    local = ray.put(np.ones(500_000, dtype=np.int64))
+
+    @ray.remote(resources={"second": 1})
+    def remote_total(a):
+        return int(a.sum())
+
+    assert ray.get(remote_total.remote(local)) == 500_000
