@@ -29,7 +29,7 @@ from ray_common.ids import JobID, ObjectID, TaskID, WorkerID
 from ray_common.protocol import common_pb2, core_worker_pb2, core_worker_pb2_grpc
 
 from ray_core import exceptions
-from ray_core._private import _object_ref, serialization, task_transport
+from ray_core._private import _object_ref, log_monitor, serialization, task_transport
 from ray_core._private._shared_buffer import SharedBuffer
 from ray_core._private.core_worker_service import CoreWorkerServicer
 from ray_core._private.dependency_resolver import DependencyResolver
@@ -123,6 +123,7 @@ class CoreWorker:
         self._closed = False
         self.job_runtime_env = None
         self._saved_env = None
+        self._announced_job = b""  # the job whose output this worker's stdout now carries
 
     # ---- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -199,6 +200,9 @@ class CoreWorker:
                 list(enumerate(alloc.quantities))
         if not resources:
             resources = {k: [(0, v)] for k, v in spec.required_resources.items()}
+        if spec.job_id != self._announced_job:
+            self._announced_job = spec.job_id
+            log_monitor.announce(spec.job_id.hex())
         self._ctx = _TaskContext(TaskID(spec.task_id), JobID(spec.job_id),
                                  put_offset=max(spec.num_returns, 0) + 1, depth=spec.depth + 1,
                                  resources=resources, spec=spec)

@@ -8,6 +8,7 @@ list of exception classes). A cancelled task is never retried.
 """
 import logging
 import threading
+import time
 from typing import Callable, Dict, List, Optional
 
 from ray_common.ids import ObjectID, TaskID
@@ -50,6 +51,7 @@ class TaskManager:
         self._resubmit = resubmit
         self._has_reference = has_reference
         self._on_plasma_return = on_plasma_return
+        self.last_completed_at = 0.0    # monotonic; shutdown waits for its prints
 
     def add_pending(self, task: PendingTask) -> None:
         with self._lock:
@@ -79,6 +81,7 @@ class TaskManager:
         with self._lock:
             if self._pending.pop(task.task_id, None) is None:
                 return
+        self.last_completed_at = time.monotonic()
         if task_log.enabled:
             task_log.line("Completing task " + task.task_id.hex())
         store = self._store
@@ -117,6 +120,7 @@ class TaskManager:
         with self._lock:
             if self._pending.pop(task.task_id, None) is None:
                 return
+        self.last_completed_at = time.monotonic()
         logger.info("Failing task %s: %s", task.task_id.hex(), str(error).splitlines()[0]
                     if str(error) else type(error).__name__)
         payload = serialization.serialize_error(error).to_bytes()

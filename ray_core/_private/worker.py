@@ -179,7 +179,7 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
 
 
 def _resolve_address(address: str, temp_dir: str):
-    from ray_core.node import read_current_cluster
+    from ray_core.node import read_current_cluster, read_token
     current = read_current_cluster(temp_dir) or {}
     if address == "auto":
         address = (os.environ.get("RAY_CORE_ADDRESS") or config.address
@@ -195,20 +195,15 @@ def _resolve_address(address: str, temp_dir: str):
     if ":" not in address:
         raise ValueError(f"address must be 'auto' or 'host:port' of the GCS, got {address!r}")
     if session_dir and rpc.auth_token() is None:
-        token_path = os.path.join(session_dir, "auth_token")
-        if os.path.exists(token_path):
-            with open(token_path) as f:
-                rpc.set_auth_token(f.read().strip())
+        token = read_token(session_dir)
+        if token:
+            rpc.set_auth_token(token)
     return address, session_dir
 
 
 def _find_local_node(gcs_address: str, session_dir: str, node_ip: Optional[str]):
-    from ray_gcs.client import GcsClient
-    gcs = GcsClient(gcs_address)
-    try:
-        nodes = gcs.sync.get_all_node_info(only_alive=True)
-    except Exception as e:
-        raise ConnectionError(f"could not reach the GCS at {gcs_address}: {e}") from None
+    from ray_core.node import check_gcs
+    nodes = [n for n in check_gcs(gcs_address) if n.state == n.ALIVE]
     if not nodes:
         raise ConnectionError(f"the cluster at {gcs_address} has no alive node to attach to")
     ips = {node_ip} if node_ip else {"127.0.0.1", _local_ip(), socket.gethostname()}
@@ -218,11 +213,6 @@ def _find_local_node(gcs_address: str, session_dir: str, node_ip: Optional[str])
     session_dir = chosen.session_dir or session_dir
     if not session_dir:
         raise ConnectionError("the node's session directory is unknown")
-    if rpc.auth_token() is None:
-        token_path = os.path.join(session_dir, "auth_token")
-        if os.path.exists(token_path):
-            with open(token_path) as f:
-                rpc.set_auth_token(f.read().strip())
     return (chosen.node_id, f"{chosen.node_manager_address}:{chosen.node_manager_port}",
             chosen.object_store_socket_name, chosen.node_manager_address, session_dir)
 
@@ -232,7 +222,7 @@ def _connect_driver(gcs_address, node_id, raylet_address, plasma_socket, node_ip
     from ray_gcs.client import GcsClient
     from ray_common.protocol import gcs_service_pb2
     from ray_core._private.core_worker import DRIVER, CoreWorker
-    from ray_core._private.log_monitor import LogMonitor
+    from ray_core._private.log_monitor import LogSubscriber
 
     gcs = GcsClient(gcs_address)
     job_info = gcs_service_pb2.JobTableData(
@@ -253,7 +243,7 @@ def _connect_driver(gcs_address, node_id, raylet_address, plasma_socket, node_ip
         core.shutdown()
         raise
     if log_to_driver:
-        worker.log_monitor = LogMonitor(os.path.join(session_dir, "logs"), node_ip)
+        worker.log_monitor = LogSubscriber(gcs, job_id.binary())
     return worker
 
 
@@ -282,7 +272,7 @@ def shutdown() -> None:
         except Exception as e:
             logger.info("MarkJobFinished failed: %s", e)
         if worker.log_monitor is not None:
-            worker.log_monitor.stop()
+            worker.log_monitor.stop(core.task_manager.last_completed_at)
         if worker.node is not None:
             worker.node.kill()
         try:
