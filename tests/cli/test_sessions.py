@@ -1,0 +1,82 @@
+"""Sessions, logs and process hygiene of a driver that starts its own head (init())."""
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.cli.conftest import child_env, recorded_pids, running
+
+DRIVER = """
+import os, sys, time, ray_core as ray
+ctx = ray.init(num_cpus=1, _temp_dir=sys.argv[1])
+
+@ray.remote
+def work(x):
+    print("working on", x)
+    return os.getpid()
+
+ref = work.remote(5)
+print("TASK", ref.task_id().hex(), flush=True)
+print("WORKER", ray.get(ref), flush=True)
+print("SESSION", ctx["session_dir"], flush=True)
+if sys.argv[2] == "hang":
+    print("READY", flush=True)
+    time.sleep(600)
+ray.shutdown()
+"""
+
+
+def _run(temp_dir, mode):
+    return subprocess.Popen([sys.executable, "-c", DRIVER, temp_dir, mode],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=child_env())
+
+
+def _fields(lines):
+    return {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in lines
+            if line.split(" ", 1)[0] in ("TASK", "WORKER", "SESSION")}
+
+
+def test_grep_task_id_finds_driver_raylet_and_worker_lines(temp_dir):
+    proc = _run(temp_dir, "exit")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    fields = _fields(out.splitlines())
+    task_id, worker_pid = fields["TASK"], fields["WORKER"]
+    assert f"(pid={worker_pid}, ip=127.0.0.1) working on 5" in out
+    session = fields["SESSION"]
+    assert os.path.basename(session).startswith("session_")
+    assert os.path.realpath(os.path.join(temp_dir, "session_latest")) == session
+    logs = os.path.join(session, "logs")
+    hits = subprocess.run(["grep", "-l", task_id] + glob.glob(os.path.join(logs, "*")),
+                          capture_output=True, text=True).stdout.split()
+    names = [os.path.basename(h) for h in hits]
+    assert any(n.startswith("python-core-driver-") for n in names), names
+    assert any(n.startswith("raylet") and n.endswith(".log") for n in names), names
+    assert any(n.startswith("python-core-worker-") and n.endswith(f"_{worker_pid}.log")
+               for n in names), names
+    assert glob.glob(os.path.join(logs, f"worker-*-{worker_pid}.out"))
+    assert glob.glob(os.path.join(logs, f"worker-*-{worker_pid}.err"))
+    assert not glob.glob(os.path.join(temp_dir, "nodes", "*.json"))   # shutdown forgot it
+
+
+def test_sigkilled_driver_leaves_nothing_running(temp_dir):
+    proc = _run(temp_dir, "hang")
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line.strip())
+            if line.strip() == "READY":
+                break
+        fields = _fields(lines)
+        pids = recorded_pids(temp_dir) | {int(fields["WORKER"])}
+        assert len(running(pids)) >= 5   # GCS, raylet, store, log monitor, worker(s)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while running(pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running(pids)
