@@ -91,6 +91,7 @@ class RemoteFunction:
                                    num_returns=opts.get("num_returns", 1),
                                    max_retries=opts.get("max_retries", config.task_max_retries),
                                    retry_exceptions=bool(opts.get("retry_exceptions", False)),
+                                   max_calls=opts.get("max_calls", 0),
                                    name=opts.get("name") or "")
         spec.caller_address.CopyFrom(core.address)
         fd = spec.function_descriptor

@@ -111,8 +111,9 @@ class CoreWorker:
         self._plasma_releases = _ReleaseQueue(self._schedule_release_drain)
         self._release_drain_scheduled = False
         self._frees = collections.deque()
+        self._plasma_deletes = collections.deque()
         self._raylet_addresses: Dict[bytes, str] = {}
-        self._pins_in_flight: Dict[bytes, concurrent.futures.Future] = {}
+        self._primary_held = set()   # plasma keys whose primary copy this process holds
         self._free_scheduled = False
         self._owner_fetches = set()
         self._server = None
@@ -397,7 +398,7 @@ class CoreWorker:
             self.memory_store.put(object_id, StoredObject(ser.to_bytes(), ser.metadata))
         else:
             self._plasma_put(object_id, ser)
-            self._pin_async(object_id.binary())
+            self._hold_primary(object_id.binary())
             self.memory_store.put(object_id, StoredObject.plasma_marker(self.node_id,
                                                                         ser.total_size))
         self.reference_counter.add_owned(object_id)
@@ -453,27 +454,18 @@ class CoreWorker:
             for key in held:
                 plasma.release(key)
 
-    def _pin_async(self, key: bytes) -> None:
-        """Pin an object this process owns without waiting (put() returns at once).
+    def _hold_primary(self, key: bytes) -> None:
+        """Keep the primary copy of an object this process put, by holding a reference.
 
-        This process holds a plasma reference until the raylet's pin is in place, and a
-        later free of the object waits for that pin (_free_quietly), so the raylet never
-        sees the free first.
+        The owner's own plasma reference pins it (no raylet round trip on put or free);
+        the copy lives exactly as long as the owner wants it or the owner itself, which
+        is when its value could still be asked for (a dead owner's objects are lost
+        anyway, OwnerDiedError). Seam for spilling (issue 8): a raylet that spills
+        primary copies needs them pinned through PinObjectIDs instead, as task returns
+        are (put_return_in_plasma).
         """
-        plasma = self.plasma
-        held = plasma.get([key], 0)[0] is not None
-
-        async def pin():
-            try:
-                await self.lease_client.pin_object_ids(self.address, [key])
-            except Exception as e:
-                logger.warning("Raylet could not pin object %s: %s", key.hex(), e)
-            finally:
-                self._pins_in_flight.pop(key, None)
-                if held:
-                    self._plasma_releases.append(key)
-
-        self._pins_in_flight[key] = rpc.spawn(pin())
+        if self.plasma.get([key], 0)[0] is not None:
+            self._primary_held.add(key)
 
     def put_return_in_plasma(self, object_id: ObjectID, ser, owner: common_pb2.Address) -> None:
         """A large return value: seal it here, and have the raylet pin it for its owner."""
@@ -724,26 +716,48 @@ class CoreWorker:
         by_node: Dict[bytes, list] = {}
         while self._frees:
             key, node_id = self._frees.popleft()
-            by_node.setdefault(node_id, []).append(key)
+            if key in self._primary_held:
+                self._primary_held.discard(key)
+                self._plasma_deletes.append(key)
+            else:
+                by_node.setdefault(node_id, []).append(key)
         return by_node
 
     def _flush_frees(self) -> None:
         self._free_scheduled = False
         for node_id, keys in self._take_frees().items():
             rpc.spawn(self._free_quietly(keys, node_id))
+        if self._plasma_deletes:
+            # Plasma calls block on a socket: not on the io loop.
+            _future_pool().submit(self._delete_held)
 
     def _free_now(self) -> None:
-        """Send the queued frees and wait for them (off the io loop only)."""
+        """Free what was dropped and wait for it (off the io loop only)."""
         if not self._frees or rpc.in_io_thread():
             return
         for node_id, keys in self._take_frees().items():
             rpc.run_sync(self._free_quietly(keys, node_id))
+        self._delete_held()
+
+    def _delete_held(self) -> None:
+        """Release and delete primary copies this process held (see _hold_primary)."""
+        keys = []
+        while self._plasma_deletes:
+            keys.append(self._plasma_deletes.popleft())
+        if not keys or self._plasma is None:
+            return
+        plasma = self._plasma
+        for key in keys:
+            try:
+                plasma.release(key)
+            except Exception as e:
+                logger.debug("release of held object %s failed: %s", key.hex(), e)
+        try:
+            plasma.delete(keys)
+        except Exception as e:
+            logger.info("plasma delete of %d object(s) failed: %s", len(keys), e)
 
     async def _free_quietly(self, keys, node_id: bytes) -> None:
-        pins = [self._pins_in_flight.get(key) for key in keys]
-        pins = [asyncio.wrap_future(p) for p in pins if p is not None]
-        if pins:
-            await asyncio.gather(*pins, return_exceptions=True)
         try:
             raylet = None if node_id == self.node_id else await self._raylet_of(node_id)
             await self.lease_client.free_objects(keys, raylet)
@@ -789,6 +803,9 @@ class CoreWorker:
                     first_at = monotonic()
                 if not ready:
                     ready.extend(server.poll(0))
+                if self.executor.exiting:
+                    ready.clear()       # its owner re-queues these elsewhere
+                    self._exit = True
                 if not ready or monotonic() - first_at >= flush_s:
                     for c, batch in pending.items():
                         server.send_replies(c, batch)

@@ -259,8 +259,17 @@ class NormalTaskSubmitter:
             exiting = exiting or reply.worker_exiting
         worker.last_reply_at = now
         if exiting:
-            self._drop_worker(worker, exceptions.WorkerCrashedError(
-                "The worker is exiting; its remaining tasks are retried."), disconnect=False)
+            # The worker retires (max_calls): what it had not run yet goes back to the
+            # front of the queue, without spending a retry.
+            leftover = sorted(worker.inflight.values(), key=lambda t: t.pushed_at)
+            worker.inflight.clear()
+            for task in leftover:
+                self._running.pop(task.spec.task_id, None)
+            self._return(worker, disconnect=True, reason="worker exiting (max_calls)")
+            if state is not None:
+                state.queue.extendleft(reversed(leftover))
+                if state.queue:
+                    self._dispatch(worker.key, state)
             return
         if state is not None and state.queue:
             self._dispatch(worker.key, state)

@@ -85,6 +85,7 @@ TASK_OPTIONS = {
     "memory": _number,
     "resources": _resources,
     "num_returns": _integer,
+    "max_calls": _integer,
     "max_retries": _max_retries,
     "retry_exceptions": _retry_exceptions,
     "name": _string,

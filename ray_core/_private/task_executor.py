@@ -37,6 +37,8 @@ class TaskExecutor:
         self._inline_limit = config.max_direct_call_object_size
         self.cancelled = set()          # task ids cancelled before they started
         self.current_task_id = None     # bytes, while a task runs
+        self.exiting = False            # a max_calls limit was reached: exit after replying
+        self._calls = {}                # function hash -> tasks run (for max_calls)
 
     def execute(self, request) -> core_worker_pb2.PushTaskReply:
         spec = request.task_spec
@@ -53,6 +55,14 @@ class TaskExecutor:
             self.cancelled.discard(spec.task_id)
             reply.was_cancelled = True
             return reply
+        if spec.max_calls > 0:
+            calls = self._calls.get(fd.function_hash, 0) + 1
+            self._calls[fd.function_hash] = calls
+            if calls >= spec.max_calls:
+                # This worker retires after this task (max_calls): the owner re-queues
+                # anything else it pushed here.
+                reply.worker_exiting = True
+                self.exiting = True
         core = self._core
         core.enter_task(spec, request.resource_mapping)
         self.current_task_id = spec.task_id

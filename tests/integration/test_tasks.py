@@ -194,3 +194,14 @@ def test_gpu_tasks_see_their_assigned_gpus(short_temp_dir):
     assert result.returncode == 0, result.stderr
     line = result.stdout.split("GPU ", 1)[1]
     assert ("('0', 1.0)" in line or "('1', 1.0)" in line) and line.strip().endswith("2.0")
+
+
+def test_max_calls_retires_the_worker(cluster):
+    @ray.remote(max_calls=2)
+    def pid():
+        return os.getpid()
+
+    pids = ray.get([pid.remote() for _ in range(10)])
+    assert len(pids) == 10
+    from collections import Counter
+    assert max(Counter(pids).values()) <= 2 and len(set(pids)) >= 5
