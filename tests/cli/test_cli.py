@@ -179,3 +179,37 @@ def test_wrong_address_fails_naming_it():
     with pytest.raises(ConnectionError, match=f"127.0.0.1:{port}"):
         ray.init(address=f"127.0.0.1:{port}")
     assert not ray.is_initialized()
+
+
+def test_head_with_private_redis_storage(temp_dir):
+    cli("start", "--head", "--port", "0", "--storage", "redis", "--num-cpus", "1",
+        temp_dir=temp_dir)
+    from ray_core.node import read_records
+    names = {e["name"] for _p, r in read_records(temp_dir) for e in r["processes"]}
+    assert {"redis", "gcs_server", "raylet", "log_monitor"} <= names
+    pids = recorded_pids(temp_dir)
+    driver = run_driver(DRIVER.replace('resources={"second": 1}', "num_cpus=1"),
+                        "auto", temp_dir)
+    assert driver.returncode == 0 and "RESULT 2" in driver.stdout, driver.stderr
+    cli("stop", temp_dir=temp_dir)
+    assert not running(pids)
+
+
+def test_block_stays_until_interrupted_then_stops_the_node(temp_dir):
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "ray_core", "start", "--head", "--port", "0",
+                             "--num-cpus", "1", "--block", "--temp-dir", temp_dir],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=child_env())
+    try:
+        for line in proc.stdout:
+            if "stop this machine's nodes" in line:
+                break
+        pids = recorded_pids(temp_dir)
+        assert running(pids) and proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    assert not running(pids)
+    assert not os.path.exists(os.path.join(temp_dir, "ray_current_cluster"))

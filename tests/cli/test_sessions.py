@@ -80,3 +80,31 @@ def test_sigkilled_driver_leaves_nothing_running(temp_dir):
     while running(pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not running(pids)
+
+
+ROTATING = """
+import sys, ray_core as ray
+ray.init(num_cpus=1, _temp_dir=sys.argv[1],
+         _system_config={"log_rotation_max_bytes": 20000, "log_rotation_backup_count": 2})
+
+@ray.remote
+def work(x):
+    return x
+
+assert ray.get([work.remote(i) for i in range(300)]) == list(range(300))
+print("SESSION", ray.get_runtime_context().get_node_id(), flush=True)
+ray.shutdown()
+"""
+
+
+def test_logs_rotate_by_size_from_config(temp_dir):
+    result = subprocess.run([sys.executable, "-c", ROTATING, temp_dir], capture_output=True,
+                            text=True, timeout=120, env=child_env())
+    assert result.returncode == 0, result.stderr
+    logs = os.path.join(temp_dir, "session_latest", "logs")
+    drivers = sorted(os.path.basename(p) for p in
+                     glob.glob(os.path.join(logs, "python-core-driver-*.log*")))
+    assert len(drivers) == 3, drivers          # the file and backup_count rotated ones
+    for path in glob.glob(os.path.join(logs, "*.log*")):
+        # A file rolls over once past the limit; one buffered flush may overshoot it.
+        assert os.path.getsize(path) < 20000 + 100000, path
