@@ -67,6 +67,18 @@ def read_current_cluster(temp_dir: str) -> Optional[dict]:
         return None
 
 
+def running_head(temp_dir: str, detached_only: bool = False) -> Optional[dict]:
+    """The current cluster file's content if its head's processes still run, else None."""
+    current = read_current_cluster(temp_dir)
+    if current is None:
+        return None
+    for _path, record in read_records(temp_dir):
+        if record.get("head") and record.get("session_dir") == current.get("session_dir") \
+                and (record.get("detached") or not detached_only) and _live_pids(record):
+            return current
+    return None
+
+
 def read_token(session_dir: str) -> Optional[str]:
     try:
         with open(os.path.join(session_dir, TOKEN_FILE)) as f:

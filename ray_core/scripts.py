@@ -178,20 +178,8 @@ def _route_ip(host: str) -> str:
         return "127.0.0.1"
 
 
-def _running_head(temp_dir: str) -> Optional[dict]:
-    from ray_core import node as node_mod
-    current = node_mod.read_current_cluster(temp_dir)
-    if current is None:
-        return None
-    for _path, record in node_mod.read_records(temp_dir):
-        if record.get("head") and record.get("session_dir") == current.get("session_dir") \
-                and node_mod._live_pids(record):
-            return current
-    return None
-
-
 def cmd_start(args, parser) -> int:
-    from ray_core.node import Node
+    from ray_core.node import Node, running_head
     temp_dir = _temp_dir(args)
     if args.disable_auth and args.auth_token:
         parser.error("--auth-token and --disable-auth contradict each other")
@@ -210,7 +198,7 @@ def cmd_start(args, parser) -> int:
     token = args.auth_token or config.auth_token or None
     try:
         if args.head:
-            running = _running_head(temp_dir)
+            running = running_head(temp_dir)
             if running is not None:
                 print(f"{PROG}: error: a ray_core cluster already runs under {temp_dir} at "
                       f"{running['gcs_address']}; run `{PROG} stop` first, or give another "
@@ -260,6 +248,9 @@ def _print_started(node, temp_dir: str) -> None:
         else:
             lines += [f"  join another machine:  {PROG} start --address {node.gcs_address} "
                       f"--disable-auth"]
+        if node.gcs_address.startswith("127."):
+            lines.append("  (this head advertises a loopback address: start it with "
+                         "--node-ip-address IP to let other machines join)")
     else:
         lines.append(f"  joined the cluster at {node.gcs_address}")
     lines.append(f"  stop this machine's nodes:  {PROG} stop"

@@ -127,6 +127,11 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
         namespace = namespace if namespace is not None else ""
         node = None
         started = time.monotonic()
+        if address is None:
+            # As Ray: RAY_CORE_ADDRESS, else a cluster `ray_core start --head` runs here.
+            from ray_core.node import running_head
+            address = config.address or (running_head(temp_dir, detached_only=True)
+                                         or {}).get("gcs_address")
         try:
             if address is None:
                 node_ip = _node_ip_address or "127.0.0.1"
@@ -210,6 +215,10 @@ def _find_local_node(gcs_address: str, session_dir: str, node_ip: Optional[str])
     chosen = next((n for n in nodes if n.node_manager_address in ips), None)
     if chosen is None:
         chosen = next((n for n in nodes if n.is_head_node), nodes[0])
+    if not os.path.exists(chosen.object_store_socket_name):
+        raise ConnectionError(f"no node of the cluster at {gcs_address} runs on this machine "
+                              f"(a driver uses its local node's object store); join one "
+                              f"first: ray_core start --address {gcs_address}")
     session_dir = chosen.session_dir or session_dir
     if not session_dir:
         raise ConnectionError("the node's session directory is unknown")

@@ -13,7 +13,7 @@ from tests.cli.conftest import (child_env, cli, recorded_pids, run_driver, runni
 
 DRIVER = """
 import sys, ray_core as ray
-ray.init(address=sys.argv[1], _temp_dir=sys.argv[2])
+ray.init(address=None if sys.argv[1] == "none" else sys.argv[1], _temp_dir=sys.argv[2])
 
 @ray.remote(resources={"second": 1})
 def on_second(x):
@@ -145,6 +145,12 @@ def test_auto_address_driver_runs_tasks_on_both_nodes(cli_cluster):
     assert ", ip=127.0.0.1) hello from the second node 7" in result.stdout
     line = next(l for l in result.stdout.splitlines() if "hello from" in l)
     assert line.startswith("(pid=")
+
+
+def test_init_without_address_joins_the_cli_cluster(cli_cluster):
+    temp_dir, _address = cli_cluster
+    result = run_driver(DRIVER, "none", temp_dir)   # as Ray: the running local cluster
+    assert result.returncode == 0 and "RESULT 2" in result.stdout, result.stderr
 
 
 def test_address_from_environment(cli_cluster):
