@@ -169,6 +169,7 @@ class Node:
         env = dict(os.environ)
         env.update(config.child_env())
         env["RAY_CORE_TEMP_DIR"] = self.temp_dir
+        env["PYTHONPATH"] = os.pathsep.join(driver_code_paths(env.get("PYTHONPATH", "")))
         if self.token:
             env["RAY_CORE_AUTH_TOKEN"] = self.token
         else:   # auth disabled: no token from the environment or a token file either
@@ -308,6 +309,20 @@ class Node:
                 pass
         _forget(self.temp_dir, self.record_path, self.session_dir)
         self.log_monitor_proc = self.raylet_proc = self.gcs_proc = self.redis = None
+
+
+def driver_code_paths(pythonpath: str):
+    """Where workers look for the driver's own modules: its PYTHONPATH, the script's
+    folder and the working directory, as the driver's sys.path had them. (cloudpickle
+    pickles functions of importable modules by reference, so a worker must be able to
+    import the module the driver imported.)"""
+    paths = [p for p in pythonpath.split(os.pathsep) if p]
+    script = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c", "-m") else ""
+    for extra in ((os.path.dirname(os.path.abspath(script)) if os.path.isfile(script) else ""),
+                  os.getcwd()):
+        if extra and extra not in paths:
+            paths.append(extra)
+    return paths
 
 
 def _stop_processes(pids: List[int], force: bool = False) -> int:

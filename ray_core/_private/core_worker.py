@@ -15,10 +15,10 @@ one wake-up per burst, so a loop of .remote() calls costs one thread hop, not on
 import asyncio
 import collections
 import concurrent.futures
-import ctypes
 import itertools
 import logging
 import os
+import signal
 import threading
 import time
 from typing import Dict, List, Optional
@@ -119,7 +119,6 @@ class CoreWorker:
         self._server = None
         self._exit = False
         self._blocked = False
-        self._main_thread_ident = threading.main_thread().ident
         self._inline_limit = config.max_direct_call_object_size
         self._closed = False
         self.job_runtime_env = None
@@ -508,27 +507,20 @@ class CoreWorker:
             if not self.reference_counter.is_owned(object_id) and \
                     not self.task_manager.is_pending(object_id.task_id()):
                 self._fetch_from_owner(ref)
-        deadline = None if timeout is None else time.monotonic() + timeout
         ids = list(unique)
         blocked = self.mode == WORKER and self.executor.current_task_id is not None and \
             not self._blocked
         if blocked:
             self._set_blocked(True)
         try:
-            while True:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                # Wait in slices so a cancel (an async exception) reaches a blocked task.
-                slice_s = 0.5 if remaining is None else min(remaining, 0.5)
-                got = self.memory_store.wait(ids, num_required, slice_s)
-                if len(got) >= num_required:
-                    return got
-                if remaining is not None and remaining <= slice_s:
-                    if for_get:
-                        missing = [oid.hex() for oid in ids if oid not in got]
-                        raise exceptions.GetTimeoutError(
-                            f"get() timed out after {timeout}s waiting for {len(missing)} "
-                            f"object(s), e.g. {missing[0]}")
-                    return got
+            # A cancel reaches a task blocked here as SIGINT (interrupt_task).
+            got = self.memory_store.wait(ids, num_required, timeout)
+            if len(got) < num_required and for_get:
+                missing = [oid.hex() for oid in ids if oid not in got]
+                raise exceptions.GetTimeoutError(
+                    f"get() timed out after {timeout}s waiting for {len(missing)} "
+                    f"object(s), e.g. {missing[0]}")
+            return got
         finally:
             if blocked:
                 self._set_blocked(False)
@@ -543,7 +535,7 @@ class CoreWorker:
     def _values(self, ids, found, raise_errors, timeout):
         out = []
         plasma_wanted = [oid for oid in ids if found[oid].in_plasma]
-        plasma_values = self._read_plasma(plasma_wanted, found, timeout) if plasma_wanted else {}
+        plasma_values = self._read_plasma(plasma_wanted, found) if plasma_wanted else {}
         for object_id in ids:
             obj = found[object_id]
             if obj.in_plasma:
@@ -559,21 +551,23 @@ class CoreWorker:
                 out.append((value, is_error))
         return out
 
-    def _read_plasma(self, ids: List[ObjectID], found, timeout) -> dict:
+    def _read_plasma(self, ids: List[ObjectID], found) -> dict:
         self._drain_plasma_releases()
         remote = [oid for oid in ids if found[oid].plasma_node not in (b"", self.node_id)]
         if remote:
             self._pull(remote, found)
         keys = list(dict.fromkeys(oid.binary() for oid in ids))
-        timeout_ms = -1 if timeout is None else max(0, int(timeout * 1000))
-        objects = self.plasma.get(keys, timeout_ms)
+        # Only look: a marker means the copy was sealed (here, or pulled here above), so
+        # one that is missing now is lost, and waiting for it would never end.
+        objects = self.plasma.get(keys, 0)
         values = {}
         for key, pobj in zip(keys, objects):
             object_id = ObjectID(key)
             if pobj is None:
                 values[object_id] = (exceptions.ObjectLostError(
-                    object_id.hex(), f"Object {object_id.hex()} is not in the object store of "
-                    f"node {self.node_id.hex()[:12]} (lost, or the get timed out)."), True)
+                    object_id.hex(), f"Object {object_id.hex()} is lost: it is not in the "
+                    f"object store of node {self.node_id.hex()[:12]} and could not be "
+                    f"fetched from node {found[object_id].plasma_node.hex()[:12]}."), True)
                 continue
             metadata = bytes(pobj.metadata)
             if metadata == META_PICKLE_OOB:
@@ -821,13 +815,29 @@ class CoreWorker:
             self.task_server.wake()
 
     def interrupt_task(self, task_id: bytes) -> bool:
-        """Raise TaskCancelledError in the main thread if it runs this task."""
+        """Raise TaskCancelledError in the main thread if it still runs this task.
+
+        A real SIGINT (not an asynchronous exception) so that a task blocked in a system
+        call (sleep, select, a lock) wakes up too; the handler raises only if the task
+        it was meant for is still the one running, so a cancel that races the task's
+        end is dropped.
+        """
         if self.executor is None or self.executor.current_task_id != task_id:
             return False
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(self._main_thread_ident),
-            ctypes.py_object(exceptions.TaskCancelledError))
+        self.executor.cancel_requested = task_id
+        os.kill(os.getpid(), signal.SIGINT)
         return True
+
+    def install_cancel_handler(self) -> None:
+        """Worker main thread: SIGINT means "cancel the running task" (interrupt_task)."""
+        executor = self.executor
+
+        def on_sigint(signum, frame):
+            requested, executor.cancel_requested = executor.cancel_requested, None
+            if requested is not None and requested == executor.current_task_id:
+                raise exceptions.TaskCancelledError(requested.hex())
+
+        signal.signal(signal.SIGINT, on_sigint)
 
 
 class _ReleaseQueue(collections.deque):

@@ -37,12 +37,14 @@ _CANCELED = node_manager_pb2.RequestWorkerLeaseReply.CANCELED
 
 
 class LeasedWorker:
-    __slots__ = ("key", "lease_id", "worker_id", "address", "raylet_address", "conn",
+    __slots__ = ("key", "state", "lease_id", "worker_id", "address", "raylet_address", "conn",
                  "inflight", "idle_timer", "resource_mapping", "returned", "pid",
                  "last_reply_at")
 
-    def __init__(self, key, lease_id, address, raylet_address, conn, resource_mapping, pid):
+    def __init__(self, key, state, lease_id, address, raylet_address, conn, resource_mapping,
+                 pid):
         self.key = key
+        self.state = state      # its key's _KeyState, even after the key went idle
         self.lease_id = lease_id
         self.worker_id = address.worker_id
         self.address = address
@@ -213,7 +215,7 @@ class NormalTaskSubmitter:
         address = reply.worker_address
         raylet_address = raylet or self._lease_client.raylet_address
         try:
-            worker = LeasedWorker(key, reply.lease_id, address, raylet_address, None,
+            worker = LeasedWorker(key, state, reply.lease_id, address, raylet_address, None,
                                   list(reply.resource_mapping), reply.worker_pid)
             worker.conn = await self._connect(address, self._on_replies, self._on_lost)
         except Exception as e:
@@ -240,7 +242,7 @@ class NormalTaskSubmitter:
         inflight = worker.inflight
         complete = self._task_manager.complete
         exiting = False
-        state = self._keys.get(worker.key)
+        state = worker.state
         now = time.monotonic()
         for reply in batch.replies:
             task = inflight.pop(reply.task_id, None)
@@ -265,30 +267,26 @@ class NormalTaskSubmitter:
             worker.inflight.clear()
             for task in leftover:
                 self._running.pop(task.spec.task_id, None)
+            state.queue.extendleft(reversed(leftover))
             self._return(worker, disconnect=True, reason="worker exiting (max_calls)")
-            if state is not None:
-                state.queue.extendleft(reversed(leftover))
-                if state.queue:
-                    self._dispatch(worker.key, state)
+            if state.queue:
+                self._dispatch(worker.key, state)
             return
-        if state is not None and state.queue:
+        if state.queue:
             self._dispatch(worker.key, state)
         self._maybe_idle(worker)
 
     def _maybe_idle(self, worker: LeasedWorker) -> None:
         if worker.inflight or worker.returned or worker.idle_timer is not None:
             return
-        state = self._keys.get(worker.key)
-        if state is not None and state.queue:
+        if worker.state.queue:
             return
-        worker.idle_timer = asyncio.get_running_loop().call_later(self._linger_s, self._idle_expired, worker)
+        worker.idle_timer = asyncio.get_running_loop().call_later(
+            self._linger_s, self._idle_expired, worker)
 
     def _idle_expired(self, worker: LeasedWorker) -> None:
         worker.idle_timer = None
-        if worker.inflight or worker.returned:
-            return
-        state = self._keys.get(worker.key)
-        if state is not None and state.queue:
+        if worker.inflight or worker.returned or worker.state.queue:
             return
         self._return(worker)
 
@@ -299,10 +297,11 @@ class NormalTaskSubmitter:
         if worker.idle_timer is not None:
             worker.idle_timer.cancel()
             worker.idle_timer = None
-        state = self._keys.get(worker.key)
-        if state is not None and worker in state.workers:
+        state = worker.state
+        if worker in state.workers:
             state.workers.remove(worker)
-            if not state.workers and not state.queue and not state.lease_pending:
+            if not state.workers and not state.queue and not state.lease_pending \
+                    and self._keys.get(worker.key) is state:
                 del self._keys[worker.key]
         self._by_conn.pop(worker.conn, None)
         if worker.conn is not None:

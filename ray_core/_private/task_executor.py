@@ -37,6 +37,7 @@ class TaskExecutor:
         self._inline_limit = config.max_direct_call_object_size
         self.cancelled = set()          # task ids cancelled before they started
         self.current_task_id = None     # bytes, while a task runs
+        self.cancel_requested = None    # task id a SIGINT is on its way to cancel
         self.exiting = False            # a max_calls limit was reached: exit after replying
         self._calls = {}                # function hash -> tasks run (for max_calls)
 

@@ -52,6 +52,7 @@ def main(argv=None) -> int:
                       raylet_address=args.raylet_address, gcs_address=args.gcs_address,
                       plasma_socket=args.object_store_socket, session_dir=args.session_dir)
     worker_mod.set_worker_mode(core)
+    core.install_cancel_handler()
     try:
         core.start()
         core.run_task_loop()

@@ -55,12 +55,14 @@ class FakeRaylet:
 class FakeConn:
     """Executes each pushed task (doubling its inlined int) and replies on the loop."""
 
-    def __init__(self, on_replies, on_lost, crash_first=False):
+    def __init__(self, on_replies, on_lost, crash_first=False, max_calls=0):
         self.on_replies, self.on_lost = on_replies, on_lost
         self.closed = False
         self.max_inflight_seen = 0
         self.crash_first = crash_first
         self.pushed = 0
+        self.max_calls = max_calls
+        self.calls = 0
 
     def send_batch(self, batch):
         self.pushed += len(batch.requests)
@@ -70,8 +72,12 @@ class FakeConn:
             return
         replies = core_worker_pb2.PushTaskReplyBatch()
         for req in batch.requests:
+            if self.max_calls and self.calls >= self.max_calls:
+                break                     # retired: the rest of the batch is never run
+            self.calls += 1
             x = serialization.deserialize(req.task_spec.args[0].inlined.data, b"P")
             rep = replies.replies.add(task_id=req.task_spec.task_id)
+            rep.worker_exiting = self.max_calls and self.calls == self.max_calls
             ret = rep.return_objects.add(object_id=ObjectID.from_index(
                 TaskID(req.task_spec.task_id), 1).binary())
             ret.object.data = serialization.serialize(2 * x).to_bytes()
@@ -96,7 +102,7 @@ def run(coro):
     return asyncio.run(coro)
 
 
-def harness(capacity=2, crash_first_n=0):
+def harness(capacity=2, crash_first_n=0, max_calls=0):
     store = MemoryStore()
     raylet = FakeRaylet(capacity)
     conns = []
@@ -108,7 +114,8 @@ def harness(capacity=2, crash_first_n=0):
     tm = TaskManager(store, resubmit, lambda oid: True)
 
     async def connect(address, on_replies, on_lost):
-        conn = FakeConn(on_replies, on_lost, crash_first=len(conns) < crash_first_n)
+        conn = FakeConn(on_replies, on_lost, crash_first=len(conns) < crash_first_n,
+                        max_calls=max_calls)
         conns.append(conn)
         return conn
 
@@ -126,6 +133,17 @@ async def wait_all(store, tasks, timeout=5.0):
         await asyncio.sleep(0.005)
 
 
+async def run_doubling_tasks(n, store, tm, submitter):
+    """Submit n tasks that double their argument; check every value once all are done."""
+    tasks = [make_task(i) for i in range(n)]
+    for t in tasks:
+        tm.add_pending(t)
+        submitter.submit(t)
+    await wait_all(store, tasks)
+    assert [value(store, t) for t in tasks] == [2 * i for i in range(n)]
+    return tasks
+
+
 def value(store, task):
     obj = store.get_if_exists(task.return_ids[0])
     return serialization.deserialize(obj.data, obj.metadata)
@@ -134,12 +152,7 @@ def value(store, task):
 def test_many_tasks_reuse_few_leases_with_pipelining():
     async def main():
         store, raylet, conns, tm, submitter = harness(capacity=2)
-        tasks = [make_task(i) for i in range(500)]
-        for t in tasks:
-            tm.add_pending(t)
-            submitter.submit(t)
-        await wait_all(store, tasks)
-        assert [value(store, t) for t in tasks] == [2 * i for i in range(500)]
+        tasks = await run_doubling_tasks(500, store, tm, submitter)
         assert len(conns) <= 2          # leases reused, not one per task
         assert raylet.requests <= 3     # at most one outstanding request per key at a time
         await asyncio.sleep(0.4)        # idle linger, then the workers go back
@@ -187,5 +200,15 @@ def test_cancel_of_queued_task():
         await asyncio.sleep(0.01)
         assert len(raylet.cancelled) == 1 and not raylet.pending  # the lease request withdrawn
         assert not submitter._keys[task.key].lease_pending
+        await submitter.close()
+    run(main())
+
+
+def test_retiring_workers_leftovers_run_elsewhere_without_retries():
+    async def main():
+        store, raylet, conns, tm, submitter = harness(capacity=1, max_calls=3)
+        tasks = await run_doubling_tasks(40, store, tm, submitter)
+        assert all(t.attempt == 0 for t in tasks)       # re-queued, not retried
+        assert len(conns) >= 14 and all(c.calls <= 3 for c in conns)
         await submitter.close()
     run(main())

@@ -4,7 +4,12 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 import ray_core as ray
+
+# A hang fails this file's test fast instead of eating the suite's budget.
+pytestmark = pytest.mark.timeout(120)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -104,3 +109,23 @@ def test_init_shutdown_init_in_one_process(own_temp_dir):
     """)
     assert result.returncode == 0, result.stderr
     assert "ROUND 0 1 0" in result.stdout and "ROUND 1 2 1" in result.stdout
+
+
+def test_functions_from_the_scripts_own_modules(own_temp_dir):
+    project = os.path.join(own_temp_dir, "project")
+    os.makedirs(project)
+    with open(os.path.join(project, "helper_mod.py"), "w") as f:
+        f.write("import ray_core as ray\n\n\n@ray.remote\ndef tag(x):\n    return ('helper', x)\n")
+    with open(os.path.join(project, "main.py"), "w") as f:
+        f.write(textwrap.dedent(f"""
+            import ray_core as ray
+            from helper_mod import tag
+            ray.init(num_cpus=1, _temp_dir={own_temp_dir!r})
+            print("RESULT", ray.get(tag.remote(3)))
+            ray.shutdown()
+        """))
+    result = subprocess.run([sys.executable, os.path.join(project, "main.py")], cwd="/",
+                            env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "RESULT ('helper', 3)" in result.stdout

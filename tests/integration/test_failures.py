@@ -7,6 +7,9 @@ import pytest
 import ray_core as ray
 from ray_core import exceptions
 
+# A hang fails this file's test fast instead of eating the suite's budget.
+pytestmark = pytest.mark.timeout(120)
+
 
 def _bump(path):
     """Count attempts in a file (each attempt runs in a fresh worker process)."""
@@ -76,9 +79,19 @@ def block(seconds):
     return seconds
 
 
-def test_cancel_queued_task(cluster):
+def test_cancel_queued_task(cluster, tmp_path):
+    @ray.remote
+    def hold(path, seconds):
+        open(path, "w").close()          # tell the test this task holds its CPU now
+        time.sleep(seconds)
+        return seconds
+
     # Fill both CPUs, then queue one more and cancel it before it can run.
-    busy = [block.remote(2) for _ in range(2)]
+    marks = [str(tmp_path / f"running{i}") for i in range(2)]
+    busy = [hold.remote(mark, 2) for mark in marks]
+    deadline = time.time() + 30
+    while not all(os.path.exists(m) for m in marks) and time.time() < deadline:
+        time.sleep(0.02)
     queued = block.options(num_cpus=2).remote(0)
     time.sleep(0.2)
     ray.cancel(queued)
@@ -114,3 +127,37 @@ def test_infeasible_then_cancel_does_not_hang(cluster):
     ray.cancel(ref)
     with pytest.raises(exceptions.TaskCancelledError):
         ray.get(ref, timeout=30)
+
+
+def test_object_owned_by_a_dead_worker_raises_owner_died(cluster):
+    import signal
+
+    @ray.remote
+    def make():
+        return [ray.put("owned by this worker")], os.getpid()
+
+    [ref], pid = ray.get(make.remote())
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(exceptions.OwnerDiedError) as info:
+        ray.get(ref, timeout=30)
+    assert isinstance(info.value, exceptions.ObjectLostError)
+    assert ref.hex() in str(info.value)
+
+
+def test_cancel_interrupts_blocking_calls_and_children(cluster):
+    @ray.remote
+    def child():
+        time.sleep(60)
+
+    @ray.remote
+    def parent():
+        return ray.get(child.remote())
+
+    ref = parent.remote()
+    time.sleep(1.0)
+    ray.cancel(ref)                       # recursive by default
+    with pytest.raises(exceptions.TaskCancelledError):
+        ray.get(ref, timeout=30)
+    # Both CPUs come back: the sleeping child was cancelled too (else one of these
+    # would wait behind its 60 s sleep and the get would time out).
+    assert ray.get([block.remote(0.5) for _ in range(2)], timeout=30) == [0.5, 0.5]

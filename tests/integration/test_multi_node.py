@@ -5,6 +5,9 @@ import pytest
 import ray_core as ray
 from ray_core._private import worker as worker_mod
 
+# A hang fails this file's test fast instead of eating the suite's budget.
+pytestmark = pytest.mark.timeout(120)
+
 
 @pytest.fixture(scope="module")
 def two_nodes(cluster):
@@ -12,10 +15,12 @@ def two_nodes(cluster):
     node = worker_mod.global_worker().node
     proc, info = start_raylet(node.gcs_address, node.session_dir, num_cpus=1,
                               resources={"second": 1}, env=node.child_env())
+    info["proc"] = proc
     try:
         yield cluster, info
     finally:
-        proc.terminate()
+        if proc.poll() is None:
+            proc.terminate()
         proc.wait()
 
 
@@ -54,3 +59,28 @@ def test_large_objects_move_between_nodes(two_nodes):
         return int(a.sum())
 
     assert ray.get(remote_total.remote(local)) == 500_000
+
+
+def test_node_affinity_strategy(two_nodes):
+    from ray_core.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    cluster, info = two_nodes
+
+    @ray.remote
+    def where():
+        return ray.get_runtime_context().get_node_id()
+
+    for target in (info["node_id"], cluster["node_id"]):
+        strategy = NodeAffinitySchedulingStrategy(target, soft=False)
+        assert ray.get(where.options(scheduling_strategy=strategy).remote()) == target
+
+
+def test_object_on_a_dead_node_is_lost_not_hung(two_nodes):
+    from ray_core import exceptions
+    cluster, info = two_nodes
+    ref = big_on_second.remote(1_000_000)
+    ready, _ = ray.wait([ref], timeout=60, fetch_local=False)
+    assert ready == [ref]
+    info["proc"].kill()                  # the second node dies with the only copy
+    info["proc"].wait()
+    with pytest.raises(exceptions.ObjectLostError):
+        ray.get(ref, timeout=60)

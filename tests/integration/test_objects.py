@@ -8,6 +8,9 @@ import pytest
 import ray_core as ray
 from ray_core import exceptions
 
+# A hang fails this file's test fast instead of eating the suite's budget.
+pytestmark = pytest.mark.timeout(120)
+
 
 @ray.remote
 def echo(x):

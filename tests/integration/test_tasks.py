@@ -9,6 +9,9 @@ import ray_core as ray
 from ray_core import exceptions
 from tests.integration.conftest import session_logs
 
+# A hang fails this file's test fast instead of eating the suite's budget.
+pytestmark = pytest.mark.timeout(120)
+
 
 @ray.remote
 def add(a, b=0):
@@ -142,10 +145,19 @@ def test_seed_log_lines_follow_a_task(cluster):
     ref = add.remote(20, 22)
     assert ray.get(ref) == 42
     task_id = ref.task_id().hex()
-    time.sleep(0.5)  # buffered task lines reach the files within log_flush_interval_ms
     logs = session_logs(cluster)
-    driver_text = "".join(open(p).read() for p in glob.glob(f"{logs}/python-core-driver-*.log"))
-    worker_text = "".join(open(p).read() for p in glob.glob(f"{logs}/python-core-worker-*.log"))
+
+    def read(pattern):
+        return "".join(open(p).read() for p in glob.glob(f"{logs}/{pattern}"))
+
+    # Buffered task lines reach the files within log_flush_interval_ms.
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        driver_text = read("python-core-driver-*.log")
+        worker_text = read("python-core-worker-*.log")
+        if f"Completing task {task_id}" in driver_text and f"task_id={task_id}" in worker_text:
+            break
+        time.sleep(0.1)
     for line in ("Adding pending task", "Submit task", "Task dependencies resolved",
                  "Pushing normal task", "Completing task"):
         assert f"{line} {task_id}" in driver_text, line
