@@ -200,9 +200,11 @@ class CoreWorker:
                 list(enumerate(alloc.quantities))
         if not resources:
             resources = {k: [(0, v)] for k, v in spec.required_resources.items()}
-        if spec.job_id != self._announced_job:
+        if spec.job_id != self._announced_job or spec.type:
+            # Output from here on is this job's (and this actor's: its class name).
             self._announced_job = spec.job_id
-            log_monitor.announce(spec.job_id.hex())
+            log_monitor.announce(spec.job_id.hex(),
+                                 spec.function_descriptor.class_name if spec.type else "")
         self._ctx = _TaskContext(TaskID(spec.task_id), JobID(spec.job_id),
                                  put_offset=max(spec.num_returns, 0) + 1, depth=spec.depth + 1,
                                  resources=resources, spec=spec)

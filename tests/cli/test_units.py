@@ -67,3 +67,15 @@ def test_status_text_sums_resources_and_lists_demands():
     assert "  CPU 3/6" in text and "  GPU 0/1" in text
     assert 'pending {"CPU": 1.0}: 3' in text
     assert 'infeasible {"GPU": 4.0}: 1' in text
+
+
+def test_a_worker_announces_each_change_of_job_or_actor_once(capsys):
+    from ray_core._private import log_monitor
+    log_monitor._announced[0] = None
+    log_monitor.announce("01000000")
+    log_monitor.announce("01000000")
+    log_monitor.announce("01000000", "Counter")
+    out = capsys.readouterr()
+    assert out.out == out.err == (f"{JOB_MARKER}01000000\n{ACTOR_MARKER}\n"
+                                  f"{JOB_MARKER}01000000\n{ACTOR_MARKER}Counter\n")
+    log_monitor._announced[0] = None
