@@ -10,6 +10,8 @@ Three parts share one format:
   and `.err` every log_monitor_poll_ms and publishes new complete lines on the GCS's
   WORKER_LOG_CHANNEL (LogBatch: ip, pid, job id, actor name). Nodes that share a logs
   folder (cluster_utils on one machine) share one active monitor through a file lock;
+  The monitor also rotates those files by size (log_rotation_max_bytes), as every
+  process rotates its own .log;
 - each driver subscribes (`LogSubscriber`) and prints the batches of its own job (and
   those of no job yet: a worker's startup errors), prefixed `(pid=N, ip=IP)`, or
   `(Class pid=N, ip=IP)` for an actor.
@@ -21,6 +23,7 @@ import glob
 import logging
 import os
 import re
+import shutil
 import sys
 import threading
 import time
@@ -128,9 +131,33 @@ class LogMonitor:
                         actor_name=state.actor)
                     batches.append(batch)
                 batch.lines.append(line)
+            if state.offset >= config.log_rotation_max_bytes and state.offset == size:
+                self._rotate(path, state)
         for gone in set(self._files) - present:
             del self._files[gone]
         return batches
+
+    @staticmethod
+    def _rotate(path: str, state: _TailedFile) -> None:
+        """Size-based rotation of a worker's .out/.err once everything in it is published.
+
+        The worker's stdout is the raylet's O_APPEND redirection, which cannot be reopened
+        from here, so this copies the file to `.1` (older ones shift up to
+        log_rotation_backup_count) and truncates it; the worker's next line lands at the
+        start. A line written between the copy and the truncation reaches only the copy.
+        """
+        keep = config.log_rotation_backup_count
+        try:
+            for index in range(keep - 1, 0, -1):
+                if os.path.exists(f"{path}.{index}"):
+                    os.replace(f"{path}.{index}", f"{path}.{index + 1}")
+            if keep > 0:
+                shutil.copyfile(path, f"{path}.1")
+            os.truncate(path, 0)
+        except OSError as e:
+            logger.warning("Could not rotate %s: %s", path, e)
+            return
+        state.offset = 0
 
 
 def _wait_for_lock(logs_dir: str, alive: Callable[[], bool]):

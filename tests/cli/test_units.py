@@ -79,3 +79,19 @@ def test_a_worker_announces_each_change_of_job_or_actor_once(capsys):
     assert out.out == out.err == (f"{JOB_MARKER}01000000\n{ACTOR_MARKER}\n"
                                   f"{JOB_MARKER}01000000\n{ACTOR_MARKER}Counter\n")
     log_monitor._announced[0] = None
+
+
+def test_log_monitor_rotates_worker_files_by_size(tmp_path, monkeypatch):
+    from ray_common.config import config
+    monkeypatch.setitem(config._system_config, "log_rotation_max_bytes", 50)
+    monkeypatch.setitem(config._system_config, "log_rotation_backup_count", 2)
+    path = tmp_path / "worker-ef56-9.out"
+    monitor = LogMonitor(str(tmp_path), "127.0.0.1")
+    published = []
+    for round_ in range(4):
+        _write(path, "".join(f"round {round_} line {i}\n" for i in range(5)))
+        published += [line for b in monitor.poll() for line in b.lines]
+    assert len(published) == 20 and published[-1] == "round 3 line 4"
+    assert sorted(os.listdir(tmp_path)) == [path.name, path.name + ".1", path.name + ".2"]
+    assert path.read_text() == ""
+    assert "round 3 line 0" in (tmp_path / (path.name + ".1")).read_text()
