@@ -112,9 +112,9 @@ def check_gcs(address: str, token: Optional[str] = "", timeout_s: Optional[float
 
     async def probe():
         stub = rpc.stub(gcs_service_pb2_grpc.NodeInfoGcsServiceStub, address, token=token)
-        return await rpc.call_with_retry(stub.GetAllNodeInfo,
-                                         gcs_service_pb2.GetAllNodeInfoRequest(),
-                                         timeout=timeout_s, attempts=1)
+        # No call_with_retry: its log line per failed attempt is noise while we poll.
+        return await stub.GetAllNodeInfo(gcs_service_pb2.GetAllNodeInfoRequest(),
+                                         timeout=timeout_s)
 
     deadline = time.monotonic() + timeout_s
     while True:

@@ -4,6 +4,7 @@
   ray_core start --address HOST:PORT  join this machine to that cluster
   ray_core stop [--force]             stop every node started under the temp dir
   ray_core status                     nodes, resources used/total, pending demands
+  ray_core memory                     object store use per node, objects and their refs
   ray_core microbenchmark [...]       the core microbenchmark
 
 Nodes are started by ray_core.node (the same path as init() and cluster_utils), detached
@@ -143,6 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "RAY_CORE_ADDRESS)")
     status.add_argument("--temp-dir", default=None)
     status.add_argument("--auth-token", default=None)
+
+    memory = sub.add_parser("memory", help="objects in the object store and why they live",
+                            description="Per node store and spill usage, then the objects "
+                                        "(ray_core.internal.memory_summary()).")
+    memory.add_argument("--address", type=_address, default=None,
+                        help="GCS HOST:PORT (default: this machine's cluster)")
+    memory.add_argument("--temp-dir", default=None)
+    memory.add_argument("--auth-token", default=None)
+    memory.add_argument("--stats-only", action="store_true", help="only the per-node figures")
 
     bench = sub.add_parser("microbenchmark", help="run the core microbenchmark",
                            description="Tasks and objects rows beside Ray's figures.")
@@ -380,13 +390,37 @@ def format_status(address: str, nodes, view) -> str:
     return "\n".join(lines)
 
 
+def cmd_memory(args, parser) -> int:
+    try:
+        from ray_core import internal
+    except ImportError:
+        print(f"{PROG}: error: `memory` needs ray_core.internal.memory_summary (the object "
+              f"lifetime work), which this build lacks", file=sys.stderr)
+        return 1
+    import ray_core
+    from ray_common import rpc
+    if args.auth_token:
+        rpc.set_auth_token(args.auth_token)
+    try:
+        ray_core.init(address=args.address or "auto", _temp_dir=_temp_dir(args),
+                      log_to_driver=False)
+    except (PermissionError, ConnectionError, ValueError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+    try:
+        print(internal.memory_summary(stats_only=args.stats_only))
+    finally:
+        ray_core.shutdown()
+    return 0
+
+
 def cmd_microbenchmark(args, parser) -> int:
     from ray_core._private import microbenchmark
     argv = (["--quick"] if args.quick else []) + (["--json"] if args.json else [])
     return microbenchmark.main(argv)
 
 
-COMMANDS = {"start": cmd_start, "stop": cmd_stop, "status": cmd_status,
+COMMANDS = {"start": cmd_start, "stop": cmd_stop, "status": cmd_status, "memory": cmd_memory,
             "microbenchmark": cmd_microbenchmark}
 
 
