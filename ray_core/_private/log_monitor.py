@@ -22,6 +22,7 @@ import fcntl
 import glob
 import logging
 import os
+import queue
 import re
 import shutil
 import sys
@@ -241,13 +242,20 @@ def main(argv=None) -> int:
 # ---- driver side: print the lines of this job ---------------------------------------
 
 class LogSubscriber:
-    """Prints the worker lines of one job that the log monitors publish."""
+    """Prints the worker lines of one job that the log monitors publish.
+
+    Messages arrive on the io loop; a printer thread writes them, so a terminal or pipe
+    that blocks never stalls the driver's RPCs.
+    """
 
     def __init__(self, gcs_client, job_id: bytes):
         from ray_common import rpc
         self._job_id = job_id
         self._gcs = gcs_client
-        self._lock = threading.Lock()
+        self._pending: "queue.SimpleQueue" = queue.SimpleQueue()
+        self._printer = threading.Thread(target=self._print_loop, name="ray_core_log_printer",
+                                         daemon=True)
+        self._printer.start()
         self._subscription = rpc.run_sync(self._subscribe(),
                                           timeout=config.rpc_default_deadline_s)
 
@@ -263,9 +271,15 @@ class LogSubscriber:
             return
         who = f"{batch.actor_name} " if batch.actor_name else ""
         prefix = f"({who}pid={batch.pid}, ip={batch.ip}) "
-        text = "".join(f"{prefix}{line}\n" for line in batch.lines)
-        out = sys.stderr if batch.is_error else sys.stdout
-        with self._lock:
+        self._pending.put((batch.is_error, "".join(f"{prefix}{line}\n" for line in batch.lines)))
+
+    def _print_loop(self) -> None:
+        while True:
+            item = self._pending.get()
+            if item is None:
+                return
+            is_error, text = item
+            out = sys.stderr if is_error else sys.stdout
             try:
                 out.write(text)
                 out.flush()
@@ -284,9 +298,15 @@ class LogSubscriber:
         self._subscription = None
         if subscription is not None:
             try:
-                rpc.io_loop().call_soon_threadsafe(subscription.close)
-            except RuntimeError:
+                rpc.run_sync(self._close(subscription), timeout=config.shutdown_grace_s)
+            except Exception:
                 pass
+        self._pending.put(None)
+        self._printer.join(config.shutdown_grace_s)
+
+    @staticmethod
+    async def _close(subscription) -> None:
+        subscription.close()
 
 
 if __name__ == "__main__":

@@ -66,11 +66,19 @@ def running(pids):
     return out
 
 
-def shm_files():
-    try:
-        return set(os.listdir("/dev/shm"))
-    except OSError:
-        return set()
+def shm_files_of(pids):
+    """/dev/shm files the processes map (plasma uses an anonymous memfd: none expected).
+
+    Other programs on the machine create /dev/shm files at any time, so a test checks
+    its own processes' files rather than the folder's listing."""
+    files = set()
+    for pid in pids:
+        try:
+            files.update(m.path for m in psutil.Process(pid).memory_maps(grouped=True)
+                         if m.path.startswith("/dev/shm/"))
+        except psutil.Error:
+            pass
+    return files
 
 
 @pytest.fixture
