@@ -2,6 +2,8 @@
 
 - serialization.py   values <-> (metadata, data, out-of-band buffers); refs found inside
 - memory_store.py    the owner's in-process store of small values and markers of plasma ones
+- plasma_objects.py  large values: write, hold or pin, read zero-copy, release and free
+- background.py      the thread pool for work that must leave the io loop
 - reference_counter.py  local ref counts; frees what nothing in this process holds
 - task_manager.py    pending tasks the process owns: retries, completion, failure
 - dependency_resolver.py  waits for owned ref arguments, inlines small ones

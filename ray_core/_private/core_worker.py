@@ -12,14 +12,12 @@ Threads: user threads call submit_task/put/get_objects; the io loop thread
 main thread runs tasks. A submission crosses to the io loop through a deque and at most
 one wake-up per burst, so a loop of .remote() calls costs one thread hop, not one each.
 """
-import asyncio
 import collections
 import concurrent.futures
 import itertools
 import logging
 import os
 import signal
-import threading
 import time
 from typing import Dict, List, Optional
 
@@ -30,15 +28,15 @@ from ray_common.protocol import common_pb2, core_worker_pb2, core_worker_pb2_grp
 
 from ray_core import exceptions
 from ray_core._private import _object_ref, log_monitor, serialization, task_transport
-from ray_core._private._shared_buffer import SharedBuffer
+from ray_core._private.background import background_pool
 from ray_core._private.core_worker_service import CoreWorkerServicer
 from ray_core._private.dependency_resolver import DependencyResolver
 from ray_core._private.function_manager import KV_NAMESPACE, FunctionManager
 from ray_core._private.lease_client import LeaseClient
 from ray_core._private.memory_store import MemoryStore, StoredObject
 from ray_core._private.normal_task_submitter import NormalTaskSubmitter
+from ray_core._private.plasma_objects import PlasmaObjects
 from ray_core._private.reference_counter import ReferenceCounter
-from ray_core._private.serialization import META_PICKLE_OOB
 from ray_core._private.task_executor import TaskExecutor
 from ray_core._private.task_manager import PendingTask, TaskManager
 from ray_core._private.task_log import task_log
@@ -106,15 +104,8 @@ class CoreWorker:
         self._ctx = self._idle_ctx
         self._submissions = collections.deque()
         self._wakeup_pending = False
-        self._plasma = None
-        self._plasma_lock = threading.Lock()
-        self._plasma_releases = _ReleaseQueue(self._schedule_release_drain)
-        self._release_drain_scheduled = False
-        self._frees = collections.deque()
-        self._plasma_deletes = collections.deque()
-        self._raylet_addresses: Dict[bytes, str] = {}
-        self._primary_held = set()   # plasma keys whose primary copy this process holds
-        self._free_scheduled = False
+        self.plasma_objects = PlasmaObjects(plasma_socket, node_id, self.lease_client,
+                                            self.gcs, self.loop)
         self._owner_fetches = set()
         self._server = None
         self._exit = False
@@ -148,6 +139,7 @@ class CoreWorker:
                 f"{self.mode}: {reply.failure_message}")
         if reply.object_store_socket_name:
             self.plasma_socket = reply.object_store_socket_name
+            self.plasma_objects.socket_path = self.plasma_socket
         self.loop.call_soon_threadsafe(self._flush_refs_periodically)
         logger.info("Initializing worker %s (%s, pid %d), listening on port %d",
                     self.worker_id.hex(), self.mode, os.getpid(), port)
@@ -167,13 +159,7 @@ class CoreWorker:
                 pass
         if self.task_server is not None:
             self.task_server.close()
-        with self._plasma_lock:
-            if self._plasma is not None:
-                try:
-                    self._plasma.disconnect()
-                except Exception:
-                    pass
-                self._plasma = None
+        self.plasma_objects.close()
 
     def _flush_refs_periodically(self) -> None:
         if self._closed:
@@ -229,7 +215,7 @@ class CoreWorker:
             self._saved_env = None
         self.job_runtime_env = None
         self.reference_counter.flush()
-        self._drain_plasma_releases()
+        self.plasma_objects.drain_releases()
 
     @property
     def current_task_id(self) -> TaskID:
@@ -398,8 +384,9 @@ class CoreWorker:
         if ser.total_size <= self._inline_limit:
             self.memory_store.put(object_id, StoredObject(ser.to_bytes(), ser.metadata))
         else:
-            self._plasma_put(object_id, ser)
-            self._hold_primary(object_id.binary())
+            self.reference_counter.try_flush()   # so what was just dropped is freed first
+            self.plasma_objects.write(object_id, ser)
+            self.plasma_objects.hold_primary(object_id.binary())
             self.memory_store.put(object_id, StoredObject.plasma_marker(self.node_id,
                                                                         ser.total_size))
         self.reference_counter.add_owned(object_id)
@@ -407,71 +394,13 @@ class CoreWorker:
 
     @property
     def plasma(self):
-        if self._plasma is None:
-            with self._plasma_lock:
-                if self._plasma is None:
-                    from ray_plasma.client import PlasmaClient
-                    self._plasma = PlasmaClient(self.plasma_socket)
-        return self._plasma
-
-    def _plasma_put(self, object_id: ObjectID, ser) -> None:
-        from ray_plasma import errors as plasma_errors
-        # Free what was dropped before allocating: a put right after dropping a large
-        # object then reuses its (already faulted-in) memory instead of fresh pages.
-        self._drain_plasma_releases()
-        self.reference_counter.try_flush()
-        self._free_now()
-        plasma = self.plasma
-        key = object_id.binary()
-        try:
-            dest = plasma.create(key, ser.total_size, ser.metadata)
-        except plasma_errors.ObjectStoreFullError as e:
-            raise exceptions.ObjectStoreFullError(
-                f"Could not put object {object_id.hex()} ({ser.total_size} bytes) in the object "
-                f"store of node {self.node_id.hex()[:12]}: {e}. Free refs you no longer need, "
-                f"or start the cluster with a larger object_store_memory.") from None
-        try:
-            ser.write_to(dest)
-        except BaseException:
-            del dest
-            plasma.abort(key)
-            raise
-        del dest
-        plasma.seal(key)
-
-    def _pin(self, object_ids: List[bytes], owner: common_pb2.Address) -> None:
-        """Have the raylet hold the primary copies; hold them ourselves until it does.
-
-        A sealed object nobody references may be evicted, so this process takes a
-        reference for the length of the PinObjectIDs call.
-        """
-        plasma = self.plasma
-        held = [key for key, obj in zip(object_ids, plasma.get(object_ids, 0)) if obj is not None]
-        try:
-            rpc.run_sync(self.lease_client.pin_object_ids(owner, object_ids))
-        except Exception as e:
-            logger.warning("Raylet could not pin %d object(s): %s", len(object_ids), e)
-        finally:
-            for key in held:
-                plasma.release(key)
-
-    def _hold_primary(self, key: bytes) -> None:
-        """Keep the primary copy of an object this process put, by holding a reference.
-
-        The owner's own plasma reference pins it (no raylet round trip on put or free);
-        the copy lives exactly as long as the owner wants it or the owner itself, which
-        is when its value could still be asked for (a dead owner's objects are lost
-        anyway, OwnerDiedError). Seam for spilling (issue 8): a raylet that spills
-        primary copies needs them pinned through PinObjectIDs instead, as task returns
-        are (put_return_in_plasma).
-        """
-        if self.plasma.get([key], 0)[0] is not None:
-            self._primary_held.add(key)
+        """This node's plasma client (connected on first use)."""
+        return self.plasma_objects.client
 
     def put_return_in_plasma(self, object_id: ObjectID, ser, owner: common_pb2.Address) -> None:
         """A large return value: seal it here, and have the raylet pin it for its owner."""
-        self._plasma_put(object_id, ser)
-        self._pin([object_id.binary()], owner)
+        self.plasma_objects.write(object_id, ser)
+        self.plasma_objects.pin([object_id.binary()], owner)
 
     # ---- objects: get ------------------------------------------------------------------
     def ref_from_reference(self, reference: common_pb2.ObjectReference) -> ObjectRef:
@@ -537,7 +466,7 @@ class CoreWorker:
     def _values(self, ids, found, raise_errors, timeout):
         out = []
         plasma_wanted = [oid for oid in ids if found[oid].in_plasma]
-        plasma_values = self._read_plasma(plasma_wanted, found) if plasma_wanted else {}
+        plasma_values = self.plasma_objects.read(plasma_wanted, found) if plasma_wanted else {}
         for object_id in ids:
             obj = found[object_id]
             if obj.in_plasma:
@@ -552,74 +481,6 @@ class CoreWorker:
             else:
                 out.append((value, is_error))
         return out
-
-    def _read_plasma(self, ids: List[ObjectID], found) -> dict:
-        self._drain_plasma_releases()
-        remote = [oid for oid in ids if found[oid].plasma_node not in (b"", self.node_id)]
-        if remote:
-            self._pull(remote, found)
-        keys = list(dict.fromkeys(oid.binary() for oid in ids))
-        # Only look: a marker means the copy was sealed (here, or pulled here above), so
-        # one that is missing now is lost, and waiting for it would never end.
-        objects = self.plasma.get(keys, 0)
-        values = {}
-        for key, pobj in zip(keys, objects):
-            object_id = ObjectID(key)
-            if pobj is None:
-                values[object_id] = (exceptions.ObjectLostError(
-                    object_id.hex(), f"Object {object_id.hex()} is lost: it is not in the "
-                    f"object store of node {self.node_id.hex()[:12]} and could not be "
-                    f"fetched from node {found[object_id].plasma_node.hex()[:12]}."), True)
-                continue
-            metadata = bytes(pobj.metadata)
-            if metadata == META_PICKLE_OOB:
-                holder = SharedBuffer(pobj.data, key, self._plasma_releases)
-                value = serialization.deserialize(memoryview(holder), metadata)
-                del holder
-            else:
-                try:
-                    value = serialization.deserialize(pobj.data, metadata)
-                finally:
-                    self._plasma_releases.append(key)
-            values[object_id] = (value, metadata == serialization.META_ERROR)
-        return values
-
-    def _pull(self, object_ids: List[ObjectID], found) -> None:
-        """Ask the raylet to bring remote plasma objects here; fail those it cannot."""
-        refs = [common_pb2.ObjectReference(object_id=oid.binary()) for oid in object_ids]
-        locations = {oid.binary(): [found[oid].plasma_node] for oid in object_ids}
-        reply = rpc.run_sync(self.lease_client.pull_objects(refs, locations))
-        for result in reply.results:
-            if not result.success:
-                logger.warning("Could not pull object %s: %s", result.object_id.hex(),
-                               result.error_message)
-
-    def _schedule_release_drain(self) -> None:
-        # Called where a plasma view died, possibly inside the garbage collector on a
-        # thread that holds the plasma client's lock: release from a pool thread instead.
-        if self._release_drain_scheduled or self._closed:
-            return
-        self._release_drain_scheduled = True
-        try:
-            _future_pool().submit(self._drain_scheduled_releases)
-        except RuntimeError:
-            pass
-
-    def _drain_scheduled_releases(self) -> None:
-        self._release_drain_scheduled = False
-        self._drain_plasma_releases()
-
-    def _drain_plasma_releases(self) -> None:
-        releases = self._plasma_releases
-        if not releases or self._plasma is None:
-            return
-        plasma = self._plasma
-        while releases:
-            key = releases.popleft()
-            try:
-                plasma.release(key)
-            except Exception as e:
-                logger.debug("plasma release of %s failed: %s", key.hex(), e)
 
     def _fetch_from_owner(self, ref: ObjectRef) -> None:
         object_id = ref.object_id()
@@ -673,7 +534,7 @@ class CoreWorker:
 
         def done(_obj):
             # Reading the value may touch plasma; keep that off the io loop.
-            _future_pool().submit(self._complete_future, future, ref)
+            background_pool().submit(self._complete_future, future, ref)
 
         self.memory_store.add_callback(object_id, done)
         return future
@@ -693,82 +554,11 @@ class CoreWorker:
             return
         self.memory_store.delete((object_id,))
         if owned and obj.in_plasma:
-            self._queue_free(object_id.binary(), obj.plasma_node)
+            self.plasma_objects.queue_free(object_id.binary(), obj.plasma_node)
 
     def _on_plasma_return(self, object_id: ObjectID, node_id: bytes, keep: bool) -> None:
         if not keep:
-            self._queue_free(object_id.binary(), node_id)
-
-    def _queue_free(self, key: bytes, node_id: bytes = b"") -> None:
-        self._frees.append((key, node_id or self.node_id))
-        if not self._free_scheduled and not self._closed:
-            self._free_scheduled = True
-            try:
-                self.loop.call_soon_threadsafe(self._flush_frees)
-            except RuntimeError:
-                pass
-
-    def _take_frees(self) -> Dict[bytes, list]:
-        by_node: Dict[bytes, list] = {}
-        while self._frees:
-            key, node_id = self._frees.popleft()
-            if key in self._primary_held:
-                self._primary_held.discard(key)
-                self._plasma_deletes.append(key)
-            else:
-                by_node.setdefault(node_id, []).append(key)
-        return by_node
-
-    def _flush_frees(self) -> None:
-        self._free_scheduled = False
-        for node_id, keys in self._take_frees().items():
-            rpc.spawn(self._free_quietly(keys, node_id))
-        if self._plasma_deletes:
-            # Plasma calls block on a socket: not on the io loop.
-            _future_pool().submit(self._delete_held)
-
-    def _free_now(self) -> None:
-        """Free what was dropped and wait for it (off the io loop only)."""
-        if not self._frees or rpc.in_io_thread():
-            return
-        for node_id, keys in self._take_frees().items():
-            rpc.run_sync(self._free_quietly(keys, node_id))
-        self._delete_held()
-
-    def _delete_held(self) -> None:
-        """Release and delete primary copies this process held (see _hold_primary)."""
-        keys = []
-        while self._plasma_deletes:
-            keys.append(self._plasma_deletes.popleft())
-        if not keys or self._plasma is None:
-            return
-        plasma = self._plasma
-        for key in keys:
-            try:
-                plasma.release(key)
-            except Exception as e:
-                logger.debug("release of held object %s failed: %s", key.hex(), e)
-        try:
-            plasma.delete(keys)
-        except Exception as e:
-            logger.info("plasma delete of %d object(s) failed: %s", len(keys), e)
-
-    async def _free_quietly(self, keys, node_id: bytes) -> None:
-        try:
-            raylet = None if node_id == self.node_id else await self._raylet_of(node_id)
-            await self.lease_client.free_objects(keys, raylet)
-        except Exception as e:
-            logger.info("FreeObjects of %d object(s) on node %s failed: %s", len(keys),
-                        node_id.hex()[:12], e)
-
-    async def _raylet_of(self, node_id: bytes) -> str:
-        address = self._raylet_addresses.get(node_id)
-        if address is None:
-            for info in await self.gcs.get_all_node_info():
-                self._raylet_addresses[info.node_id] = \
-                    f"{info.node_manager_address}:{info.node_manager_port}"
-            address = self._raylet_addresses[node_id]
-        return address
+            self.plasma_objects.queue_free(object_id.binary(), node_id)
 
     # ---- worker main loop ---------------------------------------------------------------
     def run_task_loop(self) -> None:
@@ -840,29 +630,3 @@ class CoreWorker:
                 raise exceptions.TaskCancelledError(requested.hex())
 
         signal.signal(signal.SIGINT, on_sigint)
-
-
-class _ReleaseQueue(collections.deque):
-    """Plasma object ids whose last view died; appending asks for a drain soon."""
-
-    def __init__(self, on_append):
-        super().__init__()
-        self._on_append = on_append
-
-    def append(self, key) -> None:
-        super().append(key)
-        self._on_append()
-
-
-_pool = None
-_pool_lock = threading.Lock()
-
-
-def _future_pool() -> concurrent.futures.ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        with _pool_lock:
-            if _pool is None:
-                _pool = concurrent.futures.ThreadPoolExecutor(max_workers=2,
-                                                              thread_name_prefix="ray_core_future")
-    return _pool

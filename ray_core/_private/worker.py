@@ -123,6 +123,8 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
             options_mod._resources("resources", resources)
         if _system_config:
             config.update(_system_config)
+        if logging_level is not None:
+            config.update({"log_level": _level_name(logging_level)})
         temp_dir = _temp_dir or config.temp_dir
         namespace = namespace if namespace is not None else ""
         node = None
@@ -181,6 +183,15 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
                     core.job_id.hex(), node_id.hex())
         atexit.register(_shutdown_at_exit)
         return _global.context
+
+
+def _level_name(level) -> str:
+    """init(logging_level=...) as Ray takes it: logging.INFO, 20 or "info"."""
+    import logging as std_logging
+    if isinstance(level, int):
+        level = std_logging.getLevelName(level)
+    name = str(level).lower()
+    return {"warn": "warning", "critical": "error", "fatal": "error"}.get(name, name)
 
 
 def _resolve_address(address: str, temp_dir: str):

@@ -1,0 +1,276 @@
+"""This process's side of plasma: writing large values, reading them zero-copy, and
+freeing them (steps 7-8 of a task's life, for values above max_direct_call_object_size).
+
+Who keeps a primary copy alive:
+- a value this process put(): its own plasma reference (hold_primary), released and
+  deleted when the last ref goes -- no raylet round trip on put or free;
+- a large task return: the raylet of the executing node, through PinObjectIDs on behalf
+  of the owner (pin), until the owner's FreeObjects.
+Reads hand out numpy/Arrow views of shared memory wrapped in a SharedBuffer, whose death
+queues the plasma release. Releases, deletes and frees are queued and done from a pool
+thread or the io loop, never from inside a garbage-collector callback that may run while
+this thread holds the plasma client's lock.
+"""
+import collections
+import logging
+import threading
+from typing import Dict, List
+
+from ray_common import rpc
+from ray_common.ids import ObjectID
+from ray_common.protocol import common_pb2
+
+from ray_core import exceptions
+from ray_core._private import serialization
+from ray_core._private._shared_buffer import SharedBuffer
+from ray_core._private.background import background_pool
+from ray_core._private.serialization import META_PICKLE_OOB
+
+logger = logging.getLogger(__name__)
+
+
+class _ReleaseQueue(collections.deque):
+    """Plasma object ids whose last view died; appending asks for a drain soon."""
+
+    def __init__(self, on_append):
+        super().__init__()
+        self._on_append = on_append
+
+    def append(self, key) -> None:
+        super().append(key)
+        self._on_append()
+
+
+class PlasmaObjects:
+    def __init__(self, socket_path: str, node_id: bytes, lease_client, gcs, loop):
+        self.socket_path = socket_path
+        self._node_id = node_id
+        self._lease_client = lease_client
+        self._gcs = gcs
+        self._loop = loop
+        self._client = None
+        self._client_lock = threading.Lock()
+        self._releases = _ReleaseQueue(self._schedule_release_drain)
+        self._release_drain_scheduled = False
+        self._frees = collections.deque()        # (key, node_id) dropped by their owner here
+        self._free_scheduled = False
+        self._deletes = collections.deque()      # held primary copies to release + delete
+        self._held = set()                       # keys whose primary copy this process holds
+        self._raylet_addresses: Dict[bytes, str] = {}
+        self._closed = False
+
+    @property
+    def client(self):
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    from ray_plasma.client import PlasmaClient
+                    self._client = PlasmaClient(self.socket_path)
+        return self._client
+
+    def close(self) -> None:
+        self._closed = True
+        with self._client_lock:
+            if self._client is not None:
+                try:
+                    self._client.disconnect()
+                except Exception:
+                    pass
+                self._client = None
+
+    # ---- writing -----------------------------------------------------------------------
+    def write(self, object_id: ObjectID, ser) -> None:
+        """Create, fill and seal a large value (ObjectStoreFullError if it cannot fit)."""
+        from ray_plasma import errors as plasma_errors
+        # Free what was dropped before allocating: a put right after dropping a large
+        # object then reuses its (already faulted-in) memory instead of fresh pages.
+        self.drain_releases()
+        self.free_now()
+        client = self.client
+        key = object_id.binary()
+        try:
+            dest = client.create(key, ser.total_size, ser.metadata)
+        except plasma_errors.ObjectStoreFullError as e:
+            raise exceptions.ObjectStoreFullError(
+                f"Could not put object {object_id.hex()} ({ser.total_size} bytes) in the object "
+                f"store of node {self._node_id.hex()[:12]}: {e}. Free refs you no longer "
+                f"need, or start the cluster with a larger object_store_memory.") from None
+        try:
+            ser.write_to(dest)
+        except BaseException:
+            del dest
+            client.abort(key)
+            raise
+        del dest
+        client.seal(key)
+
+    def hold_primary(self, key: bytes) -> None:
+        """Keep the primary copy of an object this process put, by holding a reference.
+
+        The copy lives exactly as long as the owner wants it or the owner itself, which
+        is when its value could still be asked for (a dead owner's objects are lost
+        anyway, OwnerDiedError). Seam for spilling (issue 8): a raylet that spills
+        primary copies needs them pinned through PinObjectIDs instead, as returns are.
+        """
+        if self.client.get([key], 0)[0] is not None:
+            self._held.add(key)
+
+    def pin(self, object_ids: List[bytes], owner: common_pb2.Address) -> None:
+        """Have the raylet hold the primary copies; hold them ourselves until it does.
+
+        A sealed object nobody references may be evicted, so this process takes a
+        reference for the length of the PinObjectIDs call.
+        """
+        client = self.client
+        held = [key for key, obj in zip(object_ids, client.get(object_ids, 0)) if obj is not None]
+        try:
+            rpc.run_sync(self._lease_client.pin_object_ids(owner, object_ids))
+        except Exception as e:
+            logger.warning("Raylet could not pin %d object(s): %s", len(object_ids), e)
+        finally:
+            for key in held:
+                client.release(key)
+
+    # ---- reading -----------------------------------------------------------------------
+    def read(self, ids: List[ObjectID], found) -> dict:
+        """object id -> (value, is_error) for objects whose memory-store entry is a marker."""
+        self.drain_releases()
+        remote = [oid for oid in ids if found[oid].plasma_node not in (b"", self._node_id)]
+        if remote:
+            self._pull(remote, found)
+        keys = list(dict.fromkeys(oid.binary() for oid in ids))
+        # Only look: a marker means the copy was sealed (here, or pulled here above), so
+        # one that is missing now is lost, and waiting for it would never end.
+        objects = self.client.get(keys, 0)
+        values = {}
+        for key, pobj in zip(keys, objects):
+            object_id = ObjectID(key)
+            if pobj is None:
+                values[object_id] = (exceptions.ObjectLostError(
+                    object_id.hex(), f"Object {object_id.hex()} is lost: it is not in the "
+                    f"object store of node {self._node_id.hex()[:12]} and could not be "
+                    f"fetched from node {found[object_id].plasma_node.hex()[:12]}."), True)
+                continue
+            metadata = bytes(pobj.metadata)
+            if metadata == META_PICKLE_OOB:
+                holder = SharedBuffer(pobj.data, key, self._releases)
+                value = serialization.deserialize(memoryview(holder), metadata)
+                del holder
+            else:
+                try:
+                    value = serialization.deserialize(pobj.data, metadata)
+                finally:
+                    self._releases.append(key)
+            values[object_id] = (value, metadata == serialization.META_ERROR)
+        return values
+
+    def _pull(self, object_ids: List[ObjectID], found) -> None:
+        """Ask the raylet to bring remote plasma objects here; fail those it cannot."""
+        refs = [common_pb2.ObjectReference(object_id=oid.binary()) for oid in object_ids]
+        locations = {oid.binary(): [found[oid].plasma_node] for oid in object_ids}
+        reply = rpc.run_sync(self._lease_client.pull_objects(refs, locations))
+        for result in reply.results:
+            if not result.success:
+                logger.warning("Could not pull object %s: %s", result.object_id.hex(),
+                               result.error_message)
+
+    # ---- releasing views -----------------------------------------------------------------
+    def _schedule_release_drain(self) -> None:
+        # Called where a plasma view died, possibly inside the garbage collector on a
+        # thread that holds the plasma client's lock: release from a pool thread instead.
+        if self._release_drain_scheduled or self._closed:
+            return
+        self._release_drain_scheduled = True
+        try:
+            background_pool().submit(self._drain_scheduled_releases)
+        except RuntimeError:
+            pass
+
+    def _drain_scheduled_releases(self) -> None:
+        self._release_drain_scheduled = False
+        self.drain_releases()
+
+    def drain_releases(self) -> None:
+        releases = self._releases
+        if not releases or self._client is None:
+            return
+        client = self._client
+        while releases:
+            key = releases.popleft()
+            try:
+                client.release(key)
+            except Exception as e:
+                logger.debug("plasma release of %s failed: %s", key.hex(), e)
+
+    # ---- freeing -----------------------------------------------------------------------
+    def queue_free(self, key: bytes, node_id: bytes = b"") -> None:
+        """The owner dropped its last ref to this plasma object: free it soon."""
+        self._frees.append((key, node_id or self._node_id))
+        if not self._free_scheduled and not self._closed:
+            self._free_scheduled = True
+            try:
+                self._loop.call_soon_threadsafe(self._flush_frees)
+            except RuntimeError:
+                pass
+
+    def _take_frees(self) -> Dict[bytes, list]:
+        by_node: Dict[bytes, list] = {}
+        while self._frees:
+            key, node_id = self._frees.popleft()
+            if key in self._held:
+                self._held.discard(key)
+                self._deletes.append(key)
+            else:
+                by_node.setdefault(node_id, []).append(key)
+        return by_node
+
+    def _flush_frees(self) -> None:
+        self._free_scheduled = False
+        for node_id, keys in self._take_frees().items():
+            rpc.spawn(self._free_at_raylet(keys, node_id))
+        if self._deletes:
+            # Plasma calls block on a socket: not on the io loop.
+            background_pool().submit(self._delete_held)
+
+    def free_now(self) -> None:
+        """Free what was dropped and wait for it (off the io loop only)."""
+        if not self._frees or rpc.in_io_thread():
+            return
+        for node_id, keys in self._take_frees().items():
+            rpc.run_sync(self._free_at_raylet(keys, node_id))
+        self._delete_held()
+
+    def _delete_held(self) -> None:
+        """Release and delete primary copies this process held (see hold_primary)."""
+        keys = []
+        while self._deletes:
+            keys.append(self._deletes.popleft())
+        if not keys or self._client is None:
+            return
+        client = self._client
+        for key in keys:
+            try:
+                client.release(key)
+            except Exception as e:
+                logger.debug("release of held object %s failed: %s", key.hex(), e)
+        try:
+            client.delete(keys)
+        except Exception as e:
+            logger.info("plasma delete of %d object(s) failed: %s", len(keys), e)
+
+    async def _free_at_raylet(self, keys, node_id: bytes) -> None:
+        try:
+            raylet = None if node_id == self._node_id else await self._raylet_of(node_id)
+            await self._lease_client.free_objects(keys, raylet)
+        except Exception as e:
+            logger.info("FreeObjects of %d object(s) on node %s failed: %s", len(keys),
+                        node_id.hex()[:12], e)
+
+    async def _raylet_of(self, node_id: bytes) -> str:
+        address = self._raylet_addresses.get(node_id)
+        if address is None:
+            for info in await self._gcs.get_all_node_info():
+                self._raylet_addresses[info.node_id] = \
+                    f"{info.node_manager_address}:{info.node_manager_port}"
+            address = self._raylet_addresses[node_id]
+        return address
