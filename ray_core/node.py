@@ -132,6 +132,16 @@ def check_gcs(address: str, token: Optional[str] = "", timeout_s: Optional[float
             time.sleep(config.rpc_retry_initial_backoff_ms / 1000.0)
 
 
+def requires_token(address: str) -> bool:
+    """Whether the cluster at `address` checks tokens. A client of a cluster without auth
+    must not use one either: its own servers would refuse the cluster's calls."""
+    try:
+        check_gcs(address, token=None)
+    except PermissionError:
+        return True
+    return False
+
+
 # ---- the processes of one node -----------------------------------------------------
 
 class Node:
@@ -235,7 +245,10 @@ class Node:
         os.makedirs(temp_dir, exist_ok=True)
         if token is None:
             token = config.auth_token or local_cluster_token(temp_dir, gcs_address)
-        check_gcs(gcs_address, token=token)
+        if not requires_token(gcs_address):
+            token = None        # the cluster runs without auth, so does this node
+        else:
+            check_gcs(gcs_address, token=token)
         if session_dir is None:
             current = read_current_cluster(temp_dir) or {}
             session_dir = current.get("session_dir") \

@@ -17,7 +17,8 @@
 - worker.py          the process-global state behind the public API
 - options.py         validation of @remote/.options() keywords
 - task_log.py        the per-task glog lines, buffered off the hot path
-- log_monitor.py     worker stdout/stderr to the driver, prefixed (pid=N)
+- log_monitor.py     worker stdout/stderr to the driver that ran the task, prefixed
+                     (pid=N, ip=IP): per-node monitor process -> GCS pubsub -> driver
 - microbenchmark.py  `ray_core microbenchmark` rows (also against Ray itself)
 - _object_ref.pyx, _shared_buffer.pyx  Cython: ObjectRef; plasma views that release
   their object when the last numpy/Arrow view over them dies

@@ -218,8 +218,10 @@ def _resolve_address(address: str, temp_dir: str):
 
 
 def _find_local_node(gcs_address: str, session_dir: str, node_ip: Optional[str]):
-    from ray_core.node import check_gcs
+    from ray_core.node import check_gcs, requires_token
     nodes = [n for n in check_gcs(gcs_address) if n.state == n.ALIVE]
+    if rpc.auth_token() and not requires_token(gcs_address):
+        rpc.set_auth_token("")  # a cluster without auth: our servers must not ask either
     if not nodes:
         raise ConnectionError(f"the cluster at {gcs_address} has no alive node to attach to")
     ips = {node_ip} if node_ip else {"127.0.0.1", _local_ip(), socket.gethostname()}
