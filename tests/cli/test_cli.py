@@ -204,13 +204,6 @@ def test_head_with_private_redis_storage(temp_dir):
     driver = run_driver(DRIVER.replace('resources={"second": 1}', "num_cpus=1"),
                         "auto", temp_dir)
     assert driver.returncode == 0 and "RESULT 2" in driver.stdout, driver.stderr
-    # A token from the environment is not used against a cluster without auth.
-    driver = run_driver(DRIVER.replace('resources={"second": 1}', "num_cpus=1"), "auto",
-                        temp_dir, env=child_env(RAY_CORE_AUTH_TOKEN="f" * 32))
-    assert driver.returncode == 0 and "RESULT 2" in driver.stdout, driver.stderr
-    cli("start", "--address", _gcs_address(temp_dir), "--num-cpus", "1", "--auth-token",
-        "f" * 32, temp_dir=temp_dir)
-    assert "Nodes: 2 alive" in cli("status", temp_dir=temp_dir).stdout
     cli("stop", temp_dir=temp_dir)
     assert not running(pids)
 
