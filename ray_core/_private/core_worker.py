@@ -179,6 +179,11 @@ class CoreWorker:
 
     # ---- task context ------------------------------------------------------------------
     def enter_task(self, spec, resource_mapping) -> None:
+        if spec.job_id != self._announced_job or spec.type:
+            # Output from here on is this job's (and this actor's: its class name).
+            self._announced_job = spec.job_id
+            log_monitor.announce(spec.job_id.hex(),
+                                 spec.function_descriptor.class_name if spec.type else "")
         resources = {}
         for alloc in resource_mapping:
             resources[alloc.name] = [(int(i), float(q)) for i, q in
@@ -186,11 +191,6 @@ class CoreWorker:
                 list(enumerate(alloc.quantities))
         if not resources:
             resources = {k: [(0, v)] for k, v in spec.required_resources.items()}
-        if spec.job_id != self._announced_job or spec.type:
-            # Output from here on is this job's (and this actor's: its class name).
-            self._announced_job = spec.job_id
-            log_monitor.announce(spec.job_id.hex(),
-                                 spec.function_descriptor.class_name if spec.type else "")
         self._ctx = _TaskContext(TaskID(spec.task_id), JobID(spec.job_id),
                                  put_offset=max(spec.num_returns, 0) + 1, depth=spec.depth + 1,
                                  resources=resources, spec=spec)
