@@ -43,6 +43,8 @@ class PendingTask:
 
 
 class TaskManager:
+    last_completed_at = 0.0   # monotonic time of the last completion; shutdown waits for its prints
+
     def __init__(self, memory_store: MemoryStore, resubmit: Callable[[PendingTask], None],
                  has_reference: Callable[[ObjectID], bool], on_plasma_return=None):
         self._lock = threading.Lock()
@@ -51,7 +53,6 @@ class TaskManager:
         self._resubmit = resubmit
         self._has_reference = has_reference
         self._on_plasma_return = on_plasma_return
-        self.last_completed_at = 0.0    # monotonic; shutdown waits for its prints
 
     def add_pending(self, task: PendingTask) -> None:
         with self._lock:
