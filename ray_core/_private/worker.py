@@ -195,7 +195,7 @@ def _level_name(level) -> str:
 
 
 def _resolve_address(address: str, temp_dir: str):
-    from ray_core.node import read_current_cluster, read_token
+    from ray_core.node import read_current_cluster, read_token, running_head
     current = read_current_cluster(temp_dir) or {}
     if address == "auto":
         address = (os.environ.get("RAY_CORE_ADDRESS") or config.address
@@ -204,6 +204,10 @@ def _resolve_address(address: str, temp_dir: str):
             raise ConnectionError(f"init(address='auto') found no running cluster: none was "
                                   f"started with `ray_core start --head` under {temp_dir} and "
                                   f"RAY_CORE_ADDRESS is not set")
+        if address == current.get("gcs_address") and running_head(temp_dir) is None:
+            raise ConnectionError(f"init(address='auto'): the cluster recorded in {temp_dir} "
+                                  f"({address}) is no longer running; `ray_core stop` clears "
+                                  f"what it left, `ray_core start --head` starts a new one")
     # The cluster this machine's head wrote down: its session folder holds the token.
     session_dir = current.get("session_dir", "") if current.get("gcs_address") == address else ""
     if address.startswith("ray://"):

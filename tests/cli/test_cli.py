@@ -235,3 +235,17 @@ def test_memory_prints_the_object_store_summary(cli_cluster):
     temp_dir, _address = cli_cluster
     out = cli("memory", "--stats-only", temp_dir=temp_dir).stdout
     assert "Object store by node" in out and out.count("plasma") == 2, out
+
+
+def test_auto_address_of_a_crashed_cluster_says_so(temp_dir):
+    cli("start", "--head", "--port", "0", "--num-cpus", "1", temp_dir=temp_dir)
+    address = _gcs_address(temp_dir)
+    from ray_core.node import read_records
+    for _path, record in read_records(temp_dir):
+        for entry in record["processes"]:
+            os.kill(entry["pid"], signal.SIGKILL)
+    result = run_driver(DRIVER, "auto", temp_dir)
+    assert result.returncode != 0
+    assert f"({address}) is no longer running" in result.stderr, result.stderr[-2000:]
+    assert "No ray_core processes were running" in cli("stop", temp_dir=temp_dir).stdout
+    assert not os.path.exists(os.path.join(temp_dir, "ray_current_cluster"))
