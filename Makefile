@@ -4,8 +4,8 @@ PYTEST = $(PYTHON) -m pytest -q
 # Tests and benchmarks import this checkout, wherever pip's editable link points.
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: build deps test test-common test-gcs test-plasma test-raylet test-core \
-        test-integration bench bench-vs-ray clean
+.PHONY: build deps test test-setup test-common test-gcs test-plasma test-raylet test-core \
+        test-integration test-cli bench bench-vs-ray clean
 
 build: .build/deps.stamp
 	$(PYTHON) setup.py -q build_ext --inplace
@@ -17,8 +17,14 @@ deps: .build/deps.stamp
 	$(PYTHON) -m pip install -q --no-build-isolation -e ".[test]"
 	mkdir -p .build && touch $@
 
-test: build
+test: build test-setup
 	$(PYTEST) tests
+
+# The multi-host test builds network namespaces with `ip` (iproute2); as root, install it
+# when missing (CI images are often minimal).
+test-setup:
+	@command -v ip >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+	    (apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null)
 
 test-common: build
 	$(PYTEST) tests/common
@@ -37,6 +43,9 @@ test-core: build
 
 test-integration: build
 	$(PYTEST) tests/integration
+
+test-cli: build test-setup
+	$(PYTEST) tests/cli
 
 bench: build
 	$(PYTHON) -m benchmarks.run

@@ -32,6 +32,7 @@ _TUNABLES = [
     Tunable("auth_token", "", "Cluster token sent with every RPC; empty means read auth_token_file."),
     Tunable("auth_token_file", "", "File holding the cluster token; empty means <temp_dir>/auth_token."),
     Tunable("gcs_server_port", 6380, "Default GCS port of `ray_core start --head`."),
+    Tunable("cluster_connect_timeout_s", 3.0, "A driver or node gives up on a cluster address that does not answer within this."),
     # RPC.
     Tunable("max_grpc_message_size", 512 * 1024 ** 2, "Largest gRPC message sent or received."),
     Tunable("rpc_default_deadline_s", 30.0, "Deadline of a control-plane call without its own."),
@@ -96,7 +97,8 @@ _TUNABLES = [
     Tunable("task_max_retries", 3, "Default max_retries of a task whose worker dies."),
     Tunable("fetch_timeout_s", 600.0, "Longest wait for the raylet to make a remote object local."),
     Tunable("node_start_timeout_s", 60.0, "init() gives the GCS and the raylet this long to come up."),
-    Tunable("log_monitor_poll_ms", 100, "How often the driver tails worker stdout/stderr files."),
+    Tunable("log_monitor_poll_ms", 100, "How often a node's log monitor tails worker stdout/stderr files."),
+    Tunable("log_monitor_max_read_bytes", 1024 ** 2, "Most bytes of one worker file a log monitor publishes per poll (a flood waits its turn)."),
     Tunable("shutdown_grace_s", 5.0, "Processes get this long to exit on SIGTERM before SIGKILL."),
     Tunable("async_actor_max_concurrency", 1000, "Calls an async actor runs at once when max_concurrency is not given."),
     Tunable("actor_state_poll_ms", 200, "While a caller cannot reach an actor it also polls the GCS for its state, first after this (pubsub may miss a change across a GCS restart)."),

@@ -108,8 +108,9 @@ def auth_token() -> Optional[str]:
 def _denied_message(has_token: bool) -> str:
     what = "a wrong cluster token" if has_token else "no cluster token"
     return (f"ray_core: request refused, {what}: set RAY_CORE_AUTH_TOKEN (or --auth-token) "
-            f"to the cluster's token, or run on the head machine where it is read from "
-            f"{token_file_path()}")
+            f"to the cluster's token (its head's session folder holds it, auth_token); "
+            f"drivers and nodes on the head's machine find it through "
+            f"{os.path.join(config.temp_dir, 'ray_current_cluster')}")
 
 
 class _AuthInterceptor(grpc.aio.ServerInterceptor):

@@ -3,7 +3,8 @@
 Layout: the names below are the whole public surface (tests/core/test_public_api.py
 pins them with their signatures). `remote_function.py` holds @remote for functions,
 `object_ref.py` the ObjectRef, `exceptions.py` every error, `runtime_context.py` what
-get_runtime_context() returns, `node.py` the head-node launcher, `workers/` the worker
+get_runtime_context() returns, `node.py` the one node launcher (init(), the CLI in `scripts.py`
+/`__main__.py`, `cluster_utils.Cluster`), `workers/` the worker
 entry point; the CoreWorker and everything behind it live in `_private/` (its
 `__init__` is the map). `actor.py` holds @remote for classes (actors) and the actor API.
 """

@@ -1,13 +1,24 @@
-"""Start and stop a head node's processes for init() and tests.
+"""Start and stop the processes of one node: the one path behind init(), `ray_core start`
+and cluster_utils.Cluster.
 
-A head node is the GCS (in memory, via ray_gcs.launcher) and one raylet (via
-ray_raylet.launcher), which starts its plasma store and its workers. The session folder
-`<temp_dir>/session_<date>_<pid>` holds logs/, sockets/ and the cluster token, with a
-`session_latest` link beside it. kill() takes down every process of the node: the
-raylet first (its workers and store die with it), then the GCS, then anything left of
-their process trees, so nothing outlives the driver that started it.
+A head node is the GCS (tables in memory, or in Redis: then maybe a private
+redis-server too), a raylet (which starts its plasma store and its workers) and a log
+monitor; a node that joins a cluster is a raylet and a log monitor. Everything lives in
+a session folder `<temp_dir>/session_<date>_<time>_<pid>/` (logs/, sockets/, the
+cluster token), with `<temp_dir>/session_latest` pointing at the newest.
+
+Invariants that keep a machine clean:
+- attached nodes (init(), Cluster) die with the process that started them, even after
+  a SIGKILL: every child asks the kernel for a parent-death signal; detached nodes
+  (`ray_core start`) outlive the CLI;
+- every node writes `<temp_dir>/nodes/<id>.json` listing its processes (pid and start
+  time), before and after each start; `stop_recorded()` (`ray_core stop`) stops exactly
+  those and their descendants, never whatever happens to match a name;
+- a head writes `<temp_dir>/ray_current_cluster` (address + session) for
+  init(address="auto"), and `<session>/auth_token` (mode 0600) for local clients.
 """
 import datetime
+import glob
 import json
 import logging
 import os
@@ -15,20 +26,27 @@ import secrets
 import signal
 import subprocess
 import sys
-from typing import Dict, Optional
+import time
+import uuid
+from typing import Dict, List, Optional
 
 import psutil
 
+from ray_common import rpc
 from ray_common.config import config
 from ray_common.process import write_file_atomically
 
 logger = logging.getLogger(__name__)
 CURRENT_CLUSTER_FILE = "ray_current_cluster"
+NODES_DIR = "nodes"
+TOKEN_FILE = "auth_token"
 
+
+# ---- sessions, addresses, tokens ------------------------------------------------------
 
 def new_session_dir(temp_dir: str) -> str:
     stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S_%f")
-    session_dir = os.path.join(temp_dir, f"session_{stamp}_{os.getpid()}")
+    session_dir = os.path.join(os.path.abspath(temp_dir), f"session_{stamp}_{os.getpid()}")
     os.makedirs(os.path.join(session_dir, "logs"), exist_ok=True)
     os.makedirs(os.path.join(session_dir, "sockets"), exist_ok=True)
     latest = os.path.join(temp_dir, "session_latest")
@@ -41,86 +59,269 @@ def new_session_dir(temp_dir: str) -> str:
     return session_dir
 
 
-class Node:
-    """The processes of one node this process started (head: GCS + raylet)."""
+def read_current_cluster(temp_dir: str) -> Optional[dict]:
+    try:
+        with open(os.path.join(temp_dir, CURRENT_CLUSTER_FILE)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
-    def __init__(self, session_dir: str, temp_dir: str, token: str):
+
+def running_head(temp_dir: str, detached_only: bool = False) -> Optional[dict]:
+    """The current cluster file's content if its head's processes still run, else None."""
+    current = read_current_cluster(temp_dir)
+    if current is None:
+        return None
+    for _path, record in read_records(temp_dir):
+        if record.get("head") and record.get("session_dir") == current.get("session_dir") \
+                and (record.get("detached") or not detached_only) and _live_pids(record):
+            return current
+    return None
+
+
+def read_token(session_dir: str) -> Optional[str]:
+    try:
+        with open(os.path.join(session_dir, TOKEN_FILE)) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def local_cluster_token(temp_dir: str, address: str) -> Optional[str]:
+    """The token of the cluster this machine's head wrote down, if it serves `address`."""
+    current = read_current_cluster(temp_dir) or {}
+    if current.get("gcs_address") != address or not current.get("session_dir"):
+        return None
+    return read_token(current["session_dir"])
+
+
+def check_gcs(address: str, token: Optional[str] = "", timeout_s: Optional[float] = None):
+    """Ask the GCS at `address` for its nodes, failing fast with an error that names it.
+
+    `token=""` means this process's token (rpc.auth_token()). Raises PermissionError when
+    the cluster refuses the token, ConnectionError when nothing answers within
+    cluster_connect_timeout_s, ValueError for an address that is not host:port.
+    """
+    import grpc
+    from ray_common.protocol import gcs_service_pb2, gcs_service_pb2_grpc
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"a cluster address is host:port of its GCS, got {address!r}")
+    timeout_s = config.cluster_connect_timeout_s if timeout_s is None else timeout_s
+
+    async def probe():
+        stub = rpc.stub(gcs_service_pb2_grpc.NodeInfoGcsServiceStub, address, token=token)
+        # No call_with_retry: its log line per failed attempt is noise while we poll.
+        return await stub.GetAllNodeInfo(gcs_service_pb2.GetAllNodeInfoRequest(),
+                                         timeout=timeout_s)
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return list(rpc.run_sync(probe()).node_info_list)
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.UNAUTHENTICATED:
+                raise PermissionError(f"the cluster at {address} refused this client: "
+                                      f"{e.details()}") from None
+            if e.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise ConnectionError(
+                    f"no ray_core cluster answers at {address} (tried for {timeout_s:g}s: "
+                    f"{e.code().name} {e.details()}); check the address that `ray_core "
+                    f"start --head` printed, and that the head is running") from None
+            time.sleep(config.rpc_retry_initial_backoff_ms / 1000.0)
+
+
+def requires_token(address: str) -> bool:
+    """Whether the cluster at `address` checks tokens. A client of a cluster without auth
+    must not use one either: its own servers would refuse the cluster's calls."""
+    try:
+        check_gcs(address, token=None)
+    except PermissionError:
+        return True
+    return False
+
+
+# ---- the processes of one node -----------------------------------------------------
+
+class Node:
+    """The processes of one node that this process started."""
+
+    def __init__(self, temp_dir: str, session_dir: str, token: Optional[str], head: bool,
+                 detached: bool):
+        self.temp_dir = os.path.abspath(temp_dir)
         self.session_dir = session_dir
-        self.temp_dir = temp_dir
-        self.token = token
-        self.gcs_proc: Optional[subprocess.Popen] = None
+        self.token = token              # None: auth disabled
+        self.head = head
+        self.detached = detached
         self.gcs_address = ""
+        self.gcs_proc: Optional[subprocess.Popen] = None
+        self.redis = None
         self.raylet_proc: Optional[subprocess.Popen] = None
-        self.raylet_info: Dict[str, str] = {}
+        self.raylet_info: Dict = {}
+        self.log_monitor_proc: Optional[subprocess.Popen] = None
+        self.record_path = os.path.join(self.temp_dir, NODES_DIR, f"{uuid.uuid4().hex}.json")
 
     @property
     def logs_dir(self) -> str:
         return os.path.join(self.session_dir, "logs")
 
+    @property
+    def node_id(self) -> str:
+        return self.raylet_info.get("node_id", "")
+
+    @property
+    def node_ip(self) -> str:
+        return self.raylet_info.get("node_ip", "")
+
     def child_env(self) -> Dict[str, str]:
+        """The environment of this node's processes: config overrides and the token."""
         env = dict(os.environ)
         env.update(config.child_env())
-        env["RAY_CORE_AUTH_TOKEN"] = self.token
+        env["RAY_CORE_TEMP_DIR"] = self.temp_dir
         env["PYTHONPATH"] = os.pathsep.join(driver_code_paths(env.get("PYTHONPATH", "")))
+        if self.token:
+            env["RAY_CORE_AUTH_TOKEN"] = self.token
+        else:   # auth disabled: no token from the environment or a token file either
+            env["RAY_CORE_AUTH_TOKEN"] = ""
+            env["RAY_CORE_AUTH_TOKEN_FILE"] = os.devnull
         return env
 
+    # -- starting --------------------------------------------------------------------
+
     @classmethod
-    def start_head(cls, temp_dir: str, node_ip: str = "127.0.0.1", num_cpus=None, num_gpus=None,
-                   resources=None, object_store_memory=None) -> "Node":
+    def start_head(cls, temp_dir: str, node_ip: str = "127.0.0.1", num_cpus=None,
+                   num_gpus=None, resources=None, object_store_memory=None, *, port: int = 0,
+                   storage: str = "memory", token: Optional[str] = None,
+                   auth: bool = True, detached: bool = False) -> "Node":
+        """Start GCS, raylet and log monitor; `token` None makes a random one (unless
+        `auth` is False); `storage` is "memory", "redis" (a private redis-server) or a
+        redis:// URL."""
         from ray_gcs.launcher import start_gcs
-        from ray_raylet.launcher import start_raylet
 
         os.makedirs(temp_dir, exist_ok=True)
         session_dir = new_session_dir(temp_dir)
-        token = secrets.token_hex(16)
-        token_path = os.path.join(session_dir, "auth_token")
-        write_file_atomically(token_path, token)
-        os.chmod(token_path, 0o600)
-        node = cls(session_dir, temp_dir, token)
+        if auth and not token:
+            token = secrets.token_hex(16)
+        node = cls(temp_dir, session_dir, token if auth else None, True, detached)
+        if node.token:
+            token_path = os.path.join(session_dir, TOKEN_FILE)
+            fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(node.token)
         try:
             env = node.child_env()
-            node.gcs_proc, node.gcs_address = start_gcs(session_dir, port=0, storage="memory",
-                                                        node_ip=node_ip, env=env)
-            node.raylet_proc, node.raylet_info = start_raylet(
-                node.gcs_address, session_dir, node_ip=node_ip, num_cpus=num_cpus,
-                num_gpus=num_gpus, resources=resources,
-                object_store_memory=object_store_memory, env=env)
+            if storage == "redis":
+                from ray_gcs.redis_server import start_redis
+                node.redis = start_redis(os.path.join(session_dir, "redis"), detached=detached)
+                node._record()
+                storage = node.redis.url
+            node.gcs_proc, node.gcs_address = start_gcs(session_dir, port=port, storage=storage,
+                                                        node_ip=node_ip, env=env,
+                                                        detached=detached)
+            node._record()
+            node._start_raylet(node_ip, num_cpus, num_gpus, resources, object_store_memory)
         except BaseException:
             node.kill()
             raise
         write_file_atomically(os.path.join(temp_dir, CURRENT_CLUSTER_FILE), json.dumps({
-            "gcs_address": node.gcs_address, "session_dir": session_dir,
-            "pid": os.getpid()}))
-        logger.info("Started head node %s: GCS %s, raylet %s, session %s",
-                    node.raylet_info.get("node_id", "?"), node.gcs_address,
-                    node.raylet_info.get("raylet_address", "?"), session_dir)
+            "gcs_address": node.gcs_address, "session_dir": session_dir, "pid": os.getpid(),
+            "auth": bool(node.token)}))
+        logger.info("Started head node %s: GCS %s, raylet %s, session %s", node.node_id,
+                    node.gcs_address, node.raylet_info.get("raylet_address"), session_dir)
         return node
 
-    def kill(self) -> None:
-        """Stop the raylet (and with it the store and workers), then the GCS."""
-        procs = [p for p in (self.raylet_proc, self.gcs_proc) if p is not None]
-        descendants = []
-        for proc in procs:
-            try:
-                descendants.extend(psutil.Process(proc.pid).children(recursive=True))
-            except psutil.Error:
-                pass
-        for proc in procs:
-            _terminate(proc)
-        for child in descendants:
-            try:
-                child.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(descendants, timeout=config.shutdown_grace_s)
-        cluster_file = os.path.join(self.temp_dir, CURRENT_CLUSTER_FILE)
+    @classmethod
+    def start_worker(cls, gcs_address: str, temp_dir: str, node_ip: str = "127.0.0.1",
+                     num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
+                     *, session_dir: Optional[str] = None, token: Optional[str] = None,
+                     detached: bool = False) -> "Node":
+        """Join the cluster at `gcs_address` with a raylet and a log monitor.
+
+        `token` None: RAY_CORE_AUTH_TOKEN, else the token of this machine's cluster at
+        that address. `session_dir` None: the local head's session when the address is
+        that head's, else a new session folder.
+        """
+        os.makedirs(temp_dir, exist_ok=True)
+        if token is None:
+            token = config.auth_token or local_cluster_token(temp_dir, gcs_address)
+        if not requires_token(gcs_address):
+            token = None        # the cluster runs without auth, so does this node
+        else:
+            check_gcs(gcs_address, token=token)
+        if session_dir is None:
+            current = read_current_cluster(temp_dir) or {}
+            session_dir = current.get("session_dir") \
+                if current.get("gcs_address") == gcs_address else None
+            if not session_dir or not os.path.isdir(session_dir):
+                session_dir = new_session_dir(temp_dir)
+        node = cls(temp_dir, session_dir, token, False, detached)
+        node.gcs_address = gcs_address
         try:
-            with open(cluster_file) as f:
-                if json.load(f).get("session_dir") == self.session_dir:
-                    os.unlink(cluster_file)
-        except (OSError, ValueError):
-            pass
-        self.raylet_proc = self.gcs_proc = None
+            node._start_raylet(node_ip, num_cpus, num_gpus, resources, object_store_memory)
+        except BaseException:
+            node.kill()
+            raise
+        logger.info("Node %s joined %s: raylet %s", node.node_id, gcs_address,
+                    node.raylet_info.get("raylet_address"))
+        return node
+
+    def _start_raylet(self, node_ip, num_cpus, num_gpus, resources, object_store_memory):
+        from ray_raylet.launcher import start_raylet
+        env = self.child_env()
+        self.raylet_proc, self.raylet_info = start_raylet(
+            self.gcs_address, self.session_dir, node_ip=node_ip, num_cpus=num_cpus,
+            num_gpus=num_gpus, resources=resources, object_store_memory=object_store_memory,
+            env=env, head=self.head, die_with_parent=not self.detached)
+        self._record()
+        command = [sys.executable, "-m", "ray_core._private.log_monitor",
+                   "--logs-dir", self.logs_dir, "--gcs-address", self.gcs_address,
+                   "--node-ip", self.raylet_info.get("node_ip", node_ip),
+                   "--raylet-pid", str(self.raylet_proc.pid)]
+        if not self.detached:
+            command.append("--die-with-parent")
+        with open(os.path.join(self.logs_dir, "log_monitor.err"), "ab") as err:
+            self.log_monitor_proc = subprocess.Popen(
+                command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=err, start_new_session=self.detached)
+        self._record()
+
+    def _record(self) -> None:
+        """Write down this node's processes so that `ray_core stop` finds them."""
+        procs = [("redis", self.redis.proc if self.redis is not None else None),
+                 ("gcs_server", self.gcs_proc), ("raylet", self.raylet_proc),
+                 ("log_monitor", self.log_monitor_proc)]
+        entries = []
+        for name, proc in procs:
+            if proc is None:
+                continue
+            try:
+                entries.append({"name": name, "pid": proc.pid,
+                                "create_time": psutil.Process(proc.pid).create_time()})
+            except psutil.Error:
+                pass
+        os.makedirs(os.path.dirname(self.record_path), exist_ok=True)
+        write_file_atomically(self.record_path, json.dumps({
+            "session_dir": self.session_dir, "gcs_address": self.gcs_address,
+            "head": self.head, "node_id": self.node_id, "owner_pid": os.getpid(),
+            "detached": self.detached, "processes": entries}))
+
+    # -- stopping --------------------------------------------------------------------
+
+    def kill(self, force: bool = False) -> None:
+        """Stop the log monitor, the raylet (its store and workers go with it), the GCS
+        and Redis, then anything left of their process trees."""
+        procs = [p for p in (self.log_monitor_proc, self.raylet_proc, self.gcs_proc,
+                             self.redis.proc if self.redis is not None else None)
+                 if p is not None]
+        _stop_processes([p.pid for p in procs], force)
+        for proc in procs:
+            try:
+                proc.wait(timeout=0)
+            except (subprocess.TimeoutExpired, OSError):
+                pass
+        _forget(self.temp_dir, self.record_path, self.session_dir)
+        self.log_monitor_proc = self.raylet_proc = self.gcs_proc = self.redis = None
 
 
 def driver_code_paths(pythonpath: str):
@@ -137,24 +338,151 @@ def driver_code_paths(pythonpath: str):
     return paths
 
 
-def _terminate(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
+def _stop_processes(pids: List[int], force: bool = False) -> int:
+    """SIGTERM (SIGKILL if `force`) each pid in order and their descendants; SIGKILL what
+    is left after shutdown_grace_s. Returns how many processes were alive."""
+    procs, descendants = [], []
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            descendants.extend(proc.children(recursive=True))
+            procs.append(proc)
+        except psutil.Error:
+            pass
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGKILL if force else signal.SIGTERM)
+        except psutil.Error:
+            pass
+        if not force:
+            # In order: the raylet's workers and store stop before the GCS goes.
+            alive = _wait_gone([proc], config.shutdown_grace_s)
+            for p in alive:
+                logger.warning("pid %d ignored SIGTERM for %.1fs; killing it", p.pid,
+                               config.shutdown_grace_s)
+                try:
+                    p.kill()
+                except psutil.Error:
+                    pass
+    for child in descendants:
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+    _wait_gone(procs + descendants, config.shutdown_grace_s)
+    return len(procs) + len(descendants)
+
+
+def _wait_gone(procs: List[psutil.Process], timeout_s: float) -> List[psutil.Process]:
+    """Wait until each process has exited; returns those still running after timeout_s.
+
+    An exited process counts as gone while still a zombie: a detached node's processes
+    belong to init, which may take a while to reap them. Our own children are reaped.
+    """
+    deadline = time.monotonic() + timeout_s
+    alive = list(procs)
+    delay = 0.005
+    while alive:
+        still = []
+        for proc in alive:
+            try:
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    if proc.ppid() == os.getpid():
+                        proc.wait(timeout=0)
+                    continue
+                still.append(proc)
+            except (psutil.Error, psutil.TimeoutExpired):
+                continue
+        alive = still
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return alive
+
+
+def _forget(temp_dir: str, record_path: str, session_dir: str) -> None:
+    """Remove a stopped node's record, and the cluster file when it named its session."""
     try:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=config.shutdown_grace_s)
-    except subprocess.TimeoutExpired:
-        logger.warning("pid %d ignored SIGTERM for %.1fs; killing it", proc.pid,
-                       config.shutdown_grace_s)
-        proc.kill()
-        proc.wait()
+        os.unlink(record_path)
     except OSError:
         pass
+    cluster_file = os.path.join(temp_dir, CURRENT_CLUSTER_FILE)
+    current = read_current_cluster(temp_dir)
+    if current and current.get("session_dir") == session_dir and not _session_alive(
+            temp_dir, session_dir):
+        try:
+            os.unlink(cluster_file)
+        except OSError:
+            pass
 
 
-def read_current_cluster(temp_dir: str) -> Optional[dict]:
-    try:
-        with open(os.path.join(temp_dir, CURRENT_CLUSTER_FILE)) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+def _session_alive(temp_dir: str, session_dir: str) -> bool:
+    return any(r.get("session_dir") == session_dir and r.get("head")
+               for _path, r in read_records(temp_dir))
+
+
+def read_records(temp_dir: str):
+    """(path, record) of every node written down under `temp_dir`."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(temp_dir, NODES_DIR, "*.json"))):
+        try:
+            with open(path) as f:
+                out.append((path, json.load(f)))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def _live_pids(record: dict) -> List[int]:
+    """The recorded processes still running: same pid *and* same start time."""
+    pids = []
+    for entry in record.get("processes", []):
+        try:
+            proc = psutil.Process(entry["pid"])
+            if abs(proc.create_time() - entry["create_time"]) < 0.01 and \
+                    proc.status() != psutil.STATUS_ZOMBIE:
+                pids.append(entry["pid"])
+        except (psutil.Error, KeyError, TypeError):
+            continue
+    # Stop order: the log monitor and raylet first, the GCS and Redis last.
+    order = {"log_monitor": 0, "raylet": 1, "gcs_server": 2, "redis": 3}
+    names = {e.get("pid"): e.get("name") for e in record.get("processes", [])}
+    return sorted(pids, key=lambda pid: order.get(names.get(pid), 9))
+
+
+def stop_recorded(temp_dir: str, force: bool = False) -> List[dict]:
+    """Stop every node written down under `temp_dir` (`ray_core stop`); returns the
+    records of the nodes that still had running processes. Stale socket files of their
+    sessions are removed too."""
+    stopped = []
+    records = read_records(temp_dir)
+    # Joined nodes before heads: raylets unregister while their GCS still answers.
+    records.sort(key=lambda pr: bool(pr[1].get("head")))
+    for path, record in records:
+        pids = _live_pids(record)
+        if pids:
+            _stop_processes(pids, force)
+            stopped.append(record)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        _remove_sockets(record.get("session_dir", ""))
+    current = read_current_cluster(temp_dir)
+    if current is not None:
+        try:
+            os.unlink(os.path.join(temp_dir, CURRENT_CLUSTER_FILE))
+        except OSError:
+            pass
+    return stopped
+
+
+def _remove_sockets(session_dir: str) -> None:
+    if not session_dir:
+        return
+    for path in glob.glob(os.path.join(session_dir, "sockets", "*")):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass

@@ -59,24 +59,29 @@ class RedisProcess:
                 self.proc.wait()
 
 
-def _spawn(binary: str, port: int, data_dir: str) -> subprocess.Popen:
+def _spawn(binary: str, port: int, data_dir: str, detached: bool = False) -> subprocess.Popen:
     log = open(os.path.join(data_dir, "redis.log"), "ab")
+    # Attached: through the wrapper that asks for the parent-death signal first.
+    wrapper = [] if detached else [sys.executable, "-m", "ray_gcs.redis_server", "--exec"]
     with log:
         return subprocess.Popen(
-            [sys.executable, "-m", "ray_gcs.redis_server", "--exec", binary,
-             "--port", str(port), "--bind", "127.0.0.1", "--dir", data_dir, "--save", "",
-             "--appendonly", "no", "--protected-mode", "no", "--daemonize", "no"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            wrapper + [binary,
+                       "--port", str(port), "--bind", "127.0.0.1", "--dir", data_dir, "--save", "",
+                       "--appendonly", "no", "--protected-mode", "no", "--daemonize", "no"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=detached)
 
 
-def start_redis(data_dir: str, port: int = 0) -> RedisProcess:
-    """Start redis-server in `data_dir`; returns once it answers PING."""
+def start_redis(data_dir: str, port: int = 0, detached: bool = False) -> RedisProcess:
+    """Start redis-server in `data_dir`; returns once it answers PING.
+
+    `detached` lets it outlive the caller (`ray_core start --head --storage redis`)."""
     os.makedirs(data_dir, exist_ok=True)
     binary = redis_server_binary()
     last_error: Optional[str] = None
     for _ in range(3):  # a free port may be taken between choosing and binding it
         chosen = port or _free_port()
-        proc = _spawn(binary, chosen, data_dir)
+        proc = _spawn(binary, chosen, data_dir, detached)
         deadline = time.monotonic() + config.redis_start_timeout_s
         client = redis.Redis(host="127.0.0.1", port=chosen, socket_timeout=1)
         try:

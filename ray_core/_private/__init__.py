@@ -19,7 +19,8 @@
 - worker.py          the process-global state behind the public API
 - options.py         validation of @remote/.options() keywords
 - task_log.py        the per-task glog lines, buffered off the hot path
-- log_monitor.py     worker stdout/stderr to the driver, prefixed (pid=N)
+- log_monitor.py     worker stdout/stderr to the driver that ran the task, prefixed
+                     (pid=N, ip=IP): per-node monitor process -> GCS pubsub -> driver
 - microbenchmark.py  `ray_core microbenchmark` rows (also against Ray itself)
 - actor_submitter.py  the caller's side of actor calls: address from the GCS, ordered
   pushes on the task socket, restarts and deaths

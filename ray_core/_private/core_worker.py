@@ -28,7 +28,7 @@ from ray_common.ids import JobID, ObjectID, TaskID, WorkerID
 from ray_common.protocol import common_pb2, core_worker_pb2, core_worker_pb2_grpc
 
 from ray_core import exceptions
-from ray_core._private import _object_ref, serialization, task_transport
+from ray_core._private import _object_ref, log_monitor, serialization, task_transport
 from ray_core._private.background import background_pool
 from ray_core._private.core_worker_service import CoreWorkerServicer
 from ray_core._private.dependency_resolver import DependencyResolver
@@ -124,6 +124,7 @@ class CoreWorker:
         self._closed = False
         self.job_runtime_env = None
         self._saved_env = None
+        self._announced_job = b""  # the job whose output this worker's stdout now carries
 
     # ---- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -194,6 +195,11 @@ class CoreWorker:
 
     # ---- task context ------------------------------------------------------------------
     def enter_task(self, spec, resource_mapping) -> None:
+        if spec.job_id != self._announced_job or spec.type:
+            # Output from here on is this job's (and this actor's: its class name).
+            self._announced_job = spec.job_id
+            log_monitor.announce(spec.job_id.hex(),
+                                 spec.function_descriptor.class_name if spec.type else "")
         resources = {}
         for alloc in resource_mapping:
             resources[alloc.name] = [(int(i), float(q)) for i, q in

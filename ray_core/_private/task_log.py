@@ -12,6 +12,7 @@ at exit. They are written when the project's log level is INFO or finer.
 """
 import atexit
 import logging
+import logging.handlers
 import os
 import sys
 import threading
@@ -72,9 +73,26 @@ class TaskLog:
             lines, self._buffer = self._buffer, []
             try:
                 os.write(self._fd, "".join(lines).encode())
+                self._rotate_if_needed()
             except OSError as e:
                 print(f"ray_core: could not write task log lines to {self._path}: {e}",
                       file=sys.stderr)
+
+    def _rotate_if_needed(self) -> None:
+        """Keep size-based rotation (log_rotation_max_bytes) working for these lines: roll
+        the file over through the process's RotatingFileHandler once it is too big, and
+        follow the new file when that handler rolled it over first."""
+        same_file = os.stat(self._path).st_ino == os.fstat(self._fd).st_ino
+        if same_file and os.fstat(self._fd).st_size < config.log_rotation_max_bytes:
+            return
+        if same_file:
+            for handler in logging.getLogger("ray_core").handlers:
+                if isinstance(handler, logging.handlers.RotatingFileHandler) and \
+                        handler.baseFilename == os.path.abspath(self._path):
+                    with handler.lock:
+                        handler.doRollover()
+        os.close(self._fd)
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def _flush_periodically(self) -> None:
         period = config.log_flush_interval_ms / 1000.0

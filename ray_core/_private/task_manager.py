@@ -8,6 +8,7 @@ list of exception classes). A cancelled task is never retried.
 """
 import logging
 import threading
+import time
 from typing import Callable, Dict, List, Optional
 
 from ray_common.ids import ObjectID, TaskID
@@ -44,6 +45,8 @@ class PendingTask:
 
 
 class TaskManager:
+    last_completed_at = 0.0   # monotonic time of the last completion; shutdown waits for its prints
+
     def __init__(self, memory_store: MemoryStore, resubmit: Callable[[PendingTask], None],
                  has_reference: Callable[[ObjectID], bool], on_plasma_return=None):
         self._lock = threading.Lock()
@@ -85,6 +88,7 @@ class TaskManager:
         with self._lock:
             if self._pending.pop(task.task_id, None) is None:
                 return
+        self.last_completed_at = time.monotonic()
         if task_log.enabled:
             task_log.line("Completing task " + task.task_id.hex())
         store = self._store
@@ -146,6 +150,7 @@ class TaskManager:
         with self._lock:
             if self._pending.pop(task.task_id, None) is None:
                 return
+        self.last_completed_at = time.monotonic()
         logger.info("Failing task %s: %s", task.task_id.hex(), str(error).splitlines()[0]
                     if str(error) else type(error).__name__)
         payload = serialization.serialize_error(error).to_bytes()

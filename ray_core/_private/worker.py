@@ -129,6 +129,11 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
         namespace = namespace if namespace is not None else ""
         node = None
         started = time.monotonic()
+        if address is None:
+            # As Ray: RAY_CORE_ADDRESS, else a cluster `ray_core start --head` runs here.
+            from ray_core.node import running_head
+            address = config.address or (running_head(temp_dir, detached_only=True)
+                                         or {}).get("gcs_address")
         try:
             if address is None:
                 node_ip = _node_ip_address or "127.0.0.1"
@@ -190,7 +195,7 @@ def _level_name(level) -> str:
 
 
 def _resolve_address(address: str, temp_dir: str):
-    from ray_core.node import read_current_cluster
+    from ray_core.node import read_current_cluster, read_token, running_head
     current = read_current_cluster(temp_dir) or {}
     if address == "auto":
         address = (os.environ.get("RAY_CORE_ADDRESS") or config.address
@@ -199,6 +204,10 @@ def _resolve_address(address: str, temp_dir: str):
             raise ConnectionError(f"init(address='auto') found no running cluster: none was "
                                   f"started with `ray_core start --head` under {temp_dir} and "
                                   f"RAY_CORE_ADDRESS is not set")
+        if address == current.get("gcs_address") and running_head(temp_dir) is None:
+            raise ConnectionError(f"init(address='auto'): the cluster recorded in {temp_dir} "
+                                  f"({address}) is no longer running; `ray_core stop` clears "
+                                  f"what it left, `ray_core start --head` starts a new one")
     # The cluster this machine's head wrote down: its session folder holds the token.
     session_dir = current.get("session_dir", "") if current.get("gcs_address") == address else ""
     if address.startswith("ray://"):
@@ -206,34 +215,30 @@ def _resolve_address(address: str, temp_dir: str):
     if ":" not in address:
         raise ValueError(f"address must be 'auto' or 'host:port' of the GCS, got {address!r}")
     if session_dir and rpc.auth_token() is None:
-        token_path = os.path.join(session_dir, "auth_token")
-        if os.path.exists(token_path):
-            with open(token_path) as f:
-                rpc.set_auth_token(f.read().strip())
+        token = read_token(session_dir)
+        if token:
+            rpc.set_auth_token(token)
     return address, session_dir
 
 
 def _find_local_node(gcs_address: str, session_dir: str, node_ip: Optional[str]):
-    from ray_gcs.client import GcsClient
-    gcs = GcsClient(gcs_address)
-    try:
-        nodes = gcs.sync.get_all_node_info(only_alive=True)
-    except Exception as e:
-        raise ConnectionError(f"could not reach the GCS at {gcs_address}: {e}") from None
+    from ray_core.node import check_gcs, requires_token
+    nodes = [n for n in check_gcs(gcs_address) if n.state == n.ALIVE]
+    if rpc.auth_token() and not requires_token(gcs_address):
+        rpc.set_auth_token("")  # a cluster without auth: our servers must not ask either
     if not nodes:
         raise ConnectionError(f"the cluster at {gcs_address} has no alive node to attach to")
     ips = {node_ip} if node_ip else {"127.0.0.1", _local_ip(), socket.gethostname()}
     chosen = next((n for n in nodes if n.node_manager_address in ips), None)
     if chosen is None:
         chosen = next((n for n in nodes if n.is_head_node), nodes[0])
+    if not os.path.exists(chosen.object_store_socket_name):
+        raise ConnectionError(f"no node of the cluster at {gcs_address} runs on this machine "
+                              f"(a driver uses its local node's object store); join one "
+                              f"first: ray_core start --address {gcs_address}")
     session_dir = chosen.session_dir or session_dir
     if not session_dir:
         raise ConnectionError("the node's session directory is unknown")
-    if rpc.auth_token() is None:
-        token_path = os.path.join(session_dir, "auth_token")
-        if os.path.exists(token_path):
-            with open(token_path) as f:
-                rpc.set_auth_token(f.read().strip())
     return (chosen.node_id, f"{chosen.node_manager_address}:{chosen.node_manager_port}",
             chosen.object_store_socket_name, chosen.node_manager_address, session_dir)
 
@@ -243,7 +248,7 @@ def _connect_driver(gcs_address, node_id, raylet_address, plasma_socket, node_ip
     from ray_gcs.client import GcsClient
     from ray_common.protocol import gcs_service_pb2
     from ray_core._private.core_worker import DRIVER, CoreWorker
-    from ray_core._private.log_monitor import LogMonitor
+    from ray_core._private.log_monitor import LogSubscriber
 
     gcs = GcsClient(gcs_address)
     job_info = gcs_service_pb2.JobTableData(
@@ -264,7 +269,7 @@ def _connect_driver(gcs_address, node_id, raylet_address, plasma_socket, node_ip
         core.shutdown()
         raise
     if log_to_driver:
-        worker.log_monitor = LogMonitor(os.path.join(session_dir, "logs"), node_ip)
+        worker.log_monitor = LogSubscriber(gcs, job_id.binary())
     return worker
 
 
@@ -293,7 +298,7 @@ def shutdown() -> None:
         except Exception as e:
             logger.info("MarkJobFinished failed: %s", e)
         if worker.log_monitor is not None:
-            worker.log_monitor.stop()
+            worker.log_monitor.stop(core.task_manager.last_completed_at)
         if worker.node is not None:
             worker.node.kill()
         try:

@@ -37,6 +37,9 @@ def main(argv=None) -> int:
             stream.reconfigure(line_buffering=True)
         except (AttributeError, ValueError):
             pass
+    if os.environ.get("RAY_CORE_JOB_ID"):  # started for a job: its output is that job's
+        from ray_core._private.log_monitor import announce
+        announce(os.environ["RAY_CORE_JOB_ID"])
     log_path = setup_process_logging(f"python-core-worker-{args.worker_id}_{os.getpid()}",
                                      os.path.join(args.session_dir, "logs"))
     from ray_core._private import worker as worker_mod

@@ -177,10 +177,10 @@ def test_worker_output_reaches_driver_with_pid_prefix(cluster, capfd):
     out = ""
     while time.time() < deadline:
         out += capfd.readouterr().out
-        if f"(pid={pid}) hello from the worker" in out:
+        if f"(pid={pid}, ip=127.0.0.1) hello from the worker" in out:
             break
         time.sleep(0.1)
-    assert f"(pid={pid}) hello from the worker" in out
+    assert f"(pid={pid}, ip=127.0.0.1) hello from the worker" in out
 
 
 def test_gpu_tasks_see_their_assigned_gpus(short_temp_dir):
