@@ -391,13 +391,8 @@ def format_status(address: str, nodes, view) -> str:
 
 
 def cmd_memory(args, parser) -> int:
-    try:
-        from ray_core import internal
-    except ImportError:
-        print(f"{PROG}: error: `memory` needs ray_core.internal.memory_summary (the object "
-              f"lifetime work), which this build lacks", file=sys.stderr)
-        return 1
     import ray_core
+    from ray_core import internal
     from ray_common import rpc
     if args.auth_token:
         rpc.set_auth_token(args.auth_token)

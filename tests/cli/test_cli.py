@@ -229,9 +229,6 @@ def test_block_stays_until_interrupted_then_stops_the_node(temp_dir):
 
 
 def test_memory_prints_the_object_store_summary(cli_cluster):
-    pytest.importorskip("ray_core.internal",
-                        reason="ray_core.internal.memory_summary comes with the object "
-                               "lifetime work (branch lifetime)")
     temp_dir, _address = cli_cluster
     out = cli("memory", "--stats-only", temp_dir=temp_dir).stdout
     assert "Object store by node" in out and out.count("plasma") == 2, out
