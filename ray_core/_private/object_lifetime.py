@@ -185,6 +185,11 @@ class ObjectLifetime:
 
     def _flush_updates(self) -> None:
         self._update_scheduled = False
+        for owner, request in self._drain_updates_by_owner().items():
+            rpc.spawn(self._send_quietly(self._core._owner_pb(owner), request))
+
+    def _drain_updates_by_owner(self) -> Dict[bytes, core_worker_pb2.UpdateRefCountsRequest]:
+        """Take every queued borrower update, one request per owner, in queue order."""
         by_owner: Dict[bytes, core_worker_pb2.UpdateRefCountsRequest] = {}
         me = self._core.address
         while self._updates:
@@ -192,8 +197,7 @@ class ObjectLifetime:
             request = by_owner.setdefault(owner, core_worker_pb2.UpdateRefCountsRequest())
             request.updates.add(object_id=object_id.binary(), borrower_address=me,
                                 added=added, count=n)
-        for owner, request in by_owner.items():
-            rpc.spawn(self._send_quietly(self._core._owner_pb(owner), request))
+        return by_owner
 
     async def _send_quietly(self, address, request) -> None:
         try:
@@ -255,14 +259,7 @@ class ObjectLifetime:
             self.queue_ref_update(owner, object_id, False, n)
         if not self._updates:
             return
-        by_owner: Dict[bytes, core_worker_pb2.UpdateRefCountsRequest] = {}
-        me = self._core.address
-        while self._updates:
-            owner, object_id, added, n = self._updates.popleft()
-            request = by_owner.setdefault(owner, core_worker_pb2.UpdateRefCountsRequest())
-            request.updates.add(object_id=object_id.binary(), borrower_address=me,
-                                added=added, count=n)
-        for owner, request in by_owner.items():
+        for owner, request in self._drain_updates_by_owner().items():
             try:
                 rpc.run_sync(self._send_quietly(self._core._owner_pb(owner), request),
                              timeout=config.shutdown_grace_s)

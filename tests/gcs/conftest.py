@@ -6,7 +6,6 @@ its own namespace on one shared redis-server, so tests never see each other's ro
 import os
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
@@ -15,17 +14,9 @@ from ray_common.process import wait_for_file
 from ray_gcs.client import GcsClient
 from ray_gcs.launcher import start_gcs
 from ray_gcs.redis_server import start_redis
+from tests.waiting import wait_for  # noqa: F401  (re-exported to tests)
 
 
-def wait_for(predicate, what, timeout=30.0):
-    """Poll until `predicate()` is true; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.01)
 
 
 def stop_process(proc: subprocess.Popen) -> None:

@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 
 import psutil
 
@@ -16,19 +15,12 @@ from ray_common.protocol import common_pb2, node_manager_pb2 as nm, node_manager
 from ray_gcs.client import GcsClient
 from ray_gcs.launcher import start_gcs
 from ray_raylet.launcher import start_raylet
+from tests.waiting import wait_for  # noqa: F401  (re-exported to tests)
 
 TEST_WORKER = "tests.raylet.leasable_worker"
 Reply = nm.RequestWorkerLeaseReply
 
 
-def wait_for(predicate, what, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.02)
 
 
 class Raylet:
