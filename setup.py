@@ -20,6 +20,7 @@ CYTHON_MODULES = [
     ("ray_common._ids", "ray_common/_ids.pyx"),
     ("ray_plasma._allocator", "ray_plasma/_allocator.pyx"),
     ("ray_plasma._client", "ray_plasma/_client.pyx"),
+    ("ray_plasma._memcopy", "ray_plasma/_memcopy.pyx"),
     ("ray_core._private._shared_buffer", "ray_core/_private/_shared_buffer.pyx"),
     ("ray_core._private._object_ref", "ray_core/_private/_object_ref.pyx"),
 ]

@@ -4,7 +4,8 @@ References measured in the same run:
 - small cycles: round trips/s of a bare Python echo over a Unix socket (a cycle is two
   round trips and one one-way release, so ~0.5x of it is the ceiling for this design);
 - writes: a plain numpy copy of the same size into memory that is already touched (the
-  memcpy limit); the store's write is create + copy into shared memory + seal, into
+  memcpy figure); the store's write is create_and_seal (create, the streaming
+  multi-threaded copy of ray_plasma.memcopy into shared memory, seal), into
   pages that an earlier object of that size already touched, plus one row for the first
   write into never-touched pages;
 - reads: the same memcpy; a read is get + np.frombuffer + release and copies nothing, so
@@ -122,8 +123,7 @@ def large_rows(client, size, reps):
 
     def put():
         object_id = _oid(next(counter), tag=size)
-        np.frombuffer(client.create(object_id, size), dtype=np.uint8)[:] = src
-        client.seal(object_id)
+        client.create_and_seal(object_id, src)
         written.append(object_id)
 
     def put_after_delete():

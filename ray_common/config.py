@@ -87,7 +87,7 @@ _TUNABLES = [
     Tunable("plasma_max_frame_bytes", 64 * 1024 ** 2, "Largest plasma protocol frame; bigger ones are malformed and drop the client."),
     Tunable("plasma_listen_backlog", 1024, "Pending connections the store's socket queues (hundreds of workers connect at once)."),
     Tunable("plasma_subscriber_max_buffered_bytes", 64 * 1024 ** 2, "Unsent notifications per subscriber before the store drops it."),
-    Tunable("plasma_inline_create_bytes", 1024 ** 2, "create_and_seal sends values up to this size through the socket (one round trip); larger ones are written in place."),
+    Tunable("plasma_inline_create_bytes", 64 * 1024, "create_and_seal sends values up to this size through the socket (one round trip); larger ones are written in place (faster from 64 KiB: 0.2 ms vs 1.2 ms at 256 KiB)."),
     Tunable("preallocate_plasma_memory", False, "Fault in the whole region at startup so first writes run at memcpy speed (costs the full capacity in RAM at once)."),
     # CoreWorker: task submission, execution and the public API.
     Tunable("max_tasks_in_flight_per_worker", 16, "Tasks pushed to one leased worker before replies (pipelining)."),
@@ -107,7 +107,7 @@ _TUNABLES = [
     Tunable("worker_poll_timeout_s", 1.0, "A worker's task loop wakes this often to notice it must exit."),
     Tunable("ref_count_flush_interval_ms", 100, "Queued ref count changes are applied (and objects freed) at least this often."),
     Tunable("copy_threads", 2, "Threads that copy one large buffer into plasma (one thread cannot saturate memory)."),
-    Tunable("parallel_copy_min_bytes", 16 * 1024 ** 2, "Buffers at least this large are copied by copy_threads threads."),
+    Tunable("parallel_copy_min_bytes", 16 * 1024 ** 2, "Buffers at least this large are copied into plasma by copy_threads threads with streaming stores; smaller ones by memcpy (their lines may still be cached when read)."),
     Tunable("log_flush_interval_ms", 100, "Buffered per-task log lines reach the log file at least this often."),
 ]
 

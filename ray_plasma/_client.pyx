@@ -20,6 +20,7 @@ from libc.string cimport memcpy
 
 from ray_common.config import config
 from ray_plasma import protocol, shared_memory
+from ray_plasma.memcopy import copy_into
 from ray_plasma.errors import PlasmaDisconnectedError, PlasmaProtocolError, error_for_status
 
 cdef extern from "<sys/socket.h>" nogil:
@@ -231,7 +232,7 @@ cdef class PlasmaClient:
         cdef const unsigned char[::1] src = view
         cdef uint64_t size = src.shape[0]
         if size + len(metadata) > self._inline_limit:
-            self.create(oid, size, metadata)[:] = view
+            copy_into(self.create(oid, size, metadata), view)
             self.seal(oid)
             return
         cdef bytes head = _CREATE.pack(oid, size, len(metadata))

@@ -84,8 +84,9 @@ class PlasmaObjects:
                 self._client = None
 
     # ---- writing -----------------------------------------------------------------------
-    def write(self, object_id: ObjectID, ser) -> None:
-        """Create, fill and seal a large value (ObjectStoreFullError if it cannot fit)."""
+    def write(self, object_id: ObjectID, ser, copy_threads: int = 0) -> None:
+        """Create, fill and seal a large value (ObjectStoreFullError if it cannot fit),
+        copying with up to copy_threads threads (0: the copy_threads tunable)."""
         from ray_plasma import errors as plasma_errors
         # Free what was dropped before allocating: a put right after dropping a large
         # object then reuses its (already faulted-in) memory instead of fresh pages.
@@ -113,7 +114,7 @@ class PlasmaObjects:
                         f"Free refs you no longer need, or start the cluster with a larger "
                         f"object_store_memory.") from None
         try:
-            ser.write_to(dest)
+            ser.write_to(dest, copy_threads)
         except BaseException:
             del dest
             client.abort(key)

@@ -22,7 +22,7 @@ from typing import Any, List, Optional, Sequence
 
 import cloudpickle
 
-from ray_common.config import config
+from ray_plasma.memcopy import copy_into
 from ray_core import exceptions
 
 META_PICKLE = b"P"       # in-band pickle5 bytes
@@ -67,8 +67,9 @@ class SerializedObject:
             self._offsets = offsets
             self.total_size = pos
 
-    def write_to(self, dest: memoryview) -> None:
-        """Copy into `dest` (exactly total_size bytes long, writable)."""
+    def write_to(self, dest: memoryview, copy_threads: int = 0) -> None:
+        """Copy into `dest` (exactly total_size bytes long, writable); large buffers with
+        up to copy_threads threads (0: the copy_threads tunable)."""
         if self._offsets is None:
             dest[:len(self.inband)] = self.inband
             return
@@ -80,11 +81,7 @@ class SerializedObject:
         offsets = self._offsets
         dest[offsets[0]:offsets[0] + len(self.inband)] = self.inband
         for start, buf in zip(offsets[1:], self.buffers):
-            src = buf.cast("B") if buf.format != "B" else buf
-            if buf.nbytes >= config.parallel_copy_min_bytes:
-                parallel_copy(dest[start:start + buf.nbytes], src)
-            else:
-                dest[start:start + buf.nbytes] = src
+            copy_into(dest[start:start + buf.nbytes], buf, copy_threads)
 
     def to_bytes(self) -> bytes:
         if self._offsets is None:
@@ -92,41 +89,6 @@ class SerializedObject:
         out = bytearray(self.total_size)
         self.write_to(memoryview(out))
         return bytes(out)
-
-
-_copy_pool = None
-_copy_pool_lock = threading.Lock()
-
-
-def parallel_copy(dest: memoryview, src: memoryview) -> None:
-    """Copy a large buffer with several threads (numpy releases the GIL while copying).
-
-    One thread's memcpy does not saturate memory bandwidth; measured on the 2-core dev
-    machine, a 400 MB put went from ~13 GB/s (one thread) to the figure in
-    benchmarks/README.md with copy_threads threads, as Ray's plasma client does.
-    """
-    global _copy_pool
-    threads = max(1, config.copy_threads)
-    n = src.nbytes
-    if threads == 1:
-        dest[:] = src
-        return
-    import numpy
-    out = numpy.frombuffer(dest, dtype=numpy.uint8)
-    inp = numpy.frombuffer(src, dtype=numpy.uint8)
-    step = -(-n // threads)
-    step += (-step) % ALIGNMENT
-    if _copy_pool is None:
-        with _copy_pool_lock:
-            if _copy_pool is None:
-                import concurrent.futures
-                _copy_pool = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=threads - 1, thread_name_prefix="ray_core_copy")
-    futures = [_copy_pool.submit(numpy.copyto, out[i:i + step], inp[i:i + step])
-               for i in range(step, n, step)]
-    numpy.copyto(out[:step], inp[:step])
-    for future in futures:
-        future.result()
 
 
 class _RefRecorder:

@@ -63,10 +63,3 @@ def test_describe_unpicklable_names_the_culprit():
     except Exception as e:
         text = serialization.describe_unpicklable({"x": [lock]}, e)
     assert "lock" in text.lower()
-
-
-def test_parallel_copy_matches_single_copy():
-    src = np.random.randint(0, 255, size=17 * 1024 ** 2 + 13, dtype=np.uint8)
-    dest = bytearray(src.nbytes)
-    serialization.parallel_copy(memoryview(dest), memoryview(src))
-    assert bytes(dest) == src.tobytes()
