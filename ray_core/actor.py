@@ -260,6 +260,16 @@ class ActorMethod:
 _TERMINATE = "__ray_terminate__"
 
 
+def _end_actor(owner, actor_id: bytes, class_name: str, methods) -> None:
+    """End an actor whose owning handles are all gone, after their calls (io loop)."""
+    from ray_core._private import worker
+    w = worker._global
+    if w is None or w.core_worker._closed or w.core_worker.worker_id != owner:
+        return
+    handle = ActorHandle(actor_id, class_name, methods)
+    handle._submit(ActorMethod(handle, _TERMINATE, {"num_returns": 0}), (), {})
+
+
 class ActorHandle:
     """A reference to an actor. The handle .remote() returned, in the process that made
     the actor, owns its lifetime: when it is garbage-collected and no copy was ever
@@ -308,7 +318,12 @@ class ActorHandle:
             w = worker._global
             if w is None or w.core_worker._closed or w.core_worker.worker_id != owner:
                 return
-            self._submit(ActorMethod(self, _TERMINATE, {"num_returns": 0}), (), {})
+            # The garbage collector runs __del__ wherever an allocation triggers it: on
+            # any thread, even inside a lock the actor submitter holds. So the ending
+            # call is made from the io loop (still after the calls made through this
+            # handle, which were submitted before).
+            w.core_worker.loop.call_soon_threadsafe(
+                _end_actor, owner, self._actor_id, self._class_name, self._methods)
         except Exception:
             pass    # interpreter or ray_core shutting down: the job's end kills it
 

@@ -439,6 +439,30 @@ def test_actor_ends_when_its_handles_go_out_of_scope(cluster):
     ray.kill(ray.actor.ActorHandle(shared_id, "Counter", {}))
 
 
+def test_a_handle_collected_inside_the_submitters_lock_still_ends_its_actor(cluster):
+    """The garbage collector may drop an owning handle anywhere -- here on a thread that
+    holds the actor submitter's lock, as a collection inside the io loop would: the
+    actor must still end, and nothing may wait for that lock (once a deadlock)."""
+    gcs = ray._private.worker.global_worker().gcs
+    submitter = ray._private.worker.global_worker().core_worker.actor_submitter
+    holder = [Counter.remote()]
+    actor_id = holder[0]._actor_id
+    assert ray.get(holder[0].add.remote(1)) == 1
+    dropped = threading.Event()
+
+    def drop_under_lock():
+        with submitter._lock:
+            holder.clear()
+        dropped.set()
+
+    thread = threading.Thread(target=drop_under_lock, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert dropped.is_set(), "dropping the handle under the submitter's lock deadlocked"
+    wait_for(lambda: gcs.sync.get_actor_info(actor_id).state ==
+             gcs.sync.get_actor_info(actor_id).DEAD, what="the unreferenced actor to end")
+
+
 def test_runtime_context_inside_an_actor(cluster):
     @ray.remote(max_restarts=1)
     class Introspect:
