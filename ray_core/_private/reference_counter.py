@@ -5,8 +5,10 @@ task's arguments, the refs nested inside an object this process holds). Incremen
 decrements (ObjectRef creation and deallocation, by the thousand on the hot paths,
 possibly inside the garbage collector on a thread that holds this counter's lock) are
 only appended to a queue; they are applied in order, under the lock, by flush(): before
-any question about a count, when the queue grows past _DRAIN_AT, and periodically from
-the CoreWorker's io loop, so a dropped object is freed promptly.
+any question about a count, periodically from the CoreWorker's io loop (so a dropped
+object is freed promptly), and soon after the queue grows past _DRAIN_AT -- from the io
+loop too, because the append that notices it may run inside the garbage collector on a
+thread holding any lock (the memory store's, the submitter's) that freeing would take.
 
 Borrowers (Ray's ownership design, with counted registrations): a process that holds a
 ref it does not own past the moment its sender stops vouching for it is registered at
@@ -30,11 +32,14 @@ _DRAIN_AT = 4096
 
 class ReferenceCounter:
     def __init__(self, on_zero: Callable[[ObjectID, bool], None],
-                 on_borrow_released: Optional[Callable[[ObjectID, bytes, int], None]] = None):
+                 on_borrow_released: Optional[Callable[[ObjectID, bytes, int], None]] = None,
+                 call_soon: Optional[Callable[[Callable[[], None]], None]] = None):
         """on_zero(object_id, owned) runs when nothing holds the object any more (owned:
         this process owns it and should free it; else a borrowed copy to drop).
         on_borrow_released(object_id, owner_address, n) runs when this borrower lets go
-        of an object it was registered for n times at its owner."""
+        of an object it was registered for n times at its owner. call_soon(fn) runs fn
+        later on another thread (the io loop); without it a long queue is drained in
+        place, where no lock may be held (unit tests)."""
         self._lock = threading.Lock()
         self._counts: Dict[ObjectID, int] = {}
         self._owned = set()
@@ -45,6 +50,8 @@ class ReferenceCounter:
         self._pending_ops = collections.deque()
         self._on_zero = on_zero
         self._on_borrow_released = on_borrow_released
+        self._call_soon = call_soon
+        self._drain_requested = False
 
     def add_owned(self, object_id: ObjectID) -> None:
         with self._lock:
@@ -57,12 +64,26 @@ class ReferenceCounter:
         # Appends are atomic under the GIL: no lock on the path every ref takes.
         self._pending_ops.append((object_id, 1))
         if len(self._pending_ops) > _DRAIN_AT:
-            self.try_flush()
+            self._drain_soon()
 
     def remove_local_ref(self, object_id: ObjectID) -> None:
         self._pending_ops.append((object_id, -1))
         if len(self._pending_ops) > _DRAIN_AT:
+            self._drain_soon()
+
+    def _drain_soon(self) -> None:
+        if self._call_soon is None:
             self.try_flush()
+        elif not self._drain_requested:
+            self._drain_requested = True
+            try:
+                self._call_soon(self._requested_drain)
+            except RuntimeError:    # the io loop is closed: the process is ending
+                self._drain_requested = False
+
+    def _requested_drain(self) -> None:
+        self._drain_requested = False
+        self.flush()
 
     # ---- the owner's side ---------------------------------------------------------
     def add_borrower(self, object_id: ObjectID, borrower: bytes, n: int = 1) -> bool:

@@ -86,3 +86,23 @@ def test_unregistered_held_lists_only_foreign_live_unregistered_refs():
 def test_adding_a_borrower_to_a_freed_object_is_refused():
     rc, _, _, _ = _counter()
     assert not rc.add_borrower(oid(9), b"w", 1)
+
+
+def test_a_long_queue_is_drained_later_not_where_a_ref_died():
+    """A ref may die inside the garbage collector on a thread holding the lock that
+    freeing takes: past _DRAIN_AT queued changes, the drain is handed to call_soon."""
+    from ray_core._private import reference_counter
+    later = []
+    freed = []
+    rc = ReferenceCounter(lambda o, owned: freed.append(o), None, later.append)
+    ids = [oid(i) for i in range(reference_counter._DRAIN_AT + 10)]
+    for object_id in ids:
+        rc.add_owned(object_id)
+        rc.add_local_ref(object_id)
+    assert len(later) == 1
+    later.pop()()
+    for object_id in ids:
+        rc.remove_local_ref(object_id)
+    assert freed == [] and len(later) == 1     # asked once, nothing freed in place
+    later.pop()()
+    assert freed == ids
