@@ -72,7 +72,7 @@ _TUNABLES = [
     Tunable("max_direct_call_object_size", 100 * 1024, "Values up to this size stay in process memory, larger go to plasma."),
     Tunable("task_rpc_inlined_bytes_limit", 10 * 1024 ** 2, "Total inlined argument bytes per task."),
     Tunable("object_store_memory", 0, "Plasma capacity in bytes; 0 means 30% of system memory."),
-    Tunable("object_manager_default_chunk_size", 5 * 1024 ** 2, "Chunk size of object transfers."),
+    Tunable("object_transfer_max_header_bytes", 64 * 1024 ** 2, "Largest token, pull request or object header (with its metadata) an object transfer accepts."),
     Tunable("object_spilling_directory", "", "Where primary copies spill; empty means <session>/spill."),
     Tunable("memory_usage_threshold", 0.95, "Node memory fraction above which the raylet kills a worker."),
     Tunable("memory_monitor_refresh_ms", 250, "Interval of the raylet's memory monitor; 0 disables it."),

@@ -51,6 +51,8 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         self.leases: Optional[LeaseManager] = None
         self.objects: Optional[ObjectManager] = None
         self.node_addresses: Dict[bytes, str] = {}
+        self.transfer_addresses: Dict[bytes, str] = {}   # node id -> its TransferServer
+        self.transfer_port = 0
         self.pinned: Dict[bytes, object] = {}
         # Called (on the io loop) when ShutdownRaylet asks this raylet to stop.
         self.on_shutdown_request = lambda: None
@@ -73,13 +75,15 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
                                    session_dir=self.session_dir, pinned=self.pinned,
                                    unpin=self._unpin)
         self.objects = ObjectManager(node_id=self.node_id, plasma=self.plasma,
-                                     node_address=self.node_addresses.get)
+                                     node_address=self.transfer_addresses.get)
         self.objects.spills = self.spills
         self.server, self.port = await rpc.start_server(
             [(node_manager_pb2_grpc.add_NodeManagerServiceServicer_to_server, self),
              (object_manager.add_to_server, self.objects)],
             port=port)
         self.node_addresses[self.node_id] = self.address
+        self.transfer_port = self.objects.serve_transfers(self.node_ip)
+        self.transfer_addresses[self.node_id] = f"{self.node_ip}:{self.transfer_port}"
         return self.port
 
     async def start(self) -> None:
@@ -113,7 +117,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
     def _node_info(self) -> common_pb2.NodeInfo:
         return common_pb2.NodeInfo(
             node_id=self.node_id, node_manager_address=self.node_ip,
-            node_manager_port=self.port, object_manager_port=self.port,
+            node_manager_port=self.port, object_manager_port=self.transfer_port,
             object_store_socket_name=self.object_store_socket, node_name=self.node_ip,
             state=common_pb2.NodeInfo.ALIVE, resources_total=self.local.total_floats(),
             start_time_ms=int(time.time() * 1000), is_head_node=self.is_head,
@@ -144,6 +148,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         for object_id in list(self.pinned):
             self._unpin(object_id)
         if self.objects is not None:
+            self.objects.close()
             self.spills.shutdown()
         if unregister:
             try:
@@ -197,6 +202,8 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         if info.state == common_pb2.NodeInfo.ALIVE:
             self.node_addresses[info.node_id] = (f"{info.node_manager_address}:"
                                                  f"{info.node_manager_port}")
+            self.transfer_addresses[info.node_id] = (f"{info.node_manager_address}:"
+                                                     f"{info.object_manager_port}")
             address = common_pb2.Address(node_id=info.node_id,
                                          ip_address=info.node_manager_address,
                                          port=info.node_manager_port)
@@ -205,6 +212,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
             self.leases.update_node(info.node_id, address, dict(info.resources_total), available)
         else:
             self.node_addresses.pop(info.node_id, None)
+            self.transfer_addresses.pop(info.node_id, None)
             self.leases.remove_node(info.node_id)
 
     def _on_resources(self, data: common_pb2.ResourcesData) -> None:
