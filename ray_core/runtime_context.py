@@ -1,5 +1,5 @@
 """get_runtime_context(): what the running code is part of (job, task, node, worker)."""
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 
 class RuntimeContext:
@@ -43,6 +43,12 @@ class RuntimeContext:
 
     def get_assigned_resources(self) -> Dict[str, float]:
         return self._core.assigned_resources()
+
+    def get_accelerator_ids(self) -> Dict[str, List[str]]:
+        """Accelerator ids assigned to the running task or actor, by resource name (as in
+        Ray the ids are strings; GPUs are the one accelerator nodes detect here)."""
+        gpus = self._core.assigned_instances().get("GPU", ())
+        return {"GPU": [str(index) for index, _ in gpus]}
 
     def get_runtime_env_string(self) -> str:
         import json

@@ -248,6 +248,10 @@ class CoreWorker:
     def assigned_resources(self) -> Dict[str, float]:
         return {name: sum(q for _, q in inst) for name, inst in self._ctx.resources.items()}
 
+    def assigned_instances(self) -> Dict[str, list]:
+        """Resource name -> [(instance index, quantity)] held by the running task."""
+        return self._ctx.resources
+
     # ---- submission (user threads) ------------------------------------------------------
     def submit_task(self, template: common_pb2.TaskSpec, args, kwargs, function_name: str,
                     max_retries: int, retry_exceptions) -> List[ObjectRef]:

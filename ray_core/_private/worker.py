@@ -368,6 +368,13 @@ def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True
 
 # ---- cluster information -----------------------------------------------------------------
 
+def get_gpu_ids() -> List[int]:
+    """The GPUs the raylet assigned to the task or actor running here (as CUDA numbers
+    them; CUDA_VISIBLE_DEVICES is set to the same while it runs); [] in a driver."""
+    core = global_worker().core_worker
+    return [index for index, _ in core.assigned_instances().get("GPU", ())]
+
+
 def get_runtime_context():
     from ray_core.runtime_context import RuntimeContext
     return RuntimeContext(global_worker())

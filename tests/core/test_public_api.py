@@ -7,7 +7,8 @@ from ray_core import exceptions
 EXPECTED_NAMES = {
     "ActorClass", "ActorHandle", "get_actor", "kill", "method",
     "ObjectRef", "RemoteFunction", "available_resources", "cancel", "cluster_resources",
-    "exceptions", "get", "get_runtime_context", "init", "is_initialized", "nodes", "put",
+    "exceptions", "get", "get_gpu_ids", "get_runtime_context", "init", "is_initialized",
+    "nodes", "put",
     "remote", "shutdown", "wait", "__version__",
 }
 
@@ -32,6 +33,7 @@ EXPECTED_SIGNATURES = {
               "recursive: bool = True) -> None",
     "remote": "(*args, **kwargs)",
     "get_runtime_context": "()",
+    "get_gpu_ids": "() -> List[int]",
     "nodes": "() -> List[dict]",
     "cluster_resources": "() -> Dict[str, float]",
     "available_resources": "() -> Dict[str, float]",

@@ -194,9 +194,14 @@ def test_gpu_tasks_see_their_assigned_gpus(short_temp_dir):
 
         @ray.remote(num_gpus=1, num_cpus=0)
         def gpu():
+            ids = ray.get_gpu_ids()
+            assert ray.get_runtime_context().get_accelerator_ids() == \
+                {{"GPU": [str(i) for i in ids]}}, ids
+            assert os.environ.get("CUDA_VISIBLE_DEVICES") == ",".join(map(str, ids))
             return (os.environ.get("CUDA_VISIBLE_DEVICES"),
                     ray.get_runtime_context().get_assigned_resources().get("GPU"))
 
+        assert ray.get_gpu_ids() == []     # a driver holds no GPUs of the raylet's
         print("GPU", ray.get(gpu.remote()), ray.cluster_resources().get("GPU"))
         ray.shutdown()
     """)
