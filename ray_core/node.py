@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,6 +36,7 @@ import psutil
 from ray_common import rpc
 from ray_common.config import config
 from ray_common.process import write_file_atomically
+from ray_raylet.spill_manager import spill_directory
 
 logger = logging.getLogger(__name__)
 CURRENT_CLUSTER_FILE = "ray_current_cluster"
@@ -453,8 +455,9 @@ def _live_pids(record: dict) -> List[int]:
 
 def stop_recorded(temp_dir: str, force: bool = False) -> List[dict]:
     """Stop every node written down under `temp_dir` (`ray_core stop`); returns the
-    records of the nodes that still had running processes. Stale socket files of their
-    sessions are removed too."""
+    records of the nodes that still had running processes. Stale socket files and spill
+    files of their sessions are removed too (a raylet removes its spill files when it
+    exits, but not when it was SIGKILLed)."""
     stopped = []
     records = read_records(temp_dir)
     # Joined nodes before heads: raylets unregister while their GCS still answers.
@@ -468,7 +471,7 @@ def stop_recorded(temp_dir: str, force: bool = False) -> List[dict]:
             os.unlink(path)
         except OSError:
             pass
-        _remove_sockets(record.get("session_dir", ""))
+        _remove_leftovers(record.get("session_dir", ""), record.get("node_id") or "")
     current = read_current_cluster(temp_dir)
     if current is not None:
         try:
@@ -478,7 +481,9 @@ def stop_recorded(temp_dir: str, force: bool = False) -> List[dict]:
     return stopped
 
 
-def _remove_sockets(session_dir: str) -> None:
+def _remove_leftovers(session_dir: str, node_id_hex: str) -> None:
+    """Socket files of a session whose processes are gone, and the spill files of its
+    node (SpillManager's folder); logs stay."""
     if not session_dir:
         return
     for path in glob.glob(os.path.join(session_dir, "sockets", "*")):
@@ -486,3 +491,6 @@ def _remove_sockets(session_dir: str) -> None:
             os.unlink(path)
         except OSError:
             pass
+    if node_id_hex:
+        shutil.rmtree(spill_directory(session_dir, bytes.fromhex(node_id_hex)),
+                      ignore_errors=True)

@@ -46,6 +46,13 @@ class SpilledObject:
         self.metadata = metadata
 
 
+def spill_directory(session_dir: str, node_id: bytes) -> str:
+    """Where a node spills: its own folder under object_spilling_directory or
+    <session>/spill."""
+    base = config.object_spilling_directory or os.path.join(session_dir, "spill")
+    return os.path.join(base, node_id.hex()[:12])
+
+
 class SpillManager:
     def __init__(self, *, plasma, node_id: bytes, session_dir: str,
                  pinned: Dict[bytes, object], unpin: Callable[[bytes], None]):
@@ -53,8 +60,7 @@ class SpillManager:
         `unpin(object_id)` releases one pin."""
         self.plasma = plasma
         self.node_id = node_id
-        base = config.object_spilling_directory or os.path.join(session_dir, "spill")
-        self.directory = os.path.join(base, node_id.hex()[:12])
+        self.directory = spill_directory(session_dir, node_id)
         self._pinned = pinned
         self._unpin = unpin
         self.spilled: Dict[bytes, SpilledObject] = {}

@@ -111,11 +111,18 @@ def test_stop_after_a_crash_cleans_up(temp_dir):
     cli("start", "--head", "--port", "0", "--num-cpus", "1", temp_dir=temp_dir)
     pids = recorded_pids(temp_dir)
     from ray_core.node import read_records
-    raylet = next(e["pid"] for _p, r in read_records(temp_dir) for e in r["processes"]
-                  if e["name"] == "raylet")
+    from ray_raylet.spill_manager import spill_directory
+    [(_path, record)] = read_records(temp_dir)
+    raylet = next(e["pid"] for e in record["processes"] if e["name"] == "raylet")
     os.kill(raylet, signal.SIGKILL)
+    # What a raylet killed while objects were spilled leaves behind.
+    spilled = spill_directory(record["session_dir"], bytes.fromhex(record["node_id"]))
+    os.makedirs(spilled, exist_ok=True)
+    with open(os.path.join(spilled, "spill-1"), "wb") as f:
+        f.write(b"x" * 4096)
     cli("stop", temp_dir=temp_dir)
     assert not _wait_gone(pids, timeout=5)
+    assert not os.path.exists(spilled)
 
 
 def test_disable_auth_warns(temp_dir):
