@@ -69,6 +69,7 @@ class TransferServer:
 
     def __init__(self, host: str, serve: Serve):
         self._serve = serve
+        self._token = (rpc.auth_token() or "").encode()   # this node's cluster token
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind((host if host not in ("", "localhost") else "0.0.0.0", 0))
@@ -94,9 +95,8 @@ class TransferServer:
     async def _handle(self, conn: socket.socket, peer) -> None:
         loop = asyncio.get_running_loop()
         try:
-            token = (rpc.auth_token() or "").encode()
             sent_token = await _recv_frame(loop, conn, "the token")
-            if token and not hmac.compare_digest(sent_token, token):
+            if self._token and not hmac.compare_digest(sent_token, self._token):
                 logger.warning("Refused an object transfer from %s: wrong cluster token", peer)
                 return
             request = object_manager_pb2.PullRequest.FromString(
@@ -165,6 +165,8 @@ async def pull(address: str, request: object_manager_pb2.PullRequest,
                                     f"object {request.object_id.hex()}")
             got += count
         return size
+    except ConnectionError as e:    # refused, reset: the holder is gone or turned us away
+        raise TransferError(f"connection to {address} broke: {e}") from None
     finally:
         del buffer
         sock.close()
