@@ -236,14 +236,23 @@ class PlasmaObjects:
     # ---- releasing views -----------------------------------------------------------------
     def _schedule_release_drain(self) -> None:
         # Called where a plasma view died, possibly inside the garbage collector on a
-        # thread that holds the plasma client's lock: release from a pool thread instead.
+        # thread that holds any lock -- the plasma client's, even the background pool's
+        # own (its submit() allocates under a lock) -- so nothing here may take one: the
+        # io loop's call_soon_threadsafe only appends and writes a byte, and the io loop
+        # then hands the blocking releases to a pool thread.
         if self._release_drain_scheduled or self._closed:
             return
         self._release_drain_scheduled = True
         try:
-            background_pool().submit(self._drain_scheduled_releases)
-        except RuntimeError:
+            self._loop.call_soon_threadsafe(self._submit_release_drain)
+        except RuntimeError:    # the io loop is closed: this process is ending
             pass
+
+    def _submit_release_drain(self) -> None:
+        try:
+            background_pool().submit(self._drain_scheduled_releases)
+        except RuntimeError:    # the pool is shut down: this process is ending
+            self._release_drain_scheduled = False
 
     def _drain_scheduled_releases(self) -> None:
         self._release_drain_scheduled = False
