@@ -236,12 +236,12 @@ class ObjectManager(object_manager_pb2_grpc.ObjectManagerServiceServicer):
             if offset != expected:
                 raise PullError(f"object {object_id.hex()}: stream ended after {offset} of "
                                 f"{expected} bytes")
-            del buffer
+            buffer = None       # the view goes before the seal
             self.plasma.seal(object_id)
             return expected
         except BaseException:
             if buffer is not None:
-                del buffer
+                buffer = None
                 self._abort(object_id)
             raise
 
