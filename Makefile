@@ -7,8 +7,12 @@ export PYTHONPATH := $(CURDIR)
 .PHONY: build deps test test-setup test-common test-gcs test-plasma test-raylet test-core \
         test-integration test-cli bench bench-vs-ray clean
 
+# Bytecode too: every process of a node (GCS, raylet, store, workers) imports the
+# project, and where PYTHONDONTWRITEBYTECODE is set nothing caches it otherwise
+# (init() to first result: 0.75-0.8 s compiling each time, 0.5-0.55 s precompiled).
 build: .build/deps.stamp
 	$(PYTHON) setup.py -q build_ext --inplace
+	$(PYTHON) -m compileall -q ray_common ray_gcs ray_plasma ray_raylet ray_core
 
 deps: .build/deps.stamp
 
