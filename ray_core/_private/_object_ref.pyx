@@ -142,11 +142,3 @@ def split_ready(list refs, dict present, Py_ssize_t num_returns):
         else:
             not_ready.append(ref)
     return ready, not_ready
-
-
-def count_present(list ids, dict objects):
-    cdef Py_ssize_t n = 0
-    for object_id in ids:
-        if object_id in objects:
-            n += 1
-    return n

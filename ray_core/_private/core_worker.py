@@ -569,11 +569,12 @@ class CoreWorker:
             self._owner_fetches.discard(object_id)
         self.memory_store.put(object_id, obj)
 
-    def wait(self, refs: List[ObjectRef], ids: List[ObjectID], num_returns: int,
-             timeout: Optional[float], fetch_local: bool):
-        objects = self.memory_store._objects
-        if _object_ref.count_present(ids, objects) >= num_returns or timeout == 0:
-            return _object_ref.split_ready(refs, objects, num_returns)
+    def wait(self, refs: List[ObjectRef], num_returns: int, timeout: Optional[float],
+             fetch_local: bool):
+        ready, not_ready = _object_ref.split_ready(refs, self.memory_store._objects,
+                                                   num_returns)
+        if len(ready) >= num_returns or timeout == 0:
+            return ready, not_ready
         got = self._wait_for(refs, num_returns, timeout, for_get=False)
         return _object_ref.split_ready(refs, got, num_returns)
 

@@ -357,7 +357,7 @@ def wait(object_refs: List[ObjectRef], *, num_returns: int = 1, timeout: Optiona
                          f"({len(refs)})")
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
         raise ValueError(f"wait() timeout must be None or a number >= 0, got {timeout!r}")
-    return core.wait(refs, ids, num_returns, timeout, fetch_local)
+    return core.wait(refs, num_returns, timeout, fetch_local)
 
 
 def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
