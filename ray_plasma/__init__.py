@@ -6,6 +6,8 @@ Layout:
   _allocator.pyx    best-fit allocator over the region's offsets (Cython, C++ containers)
   protocol.py       the framed wire format, shared by the store and the client
   _client.pyx       the client (Cython); client.py is what other packages import
+  memcopy.py        the one large copy into shared memory: threads, streaming stores
+                    (_memcopy.pyx holds the copy loop)
   subscription.py   sealed/deleted notifications for the raylet
   shared_memory.py  creating and mapping the memfd region
   launcher.py       start_plasma_store() for the raylet and tests

@@ -8,7 +8,8 @@ Layout (one process, `python -m ray_raylet.main`, everything on the rpc io loop)
     scheduling_policy.py hybrid / SPREAD / node affinity over the cluster view
     resources.py         fixed-point amounts, a node's availability, GPU instances
     worker_pool.py       worker processes: start, register, reuse, reap, death watch
-    object_manager.py    ObjectManagerService; chunked pulls between nodes' plasma stores
+    object_manager.py    pulls between nodes' plasma stores: locations, retries, owners
+    object_transfer.py   the pull wire: a TCP connection per object, shared memory to socket
     spill_manager.py     full store: pinned primaries to batched files, restore on demand
     memory_monitor.py    kills the leased worker using too much memory (OutOfMemoryError)
     machine.py           this machine's CPUs, GPUs and memory
