@@ -343,6 +343,7 @@ class ActorHandle:
     def _submit(self, method: ActorMethod, args, kwargs):
         from ray_core._private import worker
         core = worker.global_worker().core_worker
+        core.reference_counter.maybe_flush()
         opts = method._options
         ctx = core._ctx
         key = (core.worker_id.binary(), ctx.job_id.binary())

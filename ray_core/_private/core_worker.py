@@ -255,6 +255,7 @@ class CoreWorker:
     # ---- submission (user threads) ------------------------------------------------------
     def submit_task(self, template: common_pb2.TaskSpec, args, kwargs, function_name: str,
                     max_retries: int, retry_exceptions) -> List[ObjectRef]:
+        self.reference_counter.maybe_flush()
         ctx = self._ctx
         counter = next(ctx.task_counter)
         task_id = TaskID.for_normal_task(ctx.job_id, ctx.task_id, counter)
@@ -403,6 +404,7 @@ class CoreWorker:
         return ObjectID.from_index(ctx.task_id, next(ctx.put_counter))
 
     def _put_serialized(self, ser) -> ObjectRef:
+        self.reference_counter.maybe_flush()
         object_id = self._next_put_id()
         if ser.nested_refs:
             self.lifetime.hold_contained(object_id, list(ser.nested_refs))
@@ -450,6 +452,7 @@ class CoreWorker:
     def get_objects(self, refs: List[ObjectRef], timeout: Optional[float] = None,
                     raise_errors: bool = True, ids: Optional[List[ObjectID]] = None):
         """Values of the refs, in order; raises the first error (or returns (value, is_error))."""
+        self.reference_counter.maybe_flush()
         store = self.memory_store
         if ids is None:
             ids = _object_ref.ids_of(refs)

@@ -6,9 +6,12 @@ decrements (ObjectRef creation and deallocation, by the thousand on the hot path
 possibly inside the garbage collector on a thread that holds this counter's lock) are
 only appended to a queue; they are applied in order, under the lock, by flush(): before
 any question about a count, periodically from the CoreWorker's io loop (so a dropped
-object is freed promptly), and soon after the queue grows past _DRAIN_AT -- from the io
-loop too, because the append that notices it may run inside the garbage collector on a
-thread holding any lock (the memory store's, the submitter's) that freeing would take.
+object is freed promptly), and by maybe_flush() at the API calls that make refs (put,
+remote, get: a user thread holding none of ray_core's locks) once the queue is past
+_DRAIN_AT. The append itself never drains in place: it may run inside the garbage
+collector, or as a container is cleared, on a thread holding any lock (the memory
+store's, the submitter's) that freeing would take; past _DEFER_AT (a thread that makes
+refs without those calls) it asks the io loop to drain.
 
 Borrowers (Ray's ownership design, with counted registrations): a process that holds a
 ref it does not own past the moment its sender stops vouching for it is registered at
@@ -28,6 +31,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 from ray_common.ids import ObjectID
 
 _DRAIN_AT = 4096
+_DEFER_AT = 4 * _DRAIN_AT
 
 
 class ReferenceCounter:
@@ -63,13 +67,18 @@ class ReferenceCounter:
     def add_local_ref(self, object_id: ObjectID) -> None:
         # Appends are atomic under the GIL: no lock on the path every ref takes.
         self._pending_ops.append((object_id, 1))
-        if len(self._pending_ops) > _DRAIN_AT:
+        if len(self._pending_ops) > _DEFER_AT:
             self._drain_soon()
 
     def remove_local_ref(self, object_id: ObjectID) -> None:
         self._pending_ops.append((object_id, -1))
-        if len(self._pending_ops) > _DRAIN_AT:
+        if len(self._pending_ops) > _DEFER_AT:
             self._drain_soon()
+
+    def maybe_flush(self) -> None:
+        """flush() if the queue is long; only where the caller holds no ray_core lock."""
+        if len(self._pending_ops) > _DRAIN_AT:
+            self.flush()
 
     def _drain_soon(self) -> None:
         if self._call_soon is None:

@@ -90,12 +90,13 @@ def test_adding_a_borrower_to_a_freed_object_is_refused():
 
 def test_a_long_queue_is_drained_later_not_where_a_ref_died():
     """A ref may die inside the garbage collector on a thread holding the lock that
-    freeing takes: past _DRAIN_AT queued changes, the drain is handed to call_soon."""
+    freeing takes: the append never drains in place; past _DEFER_AT it asks call_soon,
+    and maybe_flush() (the API calls' safe point) drains past _DRAIN_AT."""
     from ray_core._private import reference_counter
     later = []
     freed = []
     rc = ReferenceCounter(lambda o, owned: freed.append(o), None, later.append)
-    ids = [oid(i) for i in range(reference_counter._DRAIN_AT + 10)]
+    ids = [oid(i) for i in range(reference_counter._DEFER_AT + 10)]
     for object_id in ids:
         rc.add_owned(object_id)
         rc.add_local_ref(object_id)
@@ -106,3 +107,21 @@ def test_a_long_queue_is_drained_later_not_where_a_ref_died():
     assert freed == [] and len(later) == 1     # asked once, nothing freed in place
     later.pop()()
     assert freed == ids
+
+
+def test_maybe_flush_drains_only_a_long_queue():
+    from ray_core._private import reference_counter
+    freed = []
+    rc = ReferenceCounter(lambda o, owned: freed.append(o), None, lambda fn: None)
+    rc.add_owned(oid(1))
+    rc.add_local_ref(oid(1))
+    rc.remove_local_ref(oid(1))
+    rc.maybe_flush()
+    assert freed == []                          # short queue: left to the periodic flush
+    ids = [oid(i) for i in range(2, reference_counter._DRAIN_AT + 2)]
+    for object_id in ids:
+        rc.add_owned(object_id)
+        rc.add_local_ref(object_id)
+        rc.remove_local_ref(object_id)
+    rc.maybe_flush()
+    assert freed == [oid(1)] + ids
