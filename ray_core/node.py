@@ -202,6 +202,9 @@ class Node:
         from ray_gcs.launcher import start_gcs
 
         os.makedirs(temp_dir, exist_ok=True)
+        if forget_dead_nodes(temp_dir):
+            logger.info("Removed what SIGKILLed nodes left under %s (sockets, spill files)",
+                        temp_dir)
         session_dir = new_session_dir(temp_dir)
         if auth and not token:
             token = secrets.token_hex(16)
@@ -451,6 +454,22 @@ def _live_pids(record: dict) -> List[int]:
     order = {"log_monitor": 0, "raylet": 1, "gcs_server": 2, "redis": 3}
     names = {e.get("pid"): e.get("name") for e in record.get("processes", [])}
     return sorted(pids, key=lambda pid: order.get(names.get(pid), 9))
+
+
+def forget_dead_nodes(temp_dir: str) -> int:
+    """Drop the records of nodes none of whose processes runs any more (a driver or
+    node that was SIGKILLed), with their sockets and spill files; returns how many."""
+    forgotten = 0
+    for path, record in read_records(temp_dir):
+        if not record.get("processes") or _live_pids(record):
+            continue
+        _remove_leftovers(record.get("session_dir", ""), record.get("node_id") or "")
+        try:
+            os.unlink(path)
+            forgotten += 1
+        except OSError:
+            pass
+    return forgotten
 
 
 def stop_recorded(temp_dir: str, force: bool = False) -> List[dict]:

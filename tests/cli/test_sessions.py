@@ -83,6 +83,21 @@ def test_sigkilled_driver_leaves_nothing_running(temp_dir):
         time.sleep(0.05)
     assert not running(pids)
 
+    # What the killed raylet left (spill files, a record of dead processes) goes when
+    # the next head starts in the same temp dir.
+    from ray_core.node import read_records
+    from ray_raylet.spill_manager import spill_directory
+    [(_path, record)] = read_records(temp_dir)
+    spilled = spill_directory(record["session_dir"], bytes.fromhex(record["node_id"]))
+    os.makedirs(spilled, exist_ok=True)
+    with open(os.path.join(spilled, "spill-1"), "wb") as f:
+        f.write(b"x" * 4096)
+    proc = _run(temp_dir, "exit")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert not os.path.exists(spilled)
+    assert read_records(temp_dir) == []
+
 
 ROTATING = """
 import sys, ray_core as ray
