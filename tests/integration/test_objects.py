@@ -135,3 +135,25 @@ def test_object_store_full_is_a_clear_error(cluster):
         ray.put(np.ones(STORE_BYTES // 8 + 1024))
     assert isinstance(info.value, MemoryError)
     assert "object_store_memory" in str(info.value)
+
+
+def test_large_values_are_copied_with_the_cpus_a_task_holds(cluster):
+    """A task copies a large value into plasma with as many threads as CPUs it was
+    granted (more would take cores the raylet gave to others); a driver with
+    copy_threads. The copied value is whole either way."""
+    from ray_common.config import config
+
+    def threads():
+        return ray._private.worker.global_worker().core_worker._copy_threads()
+
+    @ray.remote
+    def put_large(n):
+        array = np.arange(n, dtype=np.int64)
+        return threads(), ray.get(ray.put(array)).sum() == array.sum()
+
+    n = 40 * 1024 ** 2 // 8          # above parallel_copy_min_bytes
+    assert threads() == config.copy_threads
+    assert ray.get(put_large.options(num_cpus=1).remote(n)) == (1, True)
+    assert ray.get(put_large.options(num_cpus=0).remote(n)) == (1, True)
+    assert ray.get(put_large.options(num_cpus=2).remote(n)) == (min(2, config.copy_threads),
+                                                                True)
