@@ -17,10 +17,9 @@ from ray_common.ids import ActorID, ObjectID, TaskID
 from ray_common.protocol import common_pb2
 
 from ray_core._private import options as options_mod
-from ray_core._private import serialization
 from ray_core._private.actor_runtime import exit_actor, is_async_class  # noqa: F401
 from ray_core._private.actor_submitter import ActorPendingTask
-from ray_core._private.function_manager import function_hash
+from ray_core._private.function_manager import ExportedCode
 from ray_core._private.task_manager import PendingTask
 from ray_core.object_ref import ObjectRef
 from ray_core.remote_function import fill_placement
@@ -116,8 +115,7 @@ class ActorClass:
         self._options = _validate(options, ACTOR_OPTIONS, f"@remote class {self._name}")
         self._methods = _method_table(cls)
         self._is_async = is_async_class(cls)
-        self._pickled = None
-        self._hash = None
+        self._code = ExportedCode(cls, self._name, "actor class")
         self.__doc__ = cls.__doc__
 
     def __getstate__(self):
@@ -138,18 +136,6 @@ class ActorClass:
     def bind(self, *args, **kwargs):
         raise NotImplementedError("Ray DAG .bind() is not supported by ray_core")
 
-    def _export(self, core) -> bytes:
-        if self._pickled is None:
-            try:
-                self._pickled = serialization.dumps_function(self._cls)
-            except Exception as e:
-                raise TypeError(f"Could not pickle actor class {self._name}: {e}. An actor "
-                                f"class must be picklable by cloudpickle.") from e
-            self._hash = function_hash(self._pickled)
-            core.function_manager.preload(self._hash, self._cls)
-        core.function_manager.export(self._hash, self._pickled, self._name)
-        return self._hash
-
     def _create(self, args, kwargs, opts) -> "ActorHandle":
         from ray_core._private import worker
         w = worker.global_worker()
@@ -166,7 +152,7 @@ class ActorClass:
                 raise ValueError(f"The name {name!r} (namespace={namespace!r}) is already "
                                  f"taken by actor {existing.actor_id.hex()}; pick another "
                                  f"name, or pass get_if_exists=True to get that actor.")
-        fn_hash = self._export(core)
+        fn_hash = self._code.export(core.function_manager)
         ctx = core._ctx
         counter = next(ctx.task_counter)
         actor_id = ActorID.of(ctx.job_id, ctx.task_id, counter)

@@ -12,8 +12,7 @@ from ray_common.config import config
 from ray_common.protocol import common_pb2
 
 from ray_core._private import options as options_mod
-from ray_core._private import serialization
-from ray_core._private.function_manager import function_hash
+from ray_core._private.function_manager import ExportedCode
 from ray_core.util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
                                                  PlacementGroupSchedulingStrategy)
 
@@ -26,8 +25,7 @@ class RemoteFunction:
         self._name = getattr(function, "__qualname__", getattr(function, "__name__", "function"))
         self._module = getattr(function, "__module__", "") or ""
         self._options = options_mod.validate_task_options(task_options, f"@remote {self._name}")
-        self._pickled = None
-        self._hash = None
+        self._code = ExportedCode(function, self._name, "remote function")
         self._templates = {}
         functools.update_wrapper(self, function, updated=())
 
@@ -54,23 +52,10 @@ class RemoteFunction:
     def bind(self, *args, **kwargs):
         raise NotImplementedError("Ray DAG .bind() is not supported by ray_core")
 
-    def _export(self, core) -> bytes:
-        if self._pickled is None:
-            try:
-                self._pickled = serialization.dumps_function(self._function)
-            except Exception as e:
-                raise TypeError(f"Could not pickle remote function {self._name}: {e}. A remote "
-                                f"function must be picklable by cloudpickle (it must not "
-                                f"capture locks, sockets or open files).") from e
-            self._hash = function_hash(self._pickled)
-            core.function_manager.preload(self._hash, self._function)
-        core.function_manager.export(self._hash, self._pickled, self._name)
-        return self._hash
-
     def _remote(self, args, kwargs, opts, templates):
         from ray_core._private import worker
         core = worker.global_worker().core_worker
-        fn_hash = self._export(core)
+        fn_hash = self._code.export(core.function_manager)
         # Keyed by the CoreWorker's id (not id(core): a later init() may reuse the address).
         key = (core.worker_id.binary(), core.current_job_id.binary())
         template = templates.get(key)

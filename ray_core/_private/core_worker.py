@@ -515,8 +515,7 @@ class CoreWorker:
         out = []
         plasma_wanted = [oid for oid in ids if found[oid].in_plasma]
         if plasma_wanted:
-            _borrow_capture.timeout = timeout      # for a rebuild in _lost_value
-            plasma_values = self.plasma_objects.read(plasma_wanted, found)
+            plasma_values = self.plasma_objects.read(plasma_wanted, found, timeout)
         else:
             plasma_values = {}
         for object_id in ids:
@@ -622,19 +621,18 @@ class CoreWorker:
     def _on_borrow_released(self, object_id: ObjectID, owner: bytes, n: int) -> None:
         self.lifetime.queue_ref_update(owner, object_id, False, n)
 
-    def _lost_value(self, object_id: ObjectID, obj: StoredObject, why: str):
+    def _lost_value(self, object_id: ObjectID, obj: StoredObject, why: str,
+                    timeout: Optional[float]):
         """(value, is_error) for a plasma object no node could provide: rebuilt by
-        re-running its task when this process owns it and may, else the error."""
+        re-running its task when this process owns it and may, else the error; a rebuild
+        is waited for within the get's `timeout`."""
         node_id = obj.plasma_node or self.node_id
         if self.reference_counter.is_owned(object_id) and \
                 not self.lifetime.node_alive(node_id):
             error = self.lifetime.recover(object_id, node_id, f"node {node_id.hex()[:12]} "
                                           f"died; {why}")
             if error is None:
-                timeout = _borrow_capture.timeout
-                got = self._wait_for([ObjectRef(object_id, self.address_bytes)], 1, timeout,
-                                     for_get=True)
-                return self._values([object_id], got, False, timeout)[0]
+                return self._read_again(object_id, self.address_bytes, timeout)
         else:
             owner = self.lifetime.fetched_owner.get(object_id)
             if owner is not None and not _borrow_capture.asked_owner:
@@ -644,11 +642,7 @@ class CoreWorker:
                     self.memory_store.delete((object_id,))
                     self._owner_fetches.add(object_id)
                     rpc.spawn(self._fetch_from_owner_async(object_id, owner, copy_lost=True))
-                    # Wait as a get does: a blocked worker gives its CPU back meanwhile,
-                    # which the rebuilding task may need.
-                    timeout = _borrow_capture.timeout
-                    got = self._wait_for([ObjectRef(object_id, owner)], 1, timeout, for_get=True)
-                    return self._values([object_id], got, False, timeout)[0]
+                    return self._read_again(object_id, owner, timeout)
                 finally:
                     _borrow_capture.asked_owner = False
             error = exceptions.ObjectLostError(object_id.hex(), (
@@ -658,6 +652,12 @@ class CoreWorker:
         self.memory_store.put(object_id, StoredObject(
             serialization.serialize_error(error).to_bytes(), serialization.META_ERROR))
         return error, True
+
+    def _read_again(self, object_id: ObjectID, owner: bytes, timeout: Optional[float]):
+        """(value, is_error) of an object being rebuilt, waited for as a get waits (a
+        blocked worker gives its CPU back meanwhile, which the rebuilding task may need)."""
+        got = self._wait_for([ObjectRef(object_id, owner)], 1, timeout, for_get=True)
+        return self._values([object_id], got, False, timeout)[0]
 
     def _on_plasma_return(self, object_id: ObjectID, node_id: bytes, keep: bool) -> None:
         if not keep:
@@ -740,12 +740,11 @@ class CoreWorker:
 
 class _BorrowCapture(threading.local):
     """Per-thread state of get(): refs not owned here that this thread deserialized and
-    has not yet registered, and the timeout of the get in progress."""
+    has not yet registered, and whether a lost borrowed copy's owner was already asked."""
 
     def __init__(self):
         self.refs = []
         self.deferred = False      # True while a task's arguments are loaded
-        self.timeout = None
         self.asked_owner = False   # a lost borrowed copy: its owner was asked to rebuild it
 
 

@@ -11,6 +11,8 @@ from typing import Callable, Dict, Optional
 
 import cloudpickle
 
+from ray_core._private.serialization import dumps_function
+
 logger = logging.getLogger(__name__)
 KV_NAMESPACE = "fun"
 
@@ -21,6 +23,34 @@ def function_hash(pickled: bytes) -> bytes:
 
 def kv_key(fn_hash: bytes) -> bytes:
     return b"RemoteFunction:" + fn_hash.hex().encode()
+
+
+class ExportedCode:
+    """The pickled bytes and hash of one remote function or actor class, made on its
+    first .remote(); every .remote() then only makes sure the GCS has them."""
+    __slots__ = ("obj", "name", "_what", "_pickled", "_hash")
+
+    def __init__(self, obj, name: str, what: str):
+        self.obj = obj
+        self.name = name
+        self._what = what           # "remote function" or "actor class", for errors
+        self._pickled: Optional[bytes] = None
+        self._hash: Optional[bytes] = None
+
+    def export(self, manager: "FunctionManager") -> bytes:
+        """Export through `manager` (the current CoreWorker's); returns the hash."""
+        if self._pickled is None:
+            try:
+                pickled = dumps_function(self.obj)
+            except Exception as e:
+                raise TypeError(f"Could not pickle {self._what} {self.name}: {e}. A "
+                                f"{self._what} must be picklable by cloudpickle (it must not "
+                                f"capture locks, sockets or open files).") from e
+            self._hash = function_hash(pickled)
+            self._pickled = pickled
+            manager.preload(self._hash, self.obj)
+        manager.export(self._hash, self._pickled, self.name)
+        return self._hash
 
 
 class FunctionManager:

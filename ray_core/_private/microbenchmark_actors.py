@@ -52,13 +52,17 @@ def run_actor_rows(ray, add, timeit, scale: float) -> None:
     Actor, AsyncActor, Client = make_actors(ray)
     n_cpu = max(1, multiprocessing.cpu_count() // 2)
 
+    def one_to_one(kind, actor):
+        """The "1:1 <kind> calls sync" and "... async" rows of one fresh actor."""
+        ray.get(actor.small_value.remote())
+        add(f"1:1 {kind} calls sync", timeit(lambda: ray.get(actor.small_value.remote()),
+                                             min_seconds=scale), "calls/s")
+        add(f"1:1 {kind} calls async",
+            timeit(lambda: ray.get([actor.small_value.remote() for _ in range(1000)]), 1000,
+                   min_seconds=scale), "calls/s")
+
     a = Actor.remote()
-    ray.get(a.small_value.remote())
-    add("1:1 actor calls sync", timeit(lambda: ray.get(a.small_value.remote()),
-                                       min_seconds=scale), "calls/s")
-    add("1:1 actor calls async",
-        timeit(lambda: ray.get([a.small_value.remote() for _ in range(1000)]), 1000,
-               min_seconds=scale), "calls/s")
+    one_to_one("actor", a)
     concurrent = Actor.options(max_concurrency=16).remote()
     ray.get(concurrent.small_value.remote())
     add("1:1 actor calls concurrent",
@@ -92,12 +96,7 @@ def run_actor_rows(ray, add, timeit, scale: float) -> None:
                n * len(clients), min_seconds=scale), "calls/s")
 
     aa = AsyncActor.remote()
-    ray.get(aa.small_value.remote())
-    add("1:1 async-actor calls sync", timeit(lambda: ray.get(aa.small_value.remote()),
-                                             min_seconds=scale), "calls/s")
-    add("1:1 async-actor calls async",
-        timeit(lambda: ray.get([aa.small_value.remote() for _ in range(1000)]), 1000,
-               min_seconds=scale), "calls/s")
+    one_to_one("async-actor", aa)
     add("1:1 async-actor calls with args async",
         timeit(lambda: ray.get([aa.small_value_with_arg.remote(i) for i in range(1000)]), 1000,
                min_seconds=scale), "calls/s")

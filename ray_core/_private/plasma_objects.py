@@ -14,7 +14,7 @@ this thread holds the plasma client's lock.
 import collections
 import logging
 import threading
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from ray_common import rpc
 from ray_common.config import config
@@ -59,8 +59,8 @@ class PlasmaObjects:
         self._held = set()                       # keys whose primary copy this process holds
         self._raylet_addresses: Dict[bytes, str] = {}
         self._closed = False
-        # on_lost(object_id, marker, why) -> (value, is_error), for copies no node could
-        # provide (the CoreWorker rebuilds owned ones through lineage).
+        # on_lost(object_id, marker, why, timeout) -> (value, is_error), for copies no node
+        # could provide (the CoreWorker rebuilds owned ones through lineage).
         self.on_lost = None
         self.owner_address = None   # this process's Address (PinObjectIDs on its behalf)
 
@@ -175,8 +175,9 @@ class PlasmaObjects:
                 client.release(key)
 
     # ---- reading -----------------------------------------------------------------------
-    def read(self, ids: List[ObjectID], found) -> dict:
-        """object id -> (value, is_error) for objects whose memory-store entry is a marker."""
+    def read(self, ids: List[ObjectID], found, timeout: Optional[float]) -> dict:
+        """object id -> (value, is_error) for objects whose memory-store entry is a marker
+        (`timeout`: the get's, for on_lost)."""
         self.drain_releases()
         ids = list(dict.fromkeys(ids))
         client = self.client
@@ -189,7 +190,7 @@ class PlasmaObjects:
         values = {}
         for object_id, why in failed.items():
             if self.on_lost is not None:
-                values[object_id] = self.on_lost(object_id, found[object_id], why)
+                values[object_id] = self.on_lost(object_id, found[object_id], why, timeout)
             else:
                 values[object_id] = (exceptions.ObjectLostError(object_id.hex(), why), True)
         pulled = [oid for oid in fetch if oid not in failed]

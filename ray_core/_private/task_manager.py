@@ -92,16 +92,16 @@ class TaskManager:
         if task_log.enabled:
             task_log.line("Completing task " + task.task_id.hex())
         store = self._store
-        kept = [self._has_reference(ObjectID(ret.object_id)) for ret in reply.return_objects]
-        in_plasma = [ObjectID(ret.object_id) for ret, keep in zip(reply.return_objects, kept)
+        returns = [(ret, ObjectID(ret.object_id)) for ret in reply.return_objects]
+        kept = [self._has_reference(object_id) for _, object_id in returns]
+        in_plasma = [object_id for (ret, object_id), keep in zip(returns, kept)
                      if keep and ret.in_plasma]
         if in_plasma and self.remember_lineage is not None:
             task.return_ids = in_plasma
             self.remember_lineage(task)
         else:
             task.arg_refs = None
-        for ret, keep in zip(reply.return_objects, kept):
-            object_id = ObjectID(ret.object_id)
+        for (ret, object_id), keep in zip(returns, kept):
             if ret.object.nested_refs and self.on_return_nested is not None:
                 self.on_return_nested(object_id, ret.object.nested_refs, keep)
             if not keep:
