@@ -80,6 +80,34 @@ def spawn(coro: Awaitable) -> "asyncio.Future":
     return asyncio.run_coroutine_threadsafe(coro, io_loop())
 
 
+class SoonOnLoop:
+    """Run `fn` on `loop` soon, once for any number of requests made before it runs.
+
+    request() takes no lock and only appends to the loop's queue, so any thread may
+    call it anywhere -- inside the garbage collector, under any lock. The flag drops
+    before fn runs, so a request made while fn runs is served by one more run.
+    """
+    __slots__ = ("_loop", "_fn", "_pending")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fn: Callable[[], None]):
+        self._loop = loop
+        self._fn = fn
+        self._pending = False
+
+    def request(self) -> None:
+        if self._pending:
+            return
+        self._pending = True
+        try:
+            self._loop.call_soon_threadsafe(self._run)
+        except RuntimeError:    # the loop is closed: this process is ending
+            self._pending = False
+
+    def _run(self) -> None:
+        self._pending = False
+        self._fn()
+
+
 # ---- the cluster token -------------------------------------------------------------
 
 def token_file_path() -> str:

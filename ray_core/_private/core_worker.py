@@ -87,7 +87,7 @@ class CoreWorker:
         self.gcs = gcs_client
         self.memory_store = MemoryStore()
         self.reference_counter = ReferenceCounter(self._on_ref_zero, self._on_borrow_released,
-                                                  self.loop.call_soon_threadsafe)
+                                                  self.loop)
         self.lifetime = ObjectLifetime(self)
         self.task_manager = TaskManager(self.memory_store, self._resubmit,
                                         self.reference_counter.has_reference,

@@ -44,7 +44,7 @@ class ObjectLifetime:
         self.copies: Dict[ObjectID, Set[bytes]] = {}
         self.lineage: Dict[object, object] = {}     # TaskID -> PendingTask (finished)
         self._updates = collections.deque()          # (owner bytes, object id, added, n)
-        self._update_scheduled = False
+        self._update_flush = rpc.SoonOnLoop(core.loop, self._flush_updates)
         self._arg_borrows = None
         self._node_alive_cache = (0.0, {})
         self.num_reconstructions = 0
@@ -176,15 +176,10 @@ class ObjectLifetime:
 
     def queue_ref_update(self, owner: bytes, object_id: ObjectID, added: bool, n: int) -> None:
         self._updates.append((owner, object_id, added, n))
-        if not self._update_scheduled and not self._core._closed:
-            self._update_scheduled = True
-            try:
-                self._core.loop.call_soon_threadsafe(self._flush_updates)
-            except RuntimeError:
-                pass
+        if not self._core._closed:
+            self._update_flush.request()
 
     def _flush_updates(self) -> None:
-        self._update_scheduled = False
         for owner, request in self._drain_updates_by_owner().items():
             rpc.spawn(self._send_quietly(self._core._owner_pb(owner), request))
 

@@ -48,13 +48,13 @@ class PlasmaObjects:
         self._node_id = node_id
         self._lease_client = lease_client
         self._gcs = gcs
-        self._loop = loop
         self._client = None
         self._client_lock = threading.Lock()
+        # Releases go from a pool thread (plasma calls block), asked for via the io loop.
+        self._release_drain = rpc.SoonOnLoop(loop, self._submit_release_drain)
         self._releases = _ReleaseQueue(self._schedule_release_drain)
-        self._release_drain_scheduled = False
         self._frees = collections.deque()        # (key, node_id) dropped by their owner here
-        self._free_scheduled = False
+        self._free_flush = rpc.SoonOnLoop(loop, self._flush_frees)
         self._deletes = collections.deque()      # held primary copies to release + delete
         self._held = set()                       # keys whose primary copy this process holds
         self._raylet_addresses: Dict[bytes, str] = {}
@@ -239,25 +239,16 @@ class PlasmaObjects:
         # Called where a plasma view died, possibly inside the garbage collector on a
         # thread that holds any lock -- the plasma client's, even the background pool's
         # own (its submit() allocates under a lock) -- so nothing here may take one: the
-        # io loop's call_soon_threadsafe only appends and writes a byte, and the io loop
-        # then hands the blocking releases to a pool thread.
-        if self._release_drain_scheduled or self._closed:
-            return
-        self._release_drain_scheduled = True
-        try:
-            self._loop.call_soon_threadsafe(self._submit_release_drain)
-        except RuntimeError:    # the io loop is closed: this process is ending
-            pass
+        # io loop's SoonOnLoop takes none, and the io loop then hands the blocking
+        # releases to a pool thread.
+        if not self._closed:
+            self._release_drain.request()
 
     def _submit_release_drain(self) -> None:
         try:
-            background_pool().submit(self._drain_scheduled_releases)
+            background_pool().submit(self.drain_releases)
         except RuntimeError:    # the pool is shut down: this process is ending
-            self._release_drain_scheduled = False
-
-    def _drain_scheduled_releases(self) -> None:
-        self._release_drain_scheduled = False
-        self.drain_releases()
+            pass
 
     def drain_releases(self) -> None:
         releases = self._releases
@@ -275,12 +266,8 @@ class PlasmaObjects:
     def queue_free(self, key: bytes, node_id: bytes = b"") -> None:
         """The owner dropped its last ref to this plasma object: free it soon."""
         self._frees.append((key, node_id or self._node_id))
-        if not self._free_scheduled and not self._closed:
-            self._free_scheduled = True
-            try:
-                self._loop.call_soon_threadsafe(self._flush_frees)
-            except RuntimeError:
-                pass
+        if not self._closed:
+            self._free_flush.request()
 
     def _take_frees(self) -> Dict[bytes, list]:
         by_node: Dict[bytes, list] = {}
@@ -294,7 +281,6 @@ class PlasmaObjects:
         return by_node
 
     def _flush_frees(self) -> None:
-        self._free_scheduled = False
         for node_id, keys in self._take_frees().items():
             rpc.spawn(self._free_at_raylet(keys, node_id))
         if self._deletes:

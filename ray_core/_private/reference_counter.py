@@ -28,6 +28,7 @@ import collections
 import threading
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
+from ray_common import rpc
 from ray_common.ids import ObjectID
 
 _DRAIN_AT = 4096
@@ -37,13 +38,13 @@ _DEFER_AT = 4 * _DRAIN_AT
 class ReferenceCounter:
     def __init__(self, on_zero: Callable[[ObjectID, bool], None],
                  on_borrow_released: Optional[Callable[[ObjectID, bytes, int], None]] = None,
-                 call_soon: Optional[Callable[[Callable[[], None]], None]] = None):
+                 loop=None):
         """on_zero(object_id, owned) runs when nothing holds the object any more (owned:
         this process owns it and should free it; else a borrowed copy to drop).
         on_borrow_released(object_id, owner_address, n) runs when this borrower lets go
-        of an object it was registered for n times at its owner. call_soon(fn) runs fn
-        later on another thread (the io loop); without it a long queue is drained in
-        place, where no lock may be held (unit tests)."""
+        of an object it was registered for n times at its owner. `loop` (the io loop)
+        drains a long queue; without it a long queue is drained in place, where no lock
+        may be held (unit tests)."""
         self._lock = threading.Lock()
         self._counts: Dict[ObjectID, int] = {}
         self._owned = set()
@@ -54,8 +55,7 @@ class ReferenceCounter:
         self._pending_ops = collections.deque()
         self._on_zero = on_zero
         self._on_borrow_released = on_borrow_released
-        self._call_soon = call_soon
-        self._drain_requested = False
+        self._drain = rpc.SoonOnLoop(loop, self.flush) if loop is not None else None
 
     def add_owned(self, object_id: ObjectID) -> None:
         with self._lock:
@@ -81,18 +81,10 @@ class ReferenceCounter:
             self.flush()
 
     def _drain_soon(self) -> None:
-        if self._call_soon is None:
+        if self._drain is None:
             self.try_flush()
-        elif not self._drain_requested:
-            self._drain_requested = True
-            try:
-                self._call_soon(self._requested_drain)
-            except RuntimeError:    # the io loop is closed: the process is ending
-                self._drain_requested = False
-
-    def _requested_drain(self) -> None:
-        self._drain_requested = False
-        self.flush()
+        else:
+            self._drain.request()
 
     # ---- the owner's side ---------------------------------------------------------
     def add_borrower(self, object_id: ObjectID, borrower: bytes, n: int = 1) -> bool:

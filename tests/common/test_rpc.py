@@ -1,3 +1,4 @@
+import asyncio
 import os
 import subprocess
 import sys
@@ -78,3 +79,25 @@ def test_retry_gives_up_on_unavailable():
     with pytest.raises(grpc.aio.AioRpcError) as info:
         rpc.run_sync(call_dead_address(), timeout=30)
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_soon_on_loop_runs_once_per_burst_and_again_for_a_request_while_running():
+    """SoonOnLoop: many requests before the run make one run; a request made while the
+    function runs makes one more (nothing asked for is lost)."""
+    runs = []
+    loop = asyncio.new_event_loop()
+    try:
+        def fn():
+            runs.append(len(runs))
+            if len(runs) == 1:
+                soon.request()          # asked again while running
+
+        soon = rpc.SoonOnLoop(loop, fn)
+        for _ in range(5):
+            soon.request()
+        loop.run_until_complete(asyncio.sleep(0.05))
+        assert runs == [0, 1]
+    finally:
+        loop.close()
+    soon.request()                      # a closed loop: no error, nothing runs
+    assert runs == [0, 1]

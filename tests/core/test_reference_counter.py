@@ -88,14 +88,21 @@ def test_adding_a_borrower_to_a_freed_object_is_refused():
     assert not rc.add_borrower(oid(9), b"w", 1)
 
 
+class _LoopQueue:
+    """Stands for the io loop: what is scheduled waits in `calls` until the test runs it."""
+
+    def __init__(self, calls):
+        self.call_soon_threadsafe = calls.append
+
+
 def test_a_long_queue_is_drained_later_not_where_a_ref_died():
     """A ref may die inside the garbage collector on a thread holding the lock that
-    freeing takes: the append never drains in place; past _DEFER_AT it asks call_soon,
+    freeing takes: the append never drains in place; past _DEFER_AT it asks the io loop,
     and maybe_flush() (the API calls' safe point) drains past _DRAIN_AT."""
     from ray_core._private import reference_counter
     later = []
     freed = []
-    rc = ReferenceCounter(lambda o, owned: freed.append(o), None, later.append)
+    rc = ReferenceCounter(lambda o, owned: freed.append(o), None, _LoopQueue(later))
     ids = [oid(i) for i in range(reference_counter._DEFER_AT + 10)]
     for object_id in ids:
         rc.add_owned(object_id)
@@ -112,7 +119,7 @@ def test_a_long_queue_is_drained_later_not_where_a_ref_died():
 def test_maybe_flush_drains_only_a_long_queue():
     from ray_core._private import reference_counter
     freed = []
-    rc = ReferenceCounter(lambda o, owned: freed.append(o), None, lambda fn: None)
+    rc = ReferenceCounter(lambda o, owned: freed.append(o), None, _LoopQueue([]))
     rc.add_owned(oid(1))
     rc.add_local_ref(oid(1))
     rc.remove_local_ref(oid(1))
