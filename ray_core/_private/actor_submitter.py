@@ -42,8 +42,7 @@ from ray_core import exceptions
 from ray_core._private import serialization
 from ray_core._private.task_log import task_log
 from ray_core._private.task_manager import PendingTask
-from ray_core._private.task_transport import KIND_PUSH, encode_frame
-from google.protobuf.internal.encoder import _VarintBytes
+from ray_core._private.task_transport import encode_push
 
 logger = logging.getLogger(__name__)
 _STATE = gcs_service_pb2.ActorTableData
@@ -148,11 +147,9 @@ class ActorTaskSubmitter:
             spec.actor_task_spec.sequence_number = actor.next_seq
             actor.next_seq += 1
             actor.unacked[spec.task_id] = task
-            worker_id = actor.worker_id
-            spec_bytes = spec.SerializeToString()
-            request = (b"\x0a" + _VarintBytes(len(worker_id)) + worker_id + b"\x12" +
-                       _VarintBytes(len(spec_bytes)) + spec_bytes)
-            data = encode_frame(KIND_PUSH, b"\x0a" + _VarintBytes(len(request)) + request)
+            batch = core_worker_pb2.PushTaskBatch()
+            batch.requests.add(intended_worker_id=actor.worker_id, task_spec=spec)
+            data = encode_push(batch)
             if task_log.enabled:
                 task_log.line(f"Pushing actor task {task.task_id.hex()} to actor {actor.hex}")
             try:

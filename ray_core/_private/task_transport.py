@@ -53,6 +53,11 @@ def encode_frame(kind: int, payload: bytes) -> bytes:
     return _FRAME.pack(len(payload), kind) + payload
 
 
+def encode_push(batch) -> bytes:
+    """The frame of a PushTaskBatch (what TaskConnection.send_batch writes)."""
+    return encode_frame(KIND_PUSH, batch.SerializeToString())
+
+
 def _split_frames(buffer: bytearray) -> List[Tuple[int, bytes]]:
     """Remove and return the complete frames at the start of `buffer`."""
     frames = []
@@ -101,7 +106,7 @@ class TaskConnection(asyncio.Protocol):
         self._on_lost(self, exc)
 
     def send_batch(self, batch) -> None:
-        self.transport.write(encode_frame(KIND_PUSH, batch.SerializeToString()))
+        self.transport.write(encode_push(batch))
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:
