@@ -2,7 +2,10 @@
 import contextlib
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import textwrap
 
 import psutil
 import pytest
@@ -12,6 +15,14 @@ from ray_common.config import config
 
 CLUSTER_CPUS = 2
 STORE_BYTES = 600 * 1024 ** 2
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_script(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `code` as a driver script in a fresh interpreter that imports this checkout."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def _ray_children():

@@ -1,9 +1,6 @@
 """Actors on a real head node: state, order, handles, names, failures, concurrency."""
 import asyncio
 import os
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 
@@ -12,16 +9,9 @@ import pytest
 import ray_core as ray
 from ray_core.exceptions import ActorDiedError, RayActorError, RayTaskError
 from ray_core.util import ActorPool
+from tests.integration.conftest import run_script
 
 pytestmark = pytest.mark.timeout(60)
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def run_script(code: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 @ray.remote

@@ -7,17 +7,10 @@ import textwrap
 import pytest
 
 import ray_core as ray
+from tests.integration.conftest import ROOT, run_script
 
 # A hang fails this file's test fast instead of eating the suite's budget.
 pytestmark = pytest.mark.timeout(120)
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def run_script(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def test_driver_script_in_subprocess_leaves_nothing_behind(own_temp_dir):

@@ -7,7 +7,7 @@ import pytest
 
 import ray_core as ray
 from ray_core import exceptions
-from tests.integration.conftest import session_logs
+from tests.integration.conftest import run_script, session_logs
 
 # A hang fails this file's test fast instead of eating the suite's budget.
 pytestmark = pytest.mark.timeout(120)
@@ -184,10 +184,7 @@ def test_worker_output_reaches_driver_with_pid_prefix(cluster, capfd):
 
 
 def test_gpu_tasks_see_their_assigned_gpus(short_temp_dir):
-    import subprocess
-    import sys
-    import textwrap
-    code = textwrap.dedent(f"""
+    result = run_script(f"""
         import os
         import ray_core as ray
         ray.init(num_cpus=1, num_gpus=2, _temp_dir={short_temp_dir!r} + "/gpu")
@@ -205,9 +202,6 @@ def test_gpu_tasks_see_their_assigned_gpus(short_temp_dir):
         print("GPU", ray.get(gpu.remote()), ray.cluster_resources().get("GPU"))
         ray.shutdown()
     """)
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=dict(os.environ, PYTHONPATH=root), timeout=120)
     assert result.returncode == 0, result.stderr
     line = result.stdout.split("GPU ", 1)[1]
     assert ("('0', 1.0)" in line or "('1', 1.0)" in line) and line.strip().endswith("2.0")
