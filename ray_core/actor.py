@@ -13,7 +13,7 @@ import pickle
 from typing import Any, Dict, Optional
 
 from ray_common import rpc
-from ray_common.ids import ActorID, ObjectID, TaskID
+from ray_common.ids import ActorID, TaskID
 from ray_common.protocol import common_pb2
 
 from ray_core._private import options as options_mod
@@ -21,7 +21,6 @@ from ray_core._private.actor_runtime import exit_actor, is_async_class  # noqa: 
 from ray_core._private.actor_submitter import ActorPendingTask
 from ray_core._private.function_manager import ExportedCode
 from ray_core._private.task_manager import PendingTask
-from ray_core.object_ref import ObjectRef
 from ray_core.remote_function import fill_placement
 
 logger = logging.getLogger(__name__)
@@ -329,7 +328,6 @@ class ActorHandle:
     def _submit(self, method: ActorMethod, args, kwargs):
         from ray_core._private import worker
         core = worker.global_worker().core_worker
-        core.reference_counter.maybe_flush()
         opts = method._options
         ctx = core._ctx
         key = (core.worker_id.binary(), ctx.job_id.binary())
@@ -339,25 +337,15 @@ class ActorHandle:
         counter = next(ctx.task_counter)
         actor_id = self._actor_id
         task_id = TaskID.for_actor_task(ctx.job_id, ctx.task_id, counter, ActorID(actor_id))
-        spec = common_pb2.TaskSpec()
-        spec.CopyFrom(template)
-        spec.task_id = task_id.binary()
-        spec.parent_task_id = ctx.task_id.binary()
-        spec.parent_counter = counter
-        spec.depth = ctx.depth
-        arg_refs = core._build_args(spec, args, kwargs, f"{self._class_name}.{method._name}")
-        n = template.num_returns
-        return_ids = [ObjectID.from_index(task_id, i) for i in range(1, n + 1)]
-        rc = core.reference_counter
-        refs = []
-        for object_id in return_ids:
-            rc.add_owned(object_id)
-            refs.append(ObjectRef(object_id, core.address_bytes, rc))
+        name = f"{self._class_name}.{method._name}"
+        spec, arg_refs, return_ids, refs = core.new_task(template, task_id, counter, args,
+                                                         kwargs, name)
         task = ActorPendingTask(spec, task_id, return_ids, arg_refs,
                                 opts.get("max_task_retries", self._max_task_retries), False,
-                                f"{self._class_name}.{method._name}")
+                                name)
         task.actor_id = actor_id
         core.actor_submitter.submit(task)
+        n = len(refs)
         if n == 1:
             return refs[0]
         if n == 0:

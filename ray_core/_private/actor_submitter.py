@@ -355,10 +355,7 @@ class ActorTaskSubmitter:
         retry = []
         for task in actor.unacked.values():
             if task.retries_left != 0:
-                if task.retries_left > 0:
-                    task.retries_left -= 1
-                task.attempt += 1
-                task.spec.attempt_number = task.attempt
+                task.next_attempt()
                 retry.append(task)
             else:
                 actor.lost.append(task)

@@ -253,12 +253,12 @@ class CoreWorker:
         return self._ctx.resources
 
     # ---- submission (user threads) ------------------------------------------------------
-    def submit_task(self, template: common_pb2.TaskSpec, args, kwargs, function_name: str,
-                    max_retries: int, retry_exceptions) -> List[ObjectRef]:
+    def new_task(self, template: common_pb2.TaskSpec, task_id: TaskID, counter: int, args,
+                 kwargs, function_name: str):
+        """(spec, argument refs, return ids, owned refs to the returns) of a task or actor
+        call the running code submits, from its spec template."""
         self.reference_counter.maybe_flush()
         ctx = self._ctx
-        counter = next(ctx.task_counter)
-        task_id = TaskID.for_normal_task(ctx.job_id, ctx.task_id, counter)
         spec = common_pb2.TaskSpec()
         spec.CopyFrom(template)
         spec.task_id = task_id.binary()
@@ -273,6 +273,15 @@ class CoreWorker:
         for object_id in return_ids:
             rc.add_owned(object_id)
             refs.append(ObjectRef(object_id, self.address_bytes, rc))
+        return spec, arg_refs, return_ids, refs
+
+    def submit_task(self, template: common_pb2.TaskSpec, args, kwargs, function_name: str,
+                    max_retries: int, retry_exceptions) -> List[ObjectRef]:
+        ctx = self._ctx
+        counter = next(ctx.task_counter)
+        task_id = TaskID.for_normal_task(ctx.job_id, ctx.task_id, counter)
+        spec, arg_refs, return_ids, refs = self.new_task(template, task_id, counter, args,
+                                                         kwargs, function_name)
         task = PendingTask(spec, task_id, return_ids, arg_refs, max_retries, retry_exceptions,
                            function_name)
         self.task_manager.add_pending(task)

@@ -43,6 +43,13 @@ class PendingTask:
         self.pushed_at = 0.0
         self.lineage_live = None
 
+    def next_attempt(self) -> None:
+        """Spend a retry (unless unlimited, -1) on running this task once more."""
+        if self.retries_left > 0:
+            self.retries_left -= 1
+        self.attempt += 1
+        self.spec.attempt_number = self.attempt
+
 
 class TaskManager:
     last_completed_at = 0.0   # monotonic time of the last completion; shutdown waits for its prints
@@ -124,10 +131,7 @@ class TaskManager:
         with self._lock:
             self._pending[task.task_id] = task
         task.lineage_live = None
-        if task.retries_left > 0:
-            task.retries_left -= 1
-        task.attempt += 1
-        task.spec.attempt_number = task.attempt
+        task.next_attempt()
         logger.info("Re-running task %s to rebuild its lost returns (attempt %d)",
                     task.task_id.hex(), task.attempt)
         resubmit(task)
@@ -159,10 +163,7 @@ class TaskManager:
         task.arg_refs = None
 
     def _retry(self, task: PendingTask, why: str) -> None:
-        if task.retries_left > 0:
-            task.retries_left -= 1
-        task.attempt += 1
-        task.spec.attempt_number = task.attempt
+        task.next_attempt()
         logger.info("Retrying task %s (attempt %d, %s retries left): %s", task.task_id.hex(),
                     task.attempt, "unlimited" if task.retries_left < 0 else task.retries_left, why)
         self._resubmit(task)
