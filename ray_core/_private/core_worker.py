@@ -19,7 +19,6 @@ import logging
 import math
 import os
 import signal
-import threading
 import time
 from typing import Dict, List, Optional
 
@@ -37,7 +36,7 @@ from ray_core._private.function_manager import KV_NAMESPACE, FunctionManager
 from ray_core._private.lease_client import LeaseClient
 from ray_core._private.memory_store import MemoryStore, StoredObject
 from ray_core._private.normal_task_submitter import NormalTaskSubmitter
-from ray_core._private.object_lifetime import ObjectLifetime
+from ray_core._private.object_lifetime import ObjectLifetime, borrow_capture
 from ray_core._private.plasma_objects import PlasmaObjects
 from ray_core._private.reference_counter import ReferenceCounter
 from ray_core._private.task_executor import TaskExecutor
@@ -455,7 +454,7 @@ class CoreWorker:
 
     def deserialized_ref(self, object_id: ObjectID, owner: bytes) -> ObjectRef:
         if owner != self.address_bytes:
-            _borrow_capture.refs.append((object_id, owner))
+            borrow_capture.refs.append((object_id, owner))
         return ObjectRef(object_id, owner, self.reference_counter)
 
     def get_objects(self, refs: List[ObjectRef], timeout: Optional[float] = None,
@@ -477,7 +476,7 @@ class CoreWorker:
             found.update(self._wait_for(missing, len({r.object_id() for r in missing}), timeout,
                                         for_get=True))
         values = self._values(ids, found, raise_errors, timeout)
-        capture = _borrow_capture
+        capture = borrow_capture
         if capture.refs and not capture.deferred:
             # The refs nested in these values are vouched for by their container only
             # while it lives: register as their borrower before the caller can drop it.
@@ -644,16 +643,16 @@ class CoreWorker:
                 return self._read_again(object_id, self.address_bytes, timeout)
         else:
             owner = self.lifetime.fetched_owner.get(object_id)
-            if owner is not None and not _borrow_capture.asked_owner:
+            if owner is not None and not borrow_capture.asked_owner:
                 # Borrowed: its owner may rebuild it (lineage); ask once, then read again.
-                _borrow_capture.asked_owner = True
+                borrow_capture.asked_owner = True
                 try:
                     self.memory_store.delete((object_id,))
                     self._owner_fetches.add(object_id)
                     rpc.spawn(self._fetch_from_owner_async(object_id, owner, copy_lost=True))
                     return self._read_again(object_id, owner, timeout)
                 finally:
-                    _borrow_capture.asked_owner = False
+                    borrow_capture.asked_owner = False
             error = exceptions.ObjectLostError(object_id.hex(), (
                 f"Object {object_id.hex()} is lost: it is not in the object store of node "
                 f"{self.node_id.hex()[:12]} and could not be fetched from node "
@@ -745,16 +744,3 @@ class CoreWorker:
                 raise exceptions.TaskCancelledError(requested.hex())
 
         signal.signal(signal.SIGINT, on_sigint)
-
-
-class _BorrowCapture(threading.local):
-    """Per-thread state of get(): refs not owned here that this thread deserialized and
-    has not yet registered, and whether a lost borrowed copy's owner was already asked."""
-
-    def __init__(self):
-        self.refs = []
-        self.deferred = False      # True while a task's arguments are loaded
-        self.asked_owner = False   # a lost borrowed copy: its owner was asked to rebuild it
-
-
-_borrow_capture = _BorrowCapture()

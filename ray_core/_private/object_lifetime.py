@@ -36,6 +36,19 @@ from ray_core import exceptions
 logger = logging.getLogger(__name__)
 
 
+class _BorrowCapture(threading.local):
+    """Per-thread state of get(): refs not owned here that this thread deserialized and
+    has not yet registered, and whether a lost borrowed copy's owner was already asked."""
+
+    def __init__(self):
+        self.refs = []
+        self.deferred = False      # True while a task's arguments are loaded
+        self.asked_owner = False   # a lost borrowed copy: its owner was asked to rebuild it
+
+
+borrow_capture = _BorrowCapture()
+
+
 class ObjectLifetime:
     def __init__(self, core):
         self._core = core
@@ -83,9 +96,8 @@ class ObjectLifetime:
     # ---- borrower registration -------------------------------------------------------
     @staticmethod
     def begin_arg_capture():
-        from ray_core._private.core_worker import _borrow_capture
-        _borrow_capture.deferred = True
-        return _borrow_capture
+        borrow_capture.deferred = True
+        return borrow_capture
 
     def end_arg_capture(self, capture) -> None:
         """Refs deserialized from a task's arguments: registered when the task ends."""
