@@ -131,17 +131,13 @@ def fill_placement(spec: common_pb2.TaskSpec, core, opts, default_cpus: float) -
 
 
 def fill_strategy(out: common_pb2.SchedulingStrategy, strategy) -> None:
-    if strategy is None or strategy == "DEFAULT":
+    if strategy is None or strategy == "DEFAULT" or \
+            isinstance(strategy, PlacementGroupSchedulingStrategy):
+        # A PlacementGroupSchedulingStrategy left after option checks has no group: Ray's
+        # way to say "not in the parent's group", which is the default here.
         out.default_scheduling_strategy.SetInParent()
     elif strategy == "SPREAD":
         out.spread_scheduling_strategy.SetInParent()
     elif isinstance(strategy, NodeAffinitySchedulingStrategy):
         out.node_affinity_scheduling_strategy.node_id = bytes.fromhex(strategy.node_id)
         out.node_affinity_scheduling_strategy.soft = strategy.soft
-    elif isinstance(strategy, PlacementGroupSchedulingStrategy):
-        pg = out.placement_group_scheduling_strategy
-        pg_id = getattr(strategy.placement_group, "id", None)
-        if pg_id is not None:
-            pg.placement_group_id = pg_id.binary() if hasattr(pg_id, "binary") else bytes(pg_id)
-        pg.placement_group_bundle_index = strategy.placement_group_bundle_index
-        pg.placement_group_capture_child_tasks = bool(strategy.placement_group_capture_child_tasks)

@@ -6,8 +6,8 @@ node), or `benchmarks/bench_core.py` through `make bench`. Each row is
 copy of the same array into already-touched memory, measured in the same run; the
 other rows carry the Ray 2.60 figure measured on this 2-core machine that issue 6
 quotes (`make bench-vs-ray` is the way to measure Ray itself beside these).
-Ray's multi-client rows use actors; until actors land (issue 7) the clients here are
-tasks that submit or put from inside a worker, which exercises the same paths. Sources:
+Ray's multi-client rows use actors as clients; here they are tasks that submit or put
+from inside a worker (the same paths), and both backends run this same code. Sources:
 "multi client put gigabytes" puts np.zeros arrays as Ray's row does; "single client put
 gigabytes" puts np.ones (a zeros array is read from the kernel's zero page, which would
 flatter both the put and the numpy-copy baseline it is compared with).

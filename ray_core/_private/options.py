@@ -55,6 +55,12 @@ def _string(name, value):
 def _strategy(name, value):
     if value is None or value in ("DEFAULT", "SPREAD"):
         return
+    if isinstance(value, PlacementGroupSchedulingStrategy) and \
+            value.placement_group is not None:
+        # Accepting it would run the task anywhere: the raylets do not reserve bundles.
+        raise ValueError("option scheduling_strategy: placement groups are not supported by "
+                         "ray_core yet; leave the task unplaced, or use "
+                         "NodeAffinitySchedulingStrategy to pin it to a node")
     if isinstance(value, (NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy)):
         return
     raise TypeError(f"option scheduling_strategy must be None, \"DEFAULT\", \"SPREAD\" or a "

@@ -18,7 +18,8 @@ class NodeAffinitySchedulingStrategy:
 
 
 class PlacementGroupSchedulingStrategy:
-    """Run inside a placement group's bundle (placement groups arrive in a later issue)."""
+    """Run inside a placement group's bundle. ray_core does not schedule placement groups
+    yet: only placement_group=None (not in the parent's group) is accepted."""
 
     def __init__(self, placement_group, placement_group_bundle_index: int = -1,
                  placement_group_capture_child_tasks=None):

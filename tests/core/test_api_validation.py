@@ -19,3 +19,16 @@ def test_bad_init_arguments():
 def test_object_ref_needs_an_object_id():
     with pytest.raises(TypeError, match="ObjectID"):
         ray.ObjectRef(b"x" * 28)
+
+
+def test_a_placement_group_strategy_is_refused_until_placement_groups_are_scheduled():
+    from ray_core.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    @ray.remote
+    def f():
+        return 1
+
+    with pytest.raises(ValueError, match="placement groups are not supported"):
+        f.options(scheduling_strategy=PlacementGroupSchedulingStrategy(object()))
+    # Without a group it means "not in the parent's group", which every task is here.
+    f.options(scheduling_strategy=PlacementGroupSchedulingStrategy(None))
