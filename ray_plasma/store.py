@@ -260,15 +260,13 @@ class PlasmaStoreServer:
             while (len(buf) - pos >= protocol.HEADER_SIZE and not conn.closed
                    and conn.pending is None):
                 length, op, status = protocol.HEADER.unpack_from(buf, pos)
-                if length > self._max_frame:
-                    raise MalformedFrame(f"frame of {length} bytes exceeds "
-                                         f"plasma_max_frame_bytes ({self._max_frame})")
+                handler = self._check_header(conn, length, op, status)
                 end = pos + protocol.HEADER_SIZE + length
                 if len(buf) < end:
                     break
                 body = bytes(buf[pos + protocol.HEADER_SIZE:end])
                 pos = end
-                self._dispatch(conn, op, status, body)
+                self._dispatch(conn, handler, op, status, body)
         except MalformedFrame as e:
             self._drop(conn, f"malformed frame: {e}")
             return
@@ -284,7 +282,12 @@ class PlasmaStoreServer:
             if not conn.closed and conn.pending is None and conn.inbuf:
                 self._parse(conn, conn.inbuf)
 
-    def _dispatch(self, conn, op, status, body):
+    def _check_header(self, conn, length, op, status):
+        """Judge a frame by its header alone, before its body arrives: a client that sent
+        garbage is dropped now rather than waited on for a body it will never send."""
+        if length > self._max_frame:
+            raise MalformedFrame(f"frame of {length} bytes exceeds "
+                                 f"plasma_max_frame_bytes ({self._max_frame})")
         handler = self._handlers.get(op)
         if handler is None:
             raise MalformedFrame(f"unknown op {op}")
@@ -294,6 +297,9 @@ class PlasmaStoreServer:
             raise MalformedFrame(f"op {op} before HELLO")
         if conn.subscriber:
             raise MalformedFrame(f"op {op} on a subscription connection")
+        return handler
+
+    def _dispatch(self, conn, handler, op, status, body):
         try:
             reply = handler(conn, body)
         except PlasmaError as e:

@@ -224,7 +224,8 @@ def test_large_create_and_seal_writes_in_place(store, client):
 def test_garbage_frames_drop_only_that_client(store, client):
     client.create_and_seal(oid(1), b"still here")
     garbage = [
-        b"\x00" * 3 + os.urandom(64),                                     # nonsense
+        b"\x00" * 3 + bytes(range(1, 65)),                                # nonsense
+        protocol.HEADER.pack(1 << 24, 0xBEEF, 0),        # unknown op; its body never comes
         protocol.HEADER.pack(1 << 31, protocol.OP_CREATE, 0),             # huge frame
         protocol.HEADER.pack(0, 999, 0),                                  # unknown op
         protocol.HEADER.pack(protocol.HELLO.size, protocol.OP_HELLO, 0) + b"\0\0\0\0",
