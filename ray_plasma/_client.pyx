@@ -9,12 +9,13 @@ data never passes through the socket except for create_and_seal's small values.
 import json
 import os
 import socket
+import struct
 import threading
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.exc cimport PyErr_CheckSignals
-from libc.errno cimport EINTR, errno
+from libc.errno cimport EAGAIN, EINTR, errno
 from libc.stdint cimport uintptr_t
 from libc.string cimport memcpy
 
@@ -56,8 +57,8 @@ cdef packed struct Header:
 
 
 cdef int _transfer_nogil(int fd, bint sending, char *buf, size_t n, size_t *done) nogil:
-    """Send or receive buf[done:n]: 0 when complete, -2 on a signal (EINTR), -1 when the
-    connection failed or closed."""
+    """Send or receive buf[done:n]: 0 when complete, -2 on a signal (EINTR) or a timeout
+    of the socket, -1 when the connection failed or closed."""
     cdef ssize_t got
     while done[0] < n:
         if sending:
@@ -65,7 +66,8 @@ cdef int _transfer_nogil(int fd, bint sending, char *buf, size_t n, size_t *done
         else:
             got = c_recv(fd, buf + done[0], n - done[0], 0)
         if got < 0:
-            return -2 if errno == EINTR else -1
+            # EAGAIN (EWOULDBLOCK on Linux): the socket timeout (_WAKE_EVERY) passed idle.
+            return -2 if errno == EINTR or errno == EAGAIN else -1
         if got == 0:
             return -1
         done[0] += got
@@ -92,6 +94,9 @@ cdef class PlasmaObject:
     def __repr__(self):
         return (f"PlasmaObject({self.object_id.hex()}, {len(self.data)} data bytes, "
                 f"{len(self.metadata)} metadata bytes)")
+
+
+_WAKE_EVERY = struct.pack("ll", 0, 200_000)   # struct timeval: 200 ms
 
 
 cdef class PlasmaClient:
@@ -128,6 +133,11 @@ cdef class PlasmaClient:
             self._region = shared_memory.map_region(fds[0], self.capacity)
         finally:
             socket.close(fds[0])
+        # A signal that lands between send() and recv() interrupts nothing: the recv would
+        # then block for good. A receive timeout bounds how late Ctrl-C is seen (the
+        # socket stays blocking, so a reply that is there costs no extra system call).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _WAKE_EVERY)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _WAKE_EVERY)
         self._sock = sock
         self._fd = sock.fileno()
         self._view = memoryview(self._region)
