@@ -1,5 +1,6 @@
 """A second process for the cross-process tests: `python -m tests.plasma.plasma_proc MODE
 SOCKET OBJECT_ID_HEX [SIZE]`; prints one line once done, then (hold modes) waits to be killed."""
+import signal
 import sys
 import time
 
@@ -9,6 +10,9 @@ from ray_plasma.client import PlasmaClient
 
 
 def main(mode, socket_path, object_id_hex, size="0"):
+    # A background job's children start with SIGINT ignored (CI runners, `cmd &`); the
+    # Ctrl-C test needs Python's KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     client = PlasmaClient(socket_path)
     object_id = bytes.fromhex(object_id_hex)
     if mode == "write":
