@@ -52,6 +52,7 @@ _TUNABLES = [
     Tunable("gcs_server_start_timeout_s", 60.0, "How long start_gcs waits for the GCS to write its address."),
     Tunable("gcs_server_stop_grace_s", 2.0, "On SIGTERM the GCS lets in-flight calls finish this long."),
     Tunable("gcs_actor_schedule_retry_ms", 200, "Wait before the actor manager asks a raylet again after a failed lease call or with no node alive."),
+    Tunable("gcs_placement_group_retry_ms", 1000, "How often the GCS tries again to place waiting placement groups when the cluster view does not change."),
     Tunable("redis_start_timeout_s", 30.0, "How long start_redis waits for redis-server to answer PING."),
     # Raylet, scheduling, workers.
     Tunable("raylet_report_resources_period_milliseconds", 100, "Resource report interval."),

@@ -169,7 +169,7 @@ class ActorClass:
         fd.function_name = "__init__"
         fd.function_hash = fn_hash
         # Like Ray, an actor takes no CPU for its life unless it asks for some.
-        fill_placement(spec, core, opts, default_cpus=0)
+        fill_placement(spec, core, opts, default_cpus=0, what=f"actor {self._name}")
         creation = spec.actor_creation_task_spec
         creation.actor_id = actor_id.binary()
         creation.max_restarts = opts.get("max_restarts", 0)

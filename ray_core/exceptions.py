@@ -216,10 +216,14 @@ class RuntimeEnvSetupError(RayError):
     """The task's runtime_env could not be set up."""
 
 
+class TaskPlacementGroupRemoved(RayError):
+    """The placement group the task was to run in was removed."""
+
+
 __all__ = [
     "RayError", "RaySystemError", "RayTaskError", "WorkerCrashedError", "LocalRayletDiedError",
     "TaskCancelledError", "GetTimeoutError", "ObjectLostError", "OwnerDiedError",
     "ObjectReconstructionFailedError", "ObjectStoreFullError", "OutOfMemoryError",
     "ActorError", "RayActorError", "ActorDiedError", "ActorUnavailableError",
-    "NodeDiedError", "RuntimeEnvSetupError",
+    "NodeDiedError", "RuntimeEnvSetupError", "TaskPlacementGroupRemoved",
 ]

@@ -8,11 +8,14 @@ strategy), so a call only copies the template and fills in its id and arguments.
 import functools
 from typing import Any, Dict
 
+from ray_common import bundle_resources
 from ray_common.config import config
+from ray_common.ids import PlacementGroupID
 from ray_common.protocol import common_pb2
 
 from ray_core._private import options as options_mod
 from ray_core._private.function_manager import ExportedCode
+from ray_core.util.placement_group import PlacementGroup
 from ray_core.util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
                                                  PlacementGroupSchedulingStrategy)
 
@@ -56,8 +59,10 @@ class RemoteFunction:
         from ray_core._private import worker
         core = worker.global_worker().core_worker
         fn_hash = self._code.export(core.function_manager)
-        # Keyed by the CoreWorker's id (not id(core): a later init() may reuse the address).
-        key = (core.worker_id.binary(), core.current_job_id.binary())
+        # Keyed by the CoreWorker's id (not id(core): a later init() may reuse the address),
+        # and by the placement group a parent captures the task in.
+        key = (core.worker_id.binary(), core.current_job_id.binary(),
+               core.captured_placement_group() if opts.get("scheduling_strategy") is None else b"")
         template = templates.get(key)
         if template is None:
             template = templates[key] = self._template(core, fn_hash, opts)
@@ -83,7 +88,7 @@ class RemoteFunction:
         fd.module_name = self._module
         fd.function_name = self._name
         fd.function_hash = fn_hash
-        fill_placement(spec, core, opts, default_cpus=1)
+        fill_placement(spec, core, opts, default_cpus=1, what=f"task {self._name}")
         return spec
 
 
@@ -111,7 +116,8 @@ class _BoundOptions:
         return self._parent(*args, **kwargs)
 
 
-def fill_placement(spec: common_pb2.TaskSpec, core, opts, default_cpus: float) -> None:
+def fill_placement(spec: common_pb2.TaskSpec, core, opts, default_cpus: float,
+                   what: str) -> None:
     """Resources, scheduling strategy and runtime env of a task or actor from its options."""
     resources = {"CPU": float(opts.get("num_cpus", default_cpus))}
     if opts.get("num_gpus"):
@@ -120,21 +126,60 @@ def fill_placement(spec: common_pb2.TaskSpec, core, opts, default_cpus: float) -
         resources["memory"] = float(opts["memory"])
     for name, amount in (opts.get("resources") or {}).items():
         resources[name] = float(amount)
+    strategy = opts.get("scheduling_strategy")
+    placed = _placement_group_of(strategy, core)
+    if placed is None:
+        fill_strategy(spec.scheduling_strategy, strategy)
+    else:
+        group, index, capture = placed
+        _check_fits(group, index, resources, what)
+        resources = bundle_resources.in_bundle(resources, group.id.hex(), index)
+        out = spec.scheduling_strategy.placement_group_scheduling_strategy
+        out.placement_group_id = group.id.binary()
+        out.placement_group_bundle_index = index
+        out.placement_group_capture_child_tasks = capture
     for name, amount in resources.items():
         if amount > 0:
             spec.required_resources[name] = amount
-    fill_strategy(spec.scheduling_strategy, opts.get("scheduling_strategy"))
     env = dict((core.job_runtime_env or {}).get("env_vars") or {})
     env.update((opts.get("runtime_env") or {}).get("env_vars") or {})
     for name, value in env.items():
         spec.runtime_env.env_vars[name] = value
 
 
+def _placement_group_of(strategy, core):
+    """(group, bundle index, capture child tasks) the task goes into, or None: its own
+    strategy's group, else (no strategy at all) the group its parent captures it in."""
+    if isinstance(strategy, PlacementGroupSchedulingStrategy):
+        if strategy.placement_group is None:
+            return None   # Ray's way to say "not in the parent's group"
+        return (strategy.placement_group, strategy.placement_group_bundle_index,
+                bool(strategy.placement_group_capture_child_tasks))
+    if strategy is None:
+        captured = core.captured_placement_group()
+        if captured:
+            return PlacementGroup(PlacementGroupID(captured)), -1, True
+    return None
+
+
+def _check_fits(group, index: int, resources, what: str) -> None:
+    """Refuse now what no bundle could ever run (Ray raises this at .remote() too)."""
+    bundles = group.bundle_specs
+    candidates = [bundles[index]] if index >= 0 else bundles
+    wanted = {name: amount for name, amount in resources.items() if amount > 0}
+    if any(all(bundle.get(name, 0) >= amount for name, amount in wanted.items())
+           for bundle in candidates):
+        return
+    where = f"bundle {index}" if index >= 0 else "any bundle"
+    raise ValueError(f"Cannot schedule {what} in placement group {group.id.hex()}: its "
+                     f"resource request {wanted} does not fit {where} of the group "
+                     f"(bundles: {bundles})")
+
+
 def fill_strategy(out: common_pb2.SchedulingStrategy, strategy) -> None:
     if strategy is None or strategy == "DEFAULT" or \
             isinstance(strategy, PlacementGroupSchedulingStrategy):
-        # A PlacementGroupSchedulingStrategy left after option checks has no group: Ray's
-        # way to say "not in the parent's group", which is the default here.
+        # Only a PlacementGroupSchedulingStrategy without a group gets here.
         out.default_scheduling_strategy.SetInParent()
     elif strategy == "SPREAD":
         out.spread_scheduling_strategy.SetInParent()

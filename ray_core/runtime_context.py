@@ -47,7 +47,7 @@ class RuntimeContext:
     def get_accelerator_ids(self) -> Dict[str, List[str]]:
         """Accelerator ids assigned to the running task or actor, by resource name (as in
         Ray the ids are strings; GPUs are the one accelerator nodes detect here)."""
-        gpus = self._core.assigned_instances().get("GPU", ())
+        gpus = self._core.assigned_gpus()
         return {"GPU": [str(index) for index, _ in gpus]}
 
     def get_runtime_env_string(self) -> str:

@@ -311,6 +311,20 @@ class GcsClient:
         reply = await self._call("pg", "GetAllPlacementGroup", pb.GetAllPlacementGroupRequest())
         return list(reply.placement_group_table_data)
 
+    async def get_placement_group(self, placement_group_id: bytes
+                                  ) -> Optional[pb.PlacementGroupTableData]:
+        reply = await self._call("pg", "GetPlacementGroup", pb.GetPlacementGroupRequest(
+            placement_group_id=_binary(placement_group_id)))
+        return reply.placement_group_table_data \
+            if reply.HasField("placement_group_table_data") else None
+
+    async def get_named_placement_group(self, name: str, namespace: str = ""
+                                        ) -> Optional[pb.PlacementGroupTableData]:
+        reply = await self._call("pg", "GetNamedPlacementGroup", pb.GetNamedPlacementGroupRequest(
+            name=name, ray_namespace=namespace))
+        return reply.placement_group_table_data \
+            if reply.HasField("placement_group_table_data") else None
+
     # ---- pubsub ---------------------------------------------------------------
 
     async def publish(self, messages: List[pb.PubMessage]) -> None:

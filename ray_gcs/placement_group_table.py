@@ -1,11 +1,12 @@
-"""The placement group table: rows and the RPCs that create, remove and list them.
+"""The placement group table: rows and the RPCs that create, remove and look them up.
 
-Scheduling bundles onto nodes is the placement group scheduler's work (a later issue);
-it updates rows through `put`. A created group starts PENDING; removal marks it REMOVED
-and keeps the row, so a caller can tell a removed group from an unknown one.
+Placing bundles on nodes is the scheduler's work (placement_group_scheduler.py); it
+updates rows through `put`. A created group starts PENDING; removal marks it REMOVED
+and keeps the row, so a caller can tell a removed group from an unknown one. A name is
+unique per namespace among groups not removed, as in Ray.
 """
 import logging
-from typing import Dict
+from typing import Dict, Iterable, Optional
 
 from ray_common.ids import PlacementGroupID
 from ray_common.protocol import gcs_service_pb2 as pb, gcs_service_pb2_grpc
@@ -19,6 +20,20 @@ class GcsPlacementGroupTable(gcs_service_pb2_grpc.PlacementGroupInfoGcsServiceSe
     def __init__(self, storage: Storage):
         self._storage = storage
         self._groups: Dict[bytes, pb.PlacementGroupTableData] = {}
+        self.scheduler = None   # set by the server: told of creations and removals
+
+    def get(self, group_id: bytes) -> Optional[pb.PlacementGroupTableData]:
+        return self._groups.get(group_id)
+
+    def all(self) -> Iterable[pb.PlacementGroupTableData]:
+        return list(self._groups.values())
+
+    def _named(self, name: str, namespace: str) -> Optional[pb.PlacementGroupTableData]:
+        for group in self._groups.values():
+            if group.name == name and group.ray_namespace == namespace and \
+                    group.state != pb.PG_REMOVED:
+                return group
+        return None
 
     async def load(self) -> None:
         self._groups = await load_rows(self._storage, Table.PLACEMENT_GROUP,
@@ -42,10 +57,19 @@ class GcsPlacementGroupTable(gcs_service_pb2_grpc.PlacementGroupInfoGcsServiceSe
         if not group.bundles:
             raise errors.invalid(f"CreatePlacementGroup: placement group {group_id.hex()} "
                                  f"has no bundles")
+        if group.name and self._named(group.name, group.ray_namespace) is not None:
+            raise errors.already_exists(
+                f"CreatePlacementGroup: a placement group named {group.name!r} already "
+                f"exists in namespace {group.ray_namespace!r}")
         group.state = pb.PG_PENDING
-        logger.info("Placement group %s created with %d bundle(s)", group_id.hex(),
-                    len(group.bundles))
+        for index, bundle in enumerate(group.bundles):
+            bundle.bundle_index = index
+            bundle.node_id = b""
+        logger.info("Placement group %s created with %d bundle(s), strategy %s", group_id.hex(),
+                    len(group.bundles), group.strategy or "PACK")
         await self.put(group)
+        if self.scheduler is not None:
+            self.scheduler.schedule(group_id)
         return pb.CreatePlacementGroupReply()
 
     @errors.handler
@@ -56,11 +80,39 @@ class GcsPlacementGroupTable(gcs_service_pb2_grpc.PlacementGroupInfoGcsServiceSe
         if group is None:
             raise errors.not_found(f"RemovePlacementGroup: unknown placement group "
                                    f"{group_id.hex()}")
-        if group.state != pb.PG_REMOVED:
-            group.state = pb.PG_REMOVED
-            await self.put(group)
+        await self.remove(group, "removed by its user")
         return pb.RemovePlacementGroupReply()
+
+    async def remove(self, group: pb.PlacementGroupTableData, why: str) -> None:
+        if group.state == pb.PG_REMOVED:
+            return
+        group.state = pb.PG_REMOVED
+        group.scheduling_detail = why
+        for bundle in group.bundles:
+            bundle.node_id = b""
+        logger.info("Placement group %s REMOVED: %s", group.placement_group_id.hex(), why)
+        await self.put(group)
+        if self.scheduler is not None:
+            self.scheduler.remove(group)
+
+    async def remove_groups_of_job(self, job_id: bytes) -> None:
+        """A group not detached fate-shares with the job that created it."""
+        for group in self.all():
+            if group.creator_job_id == job_id and not group.is_detached:
+                await self.remove(group, f"its job {job_id.hex()} finished")
 
     @errors.handler
     async def GetAllPlacementGroup(self, request, context):
         return pb.GetAllPlacementGroupReply(placement_group_table_data=list(self._groups.values()))
+
+    @errors.handler
+    async def GetPlacementGroup(self, request, context):
+        group = self._groups.get(request.placement_group_id)
+        return pb.GetPlacementGroupReply(placement_group_table_data=group)
+
+    @errors.handler
+    async def GetNamedPlacementGroup(self, request, context):
+        if not request.name:
+            raise errors.invalid("GetNamedPlacementGroup: the name is empty")
+        group = self._named(request.name, request.ray_namespace)
+        return pb.GetNamedPlacementGroupReply(placement_group_table_data=group)

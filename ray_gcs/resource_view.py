@@ -9,7 +9,7 @@ as for a just-registered node) until the raylets report.
 """
 import asyncio
 import logging
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 from ray_common.config import config
 from ray_common.ids import NodeID
@@ -28,6 +28,7 @@ class ResourceView(gcs_service_pb2_grpc.NodeResourceInfoGcsServiceServicer):
         self._nodes: Dict[bytes, common_pb2.ResourcesData] = {}
         self._push_handle: Optional[asyncio.TimerHandle] = None
         self._last_push = 0.0
+        self._change_listeners: List[Callable[[], None]] = []
         publisher.set_snapshot(pb.RESOURCE_VIEW_CHANNEL, self.snapshot_message)
 
     def add_node(self, info: common_pb2.NodeInfo) -> None:
@@ -40,10 +41,19 @@ class ResourceView(gcs_service_pb2_grpc.NodeResourceInfoGcsServiceServicer):
         if self._nodes.pop(node_id, None) is not None:
             self._changed()
 
+    def add_change_listener(self, listener: Callable[[], None]) -> None:
+        """`listener()` runs (on the loop) each time any node's resources change."""
+        self._change_listeners.append(listener)
+
+    def nodes(self) -> Dict[bytes, common_pb2.ResourcesData]:
+        return dict(self._nodes)
+
     def snapshot(self) -> pb.GetClusterResourceViewReply:
         return pb.GetClusterResourceViewReply(nodes=list(self._nodes.values()))
 
     def _changed(self) -> None:
+        for listener in self._change_listeners:
+            listener()
         if self._push_handle is not None:
             return
         loop = asyncio.get_running_loop()

@@ -28,6 +28,7 @@ from ray_gcs.actor_table import GcsActorTable
 from ray_gcs.job_manager import GcsJobManager
 from ray_gcs.kv_manager import GcsKVManager
 from ray_gcs.node_manager import GcsNodeManager
+from ray_gcs.placement_group_scheduler import GcsPlacementGroupScheduler
 from ray_gcs.placement_group_table import GcsPlacementGroupTable
 from ray_gcs.pubsub import GcsPublisher, PubSubServicer
 from ray_gcs.storage import Storage, StorageError, open_storage
@@ -50,6 +51,8 @@ class GcsServer:
         self.placement_groups = GcsPlacementGroupTable(storage)
         self.nodes.add_death_listener(self.jobs.on_node_dead)
         self.actor_manager = GcsActorManager(self.actors, self.nodes, self.publisher)
+        self.placement_groups.scheduler = GcsPlacementGroupScheduler(
+            self.placement_groups, self.nodes, self.publisher)
         self._server = None
         self.port = None
 
@@ -58,6 +61,7 @@ class GcsServer:
         for table in (self.jobs, self.workers, self.actors, self.placement_groups, self.nodes):
             await table.load()
         self.actor_manager.start()
+        self.placement_groups.scheduler.start()
         self._server, self.port = await rpc.start_server([
             (grpc_pb.add_InternalKVGcsServiceServicer_to_server, self.kv),
             (grpc_pb.add_NodeInfoGcsServiceServicer_to_server, self.nodes),
@@ -74,6 +78,7 @@ class GcsServer:
 
     async def stop(self, grace: float = 0.0) -> None:
         self.actor_manager.stop()
+        self.placement_groups.scheduler.stop()
         self.nodes.health_checks.stop()
         self.nodes.resource_view.stop()
         self.publisher.close_all()

@@ -18,6 +18,7 @@ from typing import Callable, Dict, List, Optional
 from ray_common.config import config
 from ray_common.ids import UniqueID
 from ray_common.protocol import common_pb2, node_manager_pb2
+from ray_common import bundle_resources as bundle_names
 from ray_raylet import resources as res
 from ray_raylet.scheduling_policy import FAILED, INFEASIBLE, SchedulingPolicy
 from ray_raylet.worker_pool import Worker, WorkerPool, WorkerStartError
@@ -81,6 +82,7 @@ class LeaseManager:
         self.infeasible: List[LeaseRequest] = []
         self.leases: Dict[bytes, Lease] = {}
         self._warned_shapes = set()
+        self._removed_groups = set()   # hex ids of placement groups removed (never reused)
         self._dispatch_scheduled = False
         self._loop = asyncio.get_running_loop()
         self.version = 0
@@ -96,6 +98,9 @@ class LeaseManager:
             return Reply(status=Reply.FAILED, lease_id=lease_id,
                          failure_message=f"invalid resource request: {e}")
         req = LeaseRequest(lease_id, request, demand)
+        removed = self._removed_group_of(demand)
+        if removed:
+            return self._group_removed_reply(req, removed)
         logger.info("Worker lease request %s for task %s job %s resources %s%s",
                     lease_id.hex(), req.task_hex, spec.job_id.hex() or "-", res.describe(demand),
                     " (grant or reject)" if req.grant_or_reject else "")
@@ -179,6 +184,38 @@ class LeaseManager:
     def leases_of_job(self, job_id: bytes) -> List[Lease]:
         return [lease for lease in self.leases.values() if lease.request.job_id == job_id]
 
+    # ---- placement groups ----------------------------------------------------------
+
+    def leases_in_group(self, group_hex: str) -> List[Lease]:
+        return [lease for lease in self.leases.values()
+                if any(bundle_names.group_of(name) == group_hex
+                       for name in lease.allocation.amounts)]
+
+    def group_removed(self, group_hex: str) -> None:
+        """Requests waiting for the group's resources fail now; later ones at once."""
+        self._removed_groups.add(group_hex)
+        for queue in (self.queue, self.infeasible):
+            for req in list(queue):
+                if self._removed_group_of(req.demand):
+                    queue.remove(req)
+                    self._group_removed_reply(req, self._removed_group_of(req.demand))
+
+    def _removed_group_of(self, demand: res.FixedSet) -> Optional[str]:
+        if self._removed_groups:
+            for name in demand:
+                group_hex = bundle_names.group_of(name)
+                if group_hex and group_hex in self._removed_groups:
+                    return group_hex
+        return None
+
+    def _group_removed_reply(self, req: LeaseRequest, group_hex: str) -> Reply:
+        reply = Reply(status=Reply.FAILED, lease_id=req.lease_id, placement_group_removed=True,
+                      failure_message=f"placement group {group_hex} was removed")
+        logger.info("Lease request %s failed: its placement group %s was removed", req.what(),
+                    group_hex)
+        self._resolve(req, reply)
+        return reply
+
     # ---- cluster view --------------------------------------------------------------
 
     def update_node(self, node_id: bytes, address: Optional[common_pb2.Address],
@@ -186,16 +223,17 @@ class LeaseManager:
         """A remote node's resources as last reported (or as first registered)."""
         if node_id == self.node_id:
             return
-        is_new = node_id not in self.remote
+        known = self.remote.get(node_id)
         if address is not None:
             self.addresses[node_id] = address
         if node_id not in self.addresses:
             return  # no address yet: cannot spill there
         self.remote[node_id] = res.NodeResources(total, available)
-        if is_new:
+        if known is None:
             logger.info("Node %s joined the cluster view with %s", node_id.hex(),
                         res.describe(self.remote[node_id].total))
-            self._retry_infeasible()
+        if known is None or known.total != self.remote[node_id].total:
+            self._retry_infeasible()   # joined, or gained resources (a placement group's)
         self.schedule_dispatch()
 
     def remove_node(self, node_id: bytes) -> None:
@@ -230,6 +268,11 @@ class LeaseManager:
         if not self._dispatch_scheduled:
             self._dispatch_scheduled = True
             self._loop.call_soon(self._dispatch)
+
+    def local_resources_changed(self) -> None:
+        """The node's own resources changed (a bundle came or went): look again at all."""
+        self._retry_infeasible()
+        self.schedule_dispatch()
 
     def _retry_infeasible(self) -> None:
         if self.infeasible:
@@ -279,8 +322,8 @@ class LeaseManager:
     def _to_infeasible(self, req: LeaseRequest) -> None:
         self.infeasible.append(req)
         key = tuple(sorted(req.demand.items()))
-        if key in self._warned_shapes:
-            return
+        if key in self._warned_shapes or any(map(bundle_names.is_group_resource, req.demand)):
+            return   # a placement group's task waits for its group, not for a node
         self._warned_shapes.add(key)
         message = (f"The lease request {req.lease_id.hex()} for task {req.task_hex} cannot be "
                    f"scheduled right now: requires {res.describe(req.demand)}, available on no "
@@ -300,7 +343,7 @@ class LeaseManager:
 
     async def _grant(self, req: LeaseRequest, allocation: res.Allocation) -> None:
         env = {}
-        gpus = [self._device_id(i) for i in allocation.instance_ids("GPU")]
+        gpus = [self._device_id(i) for i in self.local.devices(allocation)]
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
         try:
@@ -328,8 +371,8 @@ class LeaseManager:
                           node_id=self.node_id, ip_address=worker.ip_address,
                           port=worker.port, worker_id=worker.worker_id))
         for name, ids, quantities in allocation.to_proto_fields():
-            if name == "GPU":
-                ids = [self._device_id(i) for i in ids]
+            if ids:
+                ids = [self._device_id(i) for i in self.local.backing(name, ids)]
             reply.resource_mapping.add(name=name, instance_ids=ids, quantities=quantities)
         self._resolve(req, reply)
 

@@ -19,6 +19,7 @@ from ray_common.config import config
 from ray_common.ids import JobID
 from ray_common.protocol import common_pb2, gcs_service_pb2, node_manager_pb2, node_manager_pb2_grpc
 from ray_raylet import resources as res
+from ray_raylet.bundles import BundleReservations
 from ray_raylet.lease_manager import LeaseManager
 from ray_raylet import object_manager
 from ray_raylet.object_manager import ObjectManager, PullError
@@ -98,6 +99,8 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
                                    pull_dependencies=self._pull_dependencies,
                                    warn_infeasible=self._publish_infeasible,
                                    gpu_ids=self.gpu_ids)
+        self.bundles = BundleReservations(self.local, self.leases.local_resources_changed,
+                                          self._kill_group_leases)
         self.memory_monitor = MemoryMonitor(
             node_id=self.node_id, leased_workers=self._leased_workers,
             kill=lambda worker, why: self.pool.kill(worker, why, force=True))
@@ -173,6 +176,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
             await asyncio.sleep(period)
             data = self._resources_data()
             key = (tuple(sorted(data.resources_available.items())),
+                   tuple(sorted(data.resources_total.items())),
                    tuple(d.SerializeToString() for d in data.resource_load))
             if key == self._last_report:
                 continue
@@ -247,8 +251,9 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         lease = self.leases.worker_died(worker)
         if worker.exit_intended:
             return
-        detail = (f"worker {worker.hex} (pid {worker.pid}) on node {self.node_id.hex()} exited "
-                  f"unexpectedly with code {worker.exit_code}"
+        how = (f"was killed: {worker.kill_reason}" if worker.kill_reason else
+               f"exited unexpectedly with code {worker.exit_code}")
+        detail = (f"worker {worker.hex} (pid {worker.pid}) on node {self.node_id.hex()} {how}"
                   + (f" while holding lease {lease.lease_id.hex()} of task "
                      f"{lease.request.task_hex}" if lease else ""))
         failure = gcs_service_pb2.WorkerTableData(
@@ -260,6 +265,11 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
                                               port=worker.port, worker_id=worker.worker_id))
         asyncio.ensure_future(self._gcs_quietly(self.gcs.report_worker_failure(failure),
                                                 "report a worker failure"))
+
+    def _kill_group_leases(self, group_hex: str, why: str) -> None:
+        for lease in self.leases.leases_in_group(group_hex):
+            self.pool.kill(lease.worker, f"placement group {group_hex}: {why}", force=True,
+                           report=True)
 
     def _end_job(self, job_id: bytes, why: str) -> None:
         """Kill every worker of a job that is over (leased ones included)."""
@@ -433,6 +443,21 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         if cause is None:
             return NM.GetWorkerFailureCauseReply(known=False)
         return NM.GetWorkerFailureCauseReply(known=True, out_of_memory=True, message=cause)
+
+    async def PrepareBundleResources(self, request, context):
+        success, why = self.bundles.prepare(request.placement_group_id, request.bundles)
+        return NM.PrepareBundleResourcesReply(success=success, failure_message=why)
+
+    async def CommitBundleResources(self, request, context):
+        self.bundles.commit(request.placement_group_id, list(request.bundle_indices))
+        return NM.CommitBundleResourcesReply()
+
+    async def CancelResourceReserve(self, request, context):
+        indices = list(request.bundle_indices)
+        self.bundles.cancel(request.placement_group_id, indices)
+        if not indices:  # the whole group is gone: its waiting tasks will never run
+            self.leases.group_removed(request.placement_group_id.hex())
+        return NM.CancelResourceReserveReply()
 
     async def HealthCheck(self, request, context):
         return NM.HealthCheckReply()

@@ -11,6 +11,8 @@ n >= 1 GPUs takes n whole free instances; a request below 1 takes a share of one
 import math
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
+from ray_common.bundle_resources import base_name
+
 RESOURCE_UNIT = 10000
 UNIT_INSTANCE_RESOURCES = ("GPU",)
 NODE_RESOURCE_PREFIX = "node:"
@@ -120,6 +122,8 @@ class NodeResources:
             name: to_fixed(name, amount) if amount >= 0 else -to_fixed(name, -amount)
             for name, amount in available.items()}
         self.instances: Dict[str, List[int]] = {}
+        # For instance lists of added resources: position -> the node's own instance.
+        self.instance_backing: Dict[str, List[int]] = {}
         if track_instances:
             for name in UNIT_INSTANCE_RESOURCES:
                 count = self.total.get(name, 0)
@@ -176,11 +180,64 @@ class NodeResources:
         return Allocation(dict(demand), instances)
 
     def release(self, allocation: Allocation) -> None:
+        """Give back what a lease held; resources removed meanwhile (a placement group's
+        bundle cancelled under a running lease) are not brought back."""
         for name, units in allocation.amounts.items():
-            self.available[name] = self.available.get(name, 0) + units
+            if name in self.total:
+                self.available[name] = self.available.get(name, 0) + units
         for name, picked in allocation.instances.items():
+            free = self.instances.get(name)
+            if free is None:
+                continue
             for index, share in picked:
-                self.instances[name][index] += share
+                if index < len(free):
+                    free[index] += share
+
+    def add(self, amounts: FixedSet, instance_ids: Optional[Dict[str, List[int]]] = None) -> None:
+        """New resources on this node (a committed bundle's group resources).
+
+        `instance_ids[name]` lists the node's own instances (e.g. GPU 3) that back a
+        unit-instance resource, so a lease of it learns which devices it holds.
+        """
+        for name, units in amounts.items():
+            self.total[name] = self.total.get(name, 0) + units
+            self.available[name] = self.available.get(name, 0) + units
+        for name, ids in (instance_ids or {}).items():
+            self.instances.setdefault(name, []).extend([RESOURCE_UNIT] * len(ids))
+            self.instance_backing.setdefault(name, []).extend(ids)
+
+    def remove(self, amounts: FixedSet, instance_ids: Optional[Dict[str, List[int]]] = None) -> None:
+        """Undo `add`: a name whose total reaches zero is gone from the node."""
+        for name, units in amounts.items():
+            left = self.total.get(name, 0) - units
+            if left <= 0:
+                self.total.pop(name, None)
+                self.available.pop(name, None)
+                self.instances.pop(name, None)
+                self.instance_backing.pop(name, None)
+                continue
+            self.total[name] = left
+            self.available[name] = self.available.get(name, 0) - units
+            backing = self.instance_backing.get(name)
+            for device in (instance_ids or {}).get(name, ()):
+                if backing and device in backing:
+                    at = backing.index(device)
+                    del backing[at]
+                    del self.instances[name][at]
+
+    def devices(self, allocation: Allocation, kind: str = "GPU") -> List[int]:
+        """The node's `kind` instances an allocation holds, through group names too
+        (a bundle's own name wins over its group-wide one: they share the devices)."""
+        named = [name for name in allocation.instances if base_name(name) == kind]
+        if not named:
+            return []
+        name = max(named, key=len)   # GPU_group_0_<pg> is longer than GPU_group_<pg>
+        return self.backing(name, allocation.instance_ids(name))
+
+    def backing(self, name: str, positions: List[int]) -> List[int]:
+        """The node's own instances behind positions in `name`'s instance list."""
+        backing = self.instance_backing.get(name)
+        return [backing[i] for i in positions] if backing else list(positions)
 
     def release_part(self, allocation: Allocation, name: str) -> int:
         """Give back one resource of an allocation (a blocked worker's CPU); returns units."""

@@ -53,6 +53,7 @@ class Worker:
         self.lease_id: Optional[bytes] = None
         self.idle_since = 0.0
         self.exit_intended = False
+        self.kill_reason = ""   # why the raylet killed it, when its owners must be told
         self.exit_code: Optional[int] = None
         # True while the pop_worker that started it waits for its registration.
         self.reserved = False
@@ -312,11 +313,17 @@ class WorkerPool:
                    previous.value, f", lease {worker.lease_id.hex()}" if worker.lease_id else "")
         self._on_worker_exit(worker)
 
-    def kill(self, worker: Worker, reason: str, force: bool = False) -> None:
-        """Ask a worker to exit (SIGTERM), SIGKILL past the grace period; death is seen by the watcher."""
+    def kill(self, worker: Worker, reason: str, force: bool = False,
+             report: bool = False) -> None:
+        """Ask a worker to exit (SIGTERM), SIGKILL past the grace period; death is seen by the
+        watcher. With `report`, its death is reported as a failure (with `reason`), so the
+        GCS ends the actor it hosted."""
         if worker.state is WorkerState.DEAD or worker.is_driver or worker.proc is None:
             return
-        worker.exit_intended = True
+        if report:
+            worker.kill_reason = reason
+        else:
+            worker.exit_intended = True
         logger.info("Killing %s: %s", worker.describe(), reason)
         try:
             worker.proc.send_signal(signal.SIGKILL if force else signal.SIGTERM)

@@ -82,6 +82,7 @@ class ActorRuntime:
         self.concurrent = self.is_asyncio or self.max_concurrency > 1
         self._methods = {}
         self.resources = {}
+        self.placement = spec.scheduling_strategy   # its placement group, if any, is ours
         self._send_lock = threading.Lock()
         os.environ["RAY_CORE_ACTOR_ID"] = self.actor_id.hex()
         logger.info("Actor %s (%s) created in worker %s (pid %d)%s", self.actor_id.hex(),

@@ -20,9 +20,9 @@ import math
 import os
 import signal
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
-from ray_common import rpc
+from ray_common import bundle_resources, rpc
 from ray_common.config import config
 from ray_common.ids import JobID, ObjectID, TaskID, WorkerID
 from ray_common.protocol import common_pb2, core_worker_pb2, core_worker_pb2_grpc
@@ -63,6 +63,15 @@ class _TaskContext:
         self.depth = depth
         self.resources = resources or {}
         self.spec = spec
+
+
+def _instances_of(resources: Dict[str, list], kind: str) -> list:
+    """A task's [(instance, quantity)] of `kind` (CPU, GPU): the plain resource, or in a
+    placement group the bundle's own name (CPU_group_0_<pg>), else the group-wide one."""
+    if kind in resources:
+        return resources[kind]
+    named = [name for name in resources if bundle_resources.base_name(name) == kind]
+    return resources[max(named, key=len)] if named else []
 
 
 class CoreWorker:
@@ -215,9 +224,10 @@ class CoreWorker:
                                  resources=resources, spec=spec)
         env_vars = dict(spec.runtime_env.env_vars)
         self.job_runtime_env = {"env_vars": dict(env_vars)} if env_vars else None
-        if "GPU" in resources:
+        gpus = _instances_of(resources, "GPU")
+        if gpus:
             # The GPUs the raylet assigned to this lease, as CUDA numbers them.
-            env_vars["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i, _ in resources["GPU"])
+            env_vars["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i, _ in gpus)
         if env_vars:
             # Workers are shared between tasks: apply the task's env vars only while it runs.
             self._saved_env = {name: os.environ.get(name) for name in env_vars}
@@ -247,9 +257,29 @@ class CoreWorker:
     def assigned_resources(self) -> Dict[str, float]:
         return {name: sum(q for _, q in inst) for name, inst in self._ctx.resources.items()}
 
-    def assigned_instances(self) -> Dict[str, list]:
-        """Resource name -> [(instance index, quantity)] held by the running task."""
-        return self._ctx.resources
+    def assigned_gpus(self) -> list:
+        """[(GPU id, quantity)] the running task holds, in a placement group's bundle too."""
+        return _instances_of(self._ctx.resources, "GPU")
+
+    def current_placement_group(self) -> Tuple[bytes, bool]:
+        """(group id, capture child tasks) of this worker's actor or the running task;
+        (b"", False) outside any group."""
+        if self.actor_runtime is not None:
+            strategy = self.actor_runtime.placement
+        elif self._ctx.spec is not None:
+            strategy = self._ctx.spec.scheduling_strategy
+        else:
+            return b"", False
+        if strategy.WhichOneof("strategy") != "placement_group_scheduling_strategy":
+            return b"", False
+        group = strategy.placement_group_scheduling_strategy
+        return group.placement_group_id, group.placement_group_capture_child_tasks
+
+    def captured_placement_group(self) -> bytes:
+        """The group a task submitted now without a strategy joins (its parent's, when
+        the parent was placed with placement_group_capture_child_tasks)."""
+        group_id, capture = self.current_placement_group()
+        return group_id if capture else b""
 
     # ---- submission (user threads) ------------------------------------------------------
     def new_task(self, template: common_pb2.TaskSpec, task_id: TaskID, counter: int, args,
@@ -434,7 +464,7 @@ class CoreWorker:
         thread each 45 GB/s). A driver's cores are not the raylet's to give."""
         if self.mode == DRIVER:
             return config.copy_threads
-        cpus = sum(q for _, q in self._ctx.resources.get("CPU", ()))
+        cpus = sum(q for _, q in _instances_of(self._ctx.resources, "CPU"))
         return max(1, min(config.copy_threads, math.ceil(cpus)))
 
     @property

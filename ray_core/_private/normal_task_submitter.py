@@ -183,9 +183,10 @@ class NormalTaskSubmitter:
                     continue
                 if reply.status != _GRANTED:
                     why = reply.failure_message or node_manager_pb2.RequestWorkerLeaseReply.Status.Name(reply.status)
-                    error = exceptions.RaySystemError(
-                        f"the raylet refused a worker lease for task {head.task_id.hex()} "
-                        f"({head.function_name}): {why}")
+                    kind = exceptions.TaskPlacementGroupRemoved \
+                        if reply.placement_group_removed else exceptions.RaySystemError
+                    error = kind(f"the raylet refused a worker lease for task "
+                                 f"{head.task_id.hex()} ({head.function_name}): {why}")
                     while state.queue:
                         self._task_manager.fail(state.queue.popleft(), error)
                     return

@@ -55,16 +55,32 @@ def _string(name, value):
 def _strategy(name, value):
     if value is None or value in ("DEFAULT", "SPREAD"):
         return
-    if isinstance(value, PlacementGroupSchedulingStrategy) and \
-            value.placement_group is not None:
-        # Accepting it would run the task anywhere: the raylets do not reserve bundles.
-        raise ValueError("option scheduling_strategy: placement groups are not supported by "
-                         "ray_core yet; leave the task unplaced, or use "
-                         "NodeAffinitySchedulingStrategy to pin it to a node")
-    if isinstance(value, (NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy)):
+    if isinstance(value, PlacementGroupSchedulingStrategy):
+        _placement_group_strategy(value)
+        return
+    if isinstance(value, NodeAffinitySchedulingStrategy):
         return
     raise TypeError(f"option scheduling_strategy must be None, \"DEFAULT\", \"SPREAD\" or a "
                     f"strategy from ray_core.util.scheduling_strategies, got {value!r}")
+
+
+def _placement_group_strategy(value: PlacementGroupSchedulingStrategy) -> None:
+    from ray_core.util.placement_group import PlacementGroup
+    group, index = value.placement_group, value.placement_group_bundle_index
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise TypeError(f"placement_group_bundle_index must be an int, got {index!r}")
+    if group is None:
+        if index != -1:
+            raise ValueError(f"placement_group_bundle_index is {index} but no placement group "
+                             f"is given; it must be -1")
+        return
+    if not isinstance(group, PlacementGroup):
+        raise TypeError(f"PlacementGroupSchedulingStrategy needs a PlacementGroup (from "
+                        f"ray_core.util.placement_group), got {type(group).__name__}")
+    if index < -1 or index >= group.bundle_count:
+        raise ValueError(f"placement group bundle index {index} is invalid: the group "
+                         f"{group.id.hex()} has bundles 0-{group.bundle_count - 1} (or -1 for "
+                         f"any)")
 
 
 def _runtime_env(name, value):

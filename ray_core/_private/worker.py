@@ -372,7 +372,7 @@ def get_gpu_ids() -> List[int]:
     """The GPUs the raylet assigned to the task or actor running here (as CUDA numbers
     them; CUDA_VISIBLE_DEVICES is set to the same while it runs); [] in a driver."""
     core = global_worker().core_worker
-    return [index for index, _ in core.assigned_instances().get("GPU", ())]
+    return [index for index, _ in core.assigned_gpus()]
 
 
 def get_runtime_context():

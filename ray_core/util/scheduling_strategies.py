@@ -18,14 +18,22 @@ class NodeAffinitySchedulingStrategy:
 
 
 class PlacementGroupSchedulingStrategy:
-    """Run inside a placement group's bundle. ray_core does not schedule placement groups
-    yet: only placement_group=None (not in the parent's group) is accepted."""
+    """Run inside a placement group: in bundle `placement_group_bundle_index`, or any of
+    its bundles with -1. With `placement_group_capture_child_tasks`, tasks and actors the
+    task submits without a strategy of their own join the same group. A None group
+    means "not in the parent's group"."""
 
     def __init__(self, placement_group, placement_group_bundle_index: int = -1,
                  placement_group_capture_child_tasks=None):
         self.placement_group = placement_group
         self.placement_group_bundle_index = placement_group_bundle_index
         self.placement_group_capture_child_tasks = placement_group_capture_child_tasks
+
+    def __repr__(self):
+        return (f"PlacementGroupSchedulingStrategy(placement_group={self.placement_group!r}, "
+                f"placement_group_bundle_index={self.placement_group_bundle_index}, "
+                f"placement_group_capture_child_tasks="
+                f"{self.placement_group_capture_child_tasks})")
 
 
 SchedulingStrategyT = Union[None, str, NodeAffinitySchedulingStrategy,

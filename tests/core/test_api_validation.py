@@ -21,14 +21,18 @@ def test_object_ref_needs_an_object_id():
         ray.ObjectRef(b"x" * 28)
 
 
-def test_a_placement_group_strategy_is_refused_until_placement_groups_are_scheduled():
+def test_a_placement_group_strategy_is_checked_at_options_time():
     from ray_core.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     @ray.remote
     def f():
         return 1
 
-    with pytest.raises(ValueError, match="placement groups are not supported"):
+    with pytest.raises(TypeError, match="needs a PlacementGroup .* got object"):
         f.options(scheduling_strategy=PlacementGroupSchedulingStrategy(object()))
-    # Without a group it means "not in the parent's group", which every task is here.
+    with pytest.raises(TypeError, match="placement_group_bundle_index must be an int"):
+        f.options(scheduling_strategy=PlacementGroupSchedulingStrategy(None, "0"))
+    with pytest.raises(ValueError, match="no placement group is given; it must be -1"):
+        f.options(scheduling_strategy=PlacementGroupSchedulingStrategy(None, 0))
+    # Without a group it means "not in the parent's group".
     f.options(scheduling_strategy=PlacementGroupSchedulingStrategy(None))

@@ -47,7 +47,7 @@ EXPECTED_EXCEPTIONS = {
     "TaskCancelledError", "GetTimeoutError", "ObjectLostError", "OwnerDiedError",
     "ObjectReconstructionFailedError", "ObjectStoreFullError", "OutOfMemoryError",
     "ActorError", "RayActorError", "ActorDiedError", "ActorUnavailableError",
-    "NodeDiedError", "RuntimeEnvSetupError",
+    "NodeDiedError", "RuntimeEnvSetupError", "TaskPlacementGroupRemoved",
 }
 
 OBJECT_REF_METHODS = {"binary", "hex", "task_id", "object_id", "owner_address", "future",
@@ -64,6 +64,15 @@ def test_exported_names():
 def test_signatures():
     for name, expected in EXPECTED_SIGNATURES.items():
         assert str(inspect.signature(getattr(ray_core, name))) == expected, name
+
+
+def test_util_module_has_rays_placement_group_api():
+    import ray_core.util
+    from ray_core.util.placement_group import PlacementGroup  # the module path Ray has too
+    assert ray_core.util.PlacementGroup is PlacementGroup
+    assert {"placement_group", "remove_placement_group", "get_placement_group",
+            "placement_group_table", "get_current_placement_group", "ActorPool"} <= set(
+        ray_core.util.__all__)
 
 
 def test_exceptions_module():

@@ -4,7 +4,7 @@ import pytest
 from ray_common import rpc
 from ray_common.ids import ActorID, JobID, NodeID, PlacementGroupID, WorkerID
 from ray_common.protocol import common_pb2, gcs_service_pb2 as pb
-from ray_gcs.errors import GcsNotFoundError
+from ray_gcs.errors import GcsAlreadyExistsError, GcsNotFoundError
 from tests.gcs.conftest import wait_for
 
 
@@ -131,12 +131,21 @@ def test_placement_group_table(gcs):
     group_id = PlacementGroupID.of(JobID.from_int(1)).binary()
     client.sync.create_placement_group(pb.PlacementGroupTableData(
         placement_group_id=group_id, name="pg", strategy="PACK",
-        bundles=[pb.Bundle(bundle_index=0, unit_resources={"CPU": 1.0})]))
+        bundles=[common_pb2.Bundle(bundle_index=0, unit_resources={"CPU": 1.0})]))
     (group,) = client.sync.get_all_placement_group()
     assert group.name == "pg" and group.state == pb.PG_PENDING
+    assert client.sync.get_placement_group(group_id) == group
+    assert client.sync.get_named_placement_group("pg") == group
+    assert client.sync.get_named_placement_group("pg", "other namespace") is None
+    with pytest.raises(GcsAlreadyExistsError, match="named 'pg' already exists"):
+        client.sync.create_placement_group(pb.PlacementGroupTableData(
+            placement_group_id=PlacementGroupID.of(JobID.from_int(1)).binary(), name="pg",
+            bundles=[common_pb2.Bundle(unit_resources={"CPU": 1.0})]))
     client.sync.remove_placement_group(group_id)
     (group,) = client.sync.get_all_placement_group()
     assert group.state == pb.PG_REMOVED
+    assert client.sync.get_named_placement_group("pg") is None   # the name is free again
+    assert client.sync.get_placement_group(b"\0" * len(group_id)) is None
     with pytest.raises(GcsNotFoundError, match="unknown placement group"):
         client.sync.remove_placement_group(PlacementGroupID.of(JobID.from_int(2)).binary())
 

@@ -80,3 +80,21 @@ def cluster(short_temp_dir):
 
 def session_logs(context):
     return os.path.join(context["session_dir"], "logs")
+
+
+@pytest.fixture(scope="module")
+def fast_health_cluster(short_temp_dir):
+    """A head node (2 CPUs) whose GCS notices a dead node within ~2 s even if it never
+    says goodbye."""
+    saved = config.overrides()
+    context = ray.init(num_cpus=2, object_store_memory=200 * 1024 ** 2,
+                       _temp_dir=short_temp_dir,
+                       _system_config={"health_check_initial_delay_ms": 0,
+                                       "health_check_period_ms": 500,
+                                       "health_check_timeout_ms": 1000,
+                                       "health_check_failure_threshold": 3})
+    try:
+        yield context
+    finally:
+        ray.shutdown()
+        config._system_config = saved     # later modules' clusters get the defaults

@@ -1,0 +1,195 @@
+"""Placement groups (ray.util.placement_group): reserve bundles of resources, then run
+tasks and actors inside them.
+
+placement_group() returns at once; the GCS places the bundles (all or none) when the
+cluster has room, and ready() / wait() tell when. A task or actor joins a group with
+PlacementGroupSchedulingStrategy; its resource request is then drawn from a bundle
+(any, or the one it names), never from the node's free pool. A group not detached is
+removed when the job that created it ends.
+"""
+from typing import Dict, List, Optional, Union
+
+from ray_common.ids import PlacementGroupID
+from ray_common.protocol import common_pb2, gcs_service_pb2 as pb
+
+VALID_PLACEMENT_GROUP_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+_STATE_NAMES = {pb.PG_PENDING: "PENDING", pb.PG_CREATED: "CREATED", pb.PG_REMOVED: "REMOVED",
+                pb.PG_RESCHEDULING: "RESCHEDULING"}
+
+
+class PlacementGroup:
+    """A handle to a placement group; picklable, so tasks can be given one."""
+
+    def __init__(self, id: PlacementGroupID, bundle_cache: Optional[List[Dict]] = None):
+        self.id = id
+        self.bundle_cache = bundle_cache
+
+    def ready(self):
+        """An ObjectRef that resolves (to this group) once every bundle is placed."""
+        from ray_core.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+        return _ready_probe().options(scheduling_strategy=PlacementGroupSchedulingStrategy(
+            self)).remote(self)
+
+    def wait(self, timeout_seconds: Union[int, float] = 30) -> bool:
+        """True once the group is placed; False if it is not within the timeout."""
+        import ray_core
+        probe = self.ready()
+        done, _ = ray_core.wait([probe], timeout=timeout_seconds)
+        if not done:
+            ray_core.cancel(probe)
+            return False
+        try:
+            ray_core.get(probe)
+        except ray_core.exceptions.RayError:
+            return False   # removed meanwhile
+        return True
+
+    @property
+    def bundle_specs(self) -> List[Dict[str, float]]:
+        if self.bundle_cache is None:
+            row = _gcs().sync.get_placement_group(self.id.binary())
+            if row is None:
+                raise ValueError(f"unknown placement group {self.id.hex()}")
+            self.bundle_cache = [dict(b.unit_resources) for b in row.bundles]
+        return self.bundle_cache
+
+    @property
+    def bundle_count(self) -> int:
+        return len(self.bundle_specs)
+
+    def __eq__(self, other):
+        return isinstance(other, PlacementGroup) and self.id == other.id
+
+    def __hash__(self):
+        return hash(self.id)
+
+    def __repr__(self):
+        return f"PlacementGroup(id={self.id.hex()})"
+
+    def __reduce__(self):
+        return PlacementGroup, (self.id, self.bundle_cache)
+
+
+def _return_group(group):
+    return group
+
+
+_probe = None
+
+
+def _ready_probe():
+    """A task that asks for nothing but a share of the group's "bundle" resource: it can
+    run only once the group's bundles exist, and then it returns the group."""
+    global _probe
+    if _probe is None:
+        from ray_core.remote_function import RemoteFunction
+        _probe = RemoteFunction(_return_group, {"num_cpus": 0, "max_retries": 0})
+    return _probe
+
+
+def _gcs():
+    from ray_core._private import worker
+    return worker.global_worker().gcs
+
+
+def validate_bundles(bundles) -> List[Dict[str, float]]:
+    if not isinstance(bundles, list):
+        raise ValueError(f"placement group bundles must be a list of resource dicts, got "
+                         f"{type(bundles).__name__}")
+    if not bundles:
+        raise ValueError('placement group bundles must be a non-empty list of resource dicts, '
+                         'e.g. [{"CPU": 1}, {"GPU": 1}]; got an empty list')
+    out = []
+    for index, bundle in enumerate(bundles):
+        if not isinstance(bundle, dict) or not all(isinstance(k, str) for k in bundle) or \
+                not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                        for v in bundle.values()):
+            raise ValueError(f"bundle {index} must be a dict of resource name to amount, e.g. "
+                             f'{{"CPU": 1}}; got {bundle!r}')
+        if any(v < 0 for v in bundle.values()):
+            raise ValueError(f"bundle {index} has a negative amount: {bundle!r}")
+        if not bundle or all(v == 0 for v in bundle.values()):
+            raise ValueError(f"bundle {index} reserves nothing ({bundle!r}); bundles cannot be "
+                             f"empty or all zeros")
+        out.append({name: float(amount) for name, amount in bundle.items() if amount > 0})
+    return out
+
+
+def placement_group(bundles: List[Dict[str, float]], strategy: str = "PACK", name: str = "",
+                    lifetime: Optional[str] = None) -> PlacementGroup:
+    """Ask the cluster to reserve `bundles`; returns at once (see ready() and wait())."""
+    from ray_core._private import worker
+    specs = validate_bundles(bundles)
+    strategy = strategy or "PACK"
+    if strategy not in VALID_PLACEMENT_GROUP_STRATEGIES:
+        raise ValueError(f"invalid placement group strategy {strategy!r}; valid strategies: "
+                         f"{', '.join(VALID_PLACEMENT_GROUP_STRATEGIES)}")
+    if lifetime not in (None, "detached"):
+        raise ValueError(f"placement group lifetime must be None or 'detached', got "
+                         f"{lifetime!r}")
+    if not isinstance(name, str):
+        raise TypeError(f"placement group name must be a str, got {type(name).__name__}")
+    w = worker.global_worker()
+    core = w.core_worker
+    group_id = PlacementGroupID.of(core.current_job_id)
+    row = pb.PlacementGroupTableData(
+        placement_group_id=group_id.binary(), name=name, strategy=strategy,
+        creator_job_id=core.current_job_id.binary(), is_detached=lifetime == "detached",
+        ray_namespace=w.namespace,
+        bundles=[common_pb2.Bundle(bundle_index=i, unit_resources=spec)
+                 for i, spec in enumerate(specs)])
+    w.gcs.sync.create_placement_group(row)
+    return PlacementGroup(group_id, specs)
+
+
+def remove_placement_group(placement_group: PlacementGroup) -> None:
+    """Return the group's bundles; tasks and actors running in it are killed."""
+    if not isinstance(placement_group, PlacementGroup):
+        raise TypeError(f"remove_placement_group needs a PlacementGroup, got "
+                        f"{type(placement_group).__name__}")
+    _gcs().sync.remove_placement_group(placement_group.id.binary())
+
+
+def get_placement_group(placement_group_name: str) -> PlacementGroup:
+    """The live group of that name in this job's namespace."""
+    from ray_core._private import worker
+    if not placement_group_name:
+        raise ValueError("get_placement_group needs a non-empty name")
+    w = worker.global_worker()
+    row = w.gcs.sync.get_named_placement_group(placement_group_name, w.namespace)
+    if row is None:
+        raise ValueError(f"no placement group named {placement_group_name!r} in namespace "
+                         f"{w.namespace!r}")
+    return PlacementGroup(PlacementGroupID(row.placement_group_id),
+                          [dict(b.unit_resources) for b in row.bundles])
+
+
+def placement_group_table(placement_group: Optional[PlacementGroup] = None) -> dict:
+    """One group's state (or every group's, by hex id) as Ray's state API shows it."""
+    gcs = _gcs()
+    if placement_group is not None:
+        row = gcs.sync.get_placement_group(placement_group.id.binary())
+        return _describe(row) if row is not None else {}
+    return {row.placement_group_id.hex(): _describe(row)
+            for row in gcs.sync.get_all_placement_group()}
+
+
+def _describe(row: pb.PlacementGroupTableData) -> dict:
+    return {
+        "placement_group_id": row.placement_group_id.hex(),
+        "name": row.name,
+        "bundles": {b.bundle_index: dict(b.unit_resources) for b in row.bundles},
+        "bundles_to_node_id": {b.bundle_index: b.node_id.hex() for b in row.bundles
+                               if b.node_id},
+        "strategy": row.strategy or "PACK",
+        "state": _STATE_NAMES.get(row.state, str(row.state)),
+        "stats": {"scheduling_state": "FINISHED" if row.state == pb.PG_CREATED
+                  else row.scheduling_detail or "QUEUED"},
+    }
+
+
+def get_current_placement_group() -> Optional[PlacementGroup]:
+    """The group the running task or actor was placed in; None in the driver."""
+    from ray_core._private import worker
+    group_id = worker.global_worker().core_worker.current_placement_group()[0]
+    return PlacementGroup(PlacementGroupID(group_id)) if group_id else None

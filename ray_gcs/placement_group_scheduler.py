@@ -1,0 +1,210 @@
+"""Placing placement groups: plan on the cluster view, then reserve on the raylets.
+
+A group is placed whole or not at all, in two phases as Ray's GCS does it: every raylet
+that is to hold bundles prepares them (takes the resources, or refuses); only when all
+agreed does each commit (the bundles' resources appear under the group's names). A
+refusal cancels what others prepared and the group waits for the next change of the
+cluster view (or the retry period). Groups are tried in creation order.
+
+A node that dies takes its bundles with it: the group goes RESCHEDULING and only those
+bundles are placed again. Removal, by the user or at the end of the creator's job (a
+group not detached fate-shares with its job), returns every bundle and tells every
+raylet, so tasks still waiting for the group fail rather than wait forever.
+"""
+import asyncio
+import logging
+from typing import Dict, List
+
+from ray_common import rpc
+from ray_common.config import config
+from ray_common.protocol import (common_pb2, gcs_service_pb2 as pb, node_manager_pb2 as nm,
+                                 node_manager_pb2_grpc as nm_grpc)
+from ray_gcs.bundle_placement import plan
+from ray_gcs.node_manager import node_address
+
+logger = logging.getLogger(__name__)
+
+
+class GcsPlacementGroupScheduler:
+    def __init__(self, table, nodes, publisher):
+        self._table = table
+        self._nodes = nodes
+        self._publisher = publisher
+        self._waiting: Dict[bytes, None] = {}   # insertion-ordered: creation order
+        self._wake = asyncio.Event()
+        self._tasks: List[asyncio.Task] = []
+        self._background = set()
+        nodes.add_death_listener(self._on_node_dead)
+        nodes.resource_view.add_change_listener(self._wake.set)
+
+    def start(self) -> None:
+        for group in self._table.all():
+            if group.state in (pb.PG_PENDING, pb.PG_RESCHEDULING):
+                self.schedule(group.placement_group_id)
+        subscriber = self._publisher.add_subscriber(b"gcs_placement_groups", [pb.JOB_CHANNEL], [])
+        self._tasks = [asyncio.ensure_future(self._run()),
+                       asyncio.ensure_future(self._watch_jobs(subscriber))]
+
+    def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    def schedule(self, group_id: bytes) -> None:
+        self._waiting[group_id] = None
+        self._wake.set()
+
+    def remove(self, group: pb.PlacementGroupTableData) -> None:
+        """Return the group's bundles (the row is REMOVED already)."""
+        self._waiting.pop(group.placement_group_id, None)
+        self._in_background(self._cancel_everywhere(group.placement_group_id))
+
+    # ---- the placing loop ------------------------------------------------------------
+
+    async def _run(self) -> None:
+        retry = config.gcs_placement_group_retry_ms / 1000.0
+        while True:
+            if not self._waiting:
+                await self._wake.wait()
+            else:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), retry)
+                except asyncio.TimeoutError:
+                    pass
+            self._wake.clear()
+            for group_id in list(self._waiting):
+                group = self._table.get(group_id)
+                if group is None or group.state not in (pb.PG_PENDING, pb.PG_RESCHEDULING):
+                    self._waiting.pop(group_id, None)
+                    continue
+                try:
+                    placed = await self._try_place(group)
+                except Exception:  # noqa: BLE001 - one group must not stop the others
+                    logger.exception("Placing placement group %s failed", group_id.hex())
+                    placed = False
+                if placed:
+                    self._waiting.pop(group_id, None)
+
+    async def _try_place(self, group: pb.PlacementGroupTableData) -> bool:
+        group_id = group.placement_group_id
+        view = self._nodes.resource_view.nodes()
+        alive = {node.node_id for node in self._nodes.alive_nodes()}
+        available = {n: dict(d.resources_available) for n, d in view.items() if n in alive}
+        totals = {n: dict(d.resources_total) for n, d in view.items() if n in alive}
+        todo = {b.bundle_index: dict(b.unit_resources) for b in group.bundles if not b.node_id}
+        kept = {b.bundle_index: b.node_id for b in group.bundles if b.node_id}
+        placement, why = plan(todo, group.strategy or "PACK", available, kept, totals)
+        if placement is None:
+            await self._note(group, why)
+            return False
+        by_node: Dict[bytes, List[common_pb2.Bundle]] = {}
+        for bundle in group.bundles:
+            if bundle.bundle_index in placement:
+                by_node.setdefault(placement[bundle.bundle_index], []).append(bundle)
+        nodes = list(by_node)
+        prepared = await asyncio.gather(*(self._prepare(group_id, node, by_node[node])
+                                          for node in nodes))
+        refusals = [why for ok, why in prepared if not ok]
+        if refusals or self._table.get(group_id).state == pb.PG_REMOVED:
+            await asyncio.gather(*(self._call(node, "CancelResourceReserve",
+                                              nm.CancelResourceReserveRequest(
+                                                  placement_group_id=group_id,
+                                                  bundle_indices=[b.bundle_index
+                                                                  for b in by_node[node]]))
+                                   for node, (ok, _) in zip(nodes, prepared) if ok))
+            if refusals:
+                await self._note(group, "a raylet refused: " + "; ".join(refusals))
+            return False
+        await asyncio.gather(*(self._call(node, "CommitBundleResources",
+                                          nm.CommitBundleResourcesRequest(
+                                              placement_group_id=group_id,
+                                              bundle_indices=[b.bundle_index
+                                                              for b in by_node[node]]))
+                               for node in nodes))
+        current = self._table.get(group_id)
+        if current.state == pb.PG_REMOVED:  # removed while committing: give it all back
+            await self._cancel_everywhere(group_id)
+            return True
+        for bundle in current.bundles:
+            if bundle.bundle_index in placement:
+                bundle.node_id = placement[bundle.bundle_index]
+        current.state = pb.PG_CREATED
+        current.scheduling_detail = ""
+        await self._table.put(current)
+        logger.info("Placement group %s CREATED (%s): %s", group_id.hex(),
+                    current.strategy or "PACK",
+                    ", ".join(f"bundle {i} on node {n.hex()[:12]}"
+                              for i, n in sorted(placement.items())))
+        return True
+
+    async def _prepare(self, group_id: bytes, node_id: bytes, bundles):
+        try:
+            reply = await self._call(node_id, "PrepareBundleResources",
+                                     nm.PrepareBundleResourcesRequest(
+                                         placement_group_id=group_id, bundles=bundles))
+        except Exception as e:  # noqa: BLE001 - an unreachable raylet refuses
+            return False, f"node {node_id.hex()[:12]} unreachable ({e})"
+        return reply.success, f"node {node_id.hex()[:12]}: {reply.failure_message}"
+
+    async def _note(self, group: pb.PlacementGroupTableData, why: str) -> None:
+        if group.scheduling_detail != why:
+            logger.info("Placement group %s waits: %s", group.placement_group_id.hex(), why)
+            group.scheduling_detail = why
+            await self._table.put(group)
+
+    # ---- raylets ---------------------------------------------------------------------
+
+    async def _call(self, node_id: bytes, method: str, request):
+        info = self._nodes.get(node_id)
+        if info is None or info.state == common_pb2.NodeInfo.DEAD:
+            raise ConnectionError(f"node {node_id.hex()} is not alive")
+        stub = rpc.stub(nm_grpc.NodeManagerServiceStub, node_address(info))
+        return await rpc.call_with_retry(getattr(stub, method), request)
+
+    async def _cancel_everywhere(self, group_id: bytes) -> None:
+        """Every alive raylet returns the group's bundles and fails its waiting tasks."""
+        request = nm.CancelResourceReserveRequest(placement_group_id=group_id)
+        nodes = [node.node_id for node in self._nodes.alive_nodes()]
+        results = await asyncio.gather(*(self._call(n, "CancelResourceReserve", request)
+                                         for n in nodes), return_exceptions=True)
+        for node_id, result in zip(nodes, results):
+            if isinstance(result, Exception):
+                logger.warning("Node %s did not return the bundles of placement group %s: %s",
+                               node_id.hex(), group_id.hex(), result)
+
+    def _in_background(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ---- events ----------------------------------------------------------------------
+
+    async def _on_node_dead(self, node: common_pb2.NodeInfo) -> None:
+        for group in self._table.all():
+            if group.state not in (pb.PG_CREATED, pb.PG_RESCHEDULING):
+                continue
+            lost = [b for b in group.bundles if b.node_id == node.node_id]
+            if not lost:
+                continue
+            for bundle in lost:
+                bundle.node_id = b""
+            group.state = pb.PG_RESCHEDULING
+            group.scheduling_detail = (f"node {node.node_id.hex()} died with bundles "
+                                       f"{[b.bundle_index for b in lost]}")
+            logger.warning("Placement group %s RESCHEDULING: %s", group.placement_group_id.hex(),
+                           group.scheduling_detail)
+            await self._table.put(group)
+            self.schedule(group.placement_group_id)
+
+    async def _watch_jobs(self, subscriber) -> None:
+        while not subscriber.closed:
+            while subscriber.queue:
+                message = subscriber.queue.popleft()
+                if message.job_message.state == pb.JOB_FINISHED:
+                    try:
+                        await self._table.remove_groups_of_job(message.job_message.job_id)
+                    except Exception:  # noqa: BLE001
+                        logger.exception("Removing the placement groups of job %s failed",
+                                         message.job_message.job_id.hex())
+            subscriber.wakeup.clear()
+            if not subscriber.queue and not subscriber.closed:
+                await subscriber.wakeup.wait()
