@@ -20,6 +20,7 @@ import sys
 import threading
 from typing import Dict, List, Optional
 
+from ray_common import bundle_resources
 from ray_common.config import config
 
 PROG = "ray_core"
@@ -343,8 +344,11 @@ def _amount(name: str, value: float) -> str:
 
 
 def _used_total(total: Dict[str, float], available: Dict[str, float]) -> List[str]:
+    # A placement group's own resources are left out: what its bundles reserve shows as
+    # used CPU/GPU already, and each group would add a line per resource and bundle.
     return [f"{name} {_amount(name, total[name] - available.get(name, 0.0))}/"
-            f"{_amount(name, total[name])}" for name in sorted(total)]
+            f"{_amount(name, total[name])}" for name in sorted(total)
+            if not bundle_resources.is_group_resource(name)]
 
 
 def format_status(address: str, nodes, view) -> str:
@@ -358,6 +362,7 @@ def format_status(address: str, nodes, view) -> str:
     cluster_available: Dict[str, float] = {}
     pending: Dict[str, int] = {}
     infeasible: Dict[str, int] = {}
+    in_groups: Dict[str, int] = {}   # placement group hex -> requests waiting in it
     for node in alive:
         data = by_node.get(node.node_id)
         total = dict(data.resources_total) if data else dict(node.resources_total)
@@ -369,6 +374,11 @@ def format_status(address: str, nodes, view) -> str:
         lines.append(f"  ALIVE {node.node_id.hex()} {node.node_manager_address}{role}: "
                      + ", ".join(_used_total(total, available)))
         for demand in (data.resource_load if data else ()):
+            group = next(filter(None, map(bundle_resources.group_of, demand.shape)), "")
+            if group:
+                in_groups[group] = in_groups.get(group, 0) + \
+                    demand.num_ready_requests_queued + demand.num_infeasible_requests_queued
+                continue
             shape = json.dumps(dict(sorted(demand.shape.items())))
             if demand.num_ready_requests_queued:
                 pending[shape] = pending.get(shape, 0) + demand.num_ready_requests_queued
@@ -382,11 +392,13 @@ def format_status(address: str, nodes, view) -> str:
     lines += [f"  {entry}" for entry in _used_total(cluster_total, cluster_available)] or \
         ["  (none)"]
     lines.append("Demands:")
-    if not pending and not infeasible:
+    if not pending and not infeasible and not in_groups:
         lines.append("  (no pending or infeasible requests)")
     lines += [f"  pending {shape}: {count}" for shape, count in sorted(pending.items())]
     lines += [f"  infeasible {shape}: {count} (no node can ever fit it)"
               for shape, count in sorted(infeasible.items())]
+    lines += [f"  in placement group {group}: {count} waiting for its bundles"
+              for group, count in sorted(in_groups.items())]
     return "\n".join(lines)
 
 
