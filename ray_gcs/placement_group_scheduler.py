@@ -101,25 +101,27 @@ class GcsPlacementGroupScheduler:
             if bundle.bundle_index in placement:
                 by_node.setdefault(placement[bundle.bundle_index], []).append(bundle)
         nodes = list(by_node)
+        indices = {node: [b.bundle_index for b in by_node[node]] for node in nodes}
         prepared = await asyncio.gather(*(self._prepare(group_id, node, by_node[node])
                                           for node in nodes))
         refusals = [why for ok, why in prepared if not ok]
         if refusals or self._table.get(group_id).state == pb.PG_REMOVED:
-            await asyncio.gather(*(self._call(node, "CancelResourceReserve",
-                                              nm.CancelResourceReserveRequest(
-                                                  placement_group_id=group_id,
-                                                  bundle_indices=[b.bundle_index
-                                                                  for b in by_node[node]]))
-                                   for node, (ok, _) in zip(nodes, prepared) if ok))
+            await self._cancel(group_id, {node: indices[node]
+                                          for node, (ok, _) in zip(nodes, prepared) if ok})
             if refusals:
                 await self._note(group, "a raylet refused: " + "; ".join(refusals))
             return False
-        await asyncio.gather(*(self._call(node, "CommitBundleResources",
-                                          nm.CommitBundleResourcesRequest(
-                                              placement_group_id=group_id,
-                                              bundle_indices=[b.bundle_index
-                                                              for b in by_node[node]]))
-                               for node in nodes))
+        committed = await asyncio.gather(*(self._call(node, "CommitBundleResources",
+                                                      nm.CommitBundleResourcesRequest(
+                                                          placement_group_id=group_id,
+                                                          bundle_indices=indices[node]))
+                                           for node in nodes), return_exceptions=True)
+        failed = [f"node {node.hex()[:12]}: {result}" for node, result in zip(nodes, committed)
+                  if isinstance(result, Exception)]
+        if failed:   # a node died between the phases: nothing of this attempt may stay
+            await self._cancel(group_id, indices)
+            await self._note(group, "commit failed: " + "; ".join(failed))
+            return False
         current = self._table.get(group_id)
         if current.state == pb.PG_REMOVED:  # removed while committing: give it all back
             await self._cancel_everywhere(group_id)
@@ -159,6 +161,15 @@ class GcsPlacementGroupScheduler:
             raise ConnectionError(f"node {node_id.hex()} is not alive")
         stub = rpc.stub(nm_grpc.NodeManagerServiceStub, node_address(info))
         return await rpc.call_with_retry(getattr(stub, method), request)
+
+    async def _cancel(self, group_id: bytes, indices: Dict[bytes, List[int]]) -> None:
+        """Give back the bundles of one placement attempt (node -> bundle indices)."""
+        await asyncio.gather(*(self._call(node, "CancelResourceReserve",
+                                          nm.CancelResourceReserveRequest(
+                                              placement_group_id=group_id,
+                                              bundle_indices=bundle_indices))
+                               for node, bundle_indices in indices.items()),
+                             return_exceptions=True)
 
     async def _cancel_everywhere(self, group_id: bytes) -> None:
         """Every alive raylet returns the group's bundles and fails its waiting tasks."""
