@@ -28,6 +28,8 @@ from ray_gcs import errors
 logger = logging.getLogger(__name__)
 
 _RECONNECT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# A wait for a placement group asks the GCS for at most this long per call.
+_PG_WAIT_CHUNK_S = 30.0
 
 _STUBS = {
     "kv": grpc_pb.InternalKVGcsServiceStub,
@@ -317,6 +319,24 @@ class GcsClient:
             placement_group_id=_binary(placement_group_id)))
         return reply.placement_group_table_data \
             if reply.HasField("placement_group_table_data") else None
+
+    async def wait_placement_group_until_ready(self, placement_group_id: bytes,
+                                              timeout: Optional[float] = None) -> bool:
+        """True once the group is placed, False when `timeout` seconds (None: no limit)
+        pass first; GcsFailedPreconditionError if it was removed."""
+        loop = asyncio.get_running_loop()
+        end = None if timeout is None else loop.time() + timeout
+        while True:
+            # Bounded waits, each well inside its own RPC deadline.
+            left = _PG_WAIT_CHUNK_S if end is None else min(_PG_WAIT_CHUNK_S,
+                                                            max(0.0, end - loop.time()))
+            reply = await self._call("pg", "WaitPlacementGroupUntilReady",
+                                     pb.WaitPlacementGroupUntilReadyRequest(
+                                         placement_group_id=_binary(placement_group_id),
+                                         timeout_ms=int(left * 1000)),
+                                     timeout=left + config.rpc_default_deadline_s)
+            if reply.ready or (end is not None and loop.time() >= end):
+                return reply.ready
 
     async def get_named_placement_group(self, name: str, namespace: str = ""
                                         ) -> Optional[pb.PlacementGroupTableData]:

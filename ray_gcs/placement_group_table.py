@@ -5,8 +5,9 @@ updates rows through `put`. A created group starts PENDING; removal marks it REM
 and keeps the row, so a caller can tell a removed group from an unknown one. A name is
 unique per namespace among groups not removed, as in Ray.
 """
+import asyncio
 import logging
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable, Optional, Set
 
 from ray_common.ids import PlacementGroupID
 from ray_common.protocol import gcs_service_pb2 as pb, gcs_service_pb2_grpc
@@ -21,6 +22,7 @@ class GcsPlacementGroupTable(gcs_service_pb2_grpc.PlacementGroupInfoGcsServiceSe
         self._storage = storage
         self._groups: Dict[bytes, pb.PlacementGroupTableData] = {}
         self.scheduler = None   # set by the server: told of creations and removals
+        self._waiters: Dict[bytes, Set[asyncio.Future]] = {}   # WaitPlacementGroupUntilReady
 
     def get(self, group_id: bytes) -> Optional[pb.PlacementGroupTableData]:
         return self._groups.get(group_id)
@@ -44,6 +46,10 @@ class GcsPlacementGroupTable(gcs_service_pb2_grpc.PlacementGroupInfoGcsServiceSe
         self._groups[group.placement_group_id] = group
         await self._storage.put(Table.PLACEMENT_GROUP, group.placement_group_id,
                                 group.SerializeToString())
+        if group.state in (pb.PG_CREATED, pb.PG_REMOVED):
+            for waiter in self._waiters.pop(group.placement_group_id, ()):
+                if not waiter.done():
+                    waiter.set_result(None)
 
     @errors.handler
     async def CreatePlacementGroup(self, request, context):
@@ -116,3 +122,25 @@ class GcsPlacementGroupTable(gcs_service_pb2_grpc.PlacementGroupInfoGcsServiceSe
             raise errors.invalid("GetNamedPlacementGroup: the name is empty")
         group = self._named(request.name, request.ray_namespace)
         return pb.GetNamedPlacementGroupReply(placement_group_table_data=group)
+
+    @errors.handler
+    async def WaitPlacementGroupUntilReady(self, request, context):
+        group_id = request.placement_group_id
+        group = self._groups.get(group_id)
+        if group is None:
+            raise errors.not_found(f"WaitPlacementGroupUntilReady: unknown placement group "
+                                   f"{group_id.hex()}")
+        if group.state not in (pb.PG_CREATED, pb.PG_REMOVED) and request.timeout_ms > 0:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(group_id, set()).add(waiter)
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), request.timeout_ms / 1000.0)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                self._waiters.get(group_id, set()).discard(waiter)
+            group = self._groups[group_id]
+        if group.state == pb.PG_REMOVED:
+            raise errors.failed_precondition(f"placement group {group_id.hex()} was removed "
+                                             f"({group.scheduling_detail})")
+        return pb.WaitPlacementGroupUntilReadyReply(ready=group.state == pb.PG_CREATED)

@@ -12,6 +12,7 @@ Threads: user threads call submit_task/put/get_objects; the io loop thread
 main thread runs tasks. A submission crosses to the io loop through a deque and at most
 one wake-up per burst, so a loop of .remote() calls costs one thread hop, not one each.
 """
+import asyncio
 import collections
 import concurrent.futures
 import itertools
@@ -455,6 +456,26 @@ class CoreWorker:
             self.memory_store.put(object_id, StoredObject.plasma_marker(self.node_id,
                                                                         ser.total_size))
         self.reference_counter.add_owned(object_id)
+        return ObjectRef(object_id, self.address_bytes, self.reference_counter)
+
+    def future_ref(self, coroutine) -> ObjectRef:
+        """A ref this process owns whose value `coroutine` (run on the io loop) returns; an
+        exception it raises is what get() raises (a RayError as it is, others wrapped)."""
+        object_id = self._next_put_id()
+        self.reference_counter.add_owned(object_id)
+
+        async def fill():
+            try:
+                ser = serialization.serialize(await coroutine)
+                stored = StoredObject(ser.to_bytes(), ser.metadata)
+            except Exception as e:  # noqa: BLE001 - the ref carries it to get()
+                error = e if isinstance(e, exceptions.RayError) else \
+                    exceptions.RaySystemError(f"{type(e).__name__}: {e}")
+                stored = StoredObject(serialization.serialize_error(error).to_bytes(),
+                                      serialization.META_ERROR)
+            self.memory_store.put(object_id, stored)
+
+        asyncio.run_coroutine_threadsafe(fill(), self.loop)
         return ObjectRef(object_id, self.address_bytes, self.reference_counter)
 
     def _copy_threads(self) -> int:

@@ -163,6 +163,17 @@ def run_rows(ray, quick: bool = False) -> List[Row]:
     add("task latency p50", latencies[len(latencies) // 2], "ms")
     add("task latency p99", latencies[int(len(latencies) * 0.99)], "ms")
     microbenchmark_actors.run_actor_rows(ray, add, timeit, scale)
+
+    def create_and_remove_groups(n=100):
+        # Ray's row: one-bundle groups of a sliver of a custom resource, waited on, removed.
+        groups = [ray.util.placement_group([{"custom": 0.001}]) for _ in range(n)]
+        for group in groups:
+            group.wait(timeout_seconds=30)
+        for group in groups:
+            ray.util.remove_placement_group(group)
+
+    add("placement group create/removal", timeit(create_and_remove_groups, 100,
+                                                 min_seconds=scale), "groups/s")
     return rows
 
 
@@ -172,7 +183,7 @@ def run(quick: bool = False, backend: str = "ray_core") -> List[Row]:
     temp_dir = tempfile.mkdtemp(prefix="rcb_", dir="/tmp")
     started = time.perf_counter()
     ray.init(num_cpus=2, object_store_memory=2 * 1024 ** 3, _temp_dir=temp_dir,
-             log_to_driver=False, include_dashboard=False)
+             resources={"custom": 100}, log_to_driver=False, include_dashboard=False)
     try:
         small_value = make_tasks(ray)[0]
         assert ray.get(small_value.remote()) == b"ok"

@@ -11,6 +11,8 @@ from typing import Dict, List, Optional, Union
 
 from ray_common.ids import PlacementGroupID
 from ray_common.protocol import common_pb2, gcs_service_pb2 as pb
+from ray_core.exceptions import RaySystemError
+from ray_gcs.errors import GcsFailedPreconditionError
 
 VALID_PLACEMENT_GROUP_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 _STATE_NAMES = {pb.PG_PENDING: "PENDING", pb.PG_CREATED: "CREATED", pb.PG_REMOVED: "REMOVED",
@@ -25,24 +27,29 @@ class PlacementGroup:
         self.bundle_cache = bundle_cache
 
     def ready(self):
-        """An ObjectRef that resolves (to this group) once every bundle is placed."""
-        from ray_core.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-        return _ready_probe().options(scheduling_strategy=PlacementGroupSchedulingStrategy(
-            self)).remote(self)
+        """An ObjectRef that resolves (to this group) once every bundle is placed; get()
+        raises if the group is removed first."""
+        from ray_core._private import worker
+        w = worker.global_worker()
+        group_id = self.id.binary()
+
+        async def placed():
+            try:
+                await w.gcs.wait_placement_group_until_ready(group_id)
+            except GcsFailedPreconditionError as e:
+                raise RaySystemError(str(e).split(": ", 1)[-1]) from None
+            return self
+
+        return w.core_worker.future_ref(placed())
 
     def wait(self, timeout_seconds: Union[int, float] = 30) -> bool:
-        """True once the group is placed; False if it is not within the timeout."""
-        import ray_core
-        probe = self.ready()
-        done, _ = ray_core.wait([probe], timeout=timeout_seconds)
-        if not done:
-            ray_core.cancel(probe)
-            return False
+        """True once the group is placed; False if it is not within the timeout (or was
+        removed)."""
         try:
-            ray_core.get(probe)
-        except ray_core.exceptions.RayError:
-            return False   # removed meanwhile
-        return True
+            return _gcs().sync.wait_placement_group_until_ready(self.id.binary(),
+                                                                timeout_seconds)
+        except GcsFailedPreconditionError:
+            return False
 
     @property
     def bundle_specs(self) -> List[Dict[str, float]]:
@@ -68,23 +75,6 @@ class PlacementGroup:
 
     def __reduce__(self):
         return PlacementGroup, (self.id, self.bundle_cache)
-
-
-def _return_group(group):
-    return group
-
-
-_probe = None
-
-
-def _ready_probe():
-    """A task that asks for nothing but a share of the group's "bundle" resource: it can
-    run only once the group's bundles exist, and then it returns the group."""
-    global _probe
-    if _probe is None:
-        from ray_core.remote_function import RemoteFunction
-        _probe = RemoteFunction(_return_group, {"num_cpus": 0, "max_retries": 0})
-    return _probe
 
 
 def _gcs():

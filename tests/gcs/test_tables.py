@@ -4,7 +4,7 @@ import pytest
 from ray_common import rpc
 from ray_common.ids import ActorID, JobID, NodeID, PlacementGroupID, WorkerID
 from ray_common.protocol import common_pb2, gcs_service_pb2 as pb
-from ray_gcs.errors import GcsAlreadyExistsError, GcsNotFoundError
+from ray_gcs.errors import GcsAlreadyExistsError, GcsFailedPreconditionError, GcsNotFoundError
 from tests.gcs.conftest import wait_for
 
 
@@ -141,9 +141,13 @@ def test_placement_group_table(gcs):
         client.sync.create_placement_group(pb.PlacementGroupTableData(
             placement_group_id=PlacementGroupID.of(JobID.from_int(1)).binary(), name="pg",
             bundles=[common_pb2.Bundle(unit_resources={"CPU": 1.0})]))
+    # No node to place it on: a wait ends with its timeout, not sooner, not never.
+    assert client.sync.wait_placement_group_until_ready(group_id, 0.2) is False
     client.sync.remove_placement_group(group_id)
     (group,) = client.sync.get_all_placement_group()
     assert group.state == pb.PG_REMOVED
+    with pytest.raises(GcsFailedPreconditionError, match="was removed"):
+        client.sync.wait_placement_group_until_ready(group_id, 5)
     assert client.sync.get_named_placement_group("pg") is None   # the name is free again
     assert client.sync.get_placement_group(b"\0" * len(group_id)) is None
     with pytest.raises(GcsNotFoundError, match="unknown placement group"):

@@ -7,7 +7,7 @@ import pytest
 import ray_core as ray
 from ray_common.ids import PlacementGroupID
 from ray_core._private import worker as worker_mod
-from ray_core.exceptions import ActorDiedError, TaskPlacementGroupRemoved
+from ray_core.exceptions import ActorDiedError, RaySystemError, TaskPlacementGroupRemoved
 from ray_core.util import (PlacementGroup, get_current_placement_group, get_placement_group,
                            placement_group, placement_group_table, remove_placement_group)
 from ray_core.util.scheduling_strategies import PlacementGroupSchedulingStrategy as InGroup
@@ -115,7 +115,10 @@ def test_a_group_that_cannot_fit_waits_and_its_tasks_fail_once_it_is_removed(fas
     assert row["state"] == "PENDING"
     assert "fits no node of the cluster" in row["stats"]["scheduling_state"]
     waiting = context.options(num_cpus=1, scheduling_strategy=InGroup(group)).remote()
+    ready = group.ready()
     remove_placement_group(group)
+    with pytest.raises(RaySystemError, match=f"placement group {group.id.hex()} was removed"):
+        ray.get(ready, timeout=30)
     with pytest.raises(TaskPlacementGroupRemoved, match=f"placement group {group.id.hex()} "
                                                         f"was removed"):
         ray.get(waiting, timeout=30)
