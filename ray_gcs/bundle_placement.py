@@ -23,6 +23,12 @@ def shape(amounts: Mapping[str, float]) -> Shape:
     return {name: int(round(amount * _UNIT)) for name, amount in amounts.items() if amount > 0}
 
 
+def _only(amounts: Mapping[str, float], names) -> Shape:
+    """The fixed-point amounts of just `names`: a node's view also lists every group's
+    own resources (four per bundle), which no bundle asks for."""
+    return {name: int(round(amounts.get(name, 0.0) * _UNIT)) for name in names}
+
+
 def _fits(need: Shape, free: Shape) -> bool:
     return all(free.get(name, 0) >= units for name, units in need.items())
 
@@ -55,8 +61,9 @@ def plan(bundles: Mapping[int, Mapping[str, float]], strategy: str,
     that stay where they are; `totals` (optional) tells "never fits" from "not now".
     """
     placed = dict(placed or {})
-    free = {node: shape(amounts) for node, amounts in available.items()}
     need = {index: shape(amounts) for index, amounts in bundles.items()}
+    names = {name for one in need.values() for name in one}
+    free = {node: _only(amounts, names) for node, amounts in available.items()}
     order = sorted(free)
     if strategy == "STRICT_PACK":
         result = _strict_pack(need, free, order, placed)
@@ -68,7 +75,7 @@ def plan(bundles: Mapping[int, Mapping[str, float]], strategy: str,
         result = _pack(need, free, order)
     if result is not None:
         return result, ""
-    return None, _why(need, strategy, totals or available)
+    return None, _why(need, strategy, totals or available, names)
 
 
 def _pack(need, free, order) -> Optional[Dict[int, bytes]]:
@@ -127,8 +134,8 @@ def _strict_spread(need, free, order, placed) -> Optional[Dict[int, bytes]]:
     return out
 
 
-def _why(need, strategy, totals) -> str:
-    capacity = {node: shape(amounts) for node, amounts in totals.items()}
+def _why(need, strategy, totals, names) -> str:
+    capacity = {node: _only(amounts, names) for node, amounts in totals.items()}
     for index in sorted(need):
         if not any(_fits(need[index], cap) for cap in capacity.values()):
             return (f"bundle {index} {_describe(need[index])} fits no node of the cluster, "

@@ -4,7 +4,8 @@ A group is placed whole or not at all, in two phases as Ray's GCS does it: every
 that is to hold bundles prepares them (takes the resources, or refuses); only when all
 agreed does each commit (the bundles' resources appear under the group's names). A
 refusal cancels what others prepared and the group waits for the next change of the
-cluster view (or the retry period). Groups are tried in creation order.
+cluster view (or the retry period). A group placed on one node needs no agreement: that
+raylet prepares and commits in one call. Groups are tried in creation order.
 
 A node that dies takes its bundles with it: the group goes RESCHEDULING and only those
 bundles are placed again. Removal, by the user or at the end of the creator's job (a
@@ -88,8 +89,8 @@ class GcsPlacementGroupScheduler:
         group_id = group.placement_group_id
         view = self._nodes.resource_view.nodes()
         alive = {node.node_id for node in self._nodes.alive_nodes()}
-        available = {n: dict(d.resources_available) for n, d in view.items() if n in alive}
-        totals = {n: dict(d.resources_total) for n, d in view.items() if n in alive}
+        available = {n: d.resources_available for n, d in view.items() if n in alive}
+        totals = {n: d.resources_total for n, d in view.items() if n in alive}
         todo = {b.bundle_index: dict(b.unit_resources) for b in group.bundles if not b.node_id}
         kept = {b.bundle_index: b.node_id for b in group.bundles if b.node_id}
         placement, why = plan(todo, group.strategy or "PACK", available, kept, totals)
@@ -102,26 +103,29 @@ class GcsPlacementGroupScheduler:
                 by_node.setdefault(placement[bundle.bundle_index], []).append(bundle)
         nodes = list(by_node)
         indices = {node: [b.bundle_index for b in by_node[node]] for node in nodes}
-        prepared = await asyncio.gather(*(self._prepare(group_id, node, by_node[node])
+        one_node = len(nodes) == 1   # one raylet to ask: it prepares and commits at once
+        prepared = await asyncio.gather(*(self._prepare(group_id, node, by_node[node],
+                                                        commit=one_node)
                                           for node in nodes))
         refusals = [why for ok, why in prepared if not ok]
-        if refusals or self._table.get(group_id).state == pb.PG_REMOVED:
+        if refusals or (not one_node and self._table.get(group_id).state == pb.PG_REMOVED):
             await self._cancel(group_id, {node: indices[node]
                                           for node, (ok, _) in zip(nodes, prepared) if ok})
             if refusals:
                 await self._note(group, "a raylet refused: " + "; ".join(refusals))
             return False
-        committed = await asyncio.gather(*(self._call(node, "CommitBundleResources",
-                                                      nm.CommitBundleResourcesRequest(
-                                                          placement_group_id=group_id,
-                                                          bundle_indices=indices[node]))
-                                           for node in nodes), return_exceptions=True)
-        failed = [f"node {node.hex()[:12]}: {result}" for node, result in zip(nodes, committed)
-                  if isinstance(result, Exception)]
-        if failed:   # a node died between the phases: nothing of this attempt may stay
-            await self._cancel(group_id, indices)
-            await self._note(group, "commit failed: " + "; ".join(failed))
-            return False
+        if not one_node:
+            committed = await asyncio.gather(*(self._call(node, "CommitBundleResources",
+                                                          nm.CommitBundleResourcesRequest(
+                                                              placement_group_id=group_id,
+                                                              bundle_indices=indices[node]))
+                                               for node in nodes), return_exceptions=True)
+            failed = [f"node {node.hex()[:12]}: {result}"
+                      for node, result in zip(nodes, committed) if isinstance(result, Exception)]
+            if failed:   # a node died between the phases: nothing of this attempt may stay
+                await self._cancel(group_id, indices)
+                await self._note(group, "commit failed: " + "; ".join(failed))
+                return False
         current = self._table.get(group_id)
         if current.state == pb.PG_REMOVED:  # removed while committing: give it all back
             await self._cancel_everywhere(group_id)
@@ -138,11 +142,12 @@ class GcsPlacementGroupScheduler:
                               for i, n in sorted(placement.items())))
         return True
 
-    async def _prepare(self, group_id: bytes, node_id: bytes, bundles):
+    async def _prepare(self, group_id: bytes, node_id: bytes, bundles, commit: bool):
         try:
             reply = await self._call(node_id, "PrepareBundleResources",
                                      nm.PrepareBundleResourcesRequest(
-                                         placement_group_id=group_id, bundles=bundles))
+                                         placement_group_id=group_id, bundles=bundles,
+                                         commit=commit))
         except Exception as e:  # noqa: BLE001 - an unreachable raylet refuses
             return False, f"node {node_id.hex()[:12]} unreachable ({e})"
         return reply.success, f"node {node_id.hex()[:12]}: {reply.failure_message}"

@@ -446,6 +446,9 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
 
     async def PrepareBundleResources(self, request, context):
         success, why = self.bundles.prepare(request.placement_group_id, request.bundles)
+        if success and request.commit:
+            self.bundles.commit(request.placement_group_id,
+                                [bundle.bundle_index for bundle in request.bundles])
         return NM.PrepareBundleResourcesReply(success=success, failure_message=why)
 
     async def CommitBundleResources(self, request, context):

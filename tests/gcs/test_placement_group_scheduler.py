@@ -107,7 +107,8 @@ def test_a_failed_attempt_returns_what_it_reserved(how):
         assert raylets.methods(node)[-1][0] == "CancelResourceReserve"
 
 
-def test_a_group_removed_while_being_placed_keeps_nothing():
+@pytest.mark.parametrize("strategy,bundles", [("PACK", 1), ("STRICT_SPREAD", 2)])
+def test_a_group_removed_while_being_placed_keeps_nothing(strategy, bundles):
     holder = {}
 
     async def remove_now():
@@ -115,13 +116,13 @@ def test_a_group_removed_while_being_placed_keeps_nothing():
 
     async def scenario():
         raylets = FakeRaylets(during_prepare=remove_now)
-        table = holder["table"] = await make(raylets, strategy="PACK", bundles=1)
-        placed = await table.scheduler._try_place(table.get(GROUP))
+        table = holder["table"] = await make(raylets, strategy=strategy, bundles=bundles)
+        await table.scheduler._try_place(table.get(GROUP))
         await asyncio.sleep(0.01)    # the removal's own cancel runs in the background
-        return table, raylets, placed
+        return table, raylets
 
-    table, raylets, placed = run(scenario())
-    assert not placed and table.get(GROUP).state == pb.PG_REMOVED
-    methods = [method for _, method, _ in raylets.calls]
-    assert "CommitBundleResources" not in methods
-    assert methods.count("CancelResourceReserve") >= 2   # the attempt's, then everywhere
+    table, raylets = run(scenario())
+    assert table.get(GROUP).state == pb.PG_REMOVED
+    assert "CommitBundleResources" not in [method for _, method, _ in raylets.calls]
+    for node in {node for node, method, _ in raylets.calls if method.startswith("Prepare")}:
+        assert raylets.methods(node)[-1][0] == "CancelResourceReserve"
