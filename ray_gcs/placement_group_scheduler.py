@@ -14,7 +14,7 @@ raylet, so tasks still waiting for the group fail rather than wait forever.
 """
 import asyncio
 import logging
-from typing import Dict, List
+from typing import Dict, List, Set
 
 from ray_common import rpc
 from ray_common.config import config
@@ -32,11 +32,13 @@ class GcsPlacementGroupScheduler:
         self._nodes = nodes
         self._publisher = publisher
         self._waiting: Dict[bytes, None] = {}   # insertion-ordered: creation order
+        self._fresh: Set[bytes] = set()         # waiting groups not tried yet
+        self._retry_all = False                 # the cluster changed: try every group
         self._wake = asyncio.Event()
         self._tasks: List[asyncio.Task] = []
         self._background = set()
         nodes.add_death_listener(self._on_node_dead)
-        nodes.resource_view.add_change_listener(self._wake.set)
+        nodes.resource_view.add_change_listener(self._cluster_changed)
 
     def start(self) -> None:
         for group in self._table.all():
@@ -52,6 +54,11 @@ class GcsPlacementGroupScheduler:
 
     def schedule(self, group_id: bytes) -> None:
         self._waiting[group_id] = None
+        self._fresh.add(group_id)
+        self._wake.set()
+
+    def _cluster_changed(self) -> None:
+        self._retry_all = True
         self._wake.set()
 
     def remove(self, group: pb.PlacementGroupTableData) -> None:
@@ -70,9 +77,15 @@ class GcsPlacementGroupScheduler:
                 try:
                     await asyncio.wait_for(self._wake.wait(), retry)
                 except asyncio.TimeoutError:
-                    pass
+                    self._retry_all = True
             self._wake.clear()
-            for group_id in list(self._waiting):
+            # A new group alone changes nothing for the ones that already could not be
+            # placed: only a change of the cluster (or the retry period) tries them again.
+            todo = list(self._waiting) if self._retry_all else \
+                [group_id for group_id in self._waiting if group_id in self._fresh]
+            self._retry_all = False
+            self._fresh.clear()
+            for group_id in todo:
                 group = self._table.get(group_id)
                 if group is None or group.state not in (pb.PG_PENDING, pb.PG_RESCHEDULING):
                     self._waiting.pop(group_id, None)
