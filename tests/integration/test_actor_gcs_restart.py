@@ -110,3 +110,29 @@ def test_actor_serves_calls_across_a_gcs_kill_and_restart(redis_cluster):
     # And it manages actors again: new ones are created through it.
     fresh = Ledger.remote()
     assert ray.get(fresh.append.remote(0)) == 1
+
+
+@ray.remote(num_cpus=1)
+def in_group():
+    return ray.util.get_current_placement_group().id.hex()
+
+
+def test_placement_groups_survive_a_gcs_restart(redis_cluster):
+    from ray_core.util import placement_group, placement_group_table, remove_placement_group
+    from ray_core.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+    restart_gcs = redis_cluster
+    placed = placement_group([{"CPU": 1}], name="placed")
+    assert placed.wait(30)
+    waiting = placement_group([{"CPU": 2}])      # cannot fit while `placed` holds a CPU
+    assert waiting.wait(0.5) is False
+    restart_gcs()
+    # The row came back from Redis, and the raylet still holds the bundle.
+    assert placement_group_table(placed)["state"] == "CREATED"
+    strategy = PlacementGroupSchedulingStrategy(placed)
+    assert ray.get(in_group.options(scheduling_strategy=strategy).remote(),
+                   timeout=60) == placed.id.hex()
+    # The new GCS took up the group that was waiting: it is placed once there is room.
+    remove_placement_group(placed)
+    assert waiting.wait(30)
+    remove_placement_group(waiting)
+    assert placement_group_table(waiting)["state"] == "REMOVED"
