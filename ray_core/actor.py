@@ -56,13 +56,6 @@ METHOD_OPTIONS = {"num_returns": options_mod._integer, "max_task_retries": _rest
                   "name": options_mod._string}
 
 
-def _validate(options: Dict[str, Any], valid: Dict[str, Any], where: str) -> Dict[str, Any]:
-    saved = options_mod.TASK_OPTIONS
-    try:
-        options_mod.TASK_OPTIONS = valid
-        return options_mod.validate_task_options(options, where)
-    finally:
-        options_mod.TASK_OPTIONS = saved
 
 
 def method(*args, **kwargs):
@@ -70,7 +63,7 @@ def method(*args, **kwargs):
     if args:
         raise TypeError("@ray_core.method takes keyword options only, e.g. "
                         "@ray_core.method(num_returns=2)")
-    _validate(kwargs, METHOD_OPTIONS, "@ray_core.method")
+    options_mod.validate_options(kwargs, METHOD_OPTIONS, "@ray_core.method")
 
     def decorator(fn):
         fn.__ray_method_options__ = dict(kwargs)
@@ -111,7 +104,8 @@ class ActorClass:
         self._cls = cls
         self._name = cls.__qualname__
         self._module = cls.__module__ or ""
-        self._options = _validate(options, ACTOR_OPTIONS, f"@remote class {self._name}")
+        self._options = options_mod.validate_options(options, ACTOR_OPTIONS,
+                                                     f"@remote class {self._name}")
         self._methods = _method_table(cls)
         self._is_async = is_async_class(cls)
         self._code = ExportedCode(cls, self._name, "actor class")
@@ -129,7 +123,8 @@ class ActorClass:
 
     def options(self, **actor_options) -> "_ActorClassOptions":
         merged = dict(self._options)
-        merged.update(_validate(actor_options, ACTOR_OPTIONS, f"{self._name}.options()"))
+        merged.update(options_mod.validate_options(actor_options, ACTOR_OPTIONS,
+                                                   f"{self._name}.options()"))
         return _ActorClassOptions(self, merged)
 
     def bind(self, *args, **kwargs):
@@ -212,7 +207,7 @@ class _ActorClassOptions:
 
     def options(self, **actor_options) -> "_ActorClassOptions":
         merged = dict(self._options)
-        merged.update(_validate(actor_options, ACTOR_OPTIONS,
+        merged.update(options_mod.validate_options(actor_options, ACTOR_OPTIONS,
                                 f"{self._parent._name}.options()"))
         return _ActorClassOptions(self._parent, merged)
 
@@ -238,7 +233,8 @@ class ActorMethod:
 
     def options(self, **method_options) -> "ActorMethod":
         merged = dict(self._options)
-        merged.update(_validate(method_options, METHOD_OPTIONS, f"{self._name}.options()"))
+        merged.update(options_mod.validate_options(method_options, METHOD_OPTIONS,
+                                                   f"{self._name}.options()"))
         return ActorMethod(self._handle, self._name, merged)
 
 

@@ -4,6 +4,7 @@ Every option has one checker; an unknown name or a wrong type raises right away 
 the list of valid names, instead of failing later inside a worker.
 """
 import difflib
+import warnings
 from typing import Any, Dict
 
 from ray_core.util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
@@ -116,13 +117,52 @@ TASK_OPTIONS = {
 }
 
 
+# Ray's deprecated spelling of PlacementGroupSchedulingStrategy (still accepted by Ray,
+# and used as @remote(placement_group=None) by libraries built on it).
+LEGACY_GROUP_OPTIONS = ("placement_group", "placement_group_bundle_index",
+                        "placement_group_capture_child_tasks")
+
+
 def validate_task_options(options: Dict[str, Any], where: str) -> Dict[str, Any]:
+    return validate_options(options, TASK_OPTIONS, where)
+
+
+def validate_options(options: Dict[str, Any], valid: Dict[str, Any],
+                     where: str) -> Dict[str, Any]:
+    """The options checked against `valid` (name -> checker), legacy ones translated."""
+    options = _legacy_placement_group(options)
     for name, value in options.items():
-        check = TASK_OPTIONS.get(name)
+        check = valid.get(name)
         if check is None:
-            close = difflib.get_close_matches(name, TASK_OPTIONS, n=1)
+            close = difflib.get_close_matches(name, valid, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"Invalid option {name!r} for {where}.{hint} Valid options are: "
-                             f"{', '.join(sorted(TASK_OPTIONS))}.")
+                             f"{', '.join(sorted(valid))}.")
         check(name, value)
     return dict(options)
+
+
+def _legacy_placement_group(options: Dict[str, Any]) -> Dict[str, Any]:
+    if not any(name in options for name in LEGACY_GROUP_OPTIONS):
+        return options
+    options = dict(options)
+    group = options.pop("placement_group", "default")
+    index = options.pop("placement_group_bundle_index", -1)
+    capture = options.pop("placement_group_capture_child_tasks", None)
+    if group == "default":
+        if index != -1 or capture:
+            raise ValueError("placement_group_bundle_index and "
+                             "placement_group_capture_child_tasks need a placement_group; "
+                             "better, pass scheduling_strategy=PlacementGroupSchedulingStrategy"
+                             "(group, bundle_index, capture_child_tasks)")
+        return options
+    if options.get("scheduling_strategy") is not None:
+        raise ValueError("the placement_group option is deprecated and cannot be combined "
+                         "with scheduling_strategy; pass scheduling_strategy="
+                         "PlacementGroupSchedulingStrategy(...) alone")
+    if group is not None:
+        warnings.warn("the placement_group option is deprecated: use scheduling_strategy="
+                      "PlacementGroupSchedulingStrategy(placement_group, bundle_index, "
+                      "capture_child_tasks)", DeprecationWarning, stacklevel=4)
+    options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(group, index, capture)
+    return options

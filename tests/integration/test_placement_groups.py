@@ -124,6 +124,25 @@ def test_a_group_that_cannot_fit_waits_and_its_tasks_fail_once_it_is_removed(fas
         ray.get(waiting, timeout=30)
 
 
+def test_rays_deprecated_placement_group_options_still_place_the_task(fast_health_cluster):
+    group = placement_group([{"CPU": 0.5}, {"CPU": 0.5}])
+    try:
+        with pytest.warns(DeprecationWarning, match="placement_group option is deprecated"):
+            legacy = context.options(num_cpus=0.5, placement_group=group,
+                                     placement_group_bundle_index=1)
+        assigned = ray.get(legacy.remote(), timeout=30)[1]
+        assert assigned == {f"CPU_group_1_{group.id.hex()}": 0.5,
+                            f"CPU_group_{group.id.hex()}": 0.5}
+        # placement_group=None (as Ray's libraries write it): not in any group.
+        assert ray.get(context.options(placement_group=None).remote(), timeout=30)[2] is None
+        with pytest.raises(ValueError, match="cannot be combined with scheduling_strategy"):
+            context.options(placement_group=group, scheduling_strategy="SPREAD")
+        with pytest.raises(ValueError, match="need a placement_group"):
+            context.options(placement_group_bundle_index=0)
+    finally:
+        remove_placement_group(group)
+
+
 def test_child_tasks_join_the_group_only_when_captured(fast_health_cluster):
     group = placement_group([{"CPU": 1}])
     try:
