@@ -29,6 +29,11 @@ class RuntimeContext:
         actor = self._core.actor_runtime
         return None if actor is None else actor.actor_id.hex()
 
+    def get_placement_group_id(self) -> Optional[str]:
+        """The placement group (hex id) the running task or actor was placed in, if any."""
+        group_id = self._core.current_placement_group()[0]
+        return group_id.hex() if group_id else None
+
     def get_actor_name(self) -> Optional[str]:
         actor = self._core.actor_runtime
         return None if actor is None else (actor.name or None)

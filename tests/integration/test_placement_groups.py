@@ -57,6 +57,8 @@ def child_context():
 class Member:
     def group(self):
         group = get_current_placement_group()
+        assert ray.get_runtime_context().get_placement_group_id() == (
+            group.id.hex() if group else None)
         return group.id.hex() if group else None
 
 
@@ -75,6 +77,7 @@ def test_a_pack_group_reserves_its_bundles_and_runs_tasks_in_them(fast_health_cl
     assert inside == gid and node == fast_health_cluster["node_id"]
     assert assigned == {f"CPU_group_1_{gid}": 1.0, f"CPU_group_{gid}": 1.0}
     assert get_current_placement_group() is None       # the driver is in no group
+    assert ray.get_runtime_context().get_placement_group_id() is None
 
     # The group holds both CPUs: a task outside it waits until the group is removed.
     outside = context.remote()
