@@ -402,13 +402,3 @@ def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
     core.gcs.sync.kill_actor(actor._actor_id, force_kill=True, no_restart=no_restart,
                              reason="" if no_restart else
                              "it was killed by ray_core.kill(no_restart=False)")
-
-
-def list_named_actors(all_namespaces: bool = False):
-    from ray_core._private import worker
-    w = worker.global_worker()
-    entries = w.core_worker.gcs.sync.list_named_actors(all_namespaces, default_namespace(w))
-    if all_namespaces:
-        return [{"name": e.name, "namespace": e.ray_namespace} for e in entries]
-    return [e.name for e in entries]
-

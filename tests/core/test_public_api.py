@@ -66,12 +66,14 @@ def test_signatures():
         assert str(inspect.signature(getattr(ray_core, name))) == expected, name
 
 
-def test_util_module_has_rays_placement_group_api():
+def test_util_module_has_rays_helpers():
     import ray_core.util
     from ray_core.util.placement_group import PlacementGroup  # the module path Ray has too
     assert ray_core.util.PlacementGroup is PlacementGroup
     assert {"placement_group", "remove_placement_group", "get_placement_group",
-            "placement_group_table", "get_current_placement_group", "ActorPool"} <= set(
+            "placement_group_table", "get_current_placement_group", "ActorPool",
+            "as_completed", "map_unordered", "list_named_actors",
+            "get_node_ip_address"} <= set(
         ray_core.util.__all__)
 
 
