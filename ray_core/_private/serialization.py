@@ -14,11 +14,12 @@ Buffers start 64-byte aligned, so SIMD code over them gets aligned data.
 ObjectRefs met while pickling are recorded (they become the task's or object's nested
 refs, so their owners can keep them alive); refs inside arguments stay refs.
 """
+import collections
 import io
 import pickle
 import struct
 import threading
-from typing import Any, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import cloudpickle
 
@@ -103,6 +104,31 @@ def current_ref_recorder() -> Optional[_RefRecorder]:
     return getattr(_local, "recorder", None)
 
 
+# Reducers of the classes given to ray_core.util.register_serializer, consulted before
+# cloudpickle's own. Only this process pickles with them (as in Ray): the deserializer
+# travels inside each value, so a reader needs no registration.
+_custom_reducers: Dict[type, Callable] = {}
+
+
+class _Pickler(cloudpickle.CloudPickler):
+    dispatch_table = collections.ChainMap(_custom_reducers,
+                                          cloudpickle.CloudPickler.dispatch_table)
+
+
+def _dumps(value: Any, buffer_callback=None) -> bytes:
+    with io.BytesIO() as out:
+        _Pickler(out, protocol=5, buffer_callback=buffer_callback).dump(value)
+        return out.getvalue()
+
+
+def register_reducer(cls: type, serializer: Callable, deserializer: Callable) -> None:
+    _custom_reducers[cls] = lambda obj: (deserializer, (serializer(obj),))
+
+
+def deregister_reducer(cls: type) -> None:
+    _custom_reducers.pop(cls, None)
+
+
 def serialize(value: Any) -> SerializedObject:
     """Serialize any picklable value; raises what pickling raised."""
     if type(value) in _FAST_TYPES:
@@ -112,7 +138,7 @@ def serialize(value: Any) -> SerializedObject:
     _local.recorder = recorder
     buffers: List[pickle.PickleBuffer] = []
     try:
-        inband = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        inband = _dumps(value, buffers.append)
     finally:
         _local.recorder = previous
     if not buffers:
@@ -130,7 +156,7 @@ def serialize(value: Any) -> SerializedObject:
 def serialize_error(error: BaseException) -> SerializedObject:
     """Serialize an error so get() raises it; degrade to a message if it won't pickle."""
     try:
-        data = cloudpickle.dumps(error, protocol=5)
+        data = _dumps(error)
     except Exception as e:  # the user's exception holds something unpicklable
         if isinstance(error, exceptions.RayTaskError):
             fallback = exceptions.RayTaskError(
@@ -139,7 +165,7 @@ def serialize_error(error: BaseException) -> SerializedObject:
                 f"be pickled: {e})", None, error.pid, error.ip, error.node_id, error.task_id)
         else:
             fallback = exceptions.RaySystemError(f"{type(error).__name__}: {error}")
-        data = cloudpickle.dumps(fallback, protocol=5)
+        data = _dumps(fallback)
     return SerializedObject(META_ERROR, data)
 
 
@@ -207,7 +233,7 @@ def _find_unpicklable(value: Any, depth: int):
         children = list(vars(value).values())
     for child in children:
         try:
-            cloudpickle.dumps(child, protocol=5)
+            _dumps(child)
         except Exception:
             return _find_unpicklable(child, depth + 1) or child
     return None

@@ -19,12 +19,31 @@ def list_named_actors(all_namespaces: bool = False):
     return [e.name for e in entries]
 
 
+def register_serializer(cls: type, *, serializer, deserializer) -> None:
+    """Pickle instances of `cls` (in this process) as deserializer(serializer(obj)), for
+    classes pickle cannot take as they are; the deserializer is pickled with each value."""
+    if not isinstance(cls, type):
+        raise TypeError(f"register_serializer needs a class, got {cls!r}")
+    for name, fn in (("serializer", serializer), ("deserializer", deserializer)):
+        if not callable(fn):
+            raise TypeError(f"register_serializer: {name} must be callable, got {fn!r}")
+    from ray_core._private import serialization
+    serialization.register_reducer(cls, serializer, deserializer)
+
+
+def deregister_serializer(cls: type) -> None:
+    """Forget what register_serializer said of `cls` (nothing happens if it said nothing)."""
+    from ray_core._private import serialization
+    serialization.deregister_reducer(cls)
+
+
 def get_node_ip_address() -> str:
     """The IP address this process's node is known by in the cluster."""
     from ray_core._private import worker
     return worker.global_worker().core_worker.node_ip
 
 
-__all__ = ["ActorPool", "PlacementGroup", "as_completed", "get_current_placement_group",
-           "get_node_ip_address", "get_placement_group", "list_named_actors", "map_unordered",
-           "placement_group", "placement_group_table", "remove_placement_group"]
+__all__ = ["ActorPool", "PlacementGroup", "as_completed", "deregister_serializer",
+           "get_current_placement_group", "get_node_ip_address", "get_placement_group",
+           "list_named_actors", "map_unordered", "placement_group", "placement_group_table",
+           "register_serializer", "remove_placement_group"]

@@ -73,7 +73,7 @@ def test_util_module_has_rays_helpers():
     assert {"placement_group", "remove_placement_group", "get_placement_group",
             "placement_group_table", "get_current_placement_group", "ActorPool",
             "as_completed", "map_unordered", "list_named_actors",
-            "get_node_ip_address"} <= set(
+            "get_node_ip_address", "register_serializer", "deregister_serializer"} <= set(
         ray_core.util.__all__)
 
 

@@ -63,3 +63,30 @@ def test_describe_unpicklable_names_the_culprit():
     except Exception as e:
         text = serialization.describe_unpicklable({"x": [lock]}, e)
     assert "lock" in text.lower()
+
+
+class Connection:
+    """Holds a lock, which pickle refuses: the kind of class register_serializer is for."""
+
+    def __init__(self, url):
+        import threading
+        self.url = url
+        self.lock = threading.Lock()
+
+
+def test_a_registered_serializer_pickles_a_class_pickle_refuses():
+    import ray_core.util
+    with pytest.raises(TypeError):
+        serialization.serialize(Connection("db://a"))
+    ray_core.util.register_serializer(Connection, serializer=lambda c: c.url,
+                                      deserializer=lambda url: Connection(url + "#copy"))
+    try:
+        ser = serialization.serialize({"conn": Connection("db://a")})
+        copy = serialization.deserialize(ser.to_bytes(), ser.metadata)["conn"]
+        assert isinstance(copy, Connection) and copy.url == "db://a#copy"
+    finally:
+        ray_core.util.deregister_serializer(Connection)
+    with pytest.raises(TypeError):
+        serialization.serialize(Connection("db://a"))
+    with pytest.raises(TypeError, match="serializer must be callable"):
+        ray_core.util.register_serializer(Connection, serializer=None, deserializer=str)

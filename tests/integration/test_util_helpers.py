@@ -69,3 +69,30 @@ def test_list_named_actors_and_node_ip(cluster):
     ray.kill(other)
     head = [n for n in ray.nodes() if n["Alive"]][0]
     assert ray.util.get_node_ip_address() == head["NodeManagerAddress"]
+
+
+class Handle:
+    """Unpicklable as it is (a lock inside)."""
+
+    def __init__(self, name):
+        import threading
+        self.name = name
+        self.lock = threading.Lock()
+
+
+@ray.remote(num_cpus=0.25)
+def name_of(handle):
+    return handle.name
+
+
+def test_a_registered_serializer_carries_a_class_into_tasks(cluster):
+    with pytest.raises(TypeError, match="argument 0 of name_of.remote.*Handle object"):
+        name_of.remote(Handle("h"))
+    ray.util.register_serializer(Handle, serializer=lambda h: h.name,
+                                 deserializer=lambda name: Handle(name + " (rebuilt)"))
+    try:
+        # The worker registered nothing: the deserializer travels with the value.
+        assert ray.get(name_of.remote(Handle("h")), timeout=30) == "h (rebuilt)"
+        assert ray.get(ray.put(Handle("p"))).name == "p (rebuilt)"
+    finally:
+        ray.util.deregister_serializer(Handle)
