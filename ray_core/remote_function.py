@@ -66,8 +66,9 @@ class RemoteFunction:
         template = templates.get(key)
         if template is None:
             template = templates[key] = self._template(core, fn_hash, opts)
-        max_retries = opts.get("max_retries", config.task_max_retries)
-        refs = core.submit_task(template, args, kwargs, self._name, max_retries,
+        # The template holds max_retries (the option, else the config default as it was
+        # when the template was made): reading the config costs an environ lookup.
+        refs = core.submit_task(template, args, kwargs, self._name, template.max_retries,
                                 opts.get("retry_exceptions", False))
         n = template.num_returns
         if n == 1:
