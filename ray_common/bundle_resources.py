@@ -7,6 +7,7 @@ steered into a bundle. A task of the group asks for the renamed resources instea
 the plain ones, so the ordinary scheduler can only place it where its bundle lives;
 the core worker renames (with `in_bundle`), the raylet reserves (with `for_bundle`).
 """
+import re
 from typing import Dict, Mapping
 
 BUNDLE = "bundle"
@@ -24,18 +25,24 @@ def wildcard(name: str, group_hex: str) -> str:
     return f"{name}{_MARK}{group_hex}"
 
 
+# <base>_group_[<index>_]<group hex>: a user's own resource may contain "_group_" too.
+_GROUP_NAME = re.compile(r"^(.+?)_group_(?:\d+_)?([0-9a-f]{36})$")
+
+
 def is_group_resource(name: str) -> bool:
-    return _MARK in name
+    return _GROUP_NAME.match(name) is not None
 
 
 def group_of(name: str) -> str:
     """The group's hex id in a group resource's name; "" for any other name."""
-    return name.rsplit("_", 1)[-1] if _MARK in name else ""
+    match = _GROUP_NAME.match(name)
+    return match.group(2) if match else ""
 
 
 def base_name(name: str) -> str:
     """CPU for CPU_group_0_<hex> and CPU_group_<hex>; the name itself otherwise."""
-    return name.split(_MARK, 1)[0]
+    match = _GROUP_NAME.match(name)
+    return match.group(1) if match else name
 
 
 def for_bundle(resources: Mapping[str, float], group_hex: str,

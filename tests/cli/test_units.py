@@ -43,6 +43,9 @@ def test_log_monitor_taking_over_skips_what_was_published(tmp_path):
     assert [list(b.lines) for b in monitor.poll()] == [["again"]]
 
 
+GROUP = "ab" * 18   # a placement group's hex id
+
+
 def test_status_text_sums_resources_and_lists_demands():
     alive = common_pb2.NodeInfo(node_id=b"\x01" * 28, node_manager_address="10.0.0.1",
                                 is_head_node=True, state=common_pb2.NodeInfo.ALIVE)
@@ -56,24 +59,27 @@ def test_status_text_sums_resources_and_lists_demands():
                                  resource_load=[common_pb2.ResourceDemand(
                                      shape={"CPU": 1}, num_ready_requests_queued=3)]),
         common_pb2.ResourcesData(node_id=other.node_id,
-                                 resources_total={"CPU": 2, "GPU": 1, "CPU_group_0_ab": 1,
-                                                  "CPU_group_ab": 1},
-                                 resources_available={"CPU": 1, "GPU": 1, "CPU_group_0_ab": 0,
-                                                      "CPU_group_ab": 0},
+                                 resources_total={"CPU": 2, "GPU": 1, f"CPU_group_0_{GROUP}": 1,
+                                                  f"CPU_group_{GROUP}": 1, "my_group_x": 1},
+                                 resources_available={"CPU": 1, "GPU": 1,
+                                                      f"CPU_group_0_{GROUP}": 0,
+                                                      f"CPU_group_{GROUP}": 0, "my_group_x": 1},
                                  resource_load=[common_pb2.ResourceDemand(
                                      shape={"GPU": 4}, num_infeasible_requests_queued=1),
                                      common_pb2.ResourceDemand(
-                                     shape={"CPU_group_ab": 1}, num_ready_requests_queued=2)]),
+                                     shape={f"CPU_group_{GROUP}": 1},
+                                     num_ready_requests_queued=2)]),
     ]
     text = format_status("10.0.0.1:6380", [alive, other, dead], view)
     assert "Nodes: 2 alive, 1 dead" in text
     assert f"ALIVE {alive.node_id.hex()} 10.0.0.1 (head): CPU 3/4" in text
     assert f"DEAD  {dead.node_id.hex()} 10.0.0.3: health checks failed" in text
     assert "  CPU 4/6" in text and "  GPU 0/1" in text   # a bundle's CPU counts as used
-    assert "_group_" not in text.split("Demands:")[0]
+    assert GROUP not in text.split("Demands:")[0]
+    assert "my_group_x 0/1" in text     # a resource of the user's own, named alike
     assert 'pending {"CPU": 1.0}: 3' in text
     assert 'infeasible {"GPU": 4.0}: 1' in text
-    assert "in placement group ab: 2 waiting for its bundles" in text
+    assert f"in placement group {GROUP}: 2 waiting for its bundles" in text
 
 
 def test_a_worker_announces_each_change_of_job_or_actor_once(capsys):
