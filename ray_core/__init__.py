@@ -19,6 +19,7 @@ from ray_core import exceptions  # noqa: F401
 from ray_core._private.worker import (available_resources, cancel, cluster_resources, get,
                                       get_gpu_ids, get_runtime_context, init, is_initialized,
                                       nodes, put, shutdown, wait)
+from ray_core._private.generator_streams import ObjectRefGenerator
 from ray_core.object_ref import ObjectRef
 from ray_core.remote_function import RemoteFunction
 from ray_core._private import options as _options
@@ -55,7 +56,7 @@ def _make_remote(obj, task_options):
 
 
 __all__ = ["ActorClass", "ActorHandle", "get_actor", "kill", "method",
-           "ObjectRef", "RemoteFunction", "available_resources", "cancel", "cluster_resources",
-           "exceptions", "get", "get_gpu_ids", "get_runtime_context", "init", "is_initialized",
-           "nodes", "put",
-           "remote", "shutdown", "wait", "__version__"]
+           "ObjectRef", "ObjectRefGenerator", "RemoteFunction", "available_resources", "cancel",
+           "cluster_resources", "exceptions", "get", "get_gpu_ids", "get_runtime_context",
+           "init", "is_initialized", "nodes", "put", "remote", "shutdown", "wait",
+           "__version__"]

@@ -6,6 +6,7 @@ option set keeps a TaskSpec template (function descriptor, resources, retries,
 strategy), so a call only copies the template and fills in its id and arguments.
 """
 import functools
+import inspect
 from typing import Any, Dict
 
 from ray_common import bundle_resources
@@ -28,6 +29,9 @@ class RemoteFunction:
         self._name = getattr(function, "__qualname__", getattr(function, "__name__", "function"))
         self._module = getattr(function, "__module__", "") or ""
         self._options = options_mod.validate_task_options(task_options, f"@remote {self._name}")
+        if inspect.isgeneratorfunction(function):
+            # As in Ray: a generator function streams its values unless told otherwise.
+            self._options.setdefault("num_returns", "streaming")
         self._code = ExportedCode(function, self._name, "remote function")
         self._templates = {}
         functools.update_wrapper(self, function, updated=())
@@ -78,8 +82,11 @@ class RemoteFunction:
         return refs
 
     def _template(self, core, fn_hash: bytes, opts) -> common_pb2.TaskSpec:
+        num_returns = opts.get("num_returns", 1)
+        streaming = num_returns == "streaming"
         spec = common_pb2.TaskSpec(type=common_pb2.NORMAL_TASK, language=common_pb2.PYTHON,
-                                   num_returns=opts.get("num_returns", 1),
+                                   num_returns=1 if streaming else num_returns,
+                                   streaming_generator=streaming,
                                    max_retries=opts.get("max_retries", config.task_max_retries),
                                    retry_exceptions=bool(opts.get("retry_exceptions", False)),
                                    max_calls=opts.get("max_calls", 0),

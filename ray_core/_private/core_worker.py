@@ -35,6 +35,7 @@ from ray_core._private.core_worker_service import CoreWorkerServicer
 from ray_core._private.dependency_resolver import DependencyResolver
 from ray_core._private.function_manager import KV_NAMESPACE, FunctionManager
 from ray_core._private.lease_client import LeaseClient
+from ray_core._private.generator_streams import GeneratorStreams
 from ray_core._private.memory_store import MemoryStore, StoredObject
 from ray_core._private.normal_task_submitter import NormalTaskSubmitter
 from ray_core._private.object_lifetime import ObjectLifetime, borrow_capture
@@ -103,6 +104,7 @@ class CoreWorker:
                                         self._on_plasma_return)
         self.task_manager.on_return_nested = self.lifetime.on_return_nested
         self.task_manager.remember_lineage = self.lifetime.remember
+        self.generator_streams = GeneratorStreams(self)
         self.lease_client = LeaseClient(raylet_address)
         self.function_manager = FunctionManager(self._kv_put, self._kv_get)
         self.resolver = DependencyResolver(self.memory_store, self.reference_counter.is_owned,
@@ -315,6 +317,9 @@ class CoreWorker:
         task = PendingTask(spec, task_id, return_ids, arg_refs, max_retries, retry_exceptions,
                            function_name)
         self.task_manager.add_pending(task)
+        if spec.streaming_generator:
+            # Open before the task can run: no item it reports may find no stream.
+            refs = [self.generator_streams.open(refs[0])]
         if task_log.enabled:
             task_log.line("Submit task " + task_id.hex())
         self._submissions.append(task)
@@ -322,6 +327,20 @@ class CoreWorker:
             self._wakeup_pending = True
             self.loop.call_soon_threadsafe(self._drain_submissions)
         return refs
+
+    def report_generator_item(self, spec: common_pb2.TaskSpec, index: int, item) -> None:
+        """Send one yielded value to the generator task's caller; returns once it holds it
+        (so every item is there before the task's reply)."""
+        caller = spec.caller_address
+        request = core_worker_pb2.ReportGeneratorItemRequest(task_id=spec.task_id, index=index,
+                                                             item=item)
+
+        async def report():   # the stub's channel belongs to the io loop
+            stub = rpc.stub(core_worker_pb2_grpc.CoreWorkerServiceStub,
+                            f"{caller.ip_address}:{caller.port}")
+            await rpc.call_with_retry(stub.ReportGeneratorItem, request)
+
+        rpc.run_sync(report())
 
     def _drain_submissions(self) -> None:
         self._wakeup_pending = False
@@ -546,19 +565,25 @@ class CoreWorker:
                     not self.task_manager.is_pending(object_id.task_id()):
                 self._fetch_from_owner(ref)
         ids = list(unique)
+        got = self.wait_in_store(ids, num_required, timeout)
+        if len(got) < num_required and for_get:
+            missing = [oid.hex() for oid in ids if oid not in got]
+            raise exceptions.GetTimeoutError(
+                f"get() timed out after {timeout}s waiting for {len(missing)} "
+                f"object(s), e.g. {missing[0]}")
+        return got
+
+    def wait_in_store(self, ids: List[ObjectID], num_required: int,
+                      timeout: Optional[float]) -> Dict[ObjectID, StoredObject]:
+        """Wait for objects this process will hold; a task waiting here lends its CPU
+        to the raylet meanwhile (nested tasks must not deadlock on it)."""
         blocked = self.mode == WORKER and self.executor.current_task_id is not None and \
             not self._blocked
         if blocked:
             self._set_blocked(True)
         try:
             # A cancel reaches a task blocked here as SIGINT (interrupt_task).
-            got = self.memory_store.wait(ids, num_required, timeout)
-            if len(got) < num_required and for_get:
-                missing = [oid.hex() for oid in ids if oid not in got]
-                raise exceptions.GetTimeoutError(
-                    f"get() timed out after {timeout}s waiting for {len(missing)} "
-                    f"object(s), e.g. {missing[0]}")
-            return got
+            return self.memory_store.wait(ids, num_required, timeout)
         finally:
             if blocked:
                 self._set_blocked(False)

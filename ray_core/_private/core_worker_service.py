@@ -79,6 +79,10 @@ class CoreWorkerServicer(core_worker_pb2_grpc.CoreWorkerServiceServicer):
         rows = self._core.lifetime.objects_info()
         return core_worker_pb2.GetObjectsInfoReply(rows_json=json.dumps(rows))
 
+    async def ReportGeneratorItem(self, request, context):
+        self._core.generator_streams.report(request)
+        return core_worker_pb2.ReportGeneratorItemReply()
+
     async def UpdateRefCounts(self, request, context):
         self._core.lifetime.handle_update(request)
         return core_worker_pb2.UpdateRefCountsReply()

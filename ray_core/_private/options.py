@@ -98,6 +98,18 @@ def _runtime_env(name, value):
         raise TypeError("runtime_env['env_vars'] must be a dict of str -> str")
 
 
+def _num_returns(name, value):
+    if value == "streaming":
+        return
+    if value == "dynamic":
+        raise ValueError("num_returns='dynamic' is not supported; use 'streaming' (the "
+                         "default for a generator function): iterate the ObjectRefGenerator "
+                         ".remote() returns")
+    if isinstance(value, str):
+        raise TypeError(f"option num_returns must be an int or 'streaming', got {value!r}")
+    _integer(name, value)
+
+
 def _max_retries(name, value):
     _integer(name, value, minimum=-1)
 
@@ -107,7 +119,7 @@ TASK_OPTIONS = {
     "num_gpus": _number,
     "memory": _number,
     "resources": _resources,
-    "num_returns": _integer,
+    "num_returns": _num_returns,
     "max_calls": _integer,
     "max_retries": _max_retries,
     "retry_exceptions": _retry_exceptions,

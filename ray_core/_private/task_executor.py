@@ -16,7 +16,7 @@ from ray_common.ids import ObjectID, TaskID
 from ray_common.protocol import common_pb2, core_worker_pb2
 
 from ray_core import exceptions
-from ray_core._private import serialization
+from ray_core._private import generator_streams, serialization
 from ray_core._private.serialization import META_ERROR
 from ray_core._private.task_log import task_log
 
@@ -94,6 +94,8 @@ class TaskExecutor:
                 if spec.type == common_pb2.ACTOR_CREATION_TASK:
                     from ray_core._private import actor_runtime
                     result = actor_runtime.install(core, spec, result)
+                elif spec.streaming_generator:
+                    result = self._stream(spec, result)
             except exceptions.TaskCancelledError as e:
                 reply.was_cancelled = True
                 logger.info("Task %s was cancelled while running: %s", task_id.hex(), e)
@@ -164,26 +166,44 @@ class TaskExecutor:
                                  f"num_returns={n} but returned {len(values)} values")
         task_id = TaskID(spec.task_id)
         for index, value in enumerate(values, start=1):
-            object_id = ObjectID.from_index(task_id, index)
-            ser = serialization.serialize(value)
-            ret = reply.return_objects.add()
-            ret.object_id = object_id.binary()
-            ret.size = ser.total_size
-            if ser.nested_refs:
-                # The caller will hold these inside the return: register it as their
-                # borrower before the reply leaves (this process may drop them next).
-                self._core.lifetime.register_for_caller(ser.nested_refs, spec.caller_address)
-                for ref in ser.nested_refs:
-                    nested = ret.object.nested_refs.add()
-                    nested.object_id = ref.binary()
-                    nested.owner_address.MergeFromString(ref.owner_address())
-            if ser.total_size <= self._inline_limit:
-                ret.object.data = ser.to_bytes()
-                ret.object.metadata = ser.metadata
-            else:
-                self._core.put_return_in_plasma(object_id, ser, spec.caller_address)
-                ret.in_plasma = True
-                ret.plasma_node_id = self._core.node_id
+            self._fill_return(reply.return_objects.add(), spec,
+                              ObjectID.from_index(task_id, index), value)
+
+    def _fill_return(self, ret, spec, object_id: ObjectID, value) -> None:
+        """One value for the caller: inline when small, else sealed in plasma here."""
+        ser = serialization.serialize(value)
+        ret.object_id = object_id.binary()
+        ret.size = ser.total_size
+        if ser.nested_refs:
+            # The caller will hold these inside the return: register it as their
+            # borrower before the reply leaves (this process may drop them next).
+            self._core.lifetime.register_for_caller(ser.nested_refs, spec.caller_address)
+            for ref in ser.nested_refs:
+                nested = ret.object.nested_refs.add()
+                nested.object_id = ref.binary()
+                nested.owner_address.MergeFromString(ref.owner_address())
+        if ser.total_size <= self._inline_limit:
+            ret.object.data = ser.to_bytes()
+            ret.object.metadata = ser.metadata
+        else:
+            self._core.put_return_in_plasma(object_id, ser, spec.caller_address)
+            ret.in_plasma = True
+            ret.plasma_node_id = self._core.node_id
+
+    def _stream(self, spec, items) -> int:
+        """Report each value a streaming generator task yields; its return is the count."""
+        if not inspect.isgenerator(items):
+            raise TypeError(f"{spec.function_descriptor.function_name} runs with "
+                            f"num_returns='streaming' but returned a {type(items).__name__}, "
+                            f"not a generator: use yield (or another num_returns)")
+        task_id = TaskID(spec.task_id)
+        count = 0
+        for value in items:
+            item = core_worker_pb2.ReturnObject()
+            self._fill_return(item, spec, generator_streams.item_id(task_id, count), value)
+            self._core.report_generator_item(spec, count, item)
+            count += 1
+        return count
 
     def _task_error(self, spec, error: BaseException, skip: int) -> exceptions.RayTaskError:
         if isinstance(error, exceptions.RayTaskError):

@@ -98,7 +98,6 @@ class TaskManager:
         self.last_completed_at = time.monotonic()
         if task_log.enabled:
             task_log.line("Completing task " + task.task_id.hex())
-        store = self._store
         returns = [(ret, ObjectID(ret.object_id)) for ret in reply.return_objects]
         kept = [self._has_reference(object_id) for _, object_id in returns]
         in_plasma = [object_id for (ret, object_id), keep in zip(returns, kept)
@@ -109,21 +108,26 @@ class TaskManager:
         else:
             task.arg_refs = None
         for (ret, object_id), keep in zip(returns, kept):
-            if ret.object.nested_refs and self.on_return_nested is not None:
-                self.on_return_nested(object_id, ret.object.nested_refs, keep)
-            if not keep:
-                # Every ref to this return was dropped while the task ran: nothing will
-                # read it, so do not keep it (a plasma copy is freed by its pin's owner).
-                if ret.in_plasma and self._on_plasma_return is not None:
-                    self._on_plasma_return(object_id, ret.plasma_node_id, False)
-                continue
-            if ret.in_plasma:
-                if self._on_plasma_return is not None:
-                    self._on_plasma_return(object_id, ret.plasma_node_id, True)
-                obj = StoredObject.plasma_marker(ret.plasma_node_id, ret.size)
-            else:
-                obj = StoredObject(ret.object.data, ret.object.metadata)
-            store.put(object_id, obj)
+            self.store_return(ret, object_id, keep)
+
+    def store_return(self, ret, object_id: ObjectID, keep: bool) -> None:
+        """Keep one value a task sent back (a ReturnObject), or, when nothing refers to it
+        any more, let its plasma copy go."""
+        if ret.object.nested_refs and self.on_return_nested is not None:
+            self.on_return_nested(object_id, ret.object.nested_refs, keep)
+        if not keep:
+            # Every ref to this return was dropped while the task ran: nothing will
+            # read it, so do not keep it (a plasma copy is freed by its pin's owner).
+            if ret.in_plasma and self._on_plasma_return is not None:
+                self._on_plasma_return(object_id, ret.plasma_node_id, False)
+            return
+        if ret.in_plasma:
+            if self._on_plasma_return is not None:
+                self._on_plasma_return(object_id, ret.plasma_node_id, True)
+            obj = StoredObject.plasma_marker(ret.plasma_node_id, ret.size)
+        else:
+            obj = StoredObject(ret.object.data, ret.object.metadata)
+        self._store.put(object_id, obj)
 
     def resubmit_lineage(self, task: PendingTask, resubmit: Callable[[PendingTask], None]) -> None:
         """Re-run a finished task whose plasma returns were lost (lineage reconstruction);

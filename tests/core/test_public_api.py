@@ -6,10 +6,9 @@ from ray_core import exceptions
 
 EXPECTED_NAMES = {
     "ActorClass", "ActorHandle", "get_actor", "kill", "method",
-    "ObjectRef", "RemoteFunction", "available_resources", "cancel", "cluster_resources",
-    "exceptions", "get", "get_gpu_ids", "get_runtime_context", "init", "is_initialized",
-    "nodes", "put",
-    "remote", "shutdown", "wait", "__version__",
+    "ObjectRef", "ObjectRefGenerator", "RemoteFunction", "available_resources", "cancel",
+    "cluster_resources", "exceptions", "get", "get_gpu_ids", "get_runtime_context", "init",
+    "is_initialized", "nodes", "put", "remote", "shutdown", "wait", "__version__",
 }
 
 EXPECTED_SIGNATURES = {

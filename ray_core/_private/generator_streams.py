@@ -1,0 +1,140 @@
+"""Streaming generator tasks on the caller's side: ObjectRefGenerator and the items its
+task reports while it runs.
+
+A task submitted with num_returns="streaming" (the default for a generator function)
+sends each value it yields to its caller (ReportGeneratorItem) before computing the
+next, so the caller can use item k while item k+1 is being made. Item k is the object
+ObjectID.from_index(task, ITEM_BASE + k): a retried task reports the same ids again and
+the copies already held are kept. The task's one ordinary return, stored when it ends,
+is the number of items, or the error that ended it, which the caller meets as the last
+ref it iterates to, as in Ray.
+"""
+import asyncio
+import weakref
+from typing import Dict, Optional
+
+from ray_common.ids import ObjectID, TaskID
+
+from ray_core._private import serialization
+
+# Far above the indexes of the task's own puts (which start after its returns).
+ITEM_BASE = 1 << 24
+
+
+def item_id(task_id: TaskID, index: int) -> ObjectID:
+    return ObjectID.from_index(task_id, ITEM_BASE + index)
+
+
+class _Stream:
+    """Refs to the items reported and not yet handed out, by index."""
+    __slots__ = ("refs", "__weakref__")
+
+    def __init__(self):
+        self.refs: Dict[int, object] = {}
+
+
+class GeneratorStreams:
+    """The streams of this process's generator tasks that an ObjectRefGenerator still
+    holds; an item of a stream nobody holds any more is let go as it arrives."""
+
+    def __init__(self, core):
+        self._core = core
+        self._streams: "weakref.WeakValueDictionary[bytes, _Stream]" = \
+            weakref.WeakValueDictionary()
+
+    def open(self, end_ref) -> "ObjectRefGenerator":
+        stream = _Stream()
+        self._streams[end_ref.task_id().binary()] = stream
+        return ObjectRefGenerator(end_ref, stream, self._core)
+
+    def report(self, request) -> None:
+        """An item arrived (io loop): hand it to its stream before storing it, so a
+        waiter woken by the store finds its ref."""
+        from ray_core.object_ref import ObjectRef
+        core = self._core
+        object_id = ObjectID(request.item.object_id)
+        if core.memory_store.contains(object_id):
+            return      # reported again by a retry of the task: keep the first copy
+        stream = self._streams.get(request.task_id)
+        if stream is not None:
+            core.reference_counter.add_owned(object_id)
+            stream.refs[request.index] = ObjectRef(object_id, core.address_bytes,
+                                                   core.reference_counter)
+        core.task_manager.store_return(request.item, object_id, stream is not None)
+
+
+class ObjectRefGenerator:
+    """What .remote() of a streaming generator task returns: iterate it (or `async for`)
+    for the refs of the values the task yields, each as soon as it is made."""
+
+    def __init__(self, end_ref, stream: _Stream, core):
+        self._end = end_ref
+        self._stream = stream
+        self._core = core
+        self._task_id = end_ref.task_id()
+        self._index = 0
+        self._done = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        ref = self._next(None)
+        if ref is None:
+            raise StopIteration
+        return ref
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        ref = await asyncio.get_running_loop().run_in_executor(None, self._next, None)
+        if ref is None:
+            raise StopAsyncIteration
+        return ref
+
+    def next_ready(self, timeout: Optional[float] = None):
+        """The next ref if its value is there within `timeout`; raises GetTimeoutError
+        otherwise, StopIteration once the task has yielded everything."""
+        ref = self._next(timeout)
+        if ref is None:
+            raise StopIteration
+        return ref
+
+    def completed(self):
+        """A ref that resolves (to the number of items) when the task has ended."""
+        return self._end
+
+    def is_finished(self) -> bool:
+        return self._done
+
+    def _next(self, timeout: Optional[float]):
+        """The ref of the next item; the end ref once if the task failed; None at the end."""
+        from ray_core import exceptions
+        if self._done:
+            return None
+        wanted = [item_id(self._task_id, self._index), self._end.object_id()]
+        while True:
+            if not self._core.wait_in_store(wanted, 1, timeout):
+                raise exceptions.GetTimeoutError(
+                    f"item {self._index} of generator task {self._task_id.hex()} was not "
+                    f"ready within {timeout}s")
+            ref = self._stream.refs.pop(self._index, None)
+            if ref is not None:
+                self._index += 1
+                return ref
+            end = self._core.memory_store.get_if_exists(wanted[1])
+            if end is None:
+                continue
+            self._done = True
+            if end.is_error:
+                return self._end          # its get() raises what ended the task
+            if self._index < serialization.deserialize(end.data, end.metadata):
+                # Reported before the task ended, so it is there or being stored.
+                self._done = False
+                wanted = wanted[:1]
+                continue
+            return None
+
+    def __repr__(self):
+        return f"ObjectRefGenerator(task={self._task_id.hex()}, next={self._index})"

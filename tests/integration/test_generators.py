@@ -1,0 +1,118 @@
+"""Streaming generator tasks on a real cluster: items as they are made, errors, large
+items through plasma, a worker crash with retries, async iteration, nested use."""
+import asyncio
+import os
+import time
+
+import numpy as np
+import pytest
+
+import ray_core as ray
+from ray_core.exceptions import GetTimeoutError, RayTaskError
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@ray.remote
+def count_to(n, pause=0.0):
+    for i in range(n):
+        time.sleep(pause)
+        yield i
+
+
+@ray.remote
+def fails_after(n):
+    for i in range(n):
+        yield i
+    raise KeyError("out of items")
+
+
+@ray.remote
+def big_items(n, size):
+    for i in range(n):
+        yield np.full(size, i, dtype=np.int64)
+
+
+@ray.remote(max_retries=1)
+def crashes_once(marker, n):
+    for i in range(n):
+        if i == 2 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(1)
+        yield i
+
+
+@ray.remote(num_returns="streaming")
+def not_a_generator():
+    return 3
+
+
+@ray.remote
+def sum_of_stream(n):
+    return sum(ray.get(ref) for ref in count_to.remote(n))
+
+
+def test_items_arrive_while_the_task_still_runs(cluster):
+    stream = count_to.remote(3, 0.5)
+    started = time.monotonic()
+    first = next(stream)
+    assert ray.get(first) == 0 and time.monotonic() - started < 1.4   # not after all 3
+    assert [ray.get(ref) for ref in stream] == [1, 2]
+    assert stream.is_finished() and ray.get(stream.completed()) == 3
+    assert list(count_to.remote(0)) == []
+    with pytest.raises(ValueError, match="got ObjectRefGenerator"):
+        ray.get(count_to.remote(1))
+
+
+def test_an_error_ends_the_stream_after_the_items_before_it(cluster):
+    stream = fails_after.remote(2)
+    assert [ray.get(next(stream)), ray.get(next(stream))] == [0, 1]
+    last = next(stream)
+    with pytest.raises(KeyError, match="out of items") as info:
+        ray.get(last)
+    assert isinstance(info.value, RayTaskError)
+    with pytest.raises(StopIteration):
+        next(stream)
+    with pytest.raises(TypeError, match="returned a int, not a generator"):
+        ray.get(next(not_a_generator.remote()))
+
+
+def test_large_items_travel_through_plasma(cluster):
+    arrays = [ray.get(ref) for ref in big_items.remote(3, 1_000_000)]
+    assert [int(a[0]) for a in arrays] == [0, 1, 2] and arrays[2].nbytes == 8_000_000
+
+
+def test_a_crashed_worker_reruns_the_generator_without_repeating_items(cluster, tmp_path):
+    stream = crashes_once.remote(str(tmp_path / "crashed"), 5)
+    assert [ray.get(ref) for ref in stream] == [0, 1, 2, 3, 4]
+
+
+def test_async_iteration_and_timeouts(cluster):
+    async def collect():
+        return [await ref async for ref in count_to.remote(4)]
+
+    assert asyncio.run(collect()) == [0, 1, 2, 3]
+    slow = count_to.remote(1, 3.0)
+    with pytest.raises(GetTimeoutError, match="item 0 of generator task"):
+        slow.next_ready(timeout=0.2)
+    assert ray.get(slow.next_ready(timeout=30)) == 0
+
+
+def test_a_task_can_consume_a_stream(cluster):
+    assert ray.get(sum_of_stream.remote(10), timeout=60) == 45
+
+
+def test_items_nobody_took_are_freed_with_the_generator(cluster):
+    from ray_core._private.generator_streams import item_id
+    core = ray._private.worker.global_worker().core_worker
+    stream = big_items.remote(3, 100_000)       # plasma items
+    first = next(stream)
+    ray.get(stream.completed())
+    ids = [item_id(first.task_id(), k) for k in range(3)] + [stream.completed().object_id()]
+    assert all(core.memory_store.contains(i) for i in ids)
+    del stream, first
+    deadline = time.monotonic() + 10
+    while any(core.memory_store.contains(i) for i in ids):
+        core.reference_counter.flush()
+        assert time.monotonic() < deadline, "items outlived their generator"
+        time.sleep(0.05)
