@@ -361,8 +361,12 @@ def wait(object_refs: List[ObjectRef], *, num_returns: int = 1, timeout: Optiona
 
 
 def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
+    from ray_core._private.generator_streams import ObjectRefGenerator
+    if isinstance(object_ref, ObjectRefGenerator):
+        object_ref = object_ref.completed()    # the generator task's own return
     if not isinstance(object_ref, ObjectRef):
-        raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}")
+        raise TypeError(f"cancel() expects an ObjectRef or ObjectRefGenerator, got "
+                        f"{type(object_ref).__name__}")
     global_worker().core_worker.cancel(object_ref, force, recursive)
 
 

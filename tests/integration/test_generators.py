@@ -116,3 +116,19 @@ def test_items_nobody_took_are_freed_with_the_generator(cluster):
         core.reference_counter.flush()
         assert time.monotonic() < deadline, "items outlived their generator"
         time.sleep(0.05)
+
+
+@ray.remote(num_returns=1)
+def generator_returned_whole():
+    yield 1
+
+
+def test_cancel_a_stream_and_a_generator_that_cannot_stream(cluster):
+    stream = count_to.remote(100, 0.2)
+    assert ray.get(next(stream)) == 0
+    ray.cancel(stream)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        for ref in stream:
+            ray.get(ref)
+    with pytest.raises(TypeError, match="returned a generator, which cannot be sent back"):
+        ray.get(generator_returned_whole.remote())
