@@ -16,6 +16,7 @@ from typing import Dict, Optional
 from ray_common.ids import ObjectID, TaskID
 
 from ray_core._private import serialization
+from ray_core._private.task_log import task_log
 
 # Far above the indexes of the task's own puts (which start after its returns).
 ITEM_BASE = 1 << 24
@@ -56,6 +57,10 @@ class GeneratorStreams:
         if core.memory_store.contains(object_id):
             return      # reported again by a retry of the task: keep the first copy
         stream = self._streams.get(request.task_id)
+        if task_log.enabled:
+            task_log.line(f"Generator item {request.index} of task {request.task_id.hex()} "
+                          f"arrived, object {object_id.hex()}"
+                          + ("" if stream is not None else " (nobody iterates it: dropped)"))
         if stream is not None:
             core.reference_counter.add_owned(object_id)
             stream.refs[request.index] = ObjectRef(object_id, core.address_bytes,

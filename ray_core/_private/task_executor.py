@@ -204,7 +204,11 @@ class TaskExecutor:
         count = 0
         for value in items:
             item = core_worker_pb2.ReturnObject()
-            self._fill_return(item, spec, generator_streams.item_id(task_id, count), value)
+            object_id = generator_streams.item_id(task_id, count)
+            self._fill_return(item, spec, object_id, value)
+            if task_log.enabled:
+                task_log.line(f"Reporting generator item {count} of task {task_id.hex()}, "
+                              f"object {object_id.hex()}")
             self._core.report_generator_item(spec, count, item)
             count += 1
         return count
