@@ -52,7 +52,7 @@ ACTOR_OPTIONS = {name: check for name, check in options_mod.TASK_OPTIONS.items()
 ACTOR_OPTIONS.update({"namespace": options_mod._string, "lifetime": _lifetime,
                       "get_if_exists": _bool, "max_restarts": _restarts,
                       "max_task_retries": _restarts, "max_concurrency": _concurrency})
-METHOD_OPTIONS = {"num_returns": options_mod._integer, "max_task_retries": _restarts,
+METHOD_OPTIONS = {"num_returns": options_mod._num_returns, "max_task_retries": _restarts,
                   "name": options_mod._string}
 
 
@@ -78,7 +78,9 @@ def _method_table(cls) -> Dict[str, Dict[str, Any]]:
             continue
         if not (inspect.isfunction(member) or inspect.ismethod(member)):
             continue
-        table[name] = dict(getattr(member, "__ray_method_options__", {}))
+        options = table[name] = dict(getattr(member, "__ray_method_options__", {}))
+        if inspect.isgeneratorfunction(member):
+            options.setdefault("num_returns", "streaming")   # as a generator function's
     return table
 
 
@@ -340,6 +342,8 @@ class ActorHandle:
                                 opts.get("max_task_retries", self._max_task_retries), False,
                                 name)
         task.actor_id = actor_id
+        if spec.streaming_generator:
+            refs = [core.generator_streams.open(refs[0])]   # before any item can come
         core.actor_submitter.submit(task)
         n = len(refs)
         if n == 1:
@@ -350,8 +354,10 @@ class ActorHandle:
 
     def _template(self, core, method: ActorMethod) -> common_pb2.TaskSpec:
         opts = method._options
+        streaming = opts.get("num_returns", 1) == "streaming"
         spec = common_pb2.TaskSpec(type=common_pb2.ACTOR_TASK, language=common_pb2.PYTHON,
-                                   num_returns=opts.get("num_returns", 1),
+                                   num_returns=1 if streaming else opts.get("num_returns", 1),
+                                   streaming_generator=streaming,
                                    job_id=core._ctx.job_id.binary(),
                                    name=opts.get("name") or "")
         spec.caller_address.CopyFrom(core.address)

@@ -98,8 +98,8 @@ class TaskExecutor:
                     result = self._stream(spec, result)
                 elif inspect.isgenerator(result):
                     raise TypeError(f"{fd.function_name} returned a generator, which cannot "
-                                    f"be sent back whole: a remote function streams it with "
-                                    f"num_returns='streaming' (actor methods cannot stream)")
+                                    f"be sent back whole: stream it with "
+                                    f"num_returns='streaming'")
             except exceptions.TaskCancelledError as e:
                 reply.was_cancelled = True
                 logger.info("Task %s was cancelled while running: %s", task_id.hex(), e)

@@ -132,3 +132,36 @@ def test_cancel_a_stream_and_a_generator_that_cannot_stream(cluster):
             ray.get(ref)
     with pytest.raises(TypeError, match="returned a generator, which cannot be sent back"):
         ray.get(generator_returned_whole.remote())
+
+
+@ray.remote
+class Producer:
+    def __init__(self):
+        self.made = 0
+
+    def produce(self, n):
+        for _ in range(n):
+            self.made += 1
+            yield self.made
+
+    def total(self):
+        return self.made
+
+
+@ray.remote
+class AsyncProducer:
+    async def ping(self):
+        return "pong"
+
+    def produce(self, n):
+        yield from range(n)
+
+
+def test_actor_methods_stream_too(cluster):
+    producer = Producer.remote()
+    assert [ray.get(ref) for ref in producer.produce.remote(3)] == [1, 2, 3]
+    assert [ray.get(ref) for ref in producer.produce.remote(2)] == [4, 5]
+    assert ray.get(producer.total.remote()) == 5
+    async_producer = AsyncProducer.remote()
+    with pytest.raises(TypeError, match="async actor cannot stream"):
+        ray.get(next(async_producer.produce.remote(2)))
