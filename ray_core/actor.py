@@ -79,7 +79,7 @@ def _method_table(cls) -> Dict[str, Dict[str, Any]]:
         if not (inspect.isfunction(member) or inspect.ismethod(member)):
             continue
         options = table[name] = dict(getattr(member, "__ray_method_options__", {}))
-        if inspect.isgeneratorfunction(member):
+        if inspect.isgeneratorfunction(member) or inspect.isasyncgenfunction(member):
             options.setdefault("num_returns", "streaming")   # as a generator function's
     return table
 

@@ -29,7 +29,7 @@ class RemoteFunction:
         self._name = getattr(function, "__qualname__", getattr(function, "__name__", "function"))
         self._module = getattr(function, "__module__", "") or ""
         self._options = options_mod.validate_task_options(task_options, f"@remote {self._name}")
-        if inspect.isgeneratorfunction(function):
+        if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
             # As in Ray: a generator function streams its values unless told otherwise.
             self._options.setdefault("num_returns", "streaming")
         self._code = ExportedCode(function, self._name, "remote function")

@@ -184,9 +184,6 @@ class ActorRuntime:
             task_log.line(f"Received actor task {spec.function_descriptor.function_name}, "
                           f"task_id={spec.task_id.hex()}, actor_id={self.actor_id.hex()}")
         try:
-            if spec.streaming_generator:
-                raise TypeError(f"{spec.function_descriptor.function_name}: an async actor "
-                                f"cannot stream a generator method yet; use a threaded actor")
             fn = self.method(spec.function_descriptor.function_name)
             args, kwargs = executor._load_args(spec)
         except _ArgError as e:
@@ -203,7 +200,9 @@ class ActorRuntime:
                 reply = core_worker_pb2.PushTaskReply(task_id=spec.task_id)
                 try:
                     result = fn(*args, **kwargs)
-                    if inspect.isawaitable(result):
+                    if spec.streaming_generator:
+                        result = await executor.stream_async(spec, result)
+                    elif inspect.isawaitable(result):
                         result = await result
                 except Exception as e:
                     reply = self._error(spec, e, skip=1)

@@ -331,16 +331,21 @@ class CoreWorker:
     def report_generator_item(self, spec: common_pb2.TaskSpec, index: int, item) -> None:
         """Send one yielded value to the generator task's caller; returns once it holds it
         (so every item is there before the task's reply)."""
-        caller = spec.caller_address
-        request = core_worker_pb2.ReportGeneratorItemRequest(task_id=spec.task_id, index=index,
-                                                             item=item)
+        rpc.run_sync(self._report_item(spec, index, item))
 
-        async def report():   # the stub's channel belongs to the io loop
-            stub = rpc.stub(core_worker_pb2_grpc.CoreWorkerServiceStub,
-                            f"{caller.ip_address}:{caller.port}")
-            await rpc.call_with_retry(stub.ReportGeneratorItem, request)
+    async def report_generator_item_async(self, spec: common_pb2.TaskSpec, index: int,
+                                          item) -> None:
+        """report_generator_item for code on another event loop (an async actor's)."""
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
+            self._report_item(spec, index, item), self.loop))
 
-        rpc.run_sync(report())
+    async def _report_item(self, spec: common_pb2.TaskSpec, index: int, item) -> None:
+        caller = spec.caller_address   # the stub's channel belongs to the io loop: made here
+        stub = rpc.stub(core_worker_pb2_grpc.CoreWorkerServiceStub,
+                        f"{caller.ip_address}:{caller.port}")
+        await rpc.call_with_retry(stub.ReportGeneratorItem,
+                                  core_worker_pb2.ReportGeneratorItemRequest(
+                                      task_id=spec.task_id, index=index, item=item))
 
     def _drain_submissions(self) -> None:
         self._wakeup_pending = False

@@ -31,6 +31,17 @@ class _ArgError(Exception):
         self.error = error
 
 
+def _not_a_generator(spec, value) -> TypeError:
+    return TypeError(f"{spec.function_descriptor.function_name} runs with "
+                     f"num_returns='streaming' but returned a {type(value).__name__}, not a "
+                     f"generator: use yield (or another num_returns)")
+
+
+async def _iterate_async(items):
+    for value in items:
+        yield value
+
+
 class TaskExecutor:
     def __init__(self, core_worker):
         self._core = core_worker
@@ -196,22 +207,38 @@ class TaskExecutor:
 
     def _stream(self, spec, items) -> int:
         """Report each value a streaming generator task yields; its return is the count."""
+        if inspect.isasyncgen(items):
+            import asyncio
+            return asyncio.run(self.stream_async(spec, items))
         if not inspect.isgenerator(items):
-            raise TypeError(f"{spec.function_descriptor.function_name} runs with "
-                            f"num_returns='streaming' but returned a {type(items).__name__}, "
-                            f"not a generator: use yield (or another num_returns)")
-        task_id = TaskID(spec.task_id)
+            raise _not_a_generator(spec, items)
         count = 0
         for value in items:
-            item = core_worker_pb2.ReturnObject()
-            object_id = generator_streams.item_id(task_id, count)
-            self._fill_return(item, spec, object_id, value)
-            if task_log.enabled:
-                task_log.line(f"Reporting generator item {count} of task {task_id.hex()}, "
-                              f"object {object_id.hex()}")
-            self._core.report_generator_item(spec, count, item)
+            self._core.report_generator_item(spec, count, self._item(spec, count, value))
             count += 1
         return count
+
+    async def stream_async(self, spec, items) -> int:
+        """_stream for an async generator (or a plain one), on the caller's event loop."""
+        if inspect.isgenerator(items):
+            items = _iterate_async(items)
+        elif not inspect.isasyncgen(items):
+            raise _not_a_generator(spec, items)
+        count = 0
+        async for value in items:
+            await self._core.report_generator_item_async(spec, count,
+                                                         self._item(spec, count, value))
+            count += 1
+        return count
+
+    def _item(self, spec, index: int, value) -> core_worker_pb2.ReturnObject:
+        object_id = generator_streams.item_id(TaskID(spec.task_id), index)
+        item = core_worker_pb2.ReturnObject()
+        self._fill_return(item, spec, object_id, value)
+        if task_log.enabled:
+            task_log.line(f"Reporting generator item {index} of task {spec.task_id.hex()}, "
+                          f"object {object_id.hex()}")
+        return item
 
     def _task_error(self, spec, error: BaseException, skip: int) -> exceptions.RayTaskError:
         if isinstance(error, exceptions.RayTaskError):

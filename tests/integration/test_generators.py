@@ -153,8 +153,20 @@ class AsyncProducer:
     async def ping(self):
         return "pong"
 
-    def produce(self, n):
+    async def produce(self, n):
+        for i in range(n):
+            await asyncio.sleep(0.01)
+            yield i
+
+    def produce_plainly(self, n):
         yield from range(n)
+
+
+@ray.remote
+async def async_count_to(n):
+    for i in range(n):
+        await asyncio.sleep(0.01)
+        yield i
 
 
 def test_actor_methods_stream_too(cluster):
@@ -163,5 +175,7 @@ def test_actor_methods_stream_too(cluster):
     assert [ray.get(ref) for ref in producer.produce.remote(2)] == [4, 5]
     assert ray.get(producer.total.remote()) == 5
     async_producer = AsyncProducer.remote()
-    with pytest.raises(TypeError, match="async actor cannot stream"):
-        ray.get(next(async_producer.produce.remote(2)))
+    assert [ray.get(ref) for ref in async_producer.produce.remote(3)] == [0, 1, 2]
+    assert [ray.get(ref) for ref in async_producer.produce_plainly.remote(2)] == [0, 1]
+    assert ray.get(async_producer.ping.remote()) == "pong"
+    assert [ray.get(ref) for ref in async_count_to.remote(3)] == [0, 1, 2]
