@@ -53,6 +53,7 @@ _TUNABLES = [
     Tunable("gcs_server_stop_grace_s", 2.0, "On SIGTERM the GCS lets in-flight calls finish this long."),
     Tunable("gcs_actor_schedule_retry_ms", 200, "Wait before the actor manager asks a raylet again after a failed lease call or with no node alive."),
     Tunable("gcs_placement_group_retry_ms", 1000, "How often the GCS tries again to place waiting placement groups when the cluster view does not change."),
+    Tunable("placement_group_wait_chunk_s", 30.0, "A wait for a placement group asks the GCS for at most this long per call (each call well inside its own deadline)."),
     Tunable("redis_start_timeout_s", 30.0, "How long start_redis waits for redis-server to answer PING."),
     # Raylet, scheduling, workers.
     Tunable("raylet_report_resources_period_milliseconds", 100, "Resource report interval."),
@@ -88,6 +89,7 @@ _TUNABLES = [
     Tunable("plasma_max_frame_bytes", 64 * 1024 ** 2, "Largest plasma protocol frame; bigger ones are malformed and drop the client."),
     Tunable("plasma_listen_backlog", 1024, "Pending connections the store's socket queues (hundreds of workers connect at once)."),
     Tunable("plasma_subscriber_max_buffered_bytes", 64 * 1024 ** 2, "Unsent notifications per subscriber before the store drops it."),
+    Tunable("plasma_client_signal_check_ms", 200, "A plasma client blocked on its socket looks for a pending signal (Ctrl-C) this often: one landing between send() and recv() interrupts nothing."),
     Tunable("plasma_inline_create_bytes", 64 * 1024, "create_and_seal sends values up to this size through the socket (one round trip); larger ones are written in place (faster from 64 KiB: 0.2 ms vs 1.2 ms at 256 KiB)."),
     Tunable("preallocate_plasma_memory", False, "Fault in the whole region at startup so first writes run at memcpy speed (costs the full capacity in RAM at once)."),
     # CoreWorker: task submission, execution and the public API.

@@ -28,8 +28,6 @@ from ray_gcs import errors
 logger = logging.getLogger(__name__)
 
 _RECONNECT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
-# A wait for a placement group asks the GCS for at most this long per call.
-_PG_WAIT_CHUNK_S = 30.0
 
 _STUBS = {
     "kv": grpc_pb.InternalKVGcsServiceStub,
@@ -327,9 +325,8 @@ class GcsClient:
         loop = asyncio.get_running_loop()
         end = None if timeout is None else loop.time() + timeout
         while True:
-            # Bounded waits, each well inside its own RPC deadline.
-            left = _PG_WAIT_CHUNK_S if end is None else min(_PG_WAIT_CHUNK_S,
-                                                            max(0.0, end - loop.time()))
+            chunk = config.placement_group_wait_chunk_s
+            left = chunk if end is None else min(chunk, max(0.0, end - loop.time()))
             reply = await self._call("pg", "WaitPlacementGroupUntilReady",
                                      pb.WaitPlacementGroupUntilReadyRequest(
                                          placement_group_id=_binary(placement_group_id),

@@ -66,7 +66,7 @@ cdef int _transfer_nogil(int fd, bint sending, char *buf, size_t n, size_t *done
         else:
             got = c_recv(fd, buf + done[0], n - done[0], 0)
         if got < 0:
-            # EAGAIN (EWOULDBLOCK on Linux): the socket timeout (_WAKE_EVERY) passed idle.
+            # EAGAIN (EWOULDBLOCK on Linux): the socket's timeout passed with nothing moved.
             return -2 if errno == EINTR or errno == EAGAIN else -1
         if got == 0:
             return -1
@@ -94,9 +94,6 @@ cdef class PlasmaObject:
     def __repr__(self):
         return (f"PlasmaObject({self.object_id.hex()}, {len(self.data)} data bytes, "
                 f"{len(self.metadata)} metadata bytes)")
-
-
-_WAKE_EVERY = struct.pack("ll", 0, 200_000)   # struct timeval: 200 ms
 
 
 cdef class PlasmaClient:
@@ -136,8 +133,10 @@ cdef class PlasmaClient:
         # A signal that lands between send() and recv() interrupts nothing: the recv would
         # then block for good. A receive timeout bounds how late Ctrl-C is seen (the
         # socket stays blocking, so a reply that is there costs no extra system call).
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _WAKE_EVERY)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _WAKE_EVERY)
+        check_ms = config.plasma_client_signal_check_ms
+        wake_every = struct.pack("ll", check_ms // 1000, (check_ms % 1000) * 1000)   # timeval
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, wake_every)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, wake_every)
         self._sock = sock
         self._fd = sock.fileno()
         self._view = memoryview(self._region)
