@@ -143,3 +143,7 @@ class ObjectRefGenerator:
 
     def __repr__(self):
         return f"ObjectRefGenerator(task={self._task_id.hex()}, next={self._index})"
+
+    def __reduce__(self):
+        raise TypeError("an ObjectRefGenerator stays in the process that called .remote() "
+                        "(its items are reported there): pass on the refs it yields instead")

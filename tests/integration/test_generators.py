@@ -62,6 +62,8 @@ def test_items_arrive_while_the_task_still_runs(cluster):
     assert list(count_to.remote(0)) == []
     with pytest.raises(ValueError, match="got ObjectRefGenerator"):
         ray.get(count_to.remote(1))
+    with pytest.raises(TypeError, match="ObjectRefGenerator stays in the process"):
+        ray.put(count_to.remote(1))
 
 
 def test_an_error_ends_the_stream_after_the_items_before_it(cluster):
