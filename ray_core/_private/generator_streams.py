@@ -113,6 +113,15 @@ class ObjectRefGenerator:
     def is_finished(self) -> bool:
         return self._done
 
+    def watched_ids(self):
+        """What makes the next step ready: the next item, or the task's end."""
+        return [item_id(self._task_id, self._index), self._end.object_id()]
+
+    def next_is_ready(self) -> bool:
+        """Would next() return at once (an item, the end, or the error that ended it)?"""
+        return self._done or self._index in self._stream.refs or \
+            self._core.memory_store.contains(self._end.object_id())
+
     def _next(self, timeout: Optional[float]):
         """The ref of the next item; the end ref once if the task failed; None at the end."""
         from ray_core import exceptions

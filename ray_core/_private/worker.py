@@ -19,6 +19,7 @@ from ray_common.ids import JobID, WorkerID
 from ray_common.logging import close_process_logging, setup_process_logging
 
 from ray_core._private._object_ref import ids_of
+from ray_core._private.generator_streams import ObjectRefGenerator
 from ray_core._private.task_log import task_log
 from ray_core.object_ref import ObjectRef
 
@@ -341,14 +342,20 @@ def get(object_refs: Union[ObjectRef, Sequence[ObjectRef]], *,
 
 def wait(object_refs: List[ObjectRef], *, num_returns: int = 1, timeout: Optional[float] = None,
          fetch_local: bool = True):
+    """Ray's wait(); an ObjectRefGenerator in the list is ready when its next() would not
+    block."""
     core = global_worker().core_worker
     if isinstance(object_refs, ObjectRef):
         raise TypeError("wait() expects a list of ObjectRefs, not a single ObjectRef")
     if not isinstance(object_refs, (list, tuple)):
         raise TypeError(f"wait() expects a list of ObjectRefs, got {type(object_refs).__name__}")
     refs = list(object_refs)
-    ids = ids_of(refs)
-    if len(set(ids)) != len(ids):
+    try:
+        ids, generators = ids_of(refs), ()     # the common case: refs only, checked in C
+    except TypeError:
+        generators = [r for r in refs if isinstance(r, ObjectRefGenerator)]
+        ids = ids_of([r for r in refs if not isinstance(r, ObjectRefGenerator)])
+    if len(set(ids)) != len(ids) or len(set(map(id, generators))) != len(generators):
         raise ValueError("wait() requires a list of unique ObjectRefs")
     if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns < 1:
         raise ValueError(f"num_returns must be an int >= 1, got {num_returns!r}")
@@ -357,7 +364,28 @@ def wait(object_refs: List[ObjectRef], *, num_returns: int = 1, timeout: Optiona
                          f"({len(refs)})")
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
         raise ValueError(f"wait() timeout must be None or a number >= 0, got {timeout!r}")
+    if generators:
+        return _wait_with_generators(core, refs, num_returns, timeout)
     return core.wait(refs, num_returns, timeout, fetch_local)
+
+
+def _wait_with_generators(core, refs, num_returns: int, timeout: Optional[float]):
+    plain = [r for r in refs if not isinstance(r, ObjectRefGenerator)]
+    if plain:
+        core._wait_for(plain, len(plain), 0, for_get=False)   # starts borrowed refs' fetches
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        ready = [r for r in refs if (r.next_is_ready() if isinstance(r, ObjectRefGenerator)
+                                     else core.memory_store.contains(r.object_id()))]
+        left = None if deadline is None else deadline - time.monotonic()
+        if len(ready) >= num_returns or (left is not None and left <= 0):
+            ready = ready[:num_returns]
+            chosen = set(map(id, ready))
+            return ready, [r for r in refs if id(r) not in chosen]
+        watched = [object_id for r in refs if all(r is not x for x in ready)
+                   for object_id in (r.watched_ids() if isinstance(r, ObjectRefGenerator)
+                                     else [r.object_id()])]
+        core.wait_in_store(watched, 1, left)
 
 
 def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:

@@ -181,3 +181,22 @@ def test_actor_methods_stream_too(cluster):
     assert [ray.get(ref) for ref in async_producer.produce_plainly.remote(2)] == [0, 1]
     assert ray.get(async_producer.ping.remote()) == "pong"
     assert [ray.get(ref) for ref in async_count_to.remote(3)] == [0, 1, 2]
+
+
+def test_wait_treats_a_generator_as_ready_when_next_would_not_block(cluster):
+    slow = count_to.remote(2, 1.0)
+    quick = count_to.remote(2)
+    plain = square_later.remote(3)
+    ready, pending = ray.wait([slow, quick, plain], num_returns=2, timeout=30)
+    assert ready == [quick, plain] and pending == [slow]
+    ready, pending = ray.wait([slow], timeout=0.1)
+    assert ready == [] and pending == [slow]
+    assert ray.wait([slow], timeout=30)[0] == [slow] and ray.get(next(slow)) == 0
+    for _ in quick:
+        pass
+    assert ray.wait([quick], timeout=0)[0] == [quick]      # finished: next() returns at once
+
+
+@ray.remote
+def square_later(x):
+    return x * x
