@@ -45,6 +45,16 @@ def base_name(name: str) -> str:
     return match.group(1) if match else name
 
 
+def most_specific(names, kind: str):
+    """Of the names standing for `kind` (GPU, GPU_group_<pg>, GPU_group_0_<pg>), the one
+    that says most: the plain name, else a bundle's own, else the group-wide one (a
+    task in bundle i holds both of the latter, over the same devices); None if none."""
+    named = [name for name in names if base_name(name) == kind]
+    if kind in named:
+        return kind
+    return max(named, key=len) if named else None
+
+
 def for_bundle(resources: Mapping[str, float], group_hex: str,
                index: int) -> Dict[str, Dict[str, float]]:
     """What committing one bundle adds to its node: {"indexed"|"wildcard": {name: amount}}."""

@@ -342,8 +342,6 @@ class ActorHandle:
                                 opts.get("max_task_retries", self._max_task_retries), False,
                                 name)
         task.actor_id = actor_id
-        if spec.streaming_generator:
-            refs = [core.generator_streams.open(refs[0])]   # before any item can come
         core.actor_submitter.submit(task)
         n = len(refs)
         if n == 1:
@@ -354,10 +352,8 @@ class ActorHandle:
 
     def _template(self, core, method: ActorMethod) -> common_pb2.TaskSpec:
         opts = method._options
-        streaming = opts.get("num_returns", 1) == "streaming"
         spec = common_pb2.TaskSpec(type=common_pb2.ACTOR_TASK, language=common_pb2.PYTHON,
-                                   num_returns=1 if streaming else opts.get("num_returns", 1),
-                                   streaming_generator=streaming,
+                                   **options_mod.returns_fields(opts.get("num_returns", 1)),
                                    job_id=core._ctx.job_id.binary(),
                                    name=opts.get("name") or "")
         spec.caller_address.CopyFrom(core.address)

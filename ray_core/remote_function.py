@@ -82,11 +82,8 @@ class RemoteFunction:
         return refs
 
     def _template(self, core, fn_hash: bytes, opts) -> common_pb2.TaskSpec:
-        num_returns = opts.get("num_returns", 1)
-        streaming = num_returns == "streaming"
         spec = common_pb2.TaskSpec(type=common_pb2.NORMAL_TASK, language=common_pb2.PYTHON,
-                                   num_returns=1 if streaming else num_returns,
-                                   streaming_generator=streaming,
+                                   **options_mod.returns_fields(opts.get("num_returns", 1)),
                                    max_retries=opts.get("max_retries", config.task_max_retries),
                                    retry_exceptions=bool(opts.get("retry_exceptions", False)),
                                    max_calls=opts.get("max_calls", 0),

@@ -89,21 +89,15 @@ class GcsActorManager(gcs_service_pb2_grpc.ActorInfoGcsServiceServicer):
                 inc.task.cancel()
 
     async def _watch_events(self, subscriber) -> None:
-        while not subscriber.closed:
-            while subscriber.queue:
-                message = subscriber.queue.popleft()
-                try:
-                    if message.channel_type == pb.WORKER_FAILURE_CHANNEL:
-                        await self._on_worker_failed(message.worker_failure_message)
-                    elif message.channel_type == pb.JOB_CHANNEL and \
-                            message.job_message.state == pb.JOB_FINISHED:
-                        await self._on_job_finished(message.job_message)
-                except Exception:
-                    logger.exception("Handling %s failed",
-                                     pb.ChannelType.Name(message.channel_type))
-            subscriber.wakeup.clear()
-            if not subscriber.queue and not subscriber.closed:
-                await subscriber.wakeup.wait()
+        async for message in subscriber.messages():
+            try:
+                if message.channel_type == pb.WORKER_FAILURE_CHANNEL:
+                    await self._on_worker_failed(message.worker_failure_message)
+                elif message.channel_type == pb.JOB_CHANNEL and \
+                        message.job_message.state == pb.JOB_FINISHED:
+                    await self._on_job_finished(message.job_message)
+            except Exception:
+                logger.exception("Handling %s failed", pb.ChannelType.Name(message.channel_type))
 
     # ---- RPCs ----------------------------------------------------------------------
     @errors.handler

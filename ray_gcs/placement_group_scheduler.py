@@ -225,15 +225,10 @@ class GcsPlacementGroupScheduler:
             self.schedule(group.placement_group_id)
 
     async def _watch_jobs(self, subscriber) -> None:
-        while not subscriber.closed:
-            while subscriber.queue:
-                message = subscriber.queue.popleft()
-                if message.job_message.state == pb.JOB_FINISHED:
-                    try:
-                        await self._table.remove_groups_of_job(message.job_message.job_id)
-                    except Exception:  # noqa: BLE001
-                        logger.exception("Removing the placement groups of job %s failed",
-                                         message.job_message.job_id.hex())
-            subscriber.wakeup.clear()
-            if not subscriber.queue and not subscriber.closed:
-                await subscriber.wakeup.wait()
+        async for message in subscriber.messages():
+            if message.job_message.state == pb.JOB_FINISHED:
+                try:
+                    await self._table.remove_groups_of_job(message.job_message.job_id)
+                except Exception:  # noqa: BLE001
+                    logger.exception("Removing the placement groups of job %s failed",
+                                     message.job_message.job_id.hex())

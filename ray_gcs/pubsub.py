@@ -52,6 +52,15 @@ class _Subscriber:
         self.queue.append(message)
         self.wakeup.set()
 
+    async def messages(self):
+        """Each message as it arrives, until the subscriber is closed."""
+        while not self.closed:
+            while self.queue:
+                yield self.queue.popleft()
+            self.wakeup.clear()
+            if not self.queue and not self.closed:
+                await self.wakeup.wait()
+
     def close(self) -> None:
         self.closed = True
         self.wakeup.set()
@@ -129,12 +138,8 @@ class PubSubServicer(gcs_service_pb2_grpc.InternalPubSubGcsServiceServicer):
         try:
             # Tells the client its subscription is registered (GcsClient waits for it).
             await context.send_initial_metadata(())
-            while not subscriber.closed:
-                while subscriber.queue:
-                    yield subscriber.queue.popleft()
-                subscriber.wakeup.clear()
-                if not subscriber.queue and not subscriber.closed:
-                    await subscriber.wakeup.wait()
+            async for message in subscriber.messages():
+                yield message
         finally:
             self._publisher.remove_subscriber(subscriber)
             logger.info("Subscriber %s left (%d message(s) dropped)",

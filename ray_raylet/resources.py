@@ -11,7 +11,7 @@ n >= 1 GPUs takes n whole free instances; a request below 1 takes a share of one
 import math
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
-from ray_common.bundle_resources import base_name
+from ray_common.bundle_resources import most_specific
 
 RESOURCE_UNIT = 10000
 UNIT_INSTANCE_RESOURCES = ("GPU",)
@@ -228,11 +228,8 @@ class NodeResources:
     def devices(self, allocation: Allocation, kind: str = "GPU") -> List[int]:
         """The node's `kind` instances an allocation holds, through group names too
         (a bundle's own name wins over its group-wide one: they share the devices)."""
-        named = [name for name in allocation.instances if base_name(name) == kind]
-        if not named:
-            return []
-        name = max(named, key=len)   # GPU_group_0_<pg> is longer than GPU_group_<pg>
-        return self.backing(name, allocation.instance_ids(name))
+        name = most_specific(allocation.instances, kind)
+        return [] if name is None else self.backing(name, allocation.instance_ids(name))
 
     def backing(self, name: str, positions: List[int]) -> List[int]:
         """The node's own instances behind positions in `name`'s instance list."""

@@ -54,7 +54,8 @@ WORKER = "worker"
 
 class _TaskContext:
     """What the code running right now is part of: its task, job, counters, resources."""
-    __slots__ = ("task_id", "job_id", "task_counter", "put_counter", "depth", "resources", "spec")
+    __slots__ = ("task_id", "job_id", "task_counter", "put_counter", "depth", "resources", "spec",
+                 "captured_group")
 
     def __init__(self, task_id: TaskID, job_id: JobID, put_offset: int = 1, depth: int = 0,
                  resources=None, spec=None):
@@ -65,15 +66,13 @@ class _TaskContext:
         self.depth = depth
         self.resources = resources or {}
         self.spec = spec
+        self.captured_group = None   # captured_placement_group(), worked out once per task
 
 
 def _instances_of(resources: Dict[str, list], kind: str) -> list:
-    """A task's [(instance, quantity)] of `kind` (CPU, GPU): the plain resource, or in a
-    placement group the bundle's own name (CPU_group_0_<pg>), else the group-wide one."""
-    if kind in resources:
-        return resources[kind]
-    named = [name for name in resources if bundle_resources.base_name(name) == kind]
-    return resources[max(named, key=len)] if named else []
+    """A task's [(instance, quantity)] of `kind` (CPU, GPU), in a placement group too."""
+    name = bundle_resources.most_specific(resources, kind)
+    return resources[name] if name is not None else []
 
 
 class CoreWorker:
@@ -281,14 +280,22 @@ class CoreWorker:
     def captured_placement_group(self) -> bytes:
         """The group a task submitted now without a strategy joins (its parent's, when
         the parent was placed with placement_group_capture_child_tasks)."""
-        group_id, capture = self.current_placement_group()
-        return group_id if capture else b""
+        ctx = self._ctx
+        captured = ctx.captured_group
+        if captured is None:
+            group_id, capture = self.current_placement_group()
+            captured = group_id if capture else b""
+            if ctx.spec is not None:     # a running task's: fixed until it ends
+                ctx.captured_group = captured
+        return captured
 
     # ---- submission (user threads) ------------------------------------------------------
     def new_task(self, template: common_pb2.TaskSpec, task_id: TaskID, counter: int, args,
                  kwargs, function_name: str):
-        """(spec, argument refs, return ids, owned refs to the returns) of a task or actor
-        call the running code submits, from its spec template."""
+        """(spec, argument refs, return ids, what .remote() returns) of a task or actor
+        call the running code submits, from its spec template: owned refs to the returns,
+        or for a streaming generator its ObjectRefGenerator (opened before the task can
+        run, so no item it reports finds no stream)."""
         self.reference_counter.maybe_flush()
         ctx = self._ctx
         spec = common_pb2.TaskSpec()
@@ -305,6 +312,8 @@ class CoreWorker:
         for object_id in return_ids:
             rc.add_owned(object_id)
             refs.append(ObjectRef(object_id, self.address_bytes, rc))
+        if spec.streaming_generator:
+            refs = [self.generator_streams.open(refs[0])]
         return spec, arg_refs, return_ids, refs
 
     def submit_task(self, template: common_pb2.TaskSpec, args, kwargs, function_name: str,
@@ -317,9 +326,6 @@ class CoreWorker:
         task = PendingTask(spec, task_id, return_ids, arg_refs, max_retries, retry_exceptions,
                            function_name)
         self.task_manager.add_pending(task)
-        if spec.streaming_generator:
-            # Open before the task can run: no item it reports may find no stream.
-            refs = [self.generator_streams.open(refs[0])]
         if task_log.enabled:
             task_log.line("Submit task " + task_id.hex())
         self._submissions.append(task)
@@ -493,10 +499,8 @@ class CoreWorker:
                 ser = serialization.serialize(await coroutine)
                 stored = StoredObject(ser.to_bytes(), ser.metadata)
             except Exception as e:  # noqa: BLE001 - the ref carries it to get()
-                error = e if isinstance(e, exceptions.RayError) else \
-                    exceptions.RaySystemError(f"{type(e).__name__}: {e}")
-                stored = StoredObject(serialization.serialize_error(error).to_bytes(),
-                                      serialization.META_ERROR)
+                stored = StoredObject.error(e if isinstance(e, exceptions.RayError) else
+                                            exceptions.RaySystemError(f"{type(e).__name__}: {e}"))
             self.memory_store.put(object_id, stored)
 
         asyncio.run_coroutine_threadsafe(fill(), self.loop)
@@ -654,8 +658,7 @@ class CoreWorker:
             error = e if isinstance(e, exceptions.RayError) else exceptions.OwnerDiedError(
                 object_id.hex(), f"Object {object_id.hex()} is lost: its owner could not be "
                 f"reached ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).")
-            obj = StoredObject(serialization.serialize_error(error).to_bytes(),
-                               serialization.META_ERROR)
+            obj = StoredObject.error(error)
         finally:
             self._owner_fetches.discard(object_id)
         self.memory_store.put(object_id, obj)
@@ -738,8 +741,7 @@ class CoreWorker:
                 f"Object {object_id.hex()} is lost: it is not in the object store of node "
                 f"{self.node_id.hex()[:12]} and could not be fetched from node "
                 f"{node_id.hex()[:12]}: {why}"))
-        self.memory_store.put(object_id, StoredObject(
-            serialization.serialize_error(error).to_bytes(), serialization.META_ERROR))
+        self.memory_store.put(object_id, StoredObject.error(error))
         return error, True
 
     def _read_again(self, object_id: ObjectID, owner: bytes, timeout: Optional[float]):

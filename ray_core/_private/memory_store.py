@@ -11,7 +11,7 @@ from typing import Callable, Dict, Iterable, List, Optional
 
 from ray_common.ids import ObjectID
 
-from ray_core._private.serialization import META_ERROR, META_IN_PLASMA
+from ray_core._private.serialization import META_ERROR, META_IN_PLASMA, serialize_error
 
 
 class StoredObject:
@@ -35,6 +35,11 @@ class StoredObject:
     @staticmethod
     def plasma_marker(node_id: bytes, size: int) -> "StoredObject":
         return StoredObject(None, META_IN_PLASMA, node_id, size)
+
+    @staticmethod
+    def error(error: BaseException) -> "StoredObject":
+        """An entry whose get() raises `error`."""
+        return StoredObject(serialize_error(error).to_bytes(), META_ERROR)
 
 
 class _Waiter:

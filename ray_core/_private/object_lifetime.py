@@ -344,10 +344,8 @@ class ObjectLifetime:
         error = self.recover(object_id, node_id, f"node {node_id.hex()[:12]} died (reported "
                              f"by a borrower that could not fetch it)")
         if error is not None:
-            from ray_core._private import serialization
             from ray_core._private.memory_store import StoredObject
-            core.memory_store.put(object_id, StoredObject(
-                serialization.serialize_error(error).to_bytes(), serialization.META_ERROR))
+            core.memory_store.put(object_id, StoredObject.error(error))
 
     def _reconstruct(self, task, why: str) -> None:
         core = self._core

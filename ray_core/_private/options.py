@@ -110,6 +110,14 @@ def _num_returns(name, value):
     _integer(name, value)
 
 
+def returns_fields(num_returns) -> Dict[str, Any]:
+    """The TaskSpec fields of a num_returns option: "streaming" is one return (the item
+    count) and the streaming_generator flag."""
+    if num_returns == "streaming":
+        return {"num_returns": 1, "streaming_generator": True}
+    return {"num_returns": num_returns}
+
+
 def _max_retries(name, value):
     _integer(name, value, minimum=-1)
 

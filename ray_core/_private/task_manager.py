@@ -161,9 +161,9 @@ class TaskManager:
         self.last_completed_at = time.monotonic()
         logger.info("Failing task %s: %s", task.task_id.hex(), str(error).splitlines()[0]
                     if str(error) else type(error).__name__)
-        payload = serialization.serialize_error(error).to_bytes()
+        stored = StoredObject.error(error)
         for object_id in task.return_ids:
-            self._store.put(object_id, StoredObject(payload, serialization.META_ERROR))
+            self._store.put(object_id, stored)
         task.arg_refs = None
 
     def _retry(self, task: PendingTask, why: str) -> None:

@@ -12,9 +12,10 @@ from typing import Dict, List, Optional, Union
 from ray_common.ids import PlacementGroupID
 from ray_common.protocol import common_pb2, gcs_service_pb2 as pb
 from ray_core.exceptions import RaySystemError
+from ray_gcs.bundle_placement import STRATEGIES
 from ray_gcs.errors import GcsFailedPreconditionError
 
-VALID_PLACEMENT_GROUP_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+VALID_PLACEMENT_GROUP_STRATEGIES = STRATEGIES    # the planner's (ray.util's name for them)
 _STATE_NAMES = {pb.PG_PENDING: "PENDING", pb.PG_CREATED: "CREATED", pb.PG_REMOVED: "REMOVED",
                 pb.PG_RESCHEDULING: "RESCHEDULING"}
 
