@@ -6,6 +6,8 @@ Layout:
 - kv_manager.py, node_manager.py, resource_view.py, health_check.py, job_manager.py,
   worker_manager.py, actor_table.py, placement_group_table.py: one table each, with the
   gRPC servicer that serves it;
+- actor_manager.py, placement_group_scheduler.py (with bundle_placement.py, the pure
+  planner): what creates actors and places placement groups through the raylets;
 - pubsub.py: the publisher that pushes table changes to subscribers;
 - server.py: `python -m ray_gcs.server`, which wires them together;
 - client.py: GcsClient, the one client raylets, workers and drivers use;

@@ -313,10 +313,8 @@ class GcsClient:
 
     async def get_placement_group(self, placement_group_id: bytes
                                   ) -> Optional[pb.PlacementGroupTableData]:
-        reply = await self._call("pg", "GetPlacementGroup", pb.GetPlacementGroupRequest(
-            placement_group_id=_binary(placement_group_id)))
-        return reply.placement_group_table_data \
-            if reply.HasField("placement_group_table_data") else None
+        return _group_row(await self._call("pg", "GetPlacementGroup", pb.GetPlacementGroupRequest(
+            placement_group_id=_binary(placement_group_id))))
 
     async def wait_placement_group_until_ready(self, placement_group_id: bytes,
                                               timeout: Optional[float] = None) -> bool:
@@ -337,10 +335,9 @@ class GcsClient:
 
     async def get_named_placement_group(self, name: str, namespace: str = ""
                                         ) -> Optional[pb.PlacementGroupTableData]:
-        reply = await self._call("pg", "GetNamedPlacementGroup", pb.GetNamedPlacementGroupRequest(
-            name=name, ray_namespace=namespace))
-        return reply.placement_group_table_data \
-            if reply.HasField("placement_group_table_data") else None
+        return _group_row(await self._call("pg", "GetNamedPlacementGroup",
+                                           pb.GetNamedPlacementGroupRequest(
+                                               name=name, ray_namespace=namespace)))
 
     # ---- pubsub ---------------------------------------------------------------
 
@@ -371,3 +368,9 @@ class GcsClient:
 def _binary(value) -> bytes:
     """Ids may be passed as ray_common.ids objects or raw bytes."""
     return value if isinstance(value, bytes) else value.binary()
+
+
+def _group_row(reply) -> Optional[pb.PlacementGroupTableData]:
+    """The row a placement group lookup found, or None (the field is unset)."""
+    return reply.placement_group_table_data \
+        if reply.HasField("placement_group_table_data") else None

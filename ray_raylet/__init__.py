@@ -7,6 +7,7 @@ Layout (one process, `python -m ray_raylet.main`, everything on the rpc io loop)
     lease_manager.py     lease requests: queue, grant, spillback, infeasible, return
     scheduling_policy.py hybrid / SPREAD / node affinity over the cluster view
     resources.py         fixed-point amounts, a node's availability, GPU instances
+    bundles.py           placement group bundles: prepare, commit (renamed resources), cancel
     worker_pool.py       worker processes: start, register, reuse, reap, death watch
     object_manager.py    pulls between nodes' plasma stores: locations, retries, owners
     object_transfer.py   the pull wire: a TCP connection per object, shared memory to socket
@@ -18,7 +19,9 @@ Invariants:
 - The raylet owns its plasma store and its workers: each dies with the raylet (parent
   death signal), and SIGTERM stops them before the raylet exits.
 - A lease holds its resources from grant to ReturnWorker or its worker's death; nothing
-  else takes or gives back resources, except a worker blocked in get lending its CPU.
+  else takes or gives back resources, except a worker blocked in get lending its CPU
+  and a placement group's bundle, which holds its share from prepare to cancel (its
+  leases then hold the group's renamed resources instead).
 - The raylet holds a plasma reference on each pinned primary copy until FreeObjects.
 - At most one transfer of an object into this node runs at a time.
 """

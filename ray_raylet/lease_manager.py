@@ -196,9 +196,10 @@ class LeaseManager:
         self._removed_groups.add(group_hex)
         for queue in (self.queue, self.infeasible):
             for req in list(queue):
-                if self._removed_group_of(req.demand):
+                removed = self._removed_group_of(req.demand)
+                if removed:
                     queue.remove(req)
-                    self._group_removed_reply(req, self._removed_group_of(req.demand))
+                    self._group_removed_reply(req, removed)
 
     def _removed_group_of(self, demand: res.FixedSet) -> Optional[str]:
         if self._removed_groups:

@@ -378,18 +378,19 @@ def _wait_with_generators(core, refs, num_returns: int, timeout: Optional[float]
         ready = [r for r in refs if (r.next_is_ready() if isinstance(r, ObjectRefGenerator)
                                      else core.memory_store.contains(r.object_id()))]
         left = None if deadline is None else deadline - time.monotonic()
-        if len(ready) >= num_returns or (left is not None and left <= 0):
-            ready = ready[:num_returns]
-            chosen = set(map(id, ready))
-            return ready, [r for r in refs if id(r) not in chosen]
-        watched = [object_id for r in refs if all(r is not x for x in ready)
+        done = len(ready) >= num_returns or (left is not None and left <= 0)
+        ready = ready[:num_returns]
+        chosen = set(map(id, ready))
+        pending = [r for r in refs if id(r) not in chosen]
+        if done:
+            return ready, pending
+        watched = [object_id for r in pending
                    for object_id in (r.watched_ids() if isinstance(r, ObjectRefGenerator)
                                      else [r.object_id()])]
         core.wait_in_store(watched, 1, left)
 
 
 def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
-    from ray_core._private.generator_streams import ObjectRefGenerator
     if isinstance(object_ref, ObjectRefGenerator):
         object_ref = object_ref.completed()    # the generator task's own return
     if not isinstance(object_ref, ObjectRef):
