@@ -16,9 +16,13 @@ build: .build/deps.stamp
 
 deps: .build/deps.stamp
 
-.build/deps.stamp: pyproject.toml setup.py
+# The editable install is a path entry (compat mode), not an import hook placed after the
+# path finder: with a hook, any folder named ray_core in the working directory (the
+# default temp root /tmp/ray_core, run from /tmp) shadows the package as an empty
+# namespace package.
+.build/deps.stamp: pyproject.toml setup.py Makefile
 	$(PYTHON) -m pip install -q "setuptools>=68" wheel "Cython>=3.0" "grpcio-tools>=1.60"
-	$(PYTHON) -m pip install -q --no-build-isolation -e ".[test]"
+	$(PYTHON) -m pip install -q --no-build-isolation --config-settings editable_mode=compat -e ".[test]"
 	mkdir -p .build && touch $@
 
 test: build test-setup

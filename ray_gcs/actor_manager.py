@@ -363,6 +363,8 @@ class GcsActorManager(gcs_service_pb2_grpc.ActorInfoGcsServiceServicer):
             inc = self._incarnations.get(actor.actor_id)
             on_it = (actor.address.worker_id == worker.worker_id or
                      (inc is not None and inc.worker_id == worker.worker_id))
+            if on_it and worker.exit_intended:
+                continue    # its end was asked for (kill, exit_actor): handled there
             if on_it:
                 detail = worker.exit_detail or "no detail"
                 await self._end(actor, common_pb2.WORKER_DIED,

@@ -133,7 +133,9 @@ class PlasmaStoreServer:
         self._epoll.register(fd, select.EPOLLIN)
 
     def _listen(self):
-        tmp = f"{self.socket_path}.{os.getpid()}.tmp"
+        # Bound under a short name beside it, then renamed: a longer one than the socket's
+        # own could pass the AF_UNIX path limit where the socket's does not.
+        tmp = os.path.join(os.path.dirname(self.socket_path), f".{os.getpid()}.tmp")
         for path in (tmp, self.socket_path):
             try:
                 os.unlink(path)  # a store killed earlier leaves its socket file behind

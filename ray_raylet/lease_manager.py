@@ -9,6 +9,11 @@ Invariants:
   being popped). Its RPC reply is a future resolved exactly once.
 - Dependencies named in a request are pulled into local plasma before resources are
   taken for it, so a lease never sits on CPUs waiting for the network.
+- Every lease and request belongs to its owner: the worker or driver that asked for it
+  (the task spec's caller). When that owner dies (owner_died, owner_node_died) its
+  queued requests are canceled and its leased workers killed -- their tasks belonged to
+  the dead owner, and nobody else would ever return them. Actor creation leases are the
+  exception: the GCS asked for those, and ends (or keeps, if detached) the actor itself.
 All methods run on the raylet's io loop.
 """
 import asyncio
@@ -29,7 +34,8 @@ Reply = node_manager_pb2.RequestWorkerLeaseReply
 
 class LeaseRequest:
     __slots__ = ("lease_id", "spec", "demand", "strategy", "dependencies", "grant_or_reject",
-                 "reply", "deps_state", "task_hex", "job_id", "canceled", "pull_task")
+                 "reply", "deps_state", "task_hex", "job_id", "canceled", "pull_task",
+                 "owner_id", "owner_node")
 
     def __init__(self, lease_id: bytes, request, demand: res.FixedSet):
         spec = request.resource_spec
@@ -45,6 +51,11 @@ class LeaseRequest:
         self.job_id = spec.job_id
         self.canceled = False
         self.pull_task: Optional[asyncio.Task] = None
+        if spec.type == common_pb2.ACTOR_CREATION_TASK:
+            self.owner_id = self.owner_node = b""     # the GCS's: it ends the actor itself
+        else:
+            self.owner_id = spec.caller_address.worker_id
+            self.owner_node = spec.caller_address.node_id
 
     def what(self) -> str:
         return f"task {self.task_hex} lease {self.lease_id.hex()}"
@@ -83,6 +94,11 @@ class LeaseManager:
         self.leases: Dict[bytes, Lease] = {}
         self._warned_shapes = set()
         self._removed_groups = set()   # hex ids of placement groups removed (never reused)
+        # Owners known dead, so that a request of theirs still in flight (a spillback, a
+        # grant waiting for its worker) is refused instead of leased to nobody. Bounded:
+        # the oldest are forgotten first.
+        self._dead_owners: Dict[bytes, None] = {}
+        self._dead_nodes: Dict[bytes, None] = {}
         self._dispatch_scheduled = False
         self._loop = asyncio.get_running_loop()
         self.version = 0
@@ -98,6 +114,9 @@ class LeaseManager:
             return Reply(status=Reply.FAILED, lease_id=lease_id,
                          failure_message=f"invalid resource request: {e}")
         req = LeaseRequest(lease_id, request, demand)
+        if self._owner_dead(req):
+            return Reply(status=Reply.CANCELED, lease_id=lease_id,
+                         failure_message=f"its owner {req.owner_id.hex()} is dead")
         removed = self._removed_group_of(demand)
         if removed:
             return self._group_removed_reply(req, removed)
@@ -180,6 +199,39 @@ class LeaseManager:
                        worker.exit_code)
         self.schedule_dispatch()
         return lease
+
+    def owner_died(self, owner_id: bytes, why: str) -> List[Lease]:
+        """The leases a dead owner held (returned for the caller to kill their workers);
+        its requests still waiting are canceled."""
+        self._remember_dead(self._dead_owners, owner_id)
+        return self._reclaim(lambda req: req.owner_id == owner_id, why)
+
+    def owner_node_died(self, node_id: bytes, why: str) -> List[Lease]:
+        """As owner_died, for every owner that lived on a dead node."""
+        self._remember_dead(self._dead_nodes, node_id)
+        return self._reclaim(lambda req: req.owner_node == node_id, why)
+
+    def _owner_dead(self, req: LeaseRequest) -> bool:
+        return bool(req.owner_id) and (req.owner_id in self._dead_owners or
+                                       req.owner_node in self._dead_nodes)
+
+    @staticmethod
+    def _remember_dead(known: Dict[bytes, None], key: bytes) -> None:
+        known[key] = None
+        if len(known) > config.raylet_dead_owners_remembered:
+            del known[next(iter(known))]
+
+    def _reclaim(self, owned, why: str) -> List[Lease]:
+        for queue in (self.queue, self.infeasible):
+            for req in [r for r in queue if r.owner_id and owned(r)]:
+                self.cancel(req.lease_id, why)
+        leases = [lease for lease in self.leases.values()
+                  if lease.request.owner_id and owned(lease.request)]
+        for lease in leases:
+            logger.warning("Reclaiming lease %s of task %s on worker %s pid %d: %s",
+                           lease.lease_id.hex(), lease.request.task_hex, lease.worker.hex,
+                           lease.worker.pid, why)
+        return leases
 
     def leases_of_job(self, job_id: bytes) -> List[Lease]:
         return [lease for lease in self.leases.values() if lease.request.job_id == job_id]
@@ -356,7 +408,7 @@ class LeaseManager:
                                      failure_message=f"worker start failed: {e}"))
             self.schedule_dispatch()
             return
-        if req.canceled or req.reply.done():
+        if req.canceled or req.reply.done() or self._owner_dead(req):
             self.local.release(allocation)
             self.pool.push_worker(worker)
             self.schedule_dispatch()

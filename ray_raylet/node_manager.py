@@ -109,7 +109,8 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         logger.info("Registered node %s at %s with resources %s", self.node_id.hex(),
                     self.address, res.describe(self.local.total))
         self._subscription = self.gcs.subscribe(
-            [gcs_service_pb2.NODE_INFO_CHANNEL, gcs_service_pb2.RESOURCE_VIEW_CHANNEL],
+            [gcs_service_pb2.NODE_INFO_CHANNEL, gcs_service_pb2.RESOURCE_VIEW_CHANNEL,
+             gcs_service_pb2.WORKER_FAILURE_CHANNEL, gcs_service_pb2.JOB_CHANNEL],
             self._on_gcs_message)
         for info in await self.gcs.get_all_node_info(only_alive=True):
             self._on_node_info(info)
@@ -193,6 +194,16 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         elif which == "resource_view_message":
             for data in message.resource_view_message.nodes:
                 self._on_resources(data)
+        elif which == "worker_failure_message":
+            dead = message.worker_failure_message
+            if dead.worker_address.node_id != self.node_id:   # local deaths: seen already
+                self._reclaim(self.leases.owner_died(
+                    dead.worker_id, f"its owner, worker {dead.worker_id.hex()} on node "
+                                    f"{dead.worker_address.node_id.hex()}, died"))
+        elif which == "job_message" and message.job_message.state == gcs_service_pb2.JOB_FINISHED:
+            job_id = message.job_message.job_id
+            if self.pool.workers_of_job(job_id):
+                self._end_job(job_id, "the GCS says it finished")
 
     def _on_node_info(self, info: common_pb2.NodeInfo) -> None:
         if info.node_id == self.node_id:
@@ -218,6 +229,8 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
             self.node_addresses.pop(info.node_id, None)
             self.transfer_addresses.pop(info.node_id, None)
             self.leases.remove_node(info.node_id)
+            self._reclaim(self.leases.owner_node_died(
+                info.node_id, f"its owner's node {info.node_id.hex()} died"))
 
     def _on_resources(self, data: common_pb2.ResourcesData) -> None:
         if data.node_id != self.node_id and data.node_id in self.node_addresses:
@@ -241,30 +254,49 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
     # ---- workers ----------------------------------------------------------------
 
     def _on_worker_exit(self, worker: Worker) -> None:
+        """Free what the process held, and tell the GCS: owners elsewhere (of its task,
+        of leases it held on other raylets, of actors it created) act on its death."""
+        self._reclaim(self.leases.owner_died(
+            worker.worker_id, f"its owner, {'driver' if worker.is_driver else 'worker'} "
+                              f"{worker.hex} (pid {worker.pid}), exited"))
         if worker.is_driver:
             logger.warning("Driver %s (pid %d) of job %s died: finishing the job and killing "
                            "its workers", worker.hex, worker.pid, worker.job_id.hex())
             self._end_job(worker.job_id, "its driver died")
             asyncio.ensure_future(self._gcs_quietly(self._mark_job_finished(worker.job_id),
                                                     "mark the job finished"))
+            self._report_death(worker, None, "the driver exited", common_pb2.DRIVER)
             return
         lease = self.leases.worker_died(worker)
         if worker.exit_intended:
+            self._report_death(worker, lease, "exited as intended", common_pb2.WORKER)
             return
         how = (f"was killed: {worker.kill_reason}" if worker.kill_reason else
                f"exited unexpectedly with code {worker.exit_code}")
+        self._report_death(worker, lease, how, common_pb2.WORKER)
+
+    def _report_death(self, worker: Worker, lease, how: str, worker_type: int) -> None:
         detail = (f"worker {worker.hex} (pid {worker.pid}) on node {self.node_id.hex()} {how}"
                   + (f" while holding lease {lease.lease_id.hex()} of task "
                      f"{lease.request.task_hex}" if lease else ""))
         failure = gcs_service_pb2.WorkerTableData(
             worker_id=worker.worker_id, is_alive=False, pid=worker.pid,
-            worker_type=common_pb2.WORKER, job_id=worker.job_id,
+            worker_type=worker_type, job_id=worker.job_id,
             exit_type=common_pb2.WORKER_DIED, exit_detail=detail,
+            exit_intended=worker.exit_intended or worker.is_driver,
             timestamp_ms=int(time.time() * 1000),
             worker_address=common_pb2.Address(node_id=self.node_id, ip_address=worker.ip_address,
                                               port=worker.port, worker_id=worker.worker_id))
         asyncio.ensure_future(self._gcs_quietly(self.gcs.report_worker_failure(failure),
                                                 "report a worker failure"))
+
+    def _reclaim(self, leases) -> None:
+        """Kill the workers of a dead owner's leases; their deaths free the resources (and
+        are reported, so whatever those workers owned in turn is reclaimed too)."""
+        for lease in leases:
+            self.pool.kill(lease.worker, f"the owner of its lease {lease.lease_id.hex()} "
+                                         f"(task {lease.request.task_hex}) died",
+                           force=True, report=True)
 
     def _kill_group_leases(self, group_hex: str, why: str) -> None:
         for lease in self.leases.leases_in_group(group_hex):

@@ -159,7 +159,7 @@ class WorkerPool:
             finally:
                 worker.reserved = False
         worker.state = WorkerState.LEASED
-        worker.job_id = job_id or worker.job_id
+        worker.job_id = job_id   # b"" (a detached actor's): no job's end may kill it
         return worker
 
     def prestart(self, job_id: bytes, count: int) -> None:
@@ -200,7 +200,7 @@ class WorkerPool:
                 best = worker
         if best is not None:
             best.state = WorkerState.LEASED
-            best.job_id = job_id or best.job_id
+            best.job_id = job_id
         return best
 
     def forget_driver(self, driver: Worker) -> None:

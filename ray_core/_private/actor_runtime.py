@@ -24,6 +24,7 @@ from ray_common.config import config
 from ray_common.ids import ActorID
 from ray_common.protocol import core_worker_pb2
 
+from ray_core._private.actor_call_order import ActorCallOrder
 from ray_core._private.task_executor import _ArgError
 from ray_core._private.task_log import task_log
 
@@ -56,6 +57,8 @@ def install(core, spec, instance) -> None:
     stays for every call (the task loop would undo them after the constructor)."""
     runtime = core.actor_runtime = ActorRuntime(core, spec, instance)
     runtime.resources = core._ctx.resources
+    server = core.task_server
+    server.call_order = ActorCallOrder(server.send_replies)
     core._saved_env = None
     return None
 
@@ -83,7 +86,6 @@ class ActorRuntime:
         self._methods = {}
         self.resources = {}
         self.placement = spec.scheduling_strategy   # its placement group, if any, is ours
-        self._send_lock = threading.Lock()
         os.environ["RAY_CORE_ACTOR_ID"] = self.actor_id.hex()
         logger.info("Actor %s (%s) created in worker %s (pid %d)%s", self.actor_id.hex(),
                     self.class_name, core.worker_id.hex(), os.getpid(),
@@ -157,8 +159,7 @@ class ActorRuntime:
             pool.shutdown(wait=False)
 
     def _send(self, server, conn, reply) -> None:
-        with self._send_lock:
-            server.send_replies(conn, [reply])
+        server.send_replies(conn, [reply])
 
     def _run_threaded(self, server, conn, request) -> None:
         try:

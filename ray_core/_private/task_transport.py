@@ -21,6 +21,7 @@ import os
 import selectors
 import socket
 import struct
+import threading
 from typing import Callable, List, Optional, Tuple
 
 from ray_common.protocol import core_worker_pb2
@@ -164,6 +165,9 @@ class TaskServer:
             self._selector.register(sock, selectors.EVENT_READ, None)
             self._listeners.append(sock)
         self._injected = collections.deque()
+        # Set once the worker hosts an actor (actor_call_order.ActorCallOrder).
+        self.call_order = None
+        self._send_lock = threading.Lock()   # threaded/async actors reply from several threads
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
@@ -199,6 +203,8 @@ class TaskServer:
                 self._accept(obj)
                 continue
             self._read(obj, out)
+        if self.call_order is not None:
+            return self.call_order.admit(out)
         return out
 
     def _accept(self, listener) -> None:
@@ -251,13 +257,17 @@ class TaskServer:
             for reply in replies:
                 conn.on_reply(reply)
             return
-        if conn not in self._buffers:
-            return  # the owner went away; nobody wants these replies
-        batch = core_worker_pb2.PushTaskReplyBatch(replies=replies)
-        try:
-            conn.sendall(encode_frame(KIND_REPLY, batch.SerializeToString()))
-        except OSError:
-            self._drop(conn)
+        if self.call_order is not None:
+            conn = self.call_order.replied(conn, replies)
+        frame = encode_frame(KIND_REPLY,
+                             core_worker_pb2.PushTaskReplyBatch(replies=replies).SerializeToString())
+        with self._send_lock:
+            if conn not in self._buffers:
+                return  # the owner went away; it sends again what it still waits for
+            try:
+                conn.sendall(frame)
+            except OSError:
+                self._drop(conn)
 
     def close(self) -> None:
         for conn in list(self._buffers):

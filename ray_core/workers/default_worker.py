@@ -7,7 +7,9 @@ tasks, execute them on this (main) thread and reply, until told to exit.
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 
 from ray_common.ids import WorkerID
 from ray_common.logging import setup_process_logging
@@ -28,6 +30,19 @@ def parse_args(argv):
     return args
 
 
+def _flush_then_die(signum, frame) -> None:
+    """SIGTERM (the raylet ending the worker): the task log lines still buffered go to
+    the file first, so `grep <task_id>` finds this worker's part of a task even when it
+    was ended right after. A thread does it, at most briefly: the signal may have landed
+    while this (main) thread held the log's lock."""
+    from ray_core._private.task_log import task_log
+    flusher = threading.Thread(target=task_log.flush, daemon=True)
+    flusher.start()
+    flusher.join(0.5)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv=None) -> int:
     die_with_parent()
     args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -45,6 +60,7 @@ def main(argv=None) -> int:
     from ray_core._private import worker as worker_mod
     from ray_core._private.task_log import task_log
     task_log.open(log_path)
+    signal.signal(signal.SIGTERM, _flush_then_die)
     from ray_core._private.core_worker import WORKER, CoreWorker
 
     core = CoreWorker(mode=WORKER, worker_id=WorkerID.from_hex(args.worker_id),

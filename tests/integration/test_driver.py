@@ -122,3 +122,41 @@ def test_functions_from_the_scripts_own_modules(own_temp_dir):
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "RESULT ('helper', 3)" in result.stdout
+
+
+def _installed_env():
+    """The environment of a user's shell: ray_core comes from its install, not PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    where = subprocess.run([sys.executable, "-c", "import ray_core; print(ray_core.__file__)"],
+                           cwd="/", env=env, capture_output=True, text=True)
+    if where.returncode != 0 or not where.stdout.startswith(ROOT + os.sep):
+        pytest.skip(f"ray_core is not installed from this checkout (make build): "
+                    f"{where.stdout.strip() or where.stderr.strip()[-200:]}")
+    return env
+
+
+def test_driver_in_the_temp_roots_parent_imports_the_package(own_temp_dir):
+    """`cd /tmp && python script.py` beside /tmp/ray_core (the default temp root): the
+    folder must not shadow the installed package, in the driver or its workers."""
+    temp_root = os.path.join(own_temp_dir, "ray_core")
+    os.makedirs(os.path.join(temp_root, "nodes"))
+    script = os.path.join(own_temp_dir, "script.py")
+    with open(script, "w") as f:
+        f.write(textwrap.dedent(f"""
+            import ray_core as ray
+            ray.init(num_cpus=1, _temp_dir={temp_root!r})
+
+            @ray.remote
+            def where():
+                import ray_core
+                return ray_core.__file__, ray.get_runtime_context().get_job_id()
+
+            path, job = ray.get(where.remote(), timeout=60)
+            print("DRIVER", ray.__file__)
+            print("WORKER", path)
+            ray.shutdown()
+        """))
+    result = subprocess.run([sys.executable, "script.py"], cwd=own_temp_dir,
+                            env=_installed_env(), capture_output=True, text=True, timeout=100)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"DRIVER {ROOT}" in result.stdout and f"WORKER {ROOT}" in result.stdout
