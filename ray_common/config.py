@@ -107,6 +107,7 @@ _TUNABLES = [
     Tunable("async_actor_max_concurrency", 1000, "Calls an async actor runs at once when max_concurrency is not given."),
     Tunable("actor_state_poll_ms", 200, "While a caller cannot reach an actor it also polls the GCS for its state, first after this (pubsub may miss a change across a GCS restart)."),
     Tunable("actor_state_poll_max_ms", 2000, "The caller's GCS polls for an actor it cannot reach back off up to this."),
+    Tunable("put_owner_wait_s", 60.0, "put(_owner=actor) waits this long for the actor to be alive before it raises."),
     Tunable("actor_lost_call_grace_ms", 2000, "Calls sent to an actor just marked dead may still be answered (a graceful end runs them first); past this they fail."),
     Tunable("actor_call_reorder_wait_ms", 30000, "An actor runs a caller's calls in sequence order; a missing one holds back those after it at most this long."),
     Tunable("worker_poll_timeout_s", 1.0, "A worker's task loop wakes this often to notice it must exit."),

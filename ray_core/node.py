@@ -309,7 +309,13 @@ class Node:
         write_file_atomically(self.record_path, json.dumps({
             "session_dir": self.session_dir, "gcs_address": self.gcs_address,
             "head": self.head, "node_id": self.node_id, "owner_pid": os.getpid(),
-            "detached": self.detached, "processes": entries}))
+            "detached": self.detached, "processes": entries, "spill_dir": self._spill_dir()}))
+
+    def _spill_dir(self) -> str:
+        """Its raylet's spill folder (the raylet reads the same config: child_env carries
+        the overrides), for whoever cleans up after a SIGKILL."""
+        return spill_directory(self.session_dir, bytes.fromhex(self.node_id)) \
+            if self.node_id else ""
 
     # -- stopping --------------------------------------------------------------------
 
@@ -325,6 +331,8 @@ class Node:
                 proc.wait(timeout=0)
             except (subprocess.TimeoutExpired, OSError):
                 pass
+        _remove_leftovers({"session_dir": self.session_dir, "node_id": self.node_id,
+                           "spill_dir": self._spill_dir()})
         _forget(self.temp_dir, self.record_path, self.session_dir)
         self.log_monitor_proc = self.raylet_proc = self.gcs_proc = self.redis = None
 
@@ -463,7 +471,7 @@ def forget_dead_nodes(temp_dir: str) -> int:
     for path, record in read_records(temp_dir):
         if not record.get("processes") or _live_pids(record):
             continue
-        _remove_leftovers(record.get("session_dir", ""), record.get("node_id") or "")
+        _remove_leftovers(record)
         try:
             os.unlink(path)
             forgotten += 1
@@ -490,7 +498,7 @@ def stop_recorded(temp_dir: str, force: bool = False) -> List[dict]:
             os.unlink(path)
         except OSError:
             pass
-        _remove_leftovers(record.get("session_dir", ""), record.get("node_id") or "")
+        _remove_leftovers(record)
     current = read_current_cluster(temp_dir)
     if current is not None:
         try:
@@ -500,16 +508,16 @@ def stop_recorded(temp_dir: str, force: bool = False) -> List[dict]:
     return stopped
 
 
-def _remove_leftovers(session_dir: str, node_id_hex: str) -> None:
-    """Socket files of a session whose processes are gone, and the spill files of its
-    node (SpillManager's folder); logs stay."""
-    if not session_dir:
+def _remove_leftovers(record: dict) -> None:
+    """What a node whose processes are gone may have left: its plasma socket file and its
+    spill folder (a raylet removes both when it exits, not when it was SIGKILLed). Logs
+    stay; other nodes sharing the session keep theirs."""
+    session_dir, node_id_hex = record.get("session_dir", ""), record.get("node_id") or ""
+    if not session_dir or not node_id_hex:
         return
-    for path in glob.glob(os.path.join(session_dir, "sockets", "*")):
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-    if node_id_hex:
-        shutil.rmtree(spill_directory(session_dir, bytes.fromhex(node_id_hex)),
-                      ignore_errors=True)
+    try:
+        os.unlink(os.path.join(session_dir, "sockets", f"plasma_store_{node_id_hex[:12]}"))
+    except OSError:
+        pass
+    shutil.rmtree(record.get("spill_dir") or
+                  spill_directory(session_dir, bytes.fromhex(node_id_hex)), ignore_errors=True)

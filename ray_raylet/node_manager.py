@@ -24,6 +24,7 @@ from ray_raylet.lease_manager import LeaseManager
 from ray_raylet import object_manager
 from ray_raylet.object_manager import ObjectManager, PullError
 from ray_raylet.memory_monitor import MemoryMonitor
+from ray_raylet.object_owners import ObjectOwners
 from ray_raylet.spill_manager import SpillManager
 from ray_raylet.worker_pool import ProcessWatcher, Worker, WorkerPool
 
@@ -55,6 +56,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         self.transfer_addresses: Dict[bytes, str] = {}   # node id -> its TransferServer
         self.transfer_port = 0
         self.pinned: Dict[bytes, object] = {}
+        self.owners = ObjectOwners()
         # Called (on the io loop) when ShutdownRaylet asks this raylet to stop.
         self.on_shutdown_request = lambda: None
         self._tasks: List[asyncio.Task] = []
@@ -197,9 +199,9 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         elif which == "worker_failure_message":
             dead = message.worker_failure_message
             if dead.worker_address.node_id != self.node_id:   # local deaths: seen already
-                self._reclaim(self.leases.owner_died(
-                    dead.worker_id, f"its owner, worker {dead.worker_id.hex()} on node "
-                                    f"{dead.worker_address.node_id.hex()}, died"))
+                self._owner_died(dead.worker_id, f"its owner, worker {dead.worker_id.hex()} "
+                                                 f"on node {dead.worker_address.node_id.hex()}, "
+                                                 f"died")
         elif which == "job_message" and message.job_message.state == gcs_service_pb2.JOB_FINISHED:
             job_id = message.job_message.job_id
             if self.pool.workers_of_job(job_id):
@@ -229,8 +231,9 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
             self.node_addresses.pop(info.node_id, None)
             self.transfer_addresses.pop(info.node_id, None)
             self.leases.remove_node(info.node_id)
-            self._reclaim(self.leases.owner_node_died(
-                info.node_id, f"its owner's node {info.node_id.hex()} died"))
+            why = f"its owner's node {info.node_id.hex()} died"
+            self._reclaim(self.leases.owner_node_died(info.node_id, why))
+            self._free_objects(self.owners.take_owned_on_node(info.node_id), why)
 
     def _on_resources(self, data: common_pb2.ResourcesData) -> None:
         if data.node_id != self.node_id and data.node_id in self.node_addresses:
@@ -256,9 +259,9 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
     def _on_worker_exit(self, worker: Worker) -> None:
         """Free what the process held, and tell the GCS: owners elsewhere (of its task,
         of leases it held on other raylets, of actors it created) act on its death."""
-        self._reclaim(self.leases.owner_died(
-            worker.worker_id, f"its owner, {'driver' if worker.is_driver else 'worker'} "
-                              f"{worker.hex} (pid {worker.pid}), exited"))
+        self._owner_died(worker.worker_id, f"its owner, "
+                                           f"{'driver' if worker.is_driver else 'worker'} "
+                                           f"{worker.hex} (pid {worker.pid}), exited")
         if worker.is_driver:
             logger.warning("Driver %s (pid %d) of job %s died: finishing the job and killing "
                            "its workers", worker.hex, worker.pid, worker.job_id.hex())
@@ -289,6 +292,21 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
                                               port=worker.port, worker_id=worker.worker_id))
         asyncio.ensure_future(self._gcs_quietly(self.gcs.report_worker_failure(failure),
                                                 "report a worker failure"))
+
+    def _owner_died(self, worker_id: bytes, why: str) -> None:
+        self._reclaim(self.leases.owner_died(worker_id, why))
+        self._free_objects(self.owners.take_owned_by(worker_id), why)
+
+    def _free_objects(self, object_ids: List[bytes], why: str) -> None:
+        """Drop primary copies nobody can ask for any more (their owner is dead)."""
+        if not object_ids:
+            return
+        logger.info("Freeing %d object(s) (e.g. %s): %s", len(object_ids),
+                    object_ids[0].hex(), why)
+        for object_id in object_ids:
+            self._unpin(object_id)
+        self.plasma.delete(object_ids)
+        self.spills.free(object_ids)
 
     def _reclaim(self, leases) -> None:
         """Kill the workers of a dead owner's leases; their deaths free the resources (and
@@ -365,6 +383,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
                         driver.job_id.hex(), request.exit_detail or "shutdown")
             self.pool.forget_driver(driver)
             self._end_job(driver.job_id, "its driver disconnected")
+            self._owner_died(driver.worker_id, f"its owner, driver {driver.hex}, disconnected")
             return NM.DisconnectWorkerReply()
         worker = self.pool.workers.get(request.worker_id)
         if worker is not None:
@@ -389,6 +408,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
                 self.plasma.release(object_id)  # already held once; keep a single reference
             else:
                 self.pinned[object_id] = True
+            self.owners.add(object_id, request.owner_address)
             successes.append(True)
         return NM.PinObjectIDsReply(successes=successes)
 
@@ -396,6 +416,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         ids = list(request.object_ids)
         for object_id in ids:
             self._unpin(object_id)
+            self.owners.discard(object_id)
         if ids:
             self.plasma.delete(ids)
             self.spills.free(ids)

@@ -457,7 +457,7 @@ class CoreWorker:
         return await task_transport.connect(target, rpc.auth_token(), on_replies, on_lost)
 
     # ---- objects: put ------------------------------------------------------------------
-    def put(self, value) -> ObjectRef:
+    def put(self, value, owner: Optional[common_pb2.Address] = None) -> ObjectRef:
         if isinstance(value, ObjectRef):
             raise TypeError("Calling put() on an ObjectRef is not allowed: pass the ref itself "
                             "(or get() its value first).")
@@ -466,7 +466,45 @@ class CoreWorker:
         except Exception as e:
             raise TypeError(f"Could not serialize the value passed to put(): "
                             f"{serialization.describe_unpicklable(value, e)}") from e
+        if owner is not None and owner.worker_id != self.worker_id.binary():
+            return self._put_for_owner(ser, owner)
         return self._put_serialized(ser)
+
+    def _put_for_owner(self, ser, owner: common_pb2.Address) -> ObjectRef:
+        """put(value, _owner=actor): the value goes into this node's store, pinned there for
+        the actor, which owns it from then on; this process borrows it. Its lifetime is
+        the owner's, not this process's (the value is lost with its node, as any put)."""
+        if ser.nested_refs:
+            raise ValueError("put(_owner=...) of a value that holds ObjectRefs is not "
+                             "supported: put the value without _owner, or pass the refs "
+                             "to the owner separately")
+        self.reference_counter.maybe_flush()
+        object_id = self._next_put_id()
+        key = object_id.binary()
+        self.plasma_objects.write(object_id, ser, self._copy_threads())
+        self.plasma_objects.pin([key], owner)
+        request = core_worker_pb2.AssignObjectOwnerRequest(
+            object_id=key, node_id=self.node_id, object_size=ser.total_size,
+            borrower_address=self.address)
+
+        async def assign():
+            stub = rpc.stub(core_worker_pb2_grpc.CoreWorkerServiceStub,
+                            f"{owner.ip_address}:{owner.port}")
+            return await rpc.call_with_retry(stub.AssignObjectOwner, request,
+                                             timeout=config.rpc_default_deadline_s)
+        try:
+            reply = rpc.run_sync(assign())
+        except Exception as e:
+            self.plasma_objects.queue_free(key, self.node_id)
+            raise exceptions.RaySystemError(
+                f"put(_owner=...) could not hand object {object_id.hex()} to its owner "
+                f"(worker {owner.worker_id.hex()} at {owner.ip_address}:{owner.port}): "
+                f"{e}") from e
+        owner_bytes = reply.owner_address.SerializeToString()
+        self._owner_addresses[owner_bytes] = reply.owner_address
+        ref = ObjectRef(object_id, owner_bytes, self.reference_counter)
+        self.reference_counter.note_borrowed(object_id, owner_bytes, 1)
+        return ref
 
     def _next_put_id(self) -> ObjectID:
         ctx = self._ctx

@@ -87,6 +87,11 @@ class CoreWorkerServicer(core_worker_pb2_grpc.CoreWorkerServiceServicer):
         self._core.lifetime.handle_update(request)
         return core_worker_pb2.UpdateRefCountsReply()
 
+    async def AssignObjectOwner(self, request, context):
+        self._core.lifetime.adopt(ObjectID(request.object_id), request.node_id,
+                                  request.object_size, request.borrower_address)
+        return core_worker_pb2.AssignObjectOwnerReply(owner_address=self._core.address)
+
     async def CancelTask(self, request, context):
         core = self._core
         task_id = request.intended_task_id

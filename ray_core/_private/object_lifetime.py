@@ -212,6 +212,20 @@ class ObjectLifetime:
         except Exception as e:   # the owner died: nothing left to tell it
             logger.info("UpdateRefCounts to owner %s failed: %s", address.worker_id.hex()[:16], e)
 
+    def adopt(self, object_id: ObjectID, node_id: bytes, size: int,
+              borrower: common_pb2.Address) -> None:
+        """Own an object another process put for us (put(_owner=...)): its primary copy is
+        on `node_id`, and its maker borrows it until it drops its ref (io loop)."""
+        from ray_core._private.memory_store import StoredObject
+        core = self._core
+        core.reference_counter.add_owned(object_id)
+        core.memory_store.put(object_id, StoredObject.plasma_marker(node_id, size))
+        self._watch_borrower_failures()
+        self._borrower_nodes[borrower.worker_id] = borrower.node_id
+        core.reference_counter.add_borrower(object_id, borrower.worker_id, 1)
+        logger.info("Owning object %s, put on node %s by worker %s", object_id.hex(),
+                    node_id.hex()[:12], borrower.worker_id.hex()[:16])
+
     def handle_update(self, request) -> None:
         """UpdateRefCounts at the owner (on the io loop)."""
         rc = self._core.reference_counter

@@ -267,7 +267,12 @@ class TaskServer:
             try:
                 conn.sendall(frame)
             except OSError:
-                self._drop(conn)
+                # Dropped by the main thread, which owns the selector (this may be an
+                # actor's pool thread): its next read of the socket sees the end.
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def close(self) -> None:
         for conn in list(self._buffers):

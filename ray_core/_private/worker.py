@@ -18,6 +18,7 @@ from ray_common.config import config
 from ray_common.ids import JobID, WorkerID
 from ray_common.logging import close_process_logging, setup_process_logging
 
+from ray_core import exceptions
 from ray_core._private._object_ref import ids_of
 from ray_core._private.generator_streams import ObjectRefGenerator
 from ray_core._private.task_log import task_log
@@ -319,7 +320,35 @@ def shutdown() -> None:
 # ---- objects ------------------------------------------------------------------------
 
 def put(value: Any, *, _owner=None) -> ObjectRef:
-    return global_worker().core_worker.put(value)
+    """Ray's put(); `_owner` (an actor handle) makes that actor the object's owner, so the
+    object outlives this process (it is still lost with the node that stores it)."""
+    core = global_worker().core_worker
+    if _owner is None:
+        return core.put(value)
+    from ray_core.actor import ActorHandle
+    if not isinstance(_owner, ActorHandle):
+        raise TypeError(f"put(_owner=...) takes an actor handle, got {type(_owner).__name__}")
+    return core.put(value, owner=_alive_actor_address(core, _owner))
+
+
+def _alive_actor_address(core, handle):
+    """The address of the worker an actor runs on, waiting while it is being created."""
+    from ray_common.protocol import gcs_service_pb2
+    state = gcs_service_pb2.ActorTableData
+    deadline = time.monotonic() + config.put_owner_wait_s
+    while True:
+        row = rpc.run_sync(core.gcs.get_actor_info(handle._actor_id))
+        if row is not None and row.state == state.ALIVE:
+            return row.address
+        if row is None or row.state == state.DEAD:
+            raise ValueError(f"put(_owner=...): the actor {handle!r} is dead and cannot own "
+                             f"objects")
+        if time.monotonic() > deadline:
+            raise exceptions.GetTimeoutError(
+                f"put(_owner=...): the actor {handle!r} was not alive within "
+                f"put_owner_wait_s={config.put_owner_wait_s}s (it is "
+                f"{state.ActorState.Name(row.state)})")
+        time.sleep(0.05)
 
 
 def get(object_refs: Union[ObjectRef, Sequence[ObjectRef]], *,

@@ -3,6 +3,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 
 import psutil
@@ -107,22 +109,40 @@ def test_start_status_stop_leaves_nothing(temp_dir):
     assert "No ray_core processes" in cli("stop", temp_dir=temp_dir).stdout
 
 
-def test_stop_after_a_crash_cleans_up(temp_dir):
-    cli("start", "--head", "--port", "0", "--num-cpus", "1", temp_dir=temp_dir)
+SPILLER = """
+import os, sys, numpy as np, ray_core as ray
+ray.init(address="auto", _temp_dir=sys.argv[1])
+held = [ray.put(np.full(12 * 1024 ** 2, i, dtype=np.uint8)) for i in range(8)]
+print("SPILLED", sum(len(files) for _, _, files in os.walk(sys.argv[2])), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_stop_after_a_crash_removes_the_spill_files(temp_dir):
+    """A raylet SIGKILLed while objects were spilled leaves their files (in a spill
+    folder set for that node only); `stop` knows the folder and removes them."""
+    spill_root = os.path.join(temp_dir, "elsewhere")
+    env = child_env(RAY_CORE_OBJECT_SPILLING_DIRECTORY=spill_root)
+    cli("start", "--head", "--port", "0", "--num-cpus", "1", "--object-store-memory",
+        str(40 * 1024 ** 2), temp_dir=temp_dir, env=env)
     pids = recorded_pids(temp_dir)
-    from ray_core.node import read_records
-    from ray_raylet.spill_manager import spill_directory
-    [(_path, record)] = read_records(temp_dir)
-    raylet = next(e["pid"] for e in record["processes"] if e["name"] == "raylet")
-    os.kill(raylet, signal.SIGKILL)
-    # What a raylet killed while objects were spilled leaves behind.
-    spilled = spill_directory(record["session_dir"], bytes.fromhex(record["node_id"]))
-    os.makedirs(spilled, exist_ok=True)
-    with open(os.path.join(spilled, "spill-1"), "wb") as f:
-        f.write(b"x" * 4096)
+    driver = subprocess.Popen([sys.executable, "-c", SPILLER, temp_dir, spill_root],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              env=child_env())
+    try:
+        line = driver.stdout.readline().split()
+        assert line[0] == "SPILLED" and int(line[1]) >= 1, line
+        from ray_core.node import read_records
+        [(_path, record)] = read_records(temp_dir)
+        raylet = next(e["pid"] for e in record["processes"] if e["name"] == "raylet")
+        os.kill(raylet, signal.SIGKILL)
+        assert any(files for _, _, files in os.walk(spill_root))
+    finally:
+        driver.kill()
+        driver.wait()
     cli("stop", temp_dir=temp_dir)
     assert not _wait_gone(pids, timeout=5)
-    assert not os.path.exists(spilled)
+    assert not any(files for _, _, files in os.walk(spill_root))
 
 
 def test_disable_auth_warns(temp_dir):

@@ -12,7 +12,7 @@ from tests.cli.conftest import child_env, recorded_pids, running
 
 DRIVER = """
 import os, sys, time, ray_core as ray
-ctx = ray.init(num_cpus=1, _temp_dir=sys.argv[1])
+ctx = ray.init(num_cpus=1, _temp_dir=sys.argv[1], object_store_memory=40 * 1024 ** 2)
 
 @ray.remote
 def work(x):
@@ -24,6 +24,8 @@ print("TASK", ref.task_id().hex(), flush=True)
 print("WORKER", ray.get(ref), flush=True)
 print("SESSION", ctx["session_dir"], flush=True)
 if sys.argv[2] == "hang":
+    import numpy as np
+    held = [ray.put(np.full(12 * 1024 ** 2, i, dtype=np.uint8)) for i in range(8)]
     print("READY", flush=True)
     time.sleep(600)
 ray.shutdown()
@@ -83,15 +85,12 @@ def test_sigkilled_driver_leaves_nothing_running(temp_dir):
         time.sleep(0.05)
     assert not running(pids)
 
-    # What the killed raylet left (spill files, a record of dead processes) goes when
-    # the next head starts in the same temp dir.
+    # What the killed raylet left (the objects it had spilled, a record of dead
+    # processes) goes when the next head starts in the same temp dir.
     from ray_core.node import read_records
-    from ray_raylet.spill_manager import spill_directory
     [(_path, record)] = read_records(temp_dir)
-    spilled = spill_directory(record["session_dir"], bytes.fromhex(record["node_id"]))
-    os.makedirs(spilled, exist_ok=True)
-    with open(os.path.join(spilled, "spill-1"), "wb") as f:
-        f.write(b"x" * 4096)
+    spilled = record["spill_dir"]
+    assert os.listdir(spilled)
     proc = _run(temp_dir, "exit")
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err

@@ -25,6 +25,22 @@ def run_script(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
+@contextlib.contextmanager
+def sigkilled_driver(code: str, ready: str):
+    """Run `code` as a driver script until it prints the line `ready`; SIGKILL it when the
+    block ends (pass or fail), as a crash would end it."""
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)],
+                            stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+    try:
+        line = proc.stdout.readline().strip()
+        assert line == ready, f"the driver printed {line!r} instead of {ready!r}"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+
 def _ray_children():
     me = psutil.Process()
     return [p for p in me.children(recursive=True) if p.is_running()]

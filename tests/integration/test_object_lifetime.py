@@ -9,7 +9,7 @@ import pytest
 
 import ray_core as ray
 from ray_core import internal
-from tests.integration.conftest import shut_down_cleanly
+from tests.integration.conftest import shut_down_cleanly, sigkilled_driver
 
 STORE_BYTES = 120 * 1024 ** 2
 
@@ -225,3 +225,61 @@ def test_memory_summary_names_owner_size_place_and_reason(small_store):
                and r["owner_worker_id"] == me for r in rows)
     assert "======== worker" in summary and "BORROWED_BY" in summary
     ray.get(drop_kept.remote())
+
+
+@ray.remote(num_cpus=0)
+class Keeper:
+    def hold(self, refs):
+        self.refs = refs
+        return True
+
+    def total(self):
+        return int(ray.get(self.refs[0]).sum())
+
+
+@ray.remote(max_calls=1)
+def put_owned_by(owner):
+    """Puts a value owned by `owner`; the worker exits after (max_calls=1)."""
+    return [ray.put(np.ones(1024 ** 2, dtype=np.uint8), _owner=owner)]
+
+
+def test_put_with_an_owner_outlives_the_process_that_put_it(small_store):
+    keeper = Keeper.remote()
+    [ref] = ray.get(put_owned_by.remote(keeper))
+    assert ray.get(keeper.hold.remote([ref]))
+    del ref
+    _settle(lambda: True, "")
+    assert ray.get(keeper.total.remote()) == 1024 ** 2     # its maker is gone, not it
+    _, plasma_before = _usage()
+    ray.kill(keeper)
+    # The owner's death frees the raylet's pin of the object it owned.
+    _settle(lambda: _usage()[1] <= plasma_before - 1024 ** 2,
+            f"the dead owner's object freed (plasma at {plasma_before} before)")
+
+
+def test_put_owner_must_be_an_actor(small_store):
+    with pytest.raises(TypeError, match="actor handle"):
+        ray.put(1, _owner="nobody")
+
+
+def test_a_sigkilled_drivers_pinned_objects_are_freed(small_store):
+    """Task returns in plasma are pinned by the raylet for their owner, the driver; when
+    that driver is SIGKILLed, nobody will ever free them but the raylet."""
+    _settle(lambda: True, "")
+    _, plasma_before = _usage()
+    script = f"""
+        import time, numpy as np, ray_core as ray
+        ray.init(address="auto", _temp_dir={small_store[0]["session_dir"].rsplit("/", 1)[0]!r})
+
+        @ray.remote
+        def big(i):
+            return np.full(4 * 1024 ** 2, i, dtype=np.uint8)
+
+        refs = [big.remote(i) for i in range(5)]
+        ray.wait(refs, num_returns=5)
+        print("HOLDING", flush=True)
+        time.sleep(600)
+    """
+    with sigkilled_driver(script, "HOLDING"):
+        assert _usage()[1] >= plasma_before + 5 * 4 * 1024 ** 2
+    _settle(lambda: _usage()[1] <= plasma_before, "the killed driver's returns freed")

@@ -1,10 +1,6 @@
 """Lease reclamation across nodes: an owner on one node dies, the raylet of another node
 takes back the leases it granted it (told by the GCS's worker failure channel)."""
 import os
-import signal
-import subprocess
-import sys
-import textwrap
 import time
 
 import pytest
@@ -13,7 +9,7 @@ import ray_core as ray
 from ray_core import exceptions
 from ray_core.cluster_utils import Cluster
 
-from tests.integration.conftest import ROOT, shut_down_cleanly
+from tests.integration.conftest import shut_down_cleanly, sigkilled_driver
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(180)
@@ -61,7 +57,7 @@ def test_owner_on_another_node_dies_its_leases_there_are_reclaimed(two_nodes):
 
 
 def test_sigkilled_driver_gives_back_leases_on_every_node(two_nodes):
-    script = textwrap.dedent(f"""
+    script = f"""
         import sys, time
         import ray_core as ray
         ray.init(address={two_nodes.address!r}, _temp_dir={two_nodes._temp_dir!r})
@@ -75,17 +71,9 @@ def test_sigkilled_driver_gives_back_leases_on_every_node(two_nodes):
             time.sleep(0.05)
         print("holding", flush=True)
         time.sleep(600)
-    """)
-    driver = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                              text=True, env=dict(os.environ, PYTHONPATH=ROOT))
-    try:
-        assert driver.stdout.readline().strip() == "holding"
-        os.kill(driver.pid, signal.SIGKILL)
-        driver.wait(timeout=30)
-        wait_for(_far_free, "the far node's resources back after the driver was SIGKILLed",
-                 timeout=10)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
+    """
+    with sigkilled_driver(script, "holding"):
+        pass
+    wait_for(_far_free, "the far node's resources back after the driver was SIGKILLed",
+             timeout=10)
     assert ray.get(sleeper.options(resources={"far": 1}).remote(0), timeout=30) == 0

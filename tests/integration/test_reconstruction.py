@@ -96,27 +96,13 @@ def test_non_retriable_and_put_objects_raise_object_lost(two_nodes):
     once = fifty_mb.options(scheduling_strategy=_on(info), max_retries=0).remote(3, runs)
     assert _primary_node(once) == info["node_id"]
     [inner] = ray.get(put_inside.options(scheduling_strategy=_on(info)).remote())
-    # A put whose only copy is on the second node: the driver's own put, moved there
-    # (pulled by a task on that node, then the head's primary copy dropped and the
-    # owner's record pointed at the second node) - what a put on that node looks like.
-    core = worker_mod.global_worker().core_worker
-    put_ref = ray.put(np.full(2_000_000, 8))
-
-    @ray.remote
-    def touch(a):
-        return int(a[0])
-
-    assert ray.get(touch.options(scheduling_strategy=_on(info, soft=False)).remote(put_ref)) == 8
-    key = put_ref.object_id()
-    marker = core.memory_store.get_if_exists(key)
-    core.plasma_objects.queue_free(key.binary())
-    core.plasma_objects.free_now()
-    marker.plasma_node = bytes.fromhex(info["node_id"])
-    deadline = time.monotonic() + 30
-    while core.plasma.contains(key.binary()):     # our own reads may still hold it a moment
-        core.plasma_objects.drain_releases()
-        assert time.monotonic() < deadline, "the head's copy was never deleted"
-        time.sleep(0.05)
+    # A put whose only copy is on the second node, owned by an actor on the head: it
+    # outlives the task that made it, not the node that stores it.
+    head = ray.get_runtime_context().get_node_id()
+    owner = Owner.options(scheduling_strategy=NodeAffinitySchedulingStrategy(head, soft=False)
+                          ).remote()
+    [put_ref] = ray.get(put_for.options(scheduling_strategy=_on(info, soft=False)).remote(owner))
+    assert ray.get(owner.owns.remote([put_ref]))
 
     _kill(proc)
     _wait_until_dead(info)
@@ -130,6 +116,19 @@ def test_non_retriable_and_put_objects_raise_object_lost(two_nodes):
     with pytest.raises(ray.exceptions.OwnerDiedError) as owner_died:
         ray.get(inner, timeout=60)
     assert inner.hex() in str(owner_died.value)
+
+
+@ray.remote(num_cpus=0)
+class Owner:
+    def owns(self, refs):
+        from ray_core._private import worker
+        core = worker.global_worker().core_worker
+        return core.reference_counter.is_owned(refs[0].object_id())
+
+
+@ray.remote
+def put_for(owner):
+    return [ray.put(np.full(2_000_000, 8), _owner=owner)]
 
 
 @ray.remote
