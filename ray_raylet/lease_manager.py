@@ -92,6 +92,7 @@ class LeaseManager:
         self.queue: List[LeaseRequest] = []
         self.infeasible: List[LeaseRequest] = []
         self.leases: Dict[bytes, Lease] = {}
+        self.granting: Dict[bytes, LeaseRequest] = {}   # resources taken, worker being popped
         self._warned_shapes = set()
         self._removed_groups = set()   # hex ids of placement groups removed (never reused)
         # Owners known dead, so that a request of theirs still in flight (a spillback, a
@@ -399,15 +400,18 @@ class LeaseManager:
         gpus = [self._device_id(i) for i in self.local.devices(allocation)]
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
+        self.granting[req.lease_id] = req
         try:
             worker = await self.pool.pop_worker(req.job_id, env)
         except (WorkerStartError, OSError) as e:
+            self.granting.pop(req.lease_id, None)
             self.local.release(allocation)
             logger.warning("Lease request %s failed: %s", req.what(), e)
             self._resolve(req, Reply(status=Reply.FAILED, lease_id=req.lease_id,
                                      failure_message=f"worker start failed: {e}"))
             self.schedule_dispatch()
             return
+        self.granting.pop(req.lease_id, None)
         if req.canceled or req.reply.done() or self._owner_dead(req):
             self.local.release(allocation)
             self.pool.push_worker(worker)
@@ -428,6 +432,44 @@ class LeaseManager:
                 ids = [self._device_id(i) for i in self.local.backing(name, ids)]
             reply.resource_mapping.add(name=name, instance_ids=ids, quantities=quantities)
         self._resolve(req, reply)
+
+    # ---- explaining -----------------------------------------------------------------
+
+    def explain(self, lease_id: bytes) -> str:
+        """Where a lease request stands, in words (for hang reports: why a task waits)."""
+        lease = self.leases.get(lease_id)
+        if lease is not None:
+            return f"granted: worker pid {lease.worker.pid} runs it"
+        req = self.granting.get(lease_id)
+        if req is not None:
+            return (f"its resources are reserved and a worker process is starting for it "
+                    f"on node {self.node_id.hex()[:12]}")
+        for req in self.infeasible:
+            if req.lease_id == lease_id:
+                return (f"infeasible: it needs {res.describe(req.demand)}, which no node of "
+                        f"the cluster has; it waits until a node that fits joins")
+        for req in self.queue:
+            if req.lease_id == lease_id:
+                return self._explain_queued(req)
+        return "not known to this raylet (granted and returned, or not received yet)"
+
+    def _explain_queued(self, req: LeaseRequest) -> str:
+        if req.deps_state != "ready":
+            return (f"its {len(req.dependencies)} argument object(s) are being pulled to "
+                    f"node {self.node_id.hex()[:12]}")
+        names = set(req.demand)
+        nodes = self.all_nodes()
+        free = "; ".join(
+            f"node {node_id.hex()[:12]} has "
+            + res.describe({n: node.available.get(n, 0) for n in names}) + " free of "
+            + res.describe({n: node.total.get(n, 0) for n in names})
+            for node_id, node in nodes.items())
+        fits = [node_id for node_id, node in nodes.items() if node.is_feasible(req.demand)]
+        if not fits:
+            return (f"infeasible: it needs {res.describe(req.demand)}, which no node of the "
+                    f"cluster has ({free})")
+        return (f"waiting for resources: it needs {res.describe(req.demand)}, busy on every "
+                f"node that has it ({free})")
 
     # ---- helpers -------------------------------------------------------------------
 

@@ -357,6 +357,9 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
                                   request.disconnect_worker, request.disconnect_reason)
         return NM.ReturnWorkerReply()
 
+    async def ExplainLease(self, request, context):
+        return NM.ExplainLeaseReply(explanation=self.leases.explain(request.lease_id))
+
     async def CancelWorkerLease(self, request, context):
         return NM.CancelWorkerLeaseReply(success=self.leases.cancel(request.lease_id))
 

@@ -277,6 +277,31 @@ class ActorTaskSubmitter:
             break
         return seq
 
+    def where(self, task: ActorPendingTask) -> str:
+        """Where an actor call stands, in words, for hang reports (io loop)."""
+        actor = self._actors.get(task.actor_id)
+        if actor is None:
+            return "is being submitted"
+        name = f"actor {actor.class_name or ''} {actor.hex}".replace("  ", " ")
+        state = _STATE.ActorState.Name(actor.state)
+        if task.spec.task_id in actor.unacked:
+            return (f"was sent to {name} (worker {actor.worker_id.hex()[:16]} on node "
+                    f"{actor.address.node_id.hex()[:12] if actor.address else '?'}): it runs, "
+                    f"or waits there behind earlier calls")
+        if task in actor.lost:
+            return (f"was in flight to {name} when the connection dropped; waiting to hear "
+                    f"whether that worker lives on (the actor is {state})")
+        if task in actor.queue:
+            ahead = actor.queue.index(task)
+            if actor.state == _STATE.ALIVE:
+                why = ("its arguments are being made" if not task.resolved else
+                       "connecting to it" if actor.conn is None else
+                       f"{ahead} earlier call(s) go first")
+            else:
+                why = f"the actor is {state}"
+            return f"waits to be sent to {name}: {why}"
+        return f"is being submitted to {name} (the actor is {state})"
+
     # ---- actor state -----------------------------------------------------------------
     def _apply(self, actor: _Actor, data: gcs_service_pb2.ActorTableData) -> None:
         """A row of the actor from the GCS (pubsub or a poll)."""

@@ -29,7 +29,8 @@ from ray_common.ids import JobID, ObjectID, TaskID, WorkerID
 from ray_common.protocol import common_pb2, core_worker_pb2, core_worker_pb2_grpc
 
 from ray_core import exceptions
-from ray_core._private import _object_ref, log_monitor, serialization, task_transport
+from ray_core._private import (_object_ref, hang_report, log_monitor, serialization,
+                               task_transport)
 from ray_core._private.background import background_pool
 from ray_core._private.core_worker_service import CoreWorkerServicer
 from ray_core._private.dependency_resolver import DependencyResolver
@@ -611,14 +612,30 @@ class CoreWorker:
             if not self.reference_counter.is_owned(object_id) and \
                     not self.task_manager.is_pending(object_id.task_id()):
                 self._fetch_from_owner(ref)
-        ids = list(unique)
-        got = self.wait_in_store(ids, num_required, timeout)
+        got = self._wait_reporting(unique, num_required, timeout,
+                                   "get()" if for_get else "wait()")
         if len(got) < num_required and for_get:
-            missing = [oid.hex() for oid in ids if oid not in got]
+            missing = [oid.hex() for oid in unique if oid not in got]
             raise exceptions.GetTimeoutError(
                 f"get() timed out after {timeout}s waiting for {len(missing)} "
                 f"object(s), e.g. {missing[0]}")
         return got
+
+    def _wait_reporting(self, refs: Dict[ObjectID, ObjectRef], num_required: int,
+                        timeout: Optional[float], what: str) -> Dict[ObjectID, StoredObject]:
+        """wait_in_store, saying once why, if it waits longer than get_hang_warning_s."""
+        ids = list(refs)
+        threshold = config.get_hang_warning_s
+        if threshold <= 0 or (timeout is not None and timeout <= threshold) or \
+                rpc.in_io_thread():
+            return self.wait_in_store(ids, num_required, timeout)
+        got = self.wait_in_store(ids, num_required, threshold)
+        if len(got) >= num_required:
+            return got
+        hang_report.report_wait(self, what, [ref for oid, ref in refs.items()
+                                             if oid not in got], threshold)
+        return self.wait_in_store(ids, num_required,
+                                  None if timeout is None else timeout - threshold)
 
     def wait_in_store(self, ids: List[ObjectID], num_required: int,
                       timeout: Optional[float]) -> Dict[ObjectID, StoredObject]:

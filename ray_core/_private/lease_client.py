@@ -42,6 +42,11 @@ class LeaseClient:
                                           nm.CancelWorkerLeaseRequest(lease_id=lease_id))
         return reply.success
 
+    async def explain_lease(self, lease_id: bytes, raylet_address: Optional[str] = None) -> str:
+        reply = await self._stub(raylet_address).ExplainLease(
+            nm.ExplainLeaseRequest(lease_id=lease_id), timeout=config.rpc_default_deadline_s)
+        return reply.explanation
+
     async def register_worker(self, worker_id: bytes, pid: int, port: int, worker_type: int,
                               job_id: bytes, ip_address: str) -> nm.RegisterWorkerReply:
         request = nm.RegisterWorkerRequest(worker_id=worker_id, pid=pid, port=port,

@@ -402,5 +402,23 @@ class NormalTaskSubmitter:
             await asyncio.wait_for(asyncio.gather(*returns, return_exceptions=True),
                                    config.rpc_default_deadline_s)
 
+    def where(self, task: PendingTask):
+        """(where the task is, in words; (lease id, raylet address) of the lease request
+        it waits on, or None) -- for hang reports (io loop)."""
+        worker = self._running.get(task.spec.task_id)
+        if worker is not None:
+            return (f"is running on worker pid {worker.pid} on node "
+                    f"{worker.address.node_id.hex()[:12]} (lease {worker.lease_id.hex()[:12]})",
+                    None)
+        state = self._keys.get(task.key) if task.key is not None else None
+        if state is None or task not in state.queue:
+            return "is waiting for its arguments to be resolved", None
+        ahead = state.queue.index(task)
+        where = (f"is queued for a worker{f' behind {ahead} task(s)' if ahead else ''}, "
+                 f"with {len([w for w in state.workers if not w.returned])} leased")
+        if state.lease_pending and state.lease_id:
+            return f"{where}; its lease request", (state.lease_id, state.lease_raylet)
+        return where, None
+
     def num_leased_workers(self) -> int:
         return sum(len(s.workers) for s in self._keys.values())
