@@ -95,16 +95,12 @@ def enforce(logs_dir: str, max_bytes: int,
             continue
         try:
             os.unlink(f.path)
-        except FileNotFoundError:     # its writer rotated it away meanwhile
-            continue
-        except OSError:
+        except OSError:     # gone already: its writer rotated it away meanwhile
             continue
         total -= f.size
         removed.append(f.path)
     for f in sorted((f for f in files if not f.closed), key=lambda f: -f.size):
-        if total <= max_bytes:
-            break
-        if f.size == 0:
+        if total <= max_bytes or f.size == 0:
             break
         try:
             os.truncate(f.path, 0)
