@@ -24,10 +24,13 @@ class Tunable(NamedTuple):
 _TUNABLES = [
     # Logging.
     Tunable("log_level", "info", "Level of every process's log file: debug, info, warning, error."),
-    Tunable("log_rotation_max_bytes", 512 * 1024 ** 2, "A log file rotates past this size."),
+    Tunable("log_rotation_max_bytes", 64 * 1024 ** 2, "A log file rotates past this size (small beside log_dir_max_bytes, so the budget removes rotated history, not live files)."),
     Tunable("log_rotation_backup_count", 5, "Rotated log files kept per process."),
+    Tunable("log_dir_max_bytes", 1024 ** 3, "Disk budget of a node's logs folder, all its processes' files together (room for the ~0.5 GB that 1M small tasks write); the log monitor removes the oldest rotated files past it; 0: no budget."),
+    Tunable("log_dir_sweep_interval_ms", 1000, "How often the log monitor holds a node's logs folder to log_dir_max_bytes."),
     # Sessions, addresses, authentication.
     Tunable("temp_dir", "/tmp/ray_core", "Root of session folders, address and token files."),
+    Tunable("max_sessions", 10, "Session folders kept under temp_dir: `ray_core stop` and a starting head remove older ones, never one in use."),
     Tunable("address", "", "Cluster address for init(address='auto') when no local cluster runs."),
     Tunable("auth_token", "", "Cluster token sent with every RPC; empty means read auth_token_file."),
     Tunable("auth_token_file", "", "File holding the cluster token; empty means <temp_dir>/auth_token."),

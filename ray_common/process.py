@@ -1,5 +1,5 @@
-"""Process hygiene shared by every launcher: children die with their parent, and a
-launcher waits for a child's ready file instead of sleeping."""
+"""Process hygiene shared by every launcher: children die with their parent, a launcher
+waits for a child's ready file instead of sleeping, and a pid is asked whether it runs."""
 import ctypes
 import os
 import signal
@@ -23,6 +23,23 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
         libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
     if parent == 1 or os.getppid() != parent:
         os._exit(1)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie does not; another user's process does)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def write_file_atomically(path: str, text: str) -> None:

@@ -15,13 +15,16 @@ Invariants that keep a machine clean:
   time), before and after each start; `stop_recorded()` (`ray_core stop`) stops exactly
   those and their descendants, never whatever happens to match a name;
 - a head writes `<temp_dir>/ray_current_cluster` (address + session) for
-  init(address="auto"), and `<session>/auth_token` (mode 0600) for local clients.
+  init(address="auto"), and `<session>/auth_token` (mode 0600) for local clients;
+- at most max_sessions session folders stay under the temp dir, plus any still in use:
+  every starting head and `ray_core stop` prune the older ones (`prune_sessions`).
 """
 import datetime
 import glob
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -35,13 +38,15 @@ import psutil
 
 from ray_common import rpc
 from ray_common.config import config
-from ray_common.process import write_file_atomically
+from ray_common.process import pid_alive, write_file_atomically
 from ray_raylet.spill_manager import spill_directory
 
 logger = logging.getLogger(__name__)
 CURRENT_CLUSTER_FILE = "ray_current_cluster"
 NODES_DIR = "nodes"
 TOKEN_FILE = "auth_token"
+# new_session_dir's names: the creation time, sortable as text, then the creator's pid.
+_SESSION_NAME = re.compile(r"^session_\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}_\d{6}_(\d+)$")
 
 
 # ---- sessions, addresses, tokens ------------------------------------------------------
@@ -59,6 +64,38 @@ def new_session_dir(temp_dir: str) -> str:
     except OSError:
         pass
     return session_dir
+
+
+def prune_sessions(temp_dir: str, in_use: str = "") -> List[str]:
+    """Remove the session folders under `temp_dir` beyond the newest max_sessions, and
+    return them (`ray_core stop` and every starting head call this: Ray leaves old
+    sessions to pile up until someone cleans /tmp/ray by hand).
+
+    A folder in use is never removed, however old: `in_use` (the caller's own), one
+    that a node record with running processes names, and one whose creating process
+    (the pid that ends its name: a driver that ran init(), a head still starting up
+    before its record is written) still runs. Names sort by creation time.
+    """
+    names = sorted((n for n in os.listdir(temp_dir) if _SESSION_NAME.match(n)),
+                   reverse=True) if os.path.isdir(temp_dir) else []
+    live = {os.path.realpath(in_use)} if in_use else set()
+    live.update(os.path.realpath(r["session_dir"]) for _path, r in read_records(temp_dir)
+                if r.get("session_dir") and _live_pids(r))
+    removed = []
+    for name in names[max(config.max_sessions, 0):]:
+        path = os.path.join(os.path.abspath(temp_dir), name)
+        if os.path.realpath(path) in live or \
+                pid_alive(int(_SESSION_NAME.match(name).group(1))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    latest = os.path.join(temp_dir, "session_latest")
+    if os.path.islink(latest) and not os.path.exists(latest):
+        try:
+            os.unlink(latest)
+        except OSError:
+            pass
+    return removed
 
 
 def read_current_cluster(temp_dir: str) -> Optional[dict]:
@@ -206,6 +243,10 @@ class Node:
             logger.info("Removed what SIGKILLed nodes left under %s (sockets, spill files)",
                         temp_dir)
         session_dir = new_session_dir(temp_dir)
+        pruned = prune_sessions(temp_dir, in_use=session_dir)
+        if pruned:
+            logger.info("Removed %d old session folder(s) under %s (max_sessions %d)",
+                        len(pruned), temp_dir, config.max_sessions)
         if auth and not token:
             token = secrets.token_hex(16)
         node = cls(temp_dir, session_dir, token if auth else None, True, detached)

@@ -2,7 +2,8 @@
 
   ray_core start --head [...]         a head node on this machine (GCS, raylet, store)
   ray_core start --address HOST:PORT  join this machine to that cluster
-  ray_core stop [--force]             stop every node started under the temp dir
+  ray_core stop [--force]             stop every node started under the temp dir, and
+                                      remove session folders beyond max_sessions
   ray_core status                     nodes, resources used/total, pending demands
   ray_core memory                     object store use per node, objects and their refs
   ray_core microbenchmark [...]       the core microbenchmark
@@ -288,14 +289,18 @@ def _block(node) -> int:
 
 
 def cmd_stop(args, parser) -> int:
-    from ray_core.node import stop_recorded
+    from ray_core.node import prune_sessions, stop_recorded
     temp_dir = _temp_dir(args)
     stopped = stop_recorded(temp_dir, force=args.force)
     if not stopped:
         print(f"No ray_core processes were running under {temp_dir}.")
-        return 0
-    heads = sum(1 for r in stopped if r.get("head"))
-    print(f"Stopped {len(stopped)} node(s) ({heads} head) under {temp_dir}.")
+    else:
+        heads = sum(1 for r in stopped if r.get("head"))
+        print(f"Stopped {len(stopped)} node(s) ({heads} head) under {temp_dir}.")
+    pruned = prune_sessions(temp_dir)
+    if pruned:
+        print(f"Removed {len(pruned)} old session folder(s), keeping the newest "
+              f"{config.max_sessions} (max_sessions).")
     return 0
 
 

@@ -21,6 +21,7 @@
 - task_log.py        the per-task glog lines, buffered off the hot path
 - log_monitor.py     worker stdout/stderr to the driver that ran the task, prefixed
                      (pid=N, ip=IP): per-node monitor process -> GCS pubsub -> driver
+- log_budget.py      the node's logs folder held to log_dir_max_bytes (the monitor sweeps)
 - microbenchmark.py  `ray_core microbenchmark` rows (also against Ray itself)
 - actor_submitter.py  the caller's side of actor calls: address from the GCS, ordered
   pushes on the task socket, restarts and deaths

@@ -41,6 +41,9 @@ class DependencyResolver:
             self._inline(task)
             on_resolved(task)
             return
+        if task_log.enabled:
+            task_log.line(f"Task {task.task_id.hex()} waits for objects "
+                          + " ".join(object_id.hex() for object_id in waiting))
         remaining = [len(waiting)]
 
         def one_ready(_obj):
@@ -52,6 +55,8 @@ class DependencyResolver:
             self._store.add_callback(object_id, one_ready)
 
     def _finish(self, task: PendingTask, on_resolved) -> None:
+        if task_log.enabled:
+            task_log.line("Task dependencies resolved " + task.task_id.hex())
         self._inline(task)
         on_resolved(task)
 
@@ -70,5 +75,3 @@ class DependencyResolver:
             arg.inlined.data = obj.data
             arg.inlined.metadata = obj.metadata
             total += obj.size
-        if task_log.enabled:
-            task_log.line("Task dependencies resolved " + task.task_id.hex())

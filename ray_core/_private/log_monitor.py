@@ -11,7 +11,8 @@ Three parts share one format:
   WORKER_LOG_CHANNEL (LogBatch: ip, pid, job id, actor name). Nodes that share a logs
   folder (cluster_utils on one machine) share one active monitor through a file lock;
   The monitor also rotates those files by size (log_rotation_max_bytes), as every
-  process rotates its own .log;
+  process rotates its own .log, and holds the whole folder to its disk budget
+  (log_dir_max_bytes, see log_budget.py);
 - each driver subscribes (`LogSubscriber`) and prints the batches of its own job (and
   those of no job yet: a worker's startup errors), prefixed `(pid=N, ip=IP)`, or
   `(Class pid=N, ip=IP)` for an actor.
@@ -31,6 +32,8 @@ import time
 from typing import Callable, Dict, List, Optional
 
 from ray_common.config import config
+from ray_common.process import pid_alive
+from ray_core._private import log_budget
 
 logger = logging.getLogger("ray_core.log_monitor")  # also when run as __main__
 
@@ -138,6 +141,29 @@ class LogMonitor:
             del self._files[gone]
         return batches
 
+    def _unpublished(self, path: str) -> bool:
+        """Whether `path` is a worker file holding lines not yet published."""
+        state = self._files.get(path)
+        if state is None:
+            return _NAME.search(os.path.basename(path)) is not None
+        try:
+            return os.path.getsize(path) > state.offset
+        except OSError:
+            return False
+
+    def enforce_budget(self) -> log_budget.Swept:
+        """Hold the folder to log_dir_max_bytes; an exited worker's output is removed
+        only once published, and a live file emptied under its writer is read from 0."""
+        swept = log_budget.enforce(self._logs_dir, config.log_dir_max_bytes,
+                                   spare=self._unpublished)
+        for path in swept.removed:
+            self._files.pop(path, None)
+        for path in swept.truncated:
+            state = self._files.get(path)
+            if state is not None:
+                state.offset, state.partial = 0, b""
+        return swept
+
     @staticmethod
     def _rotate(path: str, state: _TailedFile) -> None:
         """Size-based rotation of a worker's .out/.err once everything in it is published.
@@ -177,18 +203,15 @@ def _wait_for_lock(logs_dir: str, alive: Callable[[], bool]):
     return None, waited
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+def _log_swept(swept: log_budget.Swept) -> None:
+    if swept.removed:
+        logger.info("Logs folder over its budget (%d bytes > log_dir_max_bytes %d): removed "
+                    "%s", swept.before, config.log_dir_max_bytes,
+                    " ".join(os.path.basename(p) for p in swept.removed))
+    if swept.truncated:
+        logger.warning("Live log files alone exceed log_dir_max_bytes %d (lower "
+                       "log_rotation_max_bytes): emptied %s", config.log_dir_max_bytes,
+                       " ".join(os.path.basename(p) for p in swept.truncated))
 
 
 def main(argv=None) -> int:
@@ -206,7 +229,7 @@ def main(argv=None) -> int:
         die_with_parent()
 
     def raylet_alive() -> bool:
-        return _pid_alive(args.raylet_pid)
+        return pid_alive(args.raylet_pid)
 
     lock, took_over = _wait_for_lock(args.logs_dir, raylet_alive)
     if lock is None:
@@ -221,10 +244,15 @@ def main(argv=None) -> int:
     monitor = LogMonitor(args.logs_dir, args.node_ip, from_end=took_over)
     gcs = GcsClient(args.gcs_address)
     period = config.log_monitor_poll_ms / 1000.0
+    sweep_period = config.log_dir_sweep_interval_ms / 1000.0
+    next_sweep = time.monotonic()
     running = True
     while running:
         running = raylet_alive()     # one last poll after the raylet is gone
         batches = monitor.poll()
+        if config.log_dir_max_bytes > 0 and time.monotonic() >= next_sweep:
+            next_sweep = time.monotonic() + sweep_period
+            _log_swept(monitor.enforce_budget())
         if batches:
             messages = [gcs_service_pb2.PubMessage(
                 channel_type=gcs_service_pb2.WORKER_LOG_CHANNEL, key_id=b.job_id,

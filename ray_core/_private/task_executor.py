@@ -21,7 +21,8 @@ from ray_core._private.serialization import META_ERROR
 from ray_core._private.task_log import task_log
 
 logger = logging.getLogger(__name__)
-_TYPE_NAMES = {v: k for k, v in common_pb2.TaskType.items()}
+_KINDS = {common_pb2.NORMAL_TASK: "task", common_pb2.ACTOR_CREATION_TASK: "actor creation task",
+          common_pb2.ACTOR_TASK: "actor task"}
 
 
 class _ArgError(Exception):
@@ -58,13 +59,10 @@ class TaskExecutor:
         task_id = TaskID(spec.task_id)
         fd = spec.function_descriptor
         if task_log.enabled:
-            task_log.line(f"Received task Type={_TYPE_NAMES.get(spec.type, spec.type)}, "
-                          f"Language=PYTHON, function_descriptor={fd.module_name},"
-                          f"{fd.class_name},{fd.function_name}, task_id={task_id.hex()}, "
-                          f"job_id={spec.job_id.hex()}, num_args={len(spec.args)}, "
-                          f"num_returns={spec.num_returns}"
-                          + (f", actor_id={spec.actor_task_spec.actor_id.hex()}"
-                             if spec.type == common_pb2.ACTOR_TASK else ""))
+            # The task id holds its job id (and an actor task's, its actor id): not repeated.
+            task_log.line(f"Received {_KINDS.get(spec.type, 'task')} {task_id.hex()} "
+                          f"{fd.module_name}.{fd.class_name + '.' if fd.class_name else ''}"
+                          f"{fd.function_name}")
         if spec.task_id in self.cancelled:
             self.cancelled.discard(spec.task_id)
             reply.was_cancelled = True

@@ -1,14 +1,21 @@
 """The per-task log lines of the hot path, written cheaply into the process's log file.
 
-The seed's lines ("Adding pending task", "Submit task", "Task dependencies resolved",
-"Lease granted", "Connected to", "Pushing normal task", "Completing task",
-"Received task ...") carry a task id each, so that `grep <task_id> logs/*` follows a
-task across processes. Through the logging module (a RotatingFileHandler formats each
-record twice and flushes each line) those seven lines cost ~300 us per task, more than
-the task itself: measured 2,300 async tasks/s with them against 8,900/s without. So
-they bypass it: the same glog format, buffered in memory, appended to the same file
-(O_APPEND, whole lines) at most every log_flush_interval_ms, when the buffer fills, and
-at exit. They are written when the project's log level is INFO or finer.
+Each line carries its task's id (which holds the job id, and an actor task's actor id),
+so that `grep <task_id> logs/*` follows a task across processes; a line about objects
+carries their ids. One line per step, and none for a step with nothing to say:
+  owner:  Submit task <id> / Pushing normal task <id> / Completing task <id>, and,
+          only when an argument was not ready, Task <id> waits for objects <ids> /
+          Task dependencies resolved <id>;
+  worker: Received task <id> <module>.<function>;
+  raylet: its lease lines (ray_raylet, through logging), per lease, not per task.
+Before, six lines per task wrote 834 log bytes per task in all (driver 598, worker
+236: 20k small tasks, benchmarks/bench_task_log.py); these write 476 (349 and 127).
+
+Through the logging module (a RotatingFileHandler formats each record twice and
+flushes each line) such lines cost ~300 us per task, more than the task itself. So they
+bypass it: the same glog format, buffered in memory, appended to the same file (O_APPEND,
+whole lines) at most every log_flush_interval_ms, when the buffer fills, and at exit.
+They are written when the project's log level is INFO or finer.
 """
 import atexit
 import logging
@@ -33,6 +40,7 @@ class TaskLog:
         self._pid = os.getpid()
         self._second = -1
         self._prefix = ""
+        self._where = {}    # (code, line) -> "file.py:line": a handful of call sites
         self._timer: Optional[threading.Thread] = None
         self._stop = threading.Event()
         self.enabled = False
@@ -55,7 +63,10 @@ class TaskLog:
     def line(self, message: str) -> None:
         """Buffer `I<mmdd hh:mm:ss.uuuuuu> <pid> <file>:<line>] <message>` (the caller's file:line)."""
         frame = sys._getframe(1)
-        where = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+        where = self._where.get((frame.f_code, frame.f_lineno))
+        if where is None:
+            where = self._where[frame.f_code, frame.f_lineno] = \
+                f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
         now = time.time()
         second = int(now)
         if second != self._second:

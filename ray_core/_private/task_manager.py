@@ -70,8 +70,6 @@ class TaskManager:
     def add_pending(self, task: PendingTask) -> None:
         with self._lock:
             self._pending[task.task_id] = task
-        if task_log.enabled:
-            task_log.line("Adding pending task " + task.task_id.hex())
 
     def get(self, task_id: TaskID) -> Optional[PendingTask]:
         return self._pending.get(task_id)

@@ -141,7 +141,7 @@ def test_cluster_information(cluster):
     assert ray.available_resources()["CPU"] == 2
 
 
-def test_seed_log_lines_follow_a_task(cluster):
+def test_task_log_lines_follow_a_task(cluster):
     ref = add.remote(20, 22)
     assert ray.get(ref) == 42
     task_id = ref.task_id().hex()
@@ -155,15 +155,37 @@ def test_seed_log_lines_follow_a_task(cluster):
     while time.time() < deadline:
         driver_text = read("python-core-driver-*.log")
         worker_text = read("python-core-worker-*.log")
-        if f"Completing task {task_id}" in driver_text and f"task_id={task_id}" in worker_text:
+        if f"Completing task {task_id}" in driver_text and task_id in worker_text:
             break
         time.sleep(0.1)
-    for line in ("Adding pending task", "Submit task", "Task dependencies resolved",
-                 "Pushing normal task", "Completing task"):
+    # One line per step, each with the task id; steps with nothing to say (arguments
+    # already there) write none.
+    for line in ("Submit task", "Pushing normal task", "Completing task"):
         assert f"{line} {task_id}" in driver_text, line
+    assert f"Task dependencies resolved {task_id}" not in driver_text
     assert "Lease granted" in driver_text and "Connected to" in driver_text
-    assert f"task_id={task_id}, job_id=" in worker_text
-    assert "function_descriptor=tests.integration.test_tasks,,add" in worker_text
+    assert f"Received task {task_id} tests.integration.test_tasks.add" in worker_text
+
+
+def test_task_waiting_for_an_argument_logs_its_object_ids(cluster, tmp_path):
+    @ray.remote
+    def once_file_exists(path):
+        while not os.path.exists(path):
+            time.sleep(0.01)
+        return 1
+
+    go = str(tmp_path / "go")
+    slow = once_file_exists.remote(go)
+    ref = add.remote(slow, 1)      # its argument cannot be ready yet: the file is not there
+    open(go, "w").close()
+    assert ray.get(ref) == 2
+    from ray_core._private.task_log import task_log
+    task_log.flush()
+    text = "".join(open(p).read() for p in
+                   glob.glob(f"{session_logs(cluster)}/python-core-driver-*.log"))
+    task_id = ref.task_id().hex()
+    assert f"Task {task_id} waits for objects {slow.hex()}" in text
+    assert f"Task dependencies resolved {task_id}" in text
 
 
 def test_worker_output_reaches_driver_with_pid_prefix(cluster, capfd):
