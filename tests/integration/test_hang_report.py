@@ -70,6 +70,7 @@ def test_a_task_waiting_for_busy_resources(hang_cluster, capsys):
 
 def test_a_running_task_and_one_waiting_for_its_argument(hang_cluster, capsys):
     first = sleeper.remote(600)
+    wait_for(lambda: ray.available_resources().get("CPU", 0) == 1, "the sleeper running")
     second = echo.remote(first)
     err = _report(capsys, second)
     assert "waits for 1 of its argument(s)" in err and first.hex() in err, err
@@ -92,6 +93,7 @@ class Slow:
 
 def test_an_actor_call_behind_a_busy_actor(hang_cluster, capsys):
     actor = Slow.remote()
+    ray.get(actor.pid.remote(), timeout=60)     # alive: the next call is sent at once
     first = actor.nap.remote(600)
     err = _report(capsys, first)
     assert "was sent to actor Slow" in err, err
