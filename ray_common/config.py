@@ -39,6 +39,7 @@ _TUNABLES = [
     Tunable("rpc_retry_max_attempts", 5, "Attempts of an idempotent call on UNAVAILABLE."),
     Tunable("rpc_retry_initial_backoff_ms", 100, "First wait between retries; doubles each time."),
     Tunable("rpc_retry_max_backoff_ms", 5000, "Cap on the wait between retries."),
+    Tunable("grpc_server_handshake_timeout_ms", 10000, "A TCP client of a gRPC server that has not finished the HTTP/2 handshake by then is dropped (silent or trickling strangers hold no socket for long)."),
     Tunable("gcs_rpc_server_reconnect_timeout_s", 60, "How long clients keep retrying a lost GCS."),
     # GCS.
     Tunable("health_check_initial_delay_ms", 5000, "Grace period before a new node is checked."),
