@@ -97,6 +97,7 @@ _TUNABLES = [
     Tunable("max_tasks_in_flight_per_worker", 16, "Tasks pushed to one leased worker before replies (pipelining)."),
     Tunable("pipeline_max_task_ms", 5.0, "Tasks pipelined on a worker only while a key's tasks take less than this each."),
     Tunable("worker_lease_idle_linger_ms", 200, "An idle leased worker is returned after this, so submit/get loops reuse it."),
+    Tunable("task_socket_stalled_peer_timeout_s", 10.0, "A worker drops a task connection that has not sent its HELLO, or stopped mid-frame, for this long of its waiting: a silent or trickling peer holds no socket and buffer for ever."),
     Tunable("task_reply_flush_ms", 2, "A worker running a pipelined batch sends replies at least this often."),
     Tunable("task_max_retries", 3, "Default max_retries of a task whose worker dies."),
     Tunable("fetch_timeout_s", 600.0, "Longest wait for the raylet to make a remote object local."),

@@ -34,6 +34,9 @@ from ray_common.config import config
 logger = logging.getLogger(__name__)
 
 TOKEN_METADATA_KEY = "ray-core-token"
+# The framed endpoints (task socket, object transfer) refuse a token frame longer than
+# this before reading it; gRPC could not carry a longer one either (8 KiB of headers).
+MAX_TOKEN_BYTES = 4096
 RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 _loop: Optional[asyncio.AbstractEventLoop] = None

@@ -27,6 +27,7 @@ SEEDS = range(6)
 FOUR_GB = 0xFFFFFFFF
 STALL_CONFIG = {
     "grpc_server_handshake_timeout_ms": int(STALL_S * 1000),
+    "task_socket_stalled_peer_timeout_s": STALL_S,
 }
 
 
