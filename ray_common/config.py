@@ -88,6 +88,7 @@ _TUNABLES = [
     Tunable("raylet_health_probe_timeout_s", 2.0, "Deadline of the owner's HealthCheck of a raylet it suspects dead (lineage reconstruction)."),
     Tunable("plasma_store_startup_timeout_s", 30.0, "A started plasma store must accept connections within this."),
     Tunable("plasma_max_frame_bytes", 64 * 1024 ** 2, "Largest plasma protocol frame; bigger ones are malformed and drop the client."),
+    Tunable("plasma_stalled_client_timeout_s", 10.0, "The store drops a client connected this long without HELLO, or stopped this long mid-frame: a silent or trickling peer holds no descriptor and buffer for ever."),
     Tunable("plasma_listen_backlog", 1024, "Pending connections the store's socket queues (hundreds of workers connect at once)."),
     Tunable("plasma_subscriber_max_buffered_bytes", 64 * 1024 ** 2, "Unsent notifications per subscriber before the store drops it."),
     Tunable("plasma_client_signal_check_ms", 200, "A plasma client blocked on its socket looks for a pending signal (Ctrl-C) this often: one landing between send() and recv() interrupts nothing."),
