@@ -76,6 +76,7 @@ _TUNABLES = [
     Tunable("task_rpc_inlined_bytes_limit", 10 * 1024 ** 2, "Total inlined argument bytes per task."),
     Tunable("object_store_memory", 0, "Plasma capacity in bytes; 0 means 30% of system memory."),
     Tunable("object_transfer_max_header_bytes", 64 * 1024 ** 2, "Largest token, pull request or object header (with its metadata) an object transfer accepts."),
+    Tunable("object_transfer_handshake_timeout_s", 10.0, "A puller must send its token and pull request within this of connecting (a puller sends both at once); a silent or trickling peer is dropped."),
     Tunable("object_spilling_directory", "", "Where primary copies spill; empty means <session>/spill."),
     Tunable("memory_usage_threshold", 0.95, "Node memory fraction above which the raylet kills a worker."),
     Tunable("memory_monitor_refresh_ms", 250, "Interval of the raylet's memory monitor; 0 disables it."),

@@ -28,6 +28,7 @@ FOUR_GB = 0xFFFFFFFF
 STALL_CONFIG = {
     "grpc_server_handshake_timeout_ms": int(STALL_S * 1000),
     "task_socket_stalled_peer_timeout_s": STALL_S,
+    "object_transfer_handshake_timeout_s": STALL_S,
     "plasma_stalled_client_timeout_s": STALL_S,
 }
 
