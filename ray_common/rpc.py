@@ -233,9 +233,10 @@ async def _refuse_malformed(context, method: str, request: _Malformed):
 def _log_handler_failure(method: str, context, error: Exception) -> None:
     """One line for a handler that raised: grpc would answer UNKNOWN and log the traceback
     to its own logger, which no process of the project writes anywhere."""
+    # Frame 0 is the guard; frame 1 the servicer's method; the last, where it raised.
     frames = [f"{os.path.basename(frame.f_code.co_filename)}:{line}"
-              for frame, line in traceback.walk_tb(error.__traceback__)][1:]   # not ours
-    where = frames[0] if len(frames) == 1 else f"{frames[0]}, at {frames[-1]}"
+              for frame, line in traceback.walk_tb(error.__traceback__)]
+    where = frames[-1] if len(frames) < 3 else f"{frames[1]}, at {frames[-1]}"
     logger.warning("Call %s from %s failed in its handler: %s: %s (raised in %s)", method,
                    context.peer(), type(error).__name__, error, where)
 
