@@ -5,7 +5,7 @@ PYTEST = $(PYTHON) -m pytest -q
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: build deps test test-setup test-common test-gcs test-plasma test-raylet test-core \
-        test-integration test-cli bench bench-vs-ray clean
+        test-integration test-cli test-fuzz bench bench-vs-ray clean
 
 # Bytecode too: every process of a node (GCS, raylet, store, workers) imports the
 # project, and where PYTHONDONTWRITEBYTECODE is set nothing caches it otherwise
@@ -54,6 +54,11 @@ test-integration: build
 
 test-cli: build test-setup
 	$(PYTEST) tests/cli
+
+# Bad input on every listening endpoint (gRPC servers, task socket, plasma socket,
+# object transfer port) of one real node: about 20 s.
+test-fuzz: build
+	$(PYTEST) tests/fuzz
 
 bench: build
 	$(PYTHON) -m benchmarks.run

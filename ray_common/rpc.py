@@ -7,6 +7,9 @@ What applies to all RPCs lives in this one module:
 - the cluster token: servers reject calls whose `ray-core-token` metadata is missing or
   wrong (UNAUTHENTICATED, saying where the token is looked for); stubs made by `stub()`
   attach it to every call;
+- bad input: a call refused for its token, or for a body that is not its method's
+  message, logs one line naming the caller; grpc itself drops what is not HTTP/2 and
+  clients that do not finish the handshake in time;
 - deadlines and retry with backoff for idempotent calls (`call_with_retry`), and one
   log line for a call that finally failed.
 Generated stubs and coroutines that use them must run on the io loop: grpc.aio binds a
@@ -15,10 +18,12 @@ channel to the loop it was made on.
 import asyncio
 import functools
 import hmac
+import inspect
 import logging
 import os
 import random
 import threading
+import traceback
 from typing import Any, Awaitable, Callable, Dict, Iterable, Optional, Tuple
 
 import grpc
@@ -29,6 +34,9 @@ from ray_common.config import config
 logger = logging.getLogger(__name__)
 
 TOKEN_METADATA_KEY = "ray-core-token"
+# The framed endpoints (task socket, object transfer) refuse a token frame longer than
+# this before reading it; gRPC could not carry a longer one either (8 KiB of headers).
+MAX_TOKEN_BYTES = 4096
 RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 _loop: Optional[asyncio.AbstractEventLoop] = None
@@ -133,46 +141,74 @@ def auth_token() -> Optional[str]:
         return None
 
 
+def _token_fault(has_token: bool) -> str:
+    return "a wrong cluster token" if has_token else "no cluster token"
+
+
 def _denied_message(has_token: bool) -> str:
-    what = "a wrong cluster token" if has_token else "no cluster token"
-    return (f"ray_core: request refused, {what}: set RAY_CORE_AUTH_TOKEN (or --auth-token) "
-            f"to the cluster's token (its head's session folder holds it, auth_token); "
-            f"drivers and nodes on the head's machine find it through "
+    return (f"ray_core: request refused, {_token_fault(has_token)}: set RAY_CORE_AUTH_TOKEN "
+            f"(or --auth-token) to the cluster's token (its head's session folder holds it, "
+            f"auth_token); drivers and nodes on the head's machine find it through "
             f"{os.path.join(config.temp_dir, 'ray_current_cluster')}")
 
 
-class _AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Answers UNAUTHENTICATED unless the call carries the cluster token."""
+class _Malformed:
+    """Stands in for a request whose body did not parse, so that the handler wrapper
+    (which sees the caller's address) can refuse it; a deserializer cannot."""
+    __slots__ = ("error",)
 
-    def __init__(self, token: str):
-        self._token = token.encode()
+    def __init__(self, error: Exception):
+        self.error = error
+
+
+class _GuardInterceptor(grpc.aio.ServerInterceptor):
+    """Stands before every handler of a server and refuses, with one log line naming the
+    caller: calls without the cluster token (UNAUTHENTICATED), calls of a method this
+    process does not implement (UNIMPLEMENTED), and calls whose body is not the method's
+    protobuf message (INVALID_ARGUMENT); a handler that raises gets one such line too.
+    Left to grpc, all but the first become tracebacks in grpc's own logger, which goes
+    nowhere. A method's guarded handler is built once (this runs on every call)."""
+
+    def __init__(self, token: Optional[str]):
+        self._token = token.encode() if token else None
+        self._guarded: Dict[str, Any] = {}
 
     async def intercept_service(self, continuation, details):
-        sent = None
-        for key, value in details.invocation_metadata or ():
-            if key == TOKEN_METADATA_KEY:
-                sent = value.encode() if isinstance(value, str) else value
-        handler = await continuation(details)
-        if sent is not None and hmac.compare_digest(sent, self._token):
-            return handler
-        if handler is None:
-            return None
-        return _refusing_handler(handler, _denied_message(sent is not None), details.method)
+        method = details.method
+        if self._token is not None:
+            sent = None
+            for key, value in details.invocation_metadata or ():
+                if key == TOKEN_METADATA_KEY:
+                    sent = value.encode() if isinstance(value, str) else value
+            if sent is None or not hmac.compare_digest(sent, self._token):
+                handler = await continuation(details)
+                if handler is None:
+                    return None
+                return _refusing_handler(handler, method, grpc.StatusCode.UNAUTHENTICATED,
+                                         _token_fault(sent is not None),
+                                         _denied_message(sent is not None))
+        guarded = self._guarded.get(method)
+        if guarded is None:
+            handler = await continuation(details)
+            if handler is None:
+                return None
+            guarded = self._guarded[method] = _guarded_handler(handler, method)
+        return guarded
 
 
-def _refusing_handler(handler, message: str, method: str):
-    """A handler of the same call type as `handler` that aborts with UNAUTHENTICATED."""
-    logger.warning("Refused %s: %s", method, message.split(":")[1].strip())
+def _refusing_handler(handler, method: str, code: grpc.StatusCode, fault: str, message: str):
+    """A handler of the same call type as `handler` that logs `fault` with the caller's
+    address and aborts with `code`. It never parses the body."""
 
     async def refuse(request, context):
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        logger.warning("Refused %s from %s: %s", method, context.peer(), fault)
+        await context.abort(code, message)
 
     async def refuse_stream(request, context):
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        await refuse(request, context)
         yield  # pragma: no cover - makes this an async generator
 
-    kwargs = dict(request_deserializer=handler.request_deserializer,
-                  response_serializer=handler.response_serializer)
+    kwargs = dict(request_deserializer=None, response_serializer=handler.response_serializer)
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(refuse, **kwargs)
     if handler.unary_stream:
@@ -180,6 +216,88 @@ def _refusing_handler(handler, message: str, method: str):
     if handler.stream_unary:
         return grpc.stream_unary_rpc_method_handler(refuse, **kwargs)
     return grpc.stream_stream_rpc_method_handler(refuse_stream, **kwargs)
+
+
+# What a handler raises on purpose: context.abort()'s answer, or the call's cancellation.
+_PASSED_ON = (grpc.aio.AbortError, asyncio.CancelledError)
+
+
+async def _refuse_malformed(context, method: str, request: _Malformed):
+    logger.warning("Refused %s from %s: malformed request body (%s)", method, context.peer(),
+                   request.error)
+    await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                        f"ray_core: the request body of {method} is not a valid protobuf "
+                        f"message of its type: {request.error}")
+
+
+def _log_handler_failure(method: str, context, error: Exception) -> None:
+    """One line for a handler that raised: grpc would answer UNKNOWN and log the traceback
+    to its own logger, which no process of the project writes anywhere."""
+    # Frame 0 is the guard; frame 1 the servicer's method; the last, where it raised.
+    frames = [f"{os.path.basename(frame.f_code.co_filename)}:{line}"
+              for frame, line in traceback.walk_tb(error.__traceback__)]
+    where = frames[-1] if len(frames) < 3 else f"{frames[1]}, at {frames[-1]}"
+    logger.warning("Call %s from %s failed in its handler: %s: %s (raised in %s)", method,
+                   context.peer(), type(error).__name__, error, where)
+
+
+def _guarded_handler(handler, method: str):
+    """`handler` with a deserializer that never raises, and a behaviour that refuses a
+    body it could not parse before the servicer sees it and logs the servicer's failure."""
+    field = next(name for name in ("unary_unary", "unary_stream", "stream_unary",
+                                   "stream_stream") if getattr(handler, name))
+    behaviour = getattr(handler, field)
+    streaming_in = field.startswith("stream")
+    if not (inspect.iscoroutinefunction(behaviour) or inspect.isasyncgenfunction(behaviour)):
+        # Every servicer method of the project is async; a plain function is the
+        # generated base class's stub of a method this process does not implement.
+        return _refusing_handler(handler, method, grpc.StatusCode.UNIMPLEMENTED,
+                                 "a method this process does not implement",
+                                 f"ray_core: {method} is not implemented by this process")
+    parse = handler.request_deserializer
+
+    def lenient(data):
+        try:
+            return parse(data) if parse is not None else data
+        except Exception as e:  # DecodeError, or whatever else a corrupt body raises
+            return _Malformed(e)
+
+    async def checked(request, context):
+        if type(request) is _Malformed:
+            await _refuse_malformed(context, method, request)
+        return request
+
+    async def checked_stream(requests, context):
+        async for request in requests:
+            yield await checked(request, context)
+
+    if inspect.isasyncgenfunction(behaviour):
+        async def guarded(request, context):
+            request = (checked_stream(request, context) if streaming_in
+                       else await checked(request, context))
+            replies = behaviour(request, context)
+            try:
+                async for reply in replies:
+                    yield reply
+            except _PASSED_ON:
+                raise
+            except Exception as e:
+                _log_handler_failure(method, context, e)
+                raise
+            finally:
+                await replies.aclose()    # its cleanup runs now, not when collected
+    else:
+        async def guarded(request, context):
+            request = (checked_stream(request, context) if streaming_in
+                       else await checked(request, context))
+            try:
+                return await behaviour(request, context)
+            except _PASSED_ON:
+                raise
+            except Exception as e:
+                _log_handler_failure(method, context, e)
+                raise
+    return handler._replace(request_deserializer=lenient, **{field: guarded})
 
 
 # ---- servers and channels ------------------------------------------------------
@@ -192,6 +310,13 @@ def _options():
             ("grpc.so_reuseport", 0)]
 
 
+def _server_options():
+    # A TCP client that never finishes the HTTP/2 handshake (silent, or one byte at a
+    # time) is closed by grpc itself after this; its default is two minutes.
+    return _options() + [("grpc.server_handshake_timeout_ms",
+                          config.grpc_server_handshake_timeout_ms)]
+
+
 async def start_server(servicers: Iterable[Tuple[Callable, Any]], port: int = 0,
                        host: str = "0.0.0.0",
                        token: Optional[str] = "") -> Tuple[grpc.aio.Server, int]:
@@ -202,8 +327,7 @@ async def start_server(servicers: Iterable[Tuple[Callable, Any]], port: int = 0,
     """
     if token == "":
         token = auth_token()
-    interceptors = [_AuthInterceptor(token)] if token else []
-    server = grpc.aio.server(interceptors=interceptors, options=_options())
+    server = grpc.aio.server(interceptors=[_GuardInterceptor(token)], options=_server_options())
     for add, servicer in servicers:
         add(servicer, server)
     address = f"{host}:{port}"

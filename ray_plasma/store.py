@@ -5,7 +5,9 @@
 The raylet starts it (ray_plasma.launcher) and owns it: the store dies with its parent.
 One event loop (epoll) serves every client over a Unix stream socket; all state
 lives in an ObjectTable touched only by that loop, so there are no locks. A client that
-sends a frame the store cannot parse is disconnected and logged; the store goes on.
+sends a frame the store cannot parse is disconnected and logged; the store goes on. So is
+one that stalls: connected without HELLO (or SUBSCRIBE), or stopped in the middle of a
+frame, for plasma_stalled_client_timeout_s (a client writes each frame at once).
 Readiness: the socket is bound under a temporary name and renamed to PATH once it
 listens, so PATH existing means the store accepts connections.
 
@@ -51,7 +53,7 @@ class Connection:
     """One client socket: its buffers and its stake in the object table."""
 
     __slots__ = ("sock", "fd", "pid", "refs", "inbuf", "outbuf", "greeted", "subscriber",
-                 "closed", "writing", "pending")
+                 "closed", "writing", "pending", "stall_deadline")
 
     def __init__(self, sock):
         self.sock = sock
@@ -69,6 +71,7 @@ class Connection:
         self.closed = False
         self.writing = False
         self.pending = None     # the PendingGet this client waits on (one request at a time)
+        self.stall_deadline = None  # dropped then unless it greets or finishes its frame
 
 
 class PendingGet:
@@ -105,6 +108,8 @@ class PlasmaStoreServer:
         self._subscribers = set()
         self._waiters = {}          # object id -> [PendingGet]
         self._timers = []           # heap of (deadline, seq, PendingGet)
+        self._stalls = []           # heap of (deadline, seq, Connection), stale once moved
+        self._stall_timeout = config.plasma_stalled_client_timeout_s
         self._resume = []           # clients whose get finished with frames still queued
         self._seq = itertools.count()
         self._stopping = False
@@ -163,6 +168,8 @@ class PlasmaStoreServer:
                     if handler is not None:
                         handler(fd, events)
                 self._fire_timers()
+                if self._stalls:
+                    self._drop_stalled()
                 self._resume_deferred()
         finally:
             self.close()
@@ -198,9 +205,12 @@ class PlasmaStoreServer:
     def _next_timeout(self):
         while self._timers and self._timers[0][2].done:
             heapq.heappop(self._timers)
-        if not self._timers:
+        while self._stalls and self._stalls[0][2].stall_deadline != self._stalls[0][0]:
+            heapq.heappop(self._stalls)
+        deadlines = [heap[0][0] for heap in (self._timers, self._stalls) if heap]
+        if not deadlines:
             return None
-        return max(0.0, self._timers[0][0] - time.monotonic())
+        return max(0.0, min(deadlines) - time.monotonic())
 
     def _fire_timers(self):
         now = time.monotonic()
@@ -208,6 +218,31 @@ class PlasmaStoreServer:
             pending = heapq.heappop(self._timers)[2]
             if not pending.done:
                 self._finish_get(pending)
+
+    def _stall_from_now(self, conn):
+        conn.stall_deadline = deadline = time.monotonic() + self._stall_timeout
+        heapq.heappush(self._stalls, (deadline, next(self._seq), conn))
+
+    def _track_stall(self, conn, served):
+        """After reading: a greeted client with a partial frame (and no get of its own
+        waiting) has plasma_stalled_client_timeout_s from the last whole frame to finish
+        it; an ungreeted one keeps the deadline it got when it connected."""
+        if not (conn.greeted or conn.subscriber):
+            return
+        if not conn.inbuf or conn.pending is not None:
+            conn.stall_deadline = None
+        elif served or conn.stall_deadline is None:
+            self._stall_from_now(conn)
+
+    def _drop_stalled(self):
+        now = time.monotonic()
+        while self._stalls and self._stalls[0][0] <= now:
+            deadline, _, conn = heapq.heappop(self._stalls)
+            if conn.stall_deadline == deadline and not conn.closed:
+                what = ("stopped in the middle of a frame" if conn.greeted or conn.subscriber
+                        else "sent no HELLO")
+                self._drop(conn, f"{what} for {self._stall_timeout:g} s "
+                                 f"(plasma_stalled_client_timeout_s)")
 
     def _on_accept(self, fd, mask):
         while True:
@@ -222,6 +257,7 @@ class PlasmaStoreServer:
             conn = Connection(sock)
             self._conns[conn.fd] = conn
             self._watch(conn.fd, self._on_io)
+            self._stall_from_now(conn)      # until its HELLO
             logger.debug("Client %s connected", conn.refs.name)
 
     def _on_io(self, fd, mask):
@@ -246,7 +282,7 @@ class PlasmaStoreServer:
             self._drop(conn, f"read failed: {e}")
             return
         if not data:
-            self._drop(conn, None)
+            self._drop(conn, _truncation(conn))
             return
         if conn.inbuf:
             conn.inbuf += data
@@ -276,6 +312,7 @@ class PlasmaStoreServer:
             del buf[:pos]
         elif pos < len(buf):
             conn.inbuf = bytearray(buf[pos:])
+        self._track_stall(conn, pos > 0)
 
     def _resume_deferred(self):
         """Serve frames that arrived while their client's get was waiting."""
@@ -295,10 +332,12 @@ class PlasmaStoreServer:
             raise MalformedFrame(f"unknown op {op}")
         if status != 0:
             raise MalformedFrame(f"request (op {op}) with status {status}, not 0")
-        if not conn.greeted and op != protocol.OP_HELLO and op != protocol.OP_SUBSCRIBE:
-            raise MalformedFrame(f"op {op} before HELLO")
         if conn.subscriber:
             raise MalformedFrame(f"op {op} on a subscription connection")
+        if not conn.greeted and op != protocol.OP_HELLO and op != protocol.OP_SUBSCRIBE:
+            raise MalformedFrame(f"op {op} before HELLO")
+        if conn.greeted and op == protocol.OP_HELLO:
+            raise MalformedFrame("a second HELLO")
         return handler
 
     def _dispatch(self, conn, handler, op, status, body):
@@ -523,6 +562,15 @@ class PlasmaStoreServer:
         conn.subscriber = True
         self._subscribers.add(conn)
         return _NO_REPLY
+
+
+def _truncation(conn):
+    """What a client that closed its connection left unsaid, or None if nothing."""
+    if not (conn.greeted or conn.subscriber):
+        return "closed the connection without HELLO"
+    if conn.inbuf and conn.pending is None:   # not frames queued behind its waiting get
+        return "closed the connection in the middle of a frame"
+    return None
 
 
 def _get_reply(entries):

@@ -23,6 +23,8 @@ import socket
 import struct
 from typing import Awaitable, Callable, Optional, Tuple
 
+from google.protobuf.message import DecodeError
+
 from ray_common import rpc
 from ray_common.config import config
 from ray_common.protocol import object_manager_pb2
@@ -56,20 +58,27 @@ async def _recv_exactly(loop, sock: socket.socket, n: int, what: str) -> bytes:
     return bytes(out)
 
 
-async def _recv_frame(loop, sock: socket.socket, what: str) -> bytes:
+async def _recv_frame(loop, sock: socket.socket, what: str, limit: int,
+                      limit_name: str) -> bytes:
     (length,) = _LEN.unpack(await _recv_exactly(loop, sock, _LEN.size, what))
-    if length > config.object_transfer_max_header_bytes:
-        raise TransferError(f"{what} of {length} bytes exceeds "
-                            f"object_transfer_max_header_bytes")
+    if length > limit:
+        raise TransferError(f"{what} of {length} bytes is over {limit_name} ({limit})")
     return await _recv_exactly(loop, sock, length, what)
 
 
 class TransferServer:
-    """Accepts pullers on a TCP port and streams them the objects `serve` hands out."""
+    """Accepts pullers on a TCP port and streams them the objects `serve` hands out.
+
+    A connection that sends anything but a token frame and a PullRequest, or not both
+    within object_transfer_handshake_timeout_s, is closed with one log line naming the
+    peer; the others go on. The token frame's length is checked before it is read, so a
+    stranger's length field cannot make the raylet allocate more than MAX_TOKEN_BYTES.
+    """
 
     def __init__(self, host: str, serve: Serve):
         self._serve = serve
         self._token = (rpc.auth_token() or "").encode()   # this node's cluster token
+        self._handshake_timeout = config.object_transfer_handshake_timeout_s
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind((host if host not in ("", "localhost") else "0.0.0.0", 0))
@@ -88,19 +97,38 @@ class TransferServer:
             conn, peer = await loop.sock_accept(self._listener)
             conn.setblocking(False)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            task = asyncio.ensure_future(self._handle(conn, peer))
+            task = asyncio.ensure_future(self._handle(conn, f"{peer[0]}:{peer[1]}"))
             self._connections.add(task)
             task.add_done_callback(self._connections.discard)
 
-    async def _handle(self, conn: socket.socket, peer) -> None:
+    async def _read_request(self, loop, conn: socket.socket) -> object_manager_pb2.PullRequest:
+        sent_token = await _recv_frame(loop, conn, "the token", rpc.MAX_TOKEN_BYTES,
+                                       "the longest token")
+        if self._token and not hmac.compare_digest(sent_token, self._token):
+            raise TransferError("wrong cluster token")
+        body = await _recv_frame(loop, conn, "the pull request",
+                                 config.object_transfer_max_header_bytes,
+                                 "object_transfer_max_header_bytes")
+        try:
+            return object_manager_pb2.PullRequest.FromString(body)
+        except DecodeError as e:
+            raise TransferError(f"the pull request's {len(body)} bytes are not a "
+                                f"PullRequest ({e})") from None
+
+    async def _handle(self, conn: socket.socket, peer: str) -> None:
         loop = asyncio.get_running_loop()
         try:
-            sent_token = await _recv_frame(loop, conn, "the token")
-            if self._token and not hmac.compare_digest(sent_token, self._token):
-                logger.warning("Refused an object transfer from %s: wrong cluster token", peer)
+            try:
+                request = await asyncio.wait_for(self._read_request(loop, conn),
+                                                 self._handshake_timeout)
+            except asyncio.TimeoutError:
+                logger.warning("Refused an object transfer from %s: no token and pull request "
+                               "within %g s (object_transfer_handshake_timeout_s)", peer,
+                               self._handshake_timeout)
                 return
-            request = object_manager_pb2.PullRequest.FromString(
-                await _recv_frame(loop, conn, "the pull request"))
+            except (OSError, TransferError) as e:
+                logger.warning("Refused an object transfer from %s: %s", peer, e)
+                return
             try:
                 header, data, done = await self._serve(request)
             except TransferError as e:

@@ -22,13 +22,20 @@ import selectors
 import socket
 import struct
 import threading
-from typing import Callable, List, Optional, Tuple
+import time
+from typing import Callable, Dict, List, Optional, Tuple
 
+from google.protobuf.message import DecodeError
+
+from ray_common import rpc
+from ray_common.config import config
+from ray_common.ids import JobID, TaskID
 from ray_common.protocol import core_worker_pb2
 
 logger = logging.getLogger(__name__)
 
 _FRAME = struct.Struct("<IB")
+_PEERCRED = struct.Struct("3i")
 KIND_HELLO = 1
 KIND_PUSH = 2
 KIND_REPLY = 3
@@ -138,20 +145,58 @@ class InjectedPush:
         self.on_reply = on_reply
 
 
+class _Fault(Exception):
+    """A peer broke the protocol; the message names how, and its connection is dropped."""
+
+
+class _Peer:
+    """What the worker knows of one accepted connection."""
+    __slots__ = ("name", "buffer", "authed")
+
+    def __init__(self, name: str):
+        self.name = name
+        self.buffer = bytearray()
+        self.authed = False
+
+
+def _peer_name(conn: socket.socket) -> str:
+    """host:port of a TCP peer, the pid of a local one (what a log reader can find)."""
+    try:
+        if conn.family == socket.AF_UNIX:
+            pid = _PEERCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                   _PEERCRED.size))[0]
+            return f"pid {pid} (local socket)"
+        host, port = conn.getpeername()[:2]
+        return f"{host}:{port}"
+    except OSError:
+        return "an unknown peer"
+
+
 class TaskServer:
     """The worker's end: listens, accepts owners, reads pushes, writes replies.
 
     Runs on the worker's main thread with a selector, so a task goes from the socket to
     the function without a thread hop. While a task runs, new pushes wait in the kernel
     buffer; the owner's side never blocks on them (asyncio buffers its writes).
+
+    Bad input drops that connection only, with one log line naming the peer: a first
+    frame that is not HELLO, a wrong token, a frame of a kind owners do not send, a
+    length over the limit (judged from the header, before the body is awaited), a batch
+    that does not parse. A peer that stays without its HELLO, or stops mid-frame, for
+    task_socket_stalled_peer_timeout_s is dropped too. That clock runs only while the
+    worker waits in poll(): bytes that wait in the kernel while a long task runs have
+    not stalled, and are read before the clock is looked at.
     """
 
     def __init__(self, worker_id_hex: str, host: str, token: Optional[str]):
         self._token = (token or "").encode()
+        self._max_frame = config.max_grpc_message_size
+        self._stall_timeout = config.task_socket_stalled_peer_timeout_s
         self._selector = selectors.DefaultSelector()
         self._listeners = []
-        self._buffers = {}
-        self._authed = set()
+        self._peers: Dict[socket.socket, _Peer] = {}
+        self._stalled: Dict[socket.socket, float] = {}   # conn -> deadline on _waited
+        self._waited = 0.0      # seconds spent waiting in select(), the stall clock
         self.unix_name = abstract_socket_name(worker_id_hex)
         unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         unix.bind(self.unix_name)
@@ -191,7 +236,13 @@ class TaskServer:
         while self._injected:
             out.append(self._injected.popleft())
             timeout = 0
-        for key, _ in self._selector.select(timeout):
+        if self._stalled:
+            left = max(0.0, min(self._stalled.values()) - self._waited)
+            timeout = left if timeout is None else min(timeout, left)
+        started = time.monotonic()
+        events = self._selector.select(timeout)
+        self._waited += time.monotonic() - started
+        for key, _ in events:
             obj = key.fileobj
             if key.data == "wake":
                 try:
@@ -203,6 +254,8 @@ class TaskServer:
                 self._accept(obj)
                 continue
             self._read(obj, out)
+        if self._stalled:
+            self._drop_stalled()
         if self.call_order is not None:
             return self.call_order.admit(out)
         return out
@@ -214,7 +267,8 @@ class TaskServer:
             return
         conn.setblocking(True)
         _tune(conn)
-        self._buffers[conn] = bytearray()
+        self._peers[conn] = _Peer(_peer_name(conn))
+        self._stalled[conn] = self._waited + self._stall_timeout   # until its HELLO
         self._selector.register(conn, selectors.EVENT_READ, "conn")
 
     def _read(self, conn, out) -> None:
@@ -224,32 +278,99 @@ class TaskServer:
             return
         except OSError:
             data = b""
+        peer = self._peers.get(conn)
+        if peer is None:
+            return                      # a reply's failed send dropped it meanwhile
         if not data:
-            self._drop(conn)
+            if peer.buffer:
+                self._drop(conn, "closed the connection in the middle of a frame")
+            elif not peer.authed:
+                self._drop(conn, "closed the connection before its HELLO frame")
+            else:
+                self._drop(conn)
             return
-        buffer = self._buffers[conn]
+        buffer = peer.buffer
         buffer += data
-        for kind, payload in _split_frames(buffer):
-            if kind == KIND_HELLO:
-                if self._token and not hmac.compare_digest(payload, self._token):
-                    logger.warning("Refused a task connection with a wrong cluster token")
-                    self._drop(conn)
-                    return
-                self._authed.add(conn)
-            elif kind == KIND_PUSH:
-                if conn not in self._authed:
-                    self._drop(conn)
-                    return
-                for request in core_worker_pb2.PushTaskBatch.FromString(payload).requests:
-                    out.append((conn, request))
+        header = _FRAME.size
+        pos = 0
+        try:
+            while len(buffer) - pos >= header:
+                length, kind = _FRAME.unpack_from(buffer, pos)
+                self._check_header(peer, length, kind)
+                end = pos + header + length
+                if len(buffer) < end:
+                    break
+                payload = bytes(buffer[pos + header:end])
+                pos = end
+                self._serve_frame(conn, peer, kind, payload, out)
+        except _Fault as e:
+            self._drop(conn, str(e))
+            return
+        if pos:
+            del buffer[:pos]
+        if not peer.authed:
+            return                          # the deadline set at accept stands
+        if not buffer:
+            self._stalled.pop(conn, None)
+        elif pos or conn not in self._stalled:
+            self._stalled[conn] = self._waited + self._stall_timeout   # a frame begun
 
-    def _drop(self, conn) -> None:
+    def _check_header(self, peer: _Peer, length: int, kind: int) -> None:
+        """Judge a frame by its header, before waiting for a body that may never come."""
+        if kind == KIND_HELLO:
+            if peer.authed:
+                raise _Fault("a second HELLO frame")
+            if length > rpc.MAX_TOKEN_BYTES:
+                raise _Fault(f"a HELLO frame of {length} bytes (a cluster token has at most "
+                             f"{rpc.MAX_TOKEN_BYTES})")
+        elif not peer.authed:
+            raise _Fault(f"a frame of kind {kind} before the HELLO frame with the cluster token")
+        elif kind != KIND_PUSH:
+            raise _Fault(f"a frame of kind {kind}; owners send only HELLO ({KIND_HELLO}) and "
+                         f"PUSH ({KIND_PUSH})")
+        elif length > self._max_frame:
+            raise _Fault(f"a PUSH frame of {length} bytes, over max_grpc_message_size "
+                         f"({self._max_frame})")
+
+    def _serve_frame(self, conn, peer: _Peer, kind: int, payload: bytes, out) -> None:
+        if kind == KIND_HELLO:
+            if self._token and not hmac.compare_digest(payload, self._token):
+                raise _Fault("a wrong cluster token")
+            peer.authed = True
+            return
+        try:
+            batch = core_worker_pb2.PushTaskBatch.FromString(payload)
+        except DecodeError as e:
+            raise _Fault(f"a PUSH frame whose {len(payload)} bytes are not a PushTaskBatch "
+                         f"({e})") from None
+        for request in batch.requests:
+            spec = request.task_spec
+            if len(spec.task_id) != TaskID.SIZE or len(spec.job_id) != JobID.SIZE:
+                # The executor builds these ids before it can turn errors into replies.
+                raise _Fault(f"a task whose task_id has {len(spec.task_id)} bytes and job_id "
+                             f"{len(spec.job_id)} (they have {TaskID.SIZE} and {JobID.SIZE})")
+        out.extend((conn, request) for request in batch.requests)
+
+    def _drop_stalled(self) -> None:
+        now = self._waited
+        for conn, deadline in list(self._stalled.items()):
+            if deadline <= now:
+                peer = self._peers[conn]
+                what = "in the middle of a frame" if peer.authed else "without a HELLO frame"
+                self._drop(conn, f"stalled {what} for {self._stall_timeout:g} s "
+                                 f"(task_socket_stalled_peer_timeout_s)")
+
+    def _drop(self, conn, fault: Optional[str] = None) -> None:
+        peer = self._peers.pop(conn, None)
+        if peer is None:
+            return
+        if fault:
+            logger.warning("Dropped the task connection from %s: %s", peer.name, fault)
         try:
             self._selector.unregister(conn)
         except (KeyError, ValueError):
             pass
-        self._buffers.pop(conn, None)
-        self._authed.discard(conn)
+        self._stalled.pop(conn, None)
         conn.close()
 
     def send_replies(self, conn, replies: list) -> None:
@@ -262,7 +383,7 @@ class TaskServer:
         frame = encode_frame(KIND_REPLY,
                              core_worker_pb2.PushTaskReplyBatch(replies=replies).SerializeToString())
         with self._send_lock:
-            if conn not in self._buffers:
+            if conn not in self._peers:
                 return  # the owner went away; it sends again what it still waits for
             try:
                 conn.sendall(frame)
@@ -275,7 +396,7 @@ class TaskServer:
                     pass
 
     def close(self) -> None:
-        for conn in list(self._buffers):
+        for conn in list(self._peers):
             self._drop(conn)
         for sock in self._listeners:
             try:

@@ -1,4 +1,5 @@
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -59,6 +60,53 @@ def test_port_in_use_is_named(kv_server):
 
     with pytest.raises(OSError, match=f"127.0.0.1:{port}.*in use"):
         rpc.run_sync(clash(), timeout=30)
+
+
+class _Half(gcs_service_pb2_grpc.InternalKVGcsServiceServicer):
+    """Implements one method, and that one fails."""
+
+    async def InternalKVGet(self, request, context):
+        raise KeyError(request.key)
+
+
+def test_every_refused_or_failed_call_is_one_line_naming_the_caller():
+    records = []
+    capture = logging.Handler()
+    capture.emit = lambda record: records.append(record.getMessage())
+    logger = logging.getLogger("ray_common.rpc")
+    logger.addHandler(capture)
+    kv_get = "/ray_core.rpc.InternalKVGcsService/InternalKVGet"
+
+    async def calls():
+        server, port = await rpc.start_server(
+            [(gcs_service_pb2_grpc.add_InternalKVGcsServiceServicer_to_server, _Half())],
+            host="127.0.0.1", token=TOKEN)
+        codes = []
+        try:
+            channel = rpc.get_channel(f"127.0.0.1:{port}")
+            metadata = ((rpc.TOKEN_METADATA_KEY, TOKEN),)
+            for method, body in [(kv_get, pb.InternalKVGetRequest(key=b"k").SerializeToString()),
+                                 (kv_get, b"\xff"),
+                                 ("/ray_core.rpc.InternalKVGcsService/InternalKVPut", b"")]:
+                try:
+                    await channel.unary_unary(method)(body, metadata=metadata, timeout=10)
+                except grpc.aio.AioRpcError as e:
+                    codes.append(e.code())
+        finally:
+            await server.stop(0)
+            rpc.forget_channel(f"127.0.0.1:{port}")
+        return codes
+
+    try:
+        codes = rpc.run_sync(calls(), timeout=30)
+    finally:
+        logger.removeHandler(capture)
+    assert codes == [grpc.StatusCode.UNKNOWN, grpc.StatusCode.INVALID_ARGUMENT,
+                     grpc.StatusCode.UNIMPLEMENTED]
+    assert len(records) == 3 and all(" from ipv4:127.0.0.1:" in r for r in records), records
+    assert "failed in its handler: KeyError: b'k' (raised in test_rpc.py:" in records[0]
+    assert "malformed request body" in records[1]
+    assert "a method this process does not implement" in records[2]
 
 
 def test_run_sync_refuses_the_io_thread():

@@ -8,6 +8,10 @@ from ray_common.protocol import core_worker_pb2
 from ray_core._private import task_transport
 
 
+def task_id(i: int) -> bytes:
+    return i.to_bytes(24, "little")
+
+
 def serve(server, stop):
     """A tiny worker loop: echo each pushed task id back as a reply."""
     while not stop.is_set():
@@ -30,7 +34,8 @@ def run_exchange(token_server, token_client, address_of):
             lambda c, exc: lost.append(exc))
         batch = core_worker_pb2.PushTaskBatch()
         for i in range(100):
-            batch.requests.add().task_spec.task_id = i.to_bytes(4, "little")
+            spec = batch.requests.add().task_spec
+            spec.task_id, spec.job_id = task_id(i), b"\1\0\0\0"
         conn.send_batch(batch)
         for _ in range(200):
             if len(got) == 100 or lost:
@@ -49,7 +54,7 @@ def run_exchange(token_server, token_client, address_of):
 
 def test_batch_round_trip_over_abstract_unix_socket():
     got, lost = run_exchange("tok", "tok", lambda s: s.unix_name)
-    assert got == [i.to_bytes(4, "little") for i in range(100)]
+    assert got == [task_id(i) for i in range(100)]
 
 
 def test_batch_round_trip_over_tcp():
