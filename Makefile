@@ -5,7 +5,7 @@ PYTEST = $(PYTHON) -m pytest -q
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: build deps test test-setup test-common test-gcs test-plasma test-raylet test-core \
-        test-integration test-cli test-fuzz bench bench-vs-ray clean
+        test-integration test-cli test-fuzz test-chaos bench bench-vs-ray clean
 
 # Bytecode too: every process of a node (GCS, raylet, store, workers) imports the
 # project, and where PYTHONDONTWRITEBYTECODE is set nothing caches it otherwise
@@ -59,6 +59,11 @@ test-cli: build test-setup
 # object transfer port) of one real node: about 20 s.
 test-fuzz: build
 	$(PYTEST) tests/fuzz
+
+# Processes SIGKILLed under a load (tests/chaos); `make test` runs it in its short mode.
+# RAY_CORE_CHAOS_S=600 for the long mode (seconds of load over all scenarios).
+test-chaos: build
+	$(PYTEST) -s tests/chaos
 
 bench: build
 	$(PYTHON) -m benchmarks.run

@@ -66,6 +66,7 @@ _TUNABLES = [
     Tunable("maximum_startup_concurrency", -1, "Workers starting at once; -1 means num_cpus."),
     Tunable("idle_worker_killing_time_threshold_ms", 1000, "Idle time before a surplus worker is killed."),
     Tunable("worker_register_timeout_seconds", 60, "A started worker must register within this."),
+    Tunable("worker_start_attempts", 3, "Workers a lease request may see fail to start (killed, crashed before registering) before the request fails."),
     Tunable("raylet_dead_owners_remembered", 10000, "Dead lease owners a raylet remembers, so a late request of theirs is refused rather than granted to nobody."),
     Tunable("worker_lease_timeout_milliseconds", 0, "0: lease requests queue until granted."),
     Tunable("worker_entry_module", "ray_core.workers.default_worker", "Module the raylet runs (python -m) as a worker process."),

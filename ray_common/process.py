@@ -1,9 +1,12 @@
 """Process hygiene shared by every launcher: children die with their parent, a launcher
 waits for a child's ready file instead of sleeping, and a pid is asked whether it runs."""
+import concurrent.futures
 import ctypes
 import os
 import signal
+import subprocess
 import sys
+import threading
 import time
 from typing import Optional
 
@@ -23,6 +26,27 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
         libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
     if parent == 1 or os.getppid() != parent:
         os._exit(1)
+
+
+_spawner: Optional[concurrent.futures.ThreadPoolExecutor] = None
+_spawner_lock = threading.Lock()
+
+
+def popen(*args, **kwargs) -> subprocess.Popen:
+    """subprocess.Popen for a child that calls die_with_parent().
+
+    Linux sends the parent-death signal when the *thread* that forked the child ends, not
+    the process: a node started from a short-lived thread (a test's helper, a supervisor)
+    would die with that thread. So a child is forked on the main thread, or on one
+    spawner thread that lives as long as this process."""
+    if threading.current_thread() is threading.main_thread():
+        return subprocess.Popen(*args, **kwargs)
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="ray_core_spawner")
+    return _spawner.submit(subprocess.Popen, *args, **kwargs).result()
 
 
 def pid_alive(pid: int) -> bool:

@@ -38,7 +38,7 @@ import psutil
 
 from ray_common import rpc
 from ray_common.config import config
-from ray_common.process import pid_alive, write_file_atomically
+from ray_common.process import pid_alive, popen, write_file_atomically
 from ray_raylet.spill_manager import spill_directory
 
 logger = logging.getLogger(__name__)
@@ -196,6 +196,7 @@ class Node:
         self.gcs_address = ""
         self.gcs_proc: Optional[subprocess.Popen] = None
         self.redis = None
+        self.storage = "memory"         # the GCS's storage URL (a head's)
         self.raylet_proc: Optional[subprocess.Popen] = None
         self.raylet_info: Dict = {}
         self.log_monitor_proc: Optional[subprocess.Popen] = None
@@ -262,6 +263,7 @@ class Node:
                 node.redis = start_redis(os.path.join(session_dir, "redis"), detached=detached)
                 node._record()
                 storage = node.redis.url
+            node.storage = storage
             node.gcs_proc, node.gcs_address = start_gcs(session_dir, port=port, storage=storage,
                                                         node_ip=node_ip, env=env,
                                                         detached=detached)
@@ -327,7 +329,7 @@ class Node:
         if not self.detached:
             command.append("--die-with-parent")
         with open(os.path.join(self.logs_dir, "log_monitor.err"), "ab") as err:
-            self.log_monitor_proc = subprocess.Popen(
+            self.log_monitor_proc = popen(
                 command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=err, start_new_session=self.detached)
         self._record()
@@ -357,6 +359,20 @@ class Node:
         the overrides), for whoever cleans up after a SIGKILL."""
         return spill_directory(self.session_dir, bytes.fromhex(self.node_id)) \
             if self.node_id else ""
+
+    def restart_gcs(self) -> None:
+        """SIGKILL this head's GCS and start a new one on the same address and storage:
+        with Redis storage it recovers every table, and clients reconnect by themselves."""
+        from ray_gcs.launcher import start_gcs
+        if not self.storage.startswith("redis://"):
+            raise RuntimeError("only a GCS with Redis storage can restart without losing "
+                               "the cluster's state (start the head with storage='redis')")
+        _stop_processes([self.gcs_proc.pid], force=True)
+        self.gcs_proc.wait()
+        ip, port = self.gcs_address.rsplit(":", 1)
+        self.gcs_proc, _ = start_gcs(self.session_dir, port=int(port), storage=self.storage,
+                                     node_ip=ip, env=self.child_env(), detached=self.detached)
+        self._record()
 
     # -- stopping --------------------------------------------------------------------
 

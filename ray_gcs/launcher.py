@@ -10,7 +10,7 @@ import sys
 from typing import Dict, Optional, Tuple
 
 from ray_common.config import config
-from ray_common.process import wait_for_file
+from ray_common.process import popen, wait_for_file
 
 _STDERR_TAIL_BYTES = 2000
 
@@ -46,7 +46,7 @@ def start_gcs(session_dir: str, port: int = 0, storage: str = "memory",
         command.append("--detached")
     err_path = os.path.join(logs_dir, "gcs_server.err")
     with open(os.path.join(logs_dir, "gcs_server.out"), "ab") as out, open(err_path, "ab") as err:
-        proc = subprocess.Popen(command, env=child_env, stdout=out, stderr=err,
+        proc = popen(command, env=child_env, stdout=out, stderr=err,
                                 stdin=subprocess.DEVNULL, start_new_session=detached)
     try:
         address = wait_for_file(address_file, config.gcs_server_start_timeout_s, proc,

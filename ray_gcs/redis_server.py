@@ -17,7 +17,7 @@ from typing import Optional
 import redis
 
 from ray_common.config import config
-from ray_common.process import die_with_parent
+from ray_common.process import die_with_parent, popen
 
 
 def redis_server_binary() -> str:
@@ -64,7 +64,7 @@ def _spawn(binary: str, port: int, data_dir: str, detached: bool = False) -> sub
     # Attached: through the wrapper that asks for the parent-death signal first.
     wrapper = [] if detached else [sys.executable, "-m", "ray_gcs.redis_server", "--exec"]
     with log:
-        return subprocess.Popen(
+        return popen(
             wrapper + [binary,
                        "--port", str(port), "--bind", "127.0.0.1", "--dir", data_dir, "--save", "",
                        "--appendonly", "no", "--protected-mode", "no", "--daemonize", "no"],

@@ -1,7 +1,7 @@
 """Start a plasma store process and wait until it accepts connections.
 
 The store calls die_with_parent(), and Linux ties that to the *thread* that forked it:
-start the store from a thread that lives as long as its owner (the main thread).
+process.popen forks it on a thread that lives as long as its owner.
 """
 import os
 import subprocess
@@ -9,6 +9,7 @@ import sys
 import time
 
 from ray_common.config import config
+from ray_common.process import popen
 
 
 def start_plasma_store(socket_path, memory_bytes, logs_dir=None, env=None,
@@ -37,7 +38,7 @@ def start_plasma_store(socket_path, memory_bytes, logs_dir=None, env=None,
         pass
     stderr = open(err_path, "ab") if err_path else None
     try:
-        proc = subprocess.Popen(cmd, env=child_env, stdin=subprocess.DEVNULL, stderr=stderr)
+        proc = popen(cmd, env=child_env, stdin=subprocess.DEVNULL, stderr=stderr)
     finally:
         if stderr is not None:
             stderr.close()

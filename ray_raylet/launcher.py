@@ -7,7 +7,7 @@ import uuid
 from typing import Dict, Optional, Tuple
 
 from ray_common.config import config
-from ray_common.process import wait_for_file
+from ray_common.process import popen, wait_for_file
 
 
 def start_raylet(gcs_address: str, session_dir: str, node_ip: str = "127.0.0.1",
@@ -48,7 +48,7 @@ def start_raylet(gcs_address: str, session_dir: str, node_ip: str = "127.0.0.1",
     err_path = os.path.join(logs_dir, f"raylet_{token}.err")
     with open(os.path.join(logs_dir, f"raylet_{token}.out"), "ab") as out, \
             open(err_path, "ab") as err:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+        proc = popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                 env=child_env, close_fds=True,
                                 start_new_session=not die_with_parent)
     try:

@@ -35,7 +35,7 @@ Reply = node_manager_pb2.RequestWorkerLeaseReply
 class LeaseRequest:
     __slots__ = ("lease_id", "spec", "demand", "strategy", "dependencies", "grant_or_reject",
                  "reply", "deps_state", "task_hex", "job_id", "canceled", "pull_task",
-                 "owner_id", "owner_node")
+                 "owner_id", "owner_node", "start_failures")
 
     def __init__(self, lease_id: bytes, request, demand: res.FixedSet):
         spec = request.resource_spec
@@ -51,6 +51,7 @@ class LeaseRequest:
         self.job_id = spec.job_id
         self.canceled = False
         self.pull_task: Optional[asyncio.Task] = None
+        self.start_failures = 0
         if spec.type == common_pb2.ACTOR_CREATION_TASK:
             self.owner_id = self.owner_node = b""     # the GCS's: it ends the actor itself
         else:
@@ -406,6 +407,16 @@ class LeaseManager:
         except (WorkerStartError, OSError) as e:
             self.granting.pop(req.lease_id, None)
             self.local.release(allocation)
+            req.start_failures += 1
+            if req.start_failures < config.worker_start_attempts and not req.canceled \
+                    and not req.reply.done():
+                # A worker killed while it started (or one bad start): another may do.
+                logger.warning("Lease request %s: worker start %d of %d failed (%s); trying "
+                               "again", req.what(), req.start_failures,
+                               config.worker_start_attempts, e)
+                self.queue.append(req)
+                self.schedule_dispatch()
+                return
             logger.warning("Lease request %s failed: %s", req.what(), e)
             self._resolve(req, Reply(status=Reply.FAILED, lease_id=req.lease_id,
                                      failure_message=f"worker start failed: {e}"))

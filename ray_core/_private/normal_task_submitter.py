@@ -171,9 +171,19 @@ class NormalTaskSubmitter:
                 deps = [arg.object_ref for arg in head.spec.args if not arg.is_inlined]
                 state.lease_id = UniqueID.from_random().binary()
                 state.lease_raylet = raylet
-                reply = await self._lease_client.request_worker_lease(
-                    head.spec, deps, raylet_address=raylet, grant_or_reject=raylet is not None,
-                    backlog_size=len(state.queue), lease_id=state.lease_id)
+                try:
+                    reply = await self._lease_client.request_worker_lease(
+                        head.spec, deps, raylet_address=raylet,
+                        grant_or_reject=raylet is not None, backlog_size=len(state.queue),
+                        lease_id=state.lease_id)
+                except Exception as e:
+                    if raylet is None:
+                        raise
+                    # The node it spilled to died meanwhile: ask this node's raylet again.
+                    logger.info("Lease request for task %s at %s failed (%s); asking the "
+                                "local raylet again", head.task_id.hex(), raylet, e)
+                    raylet = None
+                    continue
                 if reply.status == _CANCELED and not state.queue:
                     return
                 if reply.status == _SPILLBACK:
@@ -190,8 +200,10 @@ class NormalTaskSubmitter:
                     while state.queue:
                         self._task_manager.fail(state.queue.popleft(), error)
                     return
-                await self._on_lease_granted(key, state, reply, raylet)
+                granted = await self._on_lease_granted(key, state, reply, raylet)
                 raylet = None
+                if not granted:
+                    continue    # the leased worker died before we reached it: ask again
                 # Ask for one more worker only if the leased ones are all full.
                 depth = self._depth_for(state)
                 if all(len(w.inflight) >= depth for w in state.workers if not w.returned):
@@ -210,7 +222,9 @@ class NormalTaskSubmitter:
             if state.queue and not self._closed:
                 self._dispatch(key, state)
 
-    async def _on_lease_granted(self, key, state, reply, raylet) -> None:
+    async def _on_lease_granted(self, key, state, reply, raylet) -> bool:
+        """Connect to the leased worker and push to it; False if it could not be reached
+        (its lease is given back, nothing was pushed)."""
         head_hex = state.queue[0].task_id.hex() if state.queue else ""
         logger.info("Lease granted %s", head_hex)
         address = reply.worker_address
@@ -221,19 +235,23 @@ class NormalTaskSubmitter:
             worker.conn = await self._connect(address, self._on_replies, self._on_lost)
         except Exception as e:
             logger.warning("Could not connect to leased worker %s:%d: %s",
-                           address.ip_address, address.port, e)
-            await self._lease_client.return_worker(reply.lease_id, address.worker_id, True,
-                                                   f"unreachable: {e}", raylet_address)
-            raise
+                           address.ip_address, address.port, str(e).splitlines()[0])
+            try:
+                await self._lease_client.return_worker(reply.lease_id, address.worker_id, True,
+                                                       f"unreachable: {e}", raylet_address)
+            except Exception as why:    # its raylet died with it: the lease went too
+                logger.info("Returning lease %s failed: %s", reply.lease_id.hex(), why)
+            return False
         logger.info("Connected to %s:%d", address.ip_address, address.port)
         self._by_conn[worker.conn] = worker
         state.workers.append(worker)
         if self._closed or not state.queue:
             # Nothing left to run (the queue drained while the request waited).
             self._return(worker)
-            return
+            return True
         self._dispatch(key, state)
         self._maybe_idle(worker)
+        return True
 
     # -- replies ---------------------------------------------------------------------
     def _on_replies(self, conn, batch) -> None:

@@ -4,6 +4,7 @@ import os
 import signal
 import time
 
+import psutil
 import pytest
 
 import ray_core as ray
@@ -113,6 +114,8 @@ def test_an_object_whose_owner_does_not_answer(hang_cluster, capsys):
     [inner] = ray.get(actor.make.remote())
     os.kill(pid, signal.SIGSTOP)
     try:
+        wait_for(lambda: psutil.Process(pid).status() == psutil.STATUS_STOPPED,
+                 "the owner stopped")
         err = _report(capsys, inner, timeout=WARN_S + 4)
         assert "does not answer" in err and "its owner, worker" in err, err
     finally:
@@ -147,5 +150,9 @@ def test_the_cluster_is_whole_after_the_hangs(hang_cluster):
 
 def test_a_short_get_says_nothing(hang_cluster, capsys):
     capsys.readouterr()
-    assert ray.get(sleeper.remote(0.1), timeout=30) == 0.1
+    assert ray.get(ray.put(5), timeout=30) == 5
+    ref = sleeper.remote(600)
+    with pytest.raises(exceptions.GetTimeoutError):
+        ray.get(ref, timeout=WARN_S / 2)        # gives up before the report is due
     assert "has waited" not in capsys.readouterr().err
+    _stop([ref])
