@@ -3,17 +3,21 @@
 Each module has `run()` returning rows `(name, value, unit, reference, ref_unit)`:
 `reference` is a figure measured in the same run (a plain-Python or memcpy baseline),
 so the ratio means something on a shared, noisy machine. Select modules with
-`python -m benchmarks.run ids plasma`.
+`python -m benchmarks.run ids plasma`. Modules in ON_DEMAND take minutes and run only
+when named (`python -m benchmarks.run soak`).
 """
 import importlib
 import pathlib
 import sys
 import traceback
 
+ON_DEMAND = {"soak"}
+
 
 def main(argv):
     names = argv or sorted(p.stem[len("bench_"):] for p in
-                           pathlib.Path(__file__).parent.glob("bench_*.py"))
+                           pathlib.Path(__file__).parent.glob("bench_*.py")
+                           if p.stem[len("bench_"):] not in ON_DEMAND)
     print(f"{'benchmark':58} {'value':>14} {'unit':12} {'reference':>14} {'ratio':>7}")
     failed = False
     for name in names:

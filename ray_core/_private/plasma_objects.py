@@ -12,6 +12,7 @@ thread or the io loop, never from inside a garbage-collector callback that may r
 this thread holds the plasma client's lock.
 """
 import collections
+import concurrent.futures
 import logging
 import threading
 from typing import Dict, List, Optional
@@ -22,7 +23,7 @@ from ray_common.ids import ObjectID
 from ray_common.protocol import common_pb2
 
 from ray_core import exceptions
-from ray_core._private import serialization
+from ray_core._private import hang_report, serialization
 from ray_core._private._shared_buffer import SharedBuffer
 from ray_core._private.background import background_pool
 from ray_core._private.serialization import META_PICKLE_OOB
@@ -225,7 +226,18 @@ class PlasmaObjects:
         refs = [common_pb2.ObjectReference(object_id=oid.binary()) for oid in object_ids]
         locations = {oid.binary(): [found[oid].plasma_node or self._node_id]
                      for oid in object_ids}
-        reply = rpc.run_sync(self._lease_client.pull_objects(refs, locations))
+        pulling = rpc.spawn(self._lease_client.pull_objects(refs, locations))
+        threshold = config.get_hang_warning_s
+        try:
+            reply = pulling.result(threshold if threshold > 0 else None)
+        except concurrent.futures.TimeoutError:
+            hang_report.warn(
+                f"get() has waited {threshold:g} s for {len(object_ids)} object(s) being "
+                f"transferred to node {self._node_id.hex()[:12]}: " + ", ".join(
+                    f"{oid.hex()} ({found[oid].size} bytes) from node "
+                    f"{(found[oid].plasma_node or self._node_id).hex()[:12]}"
+                    for oid in object_ids[:8]))
+            reply = pulling.result()
         failed = {}
         for result in reply.results:
             if not result.success:

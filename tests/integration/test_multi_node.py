@@ -1,8 +1,12 @@
 """Two raylets on one machine: spillback, pushes over TCP, objects across nodes."""
+import threading
+
 import numpy as np
+import psutil
 import pytest
 
 import ray_core as ray
+from ray_common.config import config
 from ray_core._private import worker as worker_mod
 
 # A hang fails this file's test fast instead of eating the suite's budget.
@@ -74,6 +78,27 @@ def test_node_affinity_strategy(two_nodes):
         assert ray.get(where.options(scheduling_strategy=strategy).remote()) == target
 
 
+def test_a_stalled_transfer_is_reported(two_nodes, capsys, monkeypatch):
+    """A get that waits for an object coming from another node says which node."""
+    _cluster, info = two_nodes
+    ref = big_on_second.remote(1_000_000)
+    ray.wait([ref], fetch_local=False)          # sealed on the second node, not pulled
+    monkeypatch.setitem(config._system_config, "get_hang_warning_s", 0.5)
+    source = psutil.Process(info["proc"].pid)   # its raylet serves the transfer
+    capsys.readouterr()
+    source.suspend()
+    resume = threading.Timer(2.5, source.resume)
+    resume.start()
+    try:
+        array = ray.get(ref, timeout=60)
+    finally:
+        resume.cancel()
+        source.resume()
+    assert array[0] == 7
+    err = capsys.readouterr().err
+    assert "being transferred" in err and f"from node {info['node_id'][:12]}" in err, err
+
+
 def test_object_on_a_dead_node_is_lost_not_hung(two_nodes):
     from ray_core import exceptions
     cluster, info = two_nodes
@@ -85,3 +110,4 @@ def test_object_on_a_dead_node_is_lost_not_hung(two_nodes):
     info["proc"].wait()
     with pytest.raises(exceptions.ObjectLostError):
         ray.get(ref, timeout=60)
+
