@@ -29,11 +29,14 @@ WARMUP_FRACTION = 0.1
 
 
 class Sampler(threading.Thread):
-    """RSS of each named process every SAMPLE_S seconds."""
+    """RSS of each named process every SAMPLE_S seconds, and of the task workers (all the
+    raylet's workers but the actor's, summed: the pool may start and reap some)."""
 
-    def __init__(self, processes):
+    def __init__(self, processes, raylet, actor_pid):
         super().__init__(daemon=True, name="soak_sampler")
         self.processes = processes
+        self.raylet = raylet
+        self.actor_pid = actor_pid
         self.samples = []           # (seconds since start, {name: rss bytes})
         self._halt = threading.Event()
         self._start = time.monotonic()
@@ -51,6 +54,14 @@ class Sampler(threading.Thread):
                 out[name] = proc.memory_info().rss
             except psutil.Error:
                 out[name] = 0
+        total = 0
+        for child in self.raylet.children():
+            try:
+                if child.pid != self.actor_pid and "default_worker" in " ".join(child.cmdline()):
+                    total += child.memory_info().rss
+            except psutil.Error:
+                pass
+        out["task workers (sum)"] = total
         return out
 
     def stop(self):
@@ -108,7 +119,8 @@ def run():
     ray.init(num_cpus=2, object_store_memory=200 * 1024 ** 2, _temp_dir=temp_dir)
     try:
         actor = Counter.remote()
-        sampler = Sampler(_processes(ray, actor))
+        processes = _processes(ray, actor)
+        sampler = Sampler(processes, processes["raylet"], processes["actor worker"].pid)
         sampler.start()
         started = time.perf_counter()
         for start in range(0, TASKS, BATCH):
@@ -132,7 +144,7 @@ def run():
                  ("actor calls per s", ACTOR_CALLS / calls_s, "calls/s", None, ""),
                  ("put+get of 1 KB per s", PUTS / puts_s, "pairs/s", None, ""),
                  ("samples", len(sampler.samples), "count", None, "")]
-        for name in sampler.processes:
+        for name in list(sampler.processes) + ["task workers (sum)"]:
             warm, end = _growth(sampler.samples, name)
             peak = max(rss[name] for _, rss in sampler.samples) / 1e6
             rows += [(f"{name} RSS after warm-up", warm, "MB", None, ""),

@@ -55,6 +55,7 @@ _TUNABLES = [
     Tunable("external_storage_namespace", "default", "Redis key prefix of this cluster's GCS tables; a restarted GCS must use the same one."),
     Tunable("gcs_server_start_timeout_s", 60.0, "How long start_gcs waits for the GCS to write its address."),
     Tunable("gcs_server_stop_grace_s", 2.0, "On SIGTERM the GCS lets in-flight calls finish this long."),
+    Tunable("gcs_max_dead_workers", 1000, "Dead workers the GCS worker table keeps (the oldest deaths are forgotten first)."),
     Tunable("gcs_actor_schedule_retry_ms", 200, "Wait before the actor manager asks a raylet again after a failed lease call or with no node alive."),
     Tunable("gcs_placement_group_retry_ms", 1000, "How often the GCS tries again to place waiting placement groups when the cluster view does not change."),
     Tunable("placement_group_wait_chunk_s", 30.0, "A wait for a placement group asks the GCS for at most this long per call (each call well inside its own deadline)."),

@@ -2,12 +2,16 @@
 
 ReportWorkerFailure of a worker the table has not seen still records it (a worker may
 die before anyone added it), and publishes on WORKER_FAILURE_CHANNEL so owners learn of
-the death of workers they leased or borrowed from.
+the death of workers they leased or borrowed from. Raylets report every worker's end
+(idle ones reaped too), so only the newest `gcs_max_dead_workers` dead rows are kept:
+a long-lived cluster's table must not grow with its history.
 """
+import collections
 import logging
 import time
 from typing import Dict
 
+from ray_common.config import config
 from ray_common.ids import WorkerID
 from ray_common.protocol import common_pb2, gcs_service_pb2 as pb, gcs_service_pb2_grpc
 from ray_gcs import errors
@@ -22,10 +26,24 @@ class GcsWorkerManager(gcs_service_pb2_grpc.WorkerInfoGcsServiceServicer):
         self._storage = storage
         self._publisher = publisher
         self._workers: Dict[bytes, pb.WorkerTableData] = {}
+        self._dead = collections.OrderedDict()     # dead worker ids, oldest death first
 
     async def load(self) -> None:
         self._workers = await load_rows(self._storage, Table.WORKER, pb.WorkerTableData)
+        for worker in sorted(self._workers.values(), key=lambda w: w.timestamp_ms):
+            if not worker.is_alive:
+                self._dead[worker.worker_id] = None
         logger.info("Recovered %d worker(s)", len(self._workers))
+        await self._forget_oldest_dead()
+
+    async def _forget_oldest_dead(self) -> None:
+        extra = len(self._dead) - config.gcs_max_dead_workers
+        if extra <= 0:
+            return
+        old = [self._dead.popitem(last=False)[0] for _ in range(extra)]
+        for worker_id in old:
+            self._workers.pop(worker_id, None)
+        await self._storage.delete(Table.WORKER, old)
 
     async def _save(self, worker: pb.WorkerTableData) -> None:
         self._workers[worker.worker_id] = worker
@@ -56,8 +74,10 @@ class GcsWorkerManager(gcs_service_pb2_grpc.WorkerInfoGcsServiceServicer):
         logger.info("Worker %s (pid %d) failed: %s %s", worker_id.hex(), worker.pid,
                     common_pb2.ErrorType.Name(worker.exit_type), worker.exit_detail)
         await self._save(worker)
+        self._dead[worker_id] = None
         self._publisher.publish(pb.WORKER_FAILURE_CHANNEL, worker_id,
                                 worker_failure_message=worker)
+        await self._forget_oldest_dead()
         return pb.ReportWorkerFailureReply()
 
     @errors.handler

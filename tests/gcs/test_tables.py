@@ -4,6 +4,7 @@ import pytest
 from ray_common import rpc
 from ray_common.ids import ActorID, JobID, NodeID, PlacementGroupID, WorkerID
 from ray_common.protocol import common_pb2, gcs_service_pb2 as pb
+from ray_gcs.client import GcsClient
 from ray_gcs.errors import GcsAlreadyExistsError, GcsFailedPreconditionError, GcsNotFoundError
 from tests.gcs.conftest import wait_for
 
@@ -124,6 +125,32 @@ def test_worker_table(gcs):
     wait_for(lambda: failures, "the worker failure to be published")
     assert failures[0].worker_failure_message.worker_id == dying
     subscription.close()
+
+
+def test_worker_table_keeps_only_the_newest_dead_workers(gcs_processes, storage_url):
+    """A restart recovers the kept rows only, and what it recovered stays bounded."""
+    env = {"RAY_CORE_GCS_MAX_DEAD_WORKERS": "3"}
+    proc, address = gcs_processes.start(storage_url, env=env)
+    client = GcsClient(address)
+    ids = [WorkerID.from_random().binary() for _ in range(5)]
+    for n, worker_id in enumerate(ids):
+        client.sync.report_worker_failure(pb.WorkerTableData(worker_id=worker_id, pid=n,
+                                                             timestamp_ms=1000 + n))
+    assert {w.worker_id for w in client.sync.get_all_worker_info()} == set(ids[2:])
+    client.sync.close()
+    if storage_url == "memory":
+        return
+    proc.kill()
+    proc.wait()
+    _, address = gcs_processes.start(storage_url, env=env, session="again")
+    client = GcsClient(address)
+    try:
+        client.sync.report_worker_failure(pb.WorkerTableData(worker_id=ids[0], pid=9,
+                                                             timestamp_ms=2000))
+        assert {w.worker_id for w in client.sync.get_all_worker_info()} == \
+            {ids[3], ids[4], ids[0]}
+    finally:
+        client.sync.close()
 
 
 def test_placement_group_table(gcs):
