@@ -26,20 +26,20 @@ from ray_common.protocol import common_pb2
 
 logger = logging.getLogger(__name__)
 _ACTOR_TASK = common_pb2.ACTOR_TASK
-# Past this many stored replies, trimming scans them all instead of only the oldest ones
-# (replies of concurrent actors are stored out of sequence order).
-_FULL_TRIM_AT = 64
+# Stored replies are trimmed (against the caller's floor) once there are this many: a
+# scan now and then, not a look at every call.
+_TRIM_AT = 64
 
 
 class _Caller:
-    __slots__ = ("hex", "expected", "buffered", "replies", "running", "conn", "gap_since")
+    __slots__ = ("hex", "expected", "floor", "buffered", "replies", "conn", "gap_since")
 
     def __init__(self, caller_id: bytes):
         self.hex = caller_id.hex()
         self.expected = 0
+        self.floor = 0
         self.buffered: Dict[int, tuple] = {}       # seq -> (conn, request), arrived early
         self.replies: Dict[int, object] = {}       # seq -> reply the caller may still need
-        self.running: Dict[bytes, int] = {}        # task id -> seq, admitted, not replied
         self.conn = None                           # the newest connection it sent on
         self.gap_since = 0.0
 
@@ -49,7 +49,7 @@ class ActorCallOrder:
         """`send(conn, replies)` writes replies to a connection (the TaskServer's)."""
         self._send = send
         self._callers: Dict[bytes, _Caller] = {}
-        self._by_task: Dict[bytes, _Caller] = {}
+        self._running: Dict[bytes, tuple] = {}     # task id -> (caller, seq): admitted
         self._waiting = 0            # calls buffered over all callers
         self._lock = threading.Lock()
 
@@ -74,16 +74,21 @@ class ActorCallOrder:
 
     def _admit_one(self, conn, request, out, resend) -> None:
         spec = request.task_spec
-        caller_id = spec.actor_task_spec.caller_worker_id
-        caller = self._callers.get(caller_id)
+        order = spec.actor_task_spec
+        caller = self._callers.get(order.caller_worker_id)
         if caller is None:
-            caller = self._callers[caller_id] = _Caller(caller_id)
+            caller = self._callers[order.caller_worker_id] = _Caller(order.caller_worker_id)
         caller.conn = conn
-        self._advance_floor(caller, request.client_processed_up_to, out)
-        seq = spec.actor_task_spec.sequence_number
+        floor = request.client_processed_up_to
+        if floor > caller.floor:
+            self._advance_floor(caller, floor, out)
+        seq = order.sequence_number
         if seq == caller.expected:
-            self._run(caller, conn, request, out)
-            self._run_buffered(caller, out)
+            self._running[spec.task_id] = (caller, seq)
+            caller.expected = seq + 1
+            out.append((conn, request))
+            if caller.buffered:
+                self._run_buffered(caller, out)
         elif seq > caller.expected:
             if seq not in caller.buffered:
                 caller.buffered[seq] = (conn, request)
@@ -97,7 +102,7 @@ class ActorCallOrder:
                 logger.info("Call %d of caller %s (task %s) arrived again: sending its "
                             "reply again, not running it twice", seq, caller.hex, task_hex)
                 resend.append((conn, reply))
-            elif spec.task_id in caller.running:
+            elif spec.task_id in self._running:
                 logger.info("Call %d of caller %s (task %s) arrived again while it runs: "
                             "its reply goes to the new connection", seq, caller.hex, task_hex)
             else:
@@ -105,19 +110,13 @@ class ActorCallOrder:
                                "the caller has had its reply", seq, caller.hex, task_hex)
 
     def _advance_floor(self, caller: _Caller, floor: int, out) -> None:
-        """Below `floor` the caller waits for nothing: forget those replies, and stop
-        waiting for calls it gave up on before sending them."""
+        """Below `floor` the caller waits for nothing: stop waiting for calls it gave up on
+        before sending them (and, now and then, forget the replies it has had)."""
+        caller.floor = floor
         replies = caller.replies
-        if replies:
-            if len(replies) > _FULL_TRIM_AT:
-                for seq in [s for s in replies if s < floor]:
-                    del replies[seq]
-            else:
-                while replies:
-                    seq = next(iter(replies))
-                    if seq >= floor:
-                        break
-                    del replies[seq]
+        if len(replies) >= _TRIM_AT:
+            for seq in [s for s in replies if s < floor]:
+                del replies[seq]
         if floor > caller.expected:
             for seq in [s for s in caller.buffered if s < floor]:
                 del caller.buffered[seq]        # given up on by the caller: never run
@@ -126,8 +125,8 @@ class ActorCallOrder:
             self._run_buffered(caller, out)
 
     def _run(self, caller: _Caller, conn, request, out) -> None:
-        caller.running[request.task_spec.task_id] = request.task_spec.actor_task_spec.sequence_number
-        self._by_task[request.task_spec.task_id] = caller
+        self._running[request.task_spec.task_id] = (
+            caller, request.task_spec.actor_task_spec.sequence_number)
         caller.expected += 1
         out.append((conn, request))
 
@@ -156,13 +155,12 @@ class ActorCallOrder:
     def replied(self, conn, replies: list):
         """Store the replies of admitted calls; returns the connection to send them on
         (the caller's newest: the one they came on may be gone)."""
+        running = self._running
         with self._lock:
             for reply in replies:
-                caller = self._by_task.pop(reply.task_id, None)
-                if caller is None:
-                    continue
-                seq = caller.running.pop(reply.task_id, None)
-                if seq is not None:
+                entry = running.pop(reply.task_id, None)
+                if entry is not None:
+                    caller, seq = entry
                     caller.replies[seq] = reply
-                conn = caller.conn
+                    conn = caller.conn
         return conn

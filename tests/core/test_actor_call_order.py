@@ -5,7 +5,7 @@ import pytest
 from ray_common.config import config
 from ray_common.protocol import common_pb2, core_worker_pb2
 
-from ray_core._private.actor_call_order import ActorCallOrder
+from ray_core._private.actor_call_order import _TRIM_AT, ActorCallOrder
 
 
 def call(seq, caller=b"A", floor=None):
@@ -66,14 +66,15 @@ def test_a_call_sent_again_while_it_runs_is_answered_on_the_new_connection(order
     assert order.sent == []
 
 
-def test_replies_are_forgotten_once_below_the_floor(order):
-    for seq in range(3):
+def test_replies_below_the_floor_are_forgotten(order):
+    n = _TRIM_AT + 6
+    for seq in range(n):
         (conn, admitted), = order.admit([("c", call(seq, floor=0))])
         order.replied(conn, [reply_to(admitted)])
-    order.admit([("c", call(3, floor=2))])
-    assert order.admit([("c", call(0, floor=0))]) == []     # forgotten: dropped
+    order.admit([("c", call(n, floor=n - 2))])
+    assert order.admit([("c", call(0, floor=n - 2))]) == []     # forgotten: dropped
     assert order.sent == []
-    assert order.admit([("c", call(2, floor=2))]) == []     # kept: answered again
+    assert order.admit([("c", call(n - 1, floor=n - 2))]) == []  # kept: answered again
     assert len(order.sent) == 1
 
 
