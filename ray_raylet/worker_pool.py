@@ -5,7 +5,9 @@ interpreter, never a bare fork of the raylet), with at most `maximum_startup_con
 starting at once. It must call RegisterWorker within `worker_register_timeout_seconds`.
 An idle worker serves the next lease of the job it last ran (or any job, if it never
 ran one); idle workers beyond the soft limit (num_cpus) are asked to exit once idle
-longer than `idle_worker_killing_time_threshold_ms`.
+longer than `idle_worker_killing_time_threshold_ms`. A worker that still owns objects,
+actors or pending tasks refuses (its exit would take them with it, as in Ray) and is
+asked again after another idle period; one that does not answer is killed.
 
 Every process the pool knows (workers, and drivers that registered) is watched through
 a pidfd on the io loop, so a death is seen the moment it happens, not at the next poll.
@@ -21,8 +23,10 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
+from ray_common import rpc
 from ray_common.config import config
 from ray_common.ids import WorkerID
+from ray_common.protocol import core_worker_pb2, core_worker_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
@@ -343,10 +347,10 @@ class WorkerPool:
         period = max(config.idle_worker_killing_time_threshold_ms / 2000.0, 0.05)
         while not self._closed:
             await asyncio.sleep(period)
-            self.reap_idle()
+            await self.reap_idle()
 
-    def reap_idle(self) -> None:
-        """Kill the longest-idle workers beyond the soft limit, once idle long enough."""
+    async def reap_idle(self) -> None:
+        """Ask the longest-idle workers beyond the soft limit to exit, once idle long enough."""
         alive = [w for w in self.workers.values() if w.state is not WorkerState.DEAD
                  and not w.exit_intended]
         surplus = len(alive) - self.soft_limit
@@ -357,8 +361,34 @@ class WorkerPool:
         idle = sorted((w for w in alive if w.state is WorkerState.IDLE
                        and now - w.idle_since >= threshold), key=lambda w: w.idle_since)
         for worker in idle[:surplus]:
-            self.kill(worker, f"idle for {now - worker.idle_since:.1f}s beyond the soft limit "
-                              f"of {self.soft_limit} workers")
+            why = (f"idle for {now - worker.idle_since:.1f}s beyond the soft limit of "
+                   f"{self.soft_limit} workers")
+            worker.exit_intended = True          # not leased while it is asked
+            refusal = await self._ask_to_exit(worker)
+            if refusal is None:
+                logger.info("Asked %s to exit: %s", worker.describe(), why)
+                self._loop.call_later(config.worker_exit_grace_ms / 1000.0,
+                                      self._force_kill, worker)
+            elif refusal:
+                logger.info("%s stays though %s: %s", worker.describe(), why, refusal)
+                worker.exit_intended = False
+                worker.idle_since = time.monotonic()
+            else:
+                self.kill(worker, f"{why}; it did not answer a request to exit")
+
+    async def _ask_to_exit(self, worker: Worker):
+        """None if the worker agreed to exit, its reason if it refused, "" if it did not
+        answer."""
+        if not worker.port:
+            return ""
+        stub = rpc.stub(core_worker_pb2_grpc.CoreWorkerServiceStub,
+                        f"{worker.ip_address or self.node_ip}:{worker.port}")
+        try:
+            reply = await stub.Exit(core_worker_pb2.ExitRequest(if_owns_nothing=True),
+                                    timeout=config.rpc_default_deadline_s)
+        except Exception:  # noqa: BLE001 - dead, hung or not a CoreWorker: killed instead
+            return ""
+        return None if reply.success else (reply.refusal or "it still owns something")
 
     async def shutdown(self) -> None:
         """Stop every worker: SIGTERM, then SIGKILL whatever is left after the grace period."""

@@ -541,6 +541,11 @@ class ActorTaskSubmitter:
                 pass    # logged, and its calls fail with the reason
         self._spawn(run())
 
+    def num_owned_alive(self) -> int:
+        """Actors this process created that are not dead (their creation arguments are
+        kept until then)."""
+        return len(self._creation_args)
+
     # ---- kill and shutdown -----------------------------------------------------------
     def close(self) -> None:
         """At shutdown: stop watching actors; calls still waiting fail (any thread)."""

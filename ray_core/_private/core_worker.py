@@ -853,6 +853,22 @@ class CoreWorker:
                 server.send_replies(c, batch)
             pending.clear()
 
+    def what_it_owns(self) -> str:
+        """What would be lost if this worker exited now ("" if nothing): objects in
+        scope, actors it created that live, tasks it still waits for."""
+        rc = self.reference_counter
+        rc.flush()
+        parts = []
+        if rc.num_owned():
+            parts.append(f"{rc.num_owned()} object(s) in scope")
+        actors = self.actor_submitter.num_owned_alive()
+        if actors:
+            parts.append(f"{actors} actor(s)")
+        pending = len(self.task_manager.pending_tasks())
+        if pending:
+            parts.append(f"{pending} pending task(s)")
+        return ", ".join(parts)
+
     def request_exit(self) -> None:
         self._exit = True
         if self.task_server is not None:

@@ -115,6 +115,10 @@ class CoreWorkerServicer(core_worker_pb2_grpc.CoreWorkerServiceServicer):
         logger.info("Asked to exit (force=%s)", request.force_exit)
         if request.force_exit:
             os._exit(0)
+        if request.if_owns_nothing:
+            owned = core.what_it_owns()
+            if owned:
+                return core_worker_pb2.ExitReply(success=False, refusal=f"it owns {owned}")
         core.request_exit()
         return core_worker_pb2.ExitReply(success=True)
 

@@ -100,6 +100,10 @@ class PlasmaObjects:
             try:
                 dest = client.create(key, ser.total_size, ser.metadata)
                 break
+            except plasma_errors.ObjectExistsError:
+                if self._sealed_by_another_run(key):
+                    return
+                raise
             except plasma_errors.ObjectStoreFullError as e:
                 # The store is full of pinned copies: ask the raylet to spill some to disk
                 # (ray_raylet/spill_manager.py), then try again.
@@ -122,6 +126,20 @@ class PlasmaObjects:
             raise
         del dest
         client.seal(key)
+
+    def _sealed_by_another_run(self, key: bytes) -> bool:
+        """A retried task's return already here: an earlier run of the same task sealed it
+        (its worker was killed before it could reply), or a run still going seals it
+        soon. Same task, same value: that copy serves."""
+        client = self.client
+        found = client.get([key], config.plasma_existing_object_wait_ms)[0]
+        if found is None:
+            return False
+        del found
+        client.release(key)
+        logger.info("Object %s was already in the store (an earlier run of its task made "
+                    "it); keeping that copy", key.hex())
+        return True
 
     def hold_primary(self, key: bytes) -> None:
         """Keep the primary copy of an object this process put, by holding a reference.

@@ -174,6 +174,9 @@ class ReferenceCounter:
         self.flush()
         return self._counts.get(object_id, 0)
 
+    def num_owned(self) -> int:
+        return len(self._owned)
+
     def num_tracked(self) -> int:
         self.flush()
         return len(self._counts)

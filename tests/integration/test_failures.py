@@ -161,3 +161,24 @@ def test_cancel_interrupts_blocking_calls_and_children(cluster):
     # Both CPUs come back: the sleeping child was cancelled too (else one of these
     # would wait behind its 60 s sleep and the get would time out).
     assert ray.get([block.remote(0.5) for _ in range(2)], timeout=30) == [0.5, 0.5]
+
+
+@ray.remote(max_retries=1)
+def sealed_then_killed(path):
+    """Its first run seals its own return in plasma, then dies before replying (as a
+    worker SIGKILLed at that moment would); the retry finds the copy already there."""
+    import numpy as np
+    from ray_common.ids import ObjectID
+    from ray_core._private import serialization, worker
+    value = np.full(1024 ** 2, 3, dtype=np.uint8)
+    if _bump(path) == 1:
+        core = worker.global_worker().core_worker
+        return_id = ObjectID.from_index(core.current_task_id, 1)
+        core.plasma_objects.write(return_id, serialization.serialize(value))
+        os._exit(1)
+    return value
+
+
+def test_a_retry_whose_return_an_earlier_run_sealed(cluster, tmp_path):
+    value = ray.get(sealed_then_killed.remote(str(tmp_path / "attempts")), timeout=60)
+    assert value.shape == (1024 ** 2,) and value[0] == 3
