@@ -200,6 +200,7 @@ class Node:
         self.raylet_proc: Optional[subprocess.Popen] = None
         self.raylet_info: Dict = {}
         self.log_monitor_proc: Optional[subprocess.Popen] = None
+        self.supervisor_proc: Optional[subprocess.Popen] = None
         self.record_path = os.path.join(self.temp_dir, NODES_DIR, f"{uuid.uuid4().hex}.json")
 
     @property
@@ -269,6 +270,7 @@ class Node:
                                                         detached=detached)
             node._record()
             node._start_raylet(node_ip, num_cpus, num_gpus, resources, object_store_memory)
+            node._start_supervisor()
         except BaseException:
             node.kill()
             raise
@@ -334,9 +336,28 @@ class Node:
                 stderr=err, start_new_session=self.detached)
         self._record()
 
+    def _start_supervisor(self) -> None:
+        """The head's GCS (and private Redis) watcher: ray_gcs/supervisor.py."""
+        ip, port = self.gcs_address.rsplit(":", 1)
+        command = [sys.executable, "-m", "ray_gcs.supervisor", "--session-dir", self.session_dir,
+                   "--record", self.record_path, "--gcs-pid", str(self.gcs_proc.pid),
+                   "--gcs-port", port, "--node-ip", ip, "--storage", self.storage,
+                   "--node-pids", str(self.raylet_proc.pid), str(self.log_monitor_proc.pid)]
+        if self.redis is not None:
+            command += ["--redis-pid", str(self.redis.proc.pid), "--redis-port",
+                        str(self.redis.port), "--redis-dir", self.redis.data_dir]
+        if self.detached:
+            command.append("--detached")
+        with open(os.path.join(self.logs_dir, "gcs_supervisor.err"), "ab") as err:
+            self.supervisor_proc = popen(
+                command, env=self.child_env(), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=err, start_new_session=self.detached)
+        self._record()
+
     def _record(self) -> None:
         """Write down this node's processes so that `ray_core stop` finds them."""
-        procs = [("redis", self.redis.proc if self.redis is not None else None),
+        procs = [("gcs_supervisor", self.supervisor_proc),
+                 ("redis", self.redis.proc if self.redis is not None else None),
                  ("gcs_server", self.gcs_proc), ("raylet", self.raylet_proc),
                  ("log_monitor", self.log_monitor_proc)]
         entries = []
@@ -360,29 +381,44 @@ class Node:
         return spill_directory(self.session_dir, bytes.fromhex(self.node_id)) \
             if self.node_id else ""
 
-    def restart_gcs(self) -> None:
-        """SIGKILL this head's GCS and start a new one on the same address and storage:
-        with Redis storage it recovers every table, and clients reconnect by themselves."""
-        from ray_gcs.launcher import start_gcs
+    def kill_gcs(self, timeout_s: float = 60.0) -> None:
+        """SIGKILL this head's GCS; its supervisor starts it again on the same address from
+        Redis. Returns once the new GCS answers."""
         if not self.storage.startswith("redis://"):
-            raise RuntimeError("only a GCS with Redis storage can restart without losing "
-                               "the cluster's state (start the head with storage='redis')")
-        _stop_processes([self.gcs_proc.pid], force=True)
-        self.gcs_proc.wait()
-        ip, port = self.gcs_address.rsplit(":", 1)
-        self.gcs_proc, _ = start_gcs(self.session_dir, port=int(port), storage=self.storage,
-                                     node_ip=ip, env=self.child_env(), detached=self.detached)
-        self._record()
+            raise RuntimeError("only a GCS with Redis storage comes back without losing the "
+                               "cluster's state (start the head with storage='redis')")
+        old = self._recorded_pid("gcs_server")
+        _stop_processes([old], force=True)
+        deadline = time.monotonic() + timeout_s
+        while self._recorded_pid("gcs_server") in (old, 0):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the supervisor did not restart the GCS within {timeout_s}s")
+            time.sleep(0.02)
+        check_gcs(self.gcs_address, token=self.token, timeout_s=timeout_s)
+
+    def _recorded_pid(self, name: str) -> int:
+        """A process's pid as the node record has it now (the supervisor keeps it current)."""
+        try:
+            with open(self.record_path) as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            return 0
+        return next((e["pid"] for e in record.get("processes", []) if e.get("name") == name), 0)
 
     # -- stopping --------------------------------------------------------------------
 
     def kill(self, force: bool = False) -> None:
-        """Stop the log monitor, the raylet (its store and workers go with it), the GCS
-        and Redis, then anything left of their process trees."""
-        procs = [p for p in (self.log_monitor_proc, self.raylet_proc, self.gcs_proc,
-                             self.redis.proc if self.redis is not None else None)
+        """Stop the supervisor (first: it would restart what follows), the log monitor, the
+        raylet (its store and workers go with it), the GCS and Redis, then anything left
+        of their process trees."""
+        procs = [p for p in (self.supervisor_proc, self.log_monitor_proc, self.raylet_proc,
+                             self.gcs_proc, self.redis.proc if self.redis is not None else None)
                  if p is not None]
-        _stop_processes([p.pid for p in procs], force)
+        # The GCS and Redis may be the supervisor's restarts by now: the record knows.
+        restarted = [pid for pid in (self._recorded_pid("gcs_server"),
+                                     self._recorded_pid("redis"))
+                     if pid and pid not in {p.pid for p in procs}]
+        _stop_processes([p.pid for p in procs] + restarted, force)
         for proc in procs:
             try:
                 proc.wait(timeout=0)
@@ -392,6 +428,7 @@ class Node:
                            "spill_dir": self._spill_dir()})
         _forget(self.temp_dir, self.record_path, self.session_dir)
         self.log_monitor_proc = self.raylet_proc = self.gcs_proc = self.redis = None
+        self.supervisor_proc = None
 
 
 def driver_code_paths(pythonpath: str):
@@ -515,8 +552,10 @@ def _live_pids(record: dict) -> List[int]:
                 pids.append(entry["pid"])
         except (psutil.Error, KeyError, TypeError):
             continue
-    # Stop order: the log monitor and raylet first, the GCS and Redis last.
-    order = {"log_monitor": 0, "raylet": 1, "gcs_server": 2, "redis": 3}
+    # Stop order: the supervisor (it would restart the GCS), the log monitor and raylet,
+    # the GCS and Redis last.
+    order = {"gcs_supervisor": -1, "log_monitor": 0, "raylet": 1, "gcs_server": 2,
+             "redis": 3}
     names = {e.get("pid"): e.get("name") for e in record.get("processes", [])}
     return sorted(pids, key=lambda pid: order.get(names.get(pid), 9))
 

@@ -318,6 +318,13 @@ def cmd_status(args, parser) -> int:
         print(f"{PROG}: error: no cluster found: none was started under {temp_dir}; pass "
               f"--address HOST:PORT or set RAY_CORE_ADDRESS", file=sys.stderr)
         return 1
+    current = read_current_cluster(temp_dir) or {}
+    if current.get("gcs_address") == address:
+        from ray_gcs.supervisor import death_note
+        note = death_note(current.get("session_dir", ""))
+        if note:
+            print(f"{PROG}: error: {note}", file=sys.stderr)
+            return 1
     token = _client_token(args, temp_dir, address)
     try:
         nodes = check_gcs(address, token=token)
