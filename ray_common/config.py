@@ -70,6 +70,8 @@ _TUNABLES = [
     Tunable("maximum_startup_concurrency", -1, "Workers starting at once; -1 means num_cpus."),
     Tunable("idle_worker_killing_time_threshold_ms", 1000, "Idle time before a surplus worker is killed."),
     Tunable("worker_register_timeout_seconds", 60, "A started worker must register within this."),
+    Tunable("autoscaler_update_interval_s", 1.0, "How often the head's autoscaler reads the demand and decides."),
+    Tunable("autoscaler_node_start_timeout_s", 120.0, "A launched node must register within this, or the autoscaler ends it and records a failure."),
     Tunable("raylet_gcs_check_period_ms", 1000, "How often a raylet makes sure its GCS still answers (it shuts down once the GCS is gone for good)."),
     Tunable("worker_start_attempts", 3, "Workers a lease request may see fail to start (killed, crashed before registering) before the request fails."),
     Tunable("raylet_dead_owners_remembered", 10000, "Dead lease owners a raylet remembers, so a late request of theirs is refused rather than granted to nobody."),

@@ -37,7 +37,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
     def __init__(self, *, node_id: bytes, node_ip: str, gcs_client, gcs_address: str,
                  plasma, object_store_socket: str, session_dir: str,
                  total_resources: Dict[str, float], is_head: bool = False,
-                 gpu_ids: Optional[List[int]] = None):
+                 gpu_ids: Optional[List[int]] = None, labels: Optional[Dict[str, str]] = None):
         self.node_id = node_id
         self.node_ip = node_ip
         self.gcs = gcs_client
@@ -46,6 +46,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         self.object_store_socket = object_store_socket
         self.session_dir = session_dir
         self.is_head = is_head
+        self.labels = dict(labels or {})
         self.local = res.NodeResources(total_resources, track_instances=True)
         self.gpu_ids = gpu_ids
         self.port = 0
@@ -129,7 +130,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
             object_store_socket_name=self.object_store_socket, node_name=self.node_ip,
             state=common_pb2.NodeInfo.ALIVE, resources_total=self.local.total_floats(),
             start_time_ms=int(time.time() * 1000), is_head_node=self.is_head,
-            session_dir=self.session_dir)
+            session_dir=self.session_dir, labels=self.labels)
 
     async def watch_store(self, pid: int) -> None:
         """A plasma store that dies under us leaves a node that cannot hold objects: stop."""
