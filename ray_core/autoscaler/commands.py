@@ -76,7 +76,7 @@ def cmd_up(args, cluster, temp_dir: str) -> int:
     head = cluster.node_types[cluster.head_node_type]
     port = config.gcs_server_port if args.port is None else args.port
     try:
-        node = Node.start_head(temp_dir, port=port, detached=True,
+        node = Node.start_head(temp_dir, port=port, detached=True, storage=cluster.storage,
                                token=config.auth_token or None,
                                labels={**head.labels, NODE_TYPE_LABEL: head.name},
                                autoscaling_config=cluster.path, **head.start_arguments())

@@ -116,5 +116,6 @@ def test_a_bad_cluster_file_fails_up_naming_the_key(temp_dir, tmp_path):
                     "available_node_types: {head: {resources: {CPU: 1}, max_worker: 1}}\n")
     result = cli("up", str(path), temp_dir=temp_dir, check=False)
     assert result.returncode == 1
-    assert "available_node_types.head: unknown key(s) ['max_worker']" in result.stderr
+    assert f"{path}:4: available_node_types.head.max_worker: unknown key(s) ['max_worker']" \
+        in result.stderr, result.stderr
     assert read_records(temp_dir) == []

@@ -74,13 +74,32 @@ def test_tasks_needing_a_resource_start_a_node_of_that_type_which_ends_when_idle
 def test_max_workers_is_respected(autoscaling):
     autoscaling({"CPU": 0}, {"w": {"resources": {"CPU": 1}, "max_workers": 2}})
 
+    @ray.remote(num_cpus=0)
+    class Gate:
+        def __init__(self):
+            self.open = False
+
+        def release(self):
+            self.open = True
+
+        def is_open(self):
+            return self.open
+
     @ray.remote(num_cpus=1)
-    def hold(i):
-        time.sleep(0.5)
+    def hold(gate):
+        while not ray.get(gate.is_open.remote()):
+            time.sleep(0.05)
         return ray.get_runtime_context().get_node_id()
 
-    nodes = ray.get([hold.remote(i) for i in range(8)])
-    assert len(set(nodes)) == 2
+    gate = Gate.remote()
+    refs = [hold.remote(gate) for _ in range(8)]
+    # Two nodes run two of the tasks; the six others wait, and the autoscaler says the
+    # limit holds them rather than launching a third node.
+    wait_for(lambda: status().get("capped") and status().get("running") == {"w": 2},
+             "two running nodes and the rest of the demand held at max_workers", timeout=90)
+    assert status()["launched_total"] == 2
+    gate.release.remote()
+    assert len(ray.get(refs, timeout=60)) == 8
     assert status()["launched_total"] == 2
     assert sum(1 for n in ray.nodes() if n["Alive"]) <= 3
 
