@@ -446,6 +446,39 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
             self.spills.free(ids)
         return NM.FreeObjectsReply()
 
+    async def DrainObjects(self, request, context):
+        """Hand each owner's primary copies to the target raylet (it pulls them from here
+        and pins them for that owner), then let go of ours. An object the target could
+        not take stays primary here, and the node is not idle."""
+        stub = rpc.stub(node_manager_pb2_grpc.NodeManagerServiceStub,
+                        request.target_raylet_address)
+        moved, failures = 0, []
+        for owner, object_ids in self.owners.by_owner():
+            pulled = await stub.PullObjects(NM.PullObjectsRequest(
+                object_refs=[common_pb2.ObjectReference(object_id=o, owner_address=owner)
+                             for o in object_ids],
+                locations=[NM.ObjectLocations(object_id=o, node_ids=[self.node_id])
+                           for o in object_ids]), timeout=config.drain_objects_timeout_s)
+            there = [r.object_id for r in pulled.results if r.success]
+            failures += [r.error_message for r in pulled.results if not r.success]
+            if not there:
+                continue
+            pinned = await stub.PinObjectIDs(NM.PinObjectIDsRequest(
+                owner_address=owner, object_ids=there), timeout=config.drain_objects_timeout_s)
+            for object_id, ok in zip(there, pinned.successes):
+                if not ok:
+                    failures.append(f"object {object_id.hex()} was not pinned there")
+                    continue
+                self._unpin(object_id)
+                self.owners.discard(object_id)
+                self.spills.free([object_id])
+                moved += 1
+        logger.info("Drained %d primary copies to %s (%d failed%s)", moved,
+                    request.target_raylet_address, len(failures),
+                    f": {failures[0]}" if failures else "")
+        return NM.DrainObjectsReply(num_moved=moved, num_failed=len(failures),
+                                    message="; ".join(failures[:5]))
+
     async def SpillObjects(self, request, context):
         spilled, count, message = await self.spills.spill(
             request.bytes_needed, f"object {request.object_id.hex()}" if request.object_id else "")

@@ -30,8 +30,10 @@ class NodeSnapshot:
     launch_id: str          # "" for a node the autoscaler did not launch (the head...)
     total: Shape
     free: Shape
-    busy: bool              # leased workers, a driver, objects it holds, queued requests
+    busy: bool              # leased workers, a driver, queued requests
     is_head: bool = False
+    holds_objects: bool = False     # primary copies (in memory or spilled) someone may need
+    address: str = ""               # its raylet, ip:port
 
 
 @dataclass
@@ -46,6 +48,9 @@ class ClusterSnapshot:
 class Decision:
     launch: List[Tuple[str, str]] = field(default_factory=list)     # (launch id, type)
     terminate: List[Tuple[str, str]] = field(default_factory=list)  # (launch id, why)
+    # (launch id, its raylet, the raylet to take its primary copies) of idle nodes that
+    # still hold objects: moved first, the node is ended at a later update.
+    drain: List[Tuple[str, str, str]] = field(default_factory=list)
 
 
 class Autoscaler:
@@ -145,6 +150,11 @@ class Autoscaler:
                 continue
             if snapshot.requested and not holds(snapshot.requested, [
                     n.total for n in snapshot.nodes if n.launch_id != launch_id]):
+                continue
+            if node.holds_objects:
+                target = next((n.address for n in snapshot.nodes if n.is_head), "")
+                if target:
+                    decision.drain.append((launch_id, node.address, target))
                 continue
             counts[node_type] = counts.get(node_type, 0) - 1
             self.idle_since.pop(launch_id, None)

@@ -50,12 +50,14 @@ async def read_snapshot(gcs: GcsClient) -> ClusterSnapshot:
         free = dict(data.resources_available) if data else dict(total)
         load = list(data.resource_load) if data else []
         launch_id = info.labels.get(LAUNCH_ID_LABEL, "")
-        busy = bool(load)
+        address = f"{info.node_manager_address}:{info.node_manager_port}"
+        busy, holds_objects = bool(load), False
         if launch_id and not busy:
-            busy = await _holds_work(f"{info.node_manager_address}:{info.node_manager_port}")
+            busy, holds_objects = await _work_held(address)
         snapshots.append(NodeSnapshot(node_id=info.node_id, launch_id=launch_id,
                                       total=total, free=free, busy=busy,
-                                      is_head=info.is_head_node))
+                                      is_head=info.is_head_node,
+                                      holds_objects=holds_objects, address=address))
         for demand in load:
             if any(bundle_resources.group_of(name) for name in demand.shape):
                 continue    # waits in a placement group: the group's bundles are its demand
@@ -72,9 +74,10 @@ async def read_snapshot(gcs: GcsClient) -> ClusterSnapshot:
                            requested=requested)
 
 
-async def _holds_work(raylet: str) -> bool:
-    """A node with leased workers, a driver, or objects (in memory or spilled) that
-    someone may still need is not idle, whatever its free resources say."""
+async def _work_held(raylet: str) -> Tuple[bool, bool]:
+    """(busy, holds objects): a node with leased workers or a driver is not idle,
+    whatever its free resources say; one with primary copies (in memory or spilled)
+    must hand them over before it ends."""
     stub = rpc.stub(node_manager_pb2_grpc.NodeManagerServiceStub, raylet)
     try:
         stats = await rpc.call_with_retry(stub.GetNodeStats,
@@ -82,9 +85,9 @@ async def _holds_work(raylet: str) -> bool:
                                           timeout=10, retry=False)
     except Exception as e:  # noqa: BLE001 - unknown counts as busy: never end it blindly
         logger.warning("GetNodeStats of %s failed (%s); treating the node as busy", raylet, e)
-        return True
-    return any(w.is_driver or not w.is_idle for w in stats.workers) or \
-        stats.num_pinned_objects > 0 or stats.num_spilled_objects > 0
+        return True, True
+    return (any(w.is_driver or not w.is_idle for w in stats.workers),
+            stats.num_pinned_objects > 0 or stats.num_spilled_objects > 0)
 
 
 class Monitor:
@@ -131,6 +134,10 @@ class Monitor:
                 logger.info("Ending node %s (launch %s): %s",
                             by_launch.get(launch_id, b"").hex() or "-", launch_id, why)
                 self._pool.submit(self._terminate, launch_id, by_launch.get(launch_id), why)
+        for launch_id, raylet, target in decision.drain:
+            if launch_id not in self._ending:
+                self._ending.add(launch_id)
+                self._pool.submit(self._drain, launch_id, raylet, target)
         status = self.scaler.status()
         rpc.run_sync(self.gcs.kv_put(STATUS_KEY, json.dumps(status).encode(),
                                      namespace=KV_NAMESPACE))
@@ -145,6 +152,25 @@ class Monitor:
         except Exception as e:  # noqa: BLE001 - a provider bug is a failed launch too
             logger.exception("Launching a %s node (launch %s) failed", node_type, launch_id)
             self._failed.put((launch_id, node_type, repr(e)))
+
+    def _drain(self, launch_id: str, raylet: str, target: str) -> None:
+        """Move an idle node's primary copies to `target`; the node ends at a later
+        update, once it holds none."""
+        try:
+            async def drain():
+                stub = rpc.stub(node_manager_pb2_grpc.NodeManagerServiceStub, raylet)
+                return await stub.DrainObjects(
+                    node_manager_pb2.DrainObjectsRequest(target_raylet_address=target),
+                    timeout=config.drain_objects_timeout_s)
+            reply = rpc.run_sync(drain())
+            logger.info("Node of launch %s handed %d primary copies to %s%s", launch_id,
+                        reply.num_moved, target,
+                        f" ({reply.num_failed} failed: {reply.message})"
+                        if reply.num_failed else "")
+        except Exception:  # noqa: BLE001 - tried again at the next update
+            logger.exception("Moving the objects of the node of launch %s failed", launch_id)
+        finally:
+            self._ending.discard(launch_id)
 
     def _terminate(self, launch_id: str, node_id, why: str) -> None:
         try:

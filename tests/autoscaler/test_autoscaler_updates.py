@@ -130,3 +130,17 @@ def test_a_type_whose_launch_failed_backs_off_before_the_next_try():
     assert a.update(waiting, {}).launch == []           # the second wait is 4 s
     clock.now += 2
     assert len(a.update(waiting, {}).launch) == 1
+
+
+def test_an_idle_node_holding_objects_hands_them_over_before_it_ends():
+    a, clock = scaler(idle_minutes=0.0)
+    head = NodeSnapshot(node_id=b"h", launch_id="", total={"CPU": 1.0}, free={"CPU": 1.0},
+                        busy=False, is_head=True, address="10.0.0.1:5")
+    holding = NodeSnapshot(node_id=b"n", launch_id="n1", total={"CPU": 1.0},
+                           free={"CPU": 1.0}, busy=False, holds_objects=True,
+                           address="10.0.0.2:7")
+    decision = a.update(ClusterSnapshot([head, holding], []), {"n1": "w"})
+    assert decision.drain == [("n1", "10.0.0.2:7", "10.0.0.1:5")] and not decision.terminate
+    holding.holds_objects = False               # moved: now it ends
+    assert [lid for lid, _ in a.update(ClusterSnapshot([head, holding], []),
+                                       {"n1": "w"}).terminate] == ["n1"]

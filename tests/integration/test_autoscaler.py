@@ -5,6 +5,7 @@ import os
 import signal
 import time
 
+import numpy as np
 import pytest
 
 import ray_core as ray
@@ -102,6 +103,25 @@ def test_max_workers_is_respected(autoscaling):
     assert len(ray.get(refs, timeout=60)) == 8
     assert status()["launched_total"] == 2
     assert sum(1 for n in ray.nodes() if n["Alive"]) <= 3
+
+
+def test_objects_on_an_idle_node_move_before_it_ends(autoscaling):
+    autoscaling({"CPU": 1}, {"big": {"resources": {"CPU": 1, "big": 1}, "max_workers": 1}})
+
+    @ray.remote(resources={"big": 1}, num_returns=3)
+    def make():
+        return (np.arange(1_000_000, dtype=np.int64), np.ones(500_000),
+                ray.get_runtime_context().get_node_id())
+
+    # Only the node id comes to the driver: the arrays' one copy is on the big node.
+    array_ref, ones, node_ref = make.remote()
+    big_node = ray.get(node_ref)
+    ray.wait([array_ref, ones], num_returns=2, fetch_local=False)
+    # The node is idle but holds the primary copies: they move to the head, then it ends.
+    wait_for(lambda: not any(n["Alive"] and n["NodeID"] == big_node for n in ray.nodes()),
+             "the idle node to hand over its objects and end", timeout=90)
+    assert ray.get(array_ref, timeout=30).sum() == sum(range(1_000_000))
+    assert ray.get(ones, timeout=30).sum() == 500_000
 
 
 def test_a_placement_group_that_needs_two_nodes_starts_two(autoscaling):
