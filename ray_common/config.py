@@ -61,6 +61,7 @@ _TUNABLES = [
     Tunable("gcs_max_dead_workers", 1000, "Dead workers the GCS worker table keeps (the oldest deaths are forgotten first)."),
     Tunable("gcs_actor_schedule_retry_ms", 200, "Wait before the actor manager asks a raylet again after a failed lease call or with no node alive."),
     Tunable("gcs_placement_group_retry_ms", 1000, "How often the GCS tries again to place waiting placement groups when the cluster view does not change."),
+    Tunable("placement_group_batch_reply_wait_s", 1.0, "How long the GCS holds the reply to a batch of placement group creations for their first placement attempt (so the caller learns which are ready without asking)."),
     Tunable("placement_group_wait_chunk_s", 30.0, "A wait for a placement group asks the GCS for at most this long per call (each call well inside its own deadline)."),
     Tunable("redis_start_timeout_s", 30.0, "How long start_redis waits for redis-server to answer PING."),
     # Raylet, scheduling, workers.

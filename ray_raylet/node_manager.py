@@ -556,9 +556,6 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
 
     async def PrepareBundleResources(self, request, context):
         success, why = self.bundles.prepare(request.placement_group_id, request.bundles)
-        if success and request.commit:
-            self.bundles.commit(request.placement_group_id,
-                                [bundle.bundle_index for bundle in request.bundles])
         return NM.PrepareBundleResourcesReply(success=success, failure_message=why)
 
     async def CommitBundleResources(self, request, context):
@@ -566,11 +563,24 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         return NM.CommitBundleResourcesReply()
 
     async def CancelResourceReserve(self, request, context):
-        indices = list(request.bundle_indices)
-        self.bundles.cancel(request.placement_group_id, indices)
-        if not indices:  # the whole group is gone: its waiting tasks will never run
-            self.leases.group_removed(request.placement_group_id.hex())
+        self.bundles.cancel(request.placement_group_id, list(request.bundle_indices))
         return NM.CancelResourceReserveReply()
+
+    async def ReserveBundles(self, request, context):
+        replies = []
+        for group in request.groups:
+            success, why = self.bundles.prepare(group.placement_group_id, group.bundles)
+            if success:
+                self.bundles.commit(group.placement_group_id,
+                                    [bundle.bundle_index for bundle in group.bundles])
+            replies.append(NM.PrepareBundleResourcesReply(success=success, failure_message=why))
+        return NM.ReserveBundlesReply(replies=replies)
+
+    async def ReturnBundles(self, request, context):
+        for group_id in request.placement_group_ids:
+            self.bundles.cancel(group_id, [])
+            self.leases.group_removed(group_id.hex())  # its waiting tasks will never run
+        return NM.ReturnBundlesReply()
 
     async def HealthCheck(self, request, context):
         return NM.HealthCheckReply()
