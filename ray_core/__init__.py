@@ -17,8 +17,9 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from ray_core import exceptions  # noqa: F401
 from ray_core._private.worker import (available_resources, cancel, cluster_resources, get,
-                                      get_gpu_ids, get_runtime_context, init, is_initialized,
-                                      nodes, put, shutdown, wait)
+                                      get_gpu_ids, init, is_initialized, nodes, put,
+                                      shutdown, wait)
+from ray_core.runtime_context import get_runtime_context
 from ray_core._private.generator_streams import ObjectRefGenerator
 from ray_core.object_ref import ObjectRef
 from ray_core.remote_function import RemoteFunction

@@ -25,6 +25,7 @@ from ray_common.ids import ActorID
 from ray_common.protocol import core_worker_pb2
 
 from ray_core._private.actor_call_order import ActorCallOrder
+from ray_core._private.core_worker import ASYNC_CALL_SPEC
 from ray_core._private.task_executor import _ArgError
 from ray_core._private.task_log import task_log
 
@@ -197,6 +198,7 @@ class ActorRuntime:
             return
 
         async def run():
+            ASYNC_CALL_SPEC.set(spec)      # this asyncio task's own context
             async with semaphore:
                 reply = core_worker_pb2.PushTaskReply(task_id=spec.task_id)
                 try:
@@ -240,4 +242,4 @@ def exit_actor() -> None:
     core.request_exit()
     raise exceptions.ActorDiedError(
         f"The actor {runtime.class_name} (actor_id={runtime.actor_id.hex()}) is dead: it "
-        f"called exit_actor().", runtime.actor_id.hex())
+        f"called exit_actor().", actor_id=runtime.actor_id.hex())

@@ -102,7 +102,8 @@ def death_error(data: gcs_service_pb2.ActorTableData) -> exceptions.ActorDiedErr
             message += f"\nThe constructor's error:\n{error}"
         except Exception as e:
             message += f" (its exception could not be read: {e})"
-    return exceptions.ActorDiedError(message, data.actor_id.hex())
+    return exceptions.ActorDiedError(message, actor_id=data.actor_id.hex(),
+                                     actor_init_failed=bool(cause.creation_exception))
 
 
 class ActorTaskSubmitter:
@@ -353,10 +354,9 @@ class ActorTaskSubmitter:
                         len(retry), actor.hex)
         for task in failed:
             self._core.task_manager.fail(task, exceptions.ActorUnavailableError(
-                f"The actor {actor.class_name} (actor_id={actor.hex}) restarted while task "
-                f"{task.task_id.hex()} ({task.function_name}) ran on it, and the call has "
-                f"no retries left (max_task_retries); it may or may not have run.",
-                actor.hex))
+                f"the actor {actor.class_name} restarted while task {task.task_id.hex()} "
+                f"({task.function_name}) ran on it, and the call has no retries left "
+                f"(max_task_retries)", bytes.fromhex(actor.hex)))
 
     def _mark_dead(self, actor: _Actor, error: BaseException, drain: bool = True) -> None:
         """Fail what waits for a dead actor. Calls already sent on a connection that is
@@ -530,7 +530,7 @@ class ActorTaskSubmitter:
             logger.warning("Registering actor %s failed: %s", actor.hex, e)
             self._mark_dead(actor, exceptions.ActorDiedError(
                 f"The actor {task.function_name} (actor_id={actor.hex}) could not be "
-                f"registered with the GCS: {e}", actor.hex))
+                f"registered with the GCS: {e}", actor_id=actor.hex))
             raise
 
     def spawn_register(self, task: PendingTask) -> None:

@@ -15,6 +15,7 @@ one wake-up per burst, so a loop of .remote() calls costs one thread hop, not on
 import asyncio
 import collections
 import concurrent.futures
+import contextvars
 import itertools
 import logging
 import math
@@ -51,6 +52,9 @@ logger = logging.getLogger(__name__)
 
 DRIVER = "driver"
 WORKER = "worker"
+# The spec of the async actor call running in this asyncio task: an async actor runs
+# many calls at once on one loop, so the task context cannot be the process's.
+ASYNC_CALL_SPEC = contextvars.ContextVar("ray_core_async_call_spec", default=None)
 
 
 class _TaskContext:
@@ -252,6 +256,10 @@ class CoreWorker:
     @property
     def current_task_id(self) -> TaskID:
         return self._ctx.task_id
+
+    def current_spec(self):
+        """The spec of the task or actor call running here (None between tasks)."""
+        return ASYNC_CALL_SPEC.get() or self._ctx.spec
 
     @property
     def current_job_id(self) -> JobID:
@@ -692,7 +700,7 @@ class CoreWorker:
                                       copy_lost: bool = False) -> None:
         try:
             if not owner:
-                raise exceptions.OwnerDiedError(object_id.hex(), (
+                raise exceptions.OwnerDiedError(object_id.hex(), message=(
                     f"Object {object_id.hex()} has no known owner in this process."))
             address = self._owner_pb(owner)
             stub = rpc.stub(core_worker_pb2_grpc.CoreWorkerServiceStub,
@@ -701,7 +709,7 @@ class CoreWorker:
                 owner_worker_id=address.worker_id, object_id=object_id.binary(),
                 copy_lost=copy_lost), timeout=None)
             if reply.status != core_worker_pb2.GetObjectStatusReply.CREATED:
-                raise exceptions.ObjectLostError(object_id.hex(), (
+                raise exceptions.ObjectLostError(object_id.hex(), message=(
                     f"Object {object_id.hex()} was already freed by its owner "
                     f"(worker {address.worker_id.hex()[:16]}): nothing held a ref to it."))
             if reply.node_ids:
@@ -711,7 +719,7 @@ class CoreWorker:
                 obj = StoredObject(reply.object.data, reply.object.metadata)
         except Exception as e:
             error = e if isinstance(e, exceptions.RayError) else exceptions.OwnerDiedError(
-                object_id.hex(), f"Object {object_id.hex()} is lost: its owner could not be "
+                object_id.hex(), message=f"Object {object_id.hex()} is lost: its owner could not be "
                 f"reached ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).")
             obj = StoredObject.error(error)
         finally:
@@ -792,7 +800,7 @@ class CoreWorker:
                     return self._read_again(object_id, owner, timeout)
                 finally:
                     borrow_capture.asked_owner = False
-            error = exceptions.ObjectLostError(object_id.hex(), (
+            error = exceptions.ObjectLostError(object_id.hex(), message=(
                 f"Object {object_id.hex()} is lost: it is not in the object store of node "
                 f"{self.node_id.hex()[:12]} and could not be fetched from node "
                 f"{node_id.hex()[:12]}: {why}"))
@@ -884,7 +892,7 @@ class CoreWorker:
         """
         if self.executor is None or self.executor.current_task_id != task_id:
             return False
-        self.executor.cancel_requested = task_id
+        self.executor.cancel_requested = self.executor.cancelled_running = task_id
         os.kill(os.getpid(), signal.SIGINT)
         return True
 

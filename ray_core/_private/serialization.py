@@ -162,7 +162,8 @@ def serialize_error(error: BaseException) -> SerializedObject:
             fallback = exceptions.RayTaskError(
                 error.function_name,
                 f"{error.traceback_str}\n(the original {type(error.cause).__name__} could not "
-                f"be pickled: {e})", None, error.pid, error.ip, error.node_id, error.task_id)
+                f"be pickled: {e})", None, error.proctitle, error.pid, error.ip, error.actor_repr,
+                error._actor_id, error.node_id, error.task_id)
         else:
             fallback = exceptions.RaySystemError(f"{type(error).__name__}: {error}")
         data = _dumps(fallback)

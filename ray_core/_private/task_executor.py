@@ -50,6 +50,7 @@ class TaskExecutor:
         self.cancelled = set()          # task ids cancelled before they started
         self.current_task_id = None     # bytes, while a task runs
         self.cancel_requested = None    # task id a SIGINT is on its way to cancel
+        self.cancelled_running = None   # the running task's id once cancel() reached it
         self.exiting = False            # a max_calls limit was reached: exit after replying
         self._calls = {}                # function hash -> tasks run (for max_calls)
 
@@ -130,7 +131,12 @@ class TaskExecutor:
             return reply
         finally:
             self.current_task_id = None
+            self.cancelled_running = None
             core.exit_task()
+
+    def was_cancelled(self, task_id: bytes) -> bool:
+        return task_id in (self.cancelled_running, self.cancel_requested) or \
+            task_id in self.cancelled
 
     # -- arguments -------------------------------------------------------------------
     def _load_args(self, spec):
@@ -243,8 +249,9 @@ class TaskExecutor:
             return error
         tb = exceptions.format_remote_traceback(error, skip_frames=skip)
         return exceptions.RayTaskError(spec.function_descriptor.function_name, tb, error,
-                                       os.getpid(), self._core.node_ip, self._core.node_id.hex(),
-                                       spec.task_id.hex())
+                                       pid=os.getpid(), ip=self._core.node_ip,
+                                       node_id=self._core.node_id.hex(),
+                                       task_id=spec.task_id.hex())
 
     def _error_reply(self, reply, spec, error: BaseException) -> None:
         payload = serialization.serialize_error(error).to_bytes()

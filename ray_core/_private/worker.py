@@ -437,11 +437,6 @@ def get_gpu_ids() -> List[int]:
     return [index for index, _ in core.assigned_gpus()]
 
 
-def get_runtime_context():
-    from ray_core.runtime_context import RuntimeContext
-    return RuntimeContext(global_worker())
-
-
 def nodes() -> List[dict]:
     gcs = global_worker().gcs
     out = []
