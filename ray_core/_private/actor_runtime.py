@@ -25,7 +25,7 @@ from ray_common.ids import ActorID
 from ray_common.protocol import core_worker_pb2
 
 from ray_core._private.actor_call_order import ActorCallOrder
-from ray_core._private.core_worker import ASYNC_CALL_SPEC
+from ray_core._private.core_worker import CALL_SPEC
 from ray_core._private.task_executor import _ArgError
 from ray_core._private.task_log import task_log
 
@@ -87,6 +87,9 @@ class ActorRuntime:
         self._methods = {}
         self.resources = {}
         self.placement = spec.scheduling_strategy   # its placement group, if any, is ours
+        self._loop = None                # an async actor's event loop
+        self._async_calls = {}           # task id -> asyncio task of a running async call
+        self._cancel_lock = threading.Lock()
         os.environ["RAY_CORE_ACTOR_ID"] = self.actor_id.hex()
         logger.info("Actor %s (%s) created in worker %s (pid %d)%s", self.actor_id.hex(),
                     self.class_name, core.worker_id.hex(), os.getpid(),
@@ -124,13 +127,30 @@ class ActorRuntime:
             logger.info("Telling the GCS about the actor's end failed: %s", e)
             self.core.request_exit()
 
+    def cancel(self, task_id: bytes) -> bool:
+        """ray_core.cancel() of a call pushed here (io loop); True if it is running.
+
+        As in Ray, an actor's call is never interrupted: an async call's asyncio task is
+        cancelled (CancelledError at its next await, which it may catch and return
+        from), a plain or threaded call runs on with is_canceled() True; a call that
+        has not started is skipped when it comes."""
+        executor = self.core.executor
+        with self._cancel_lock:
+            call = self._async_calls.get(task_id)
+            if call is None:
+                executor.cancelled.add(task_id)
+        if call is not None:
+            self._loop.call_soon_threadsafe(call.cancel)
+            return True
+        return executor.current_task_id == task_id
+
     # ---- threaded and async actors ------------------------------------------------
     def serve(self, server) -> None:
         """The worker's main loop once it hosts a concurrent actor."""
         core = self.core
         poll_s = config.worker_poll_timeout_s
         if self.is_asyncio:
-            loop = asyncio.new_event_loop()
+            loop = self._loop = asyncio.new_event_loop()
             semaphore_box = []
 
             def run_loop():
@@ -163,12 +183,15 @@ class ActorRuntime:
         server.send_replies(conn, [reply])
 
     def _run_threaded(self, server, conn, request) -> None:
+        token = CALL_SPEC.set(request.task_spec)
         try:
             reply = self.core.executor.execute(request)
         except BaseException as e:  # never lose a reply: the caller would wait forever
             logger.exception("Actor task %s failed in the executor",
                              request.task_spec.task_id.hex())
             reply = self._error(request.task_spec, e)
+        finally:
+            CALL_SPEC.reset(token)
         self._send(server, conn, reply)
 
     def _error(self, spec, error, skip=0) -> core_worker_pb2.PushTaskReply:
@@ -198,25 +221,45 @@ class ActorRuntime:
             return
 
         async def run():
-            ASYNC_CALL_SPEC.set(spec)      # this asyncio task's own context
-            async with semaphore:
-                reply = core_worker_pb2.PushTaskReply(task_id=spec.task_id)
-                try:
-                    result = fn(*args, **kwargs)
-                    if spec.streaming_generator:
-                        result = await executor.stream_async(spec, result)
-                    elif inspect.isawaitable(result):
-                        result = await result
-                except Exception as e:
-                    reply = self._error(spec, e, skip=1)
+            CALL_SPEC.set(spec)      # this asyncio task's own context
+            task_id = spec.task_id
+            with self._cancel_lock:
+                cancelled = task_id in executor.cancelled
+                if cancelled:
+                    executor.cancelled.discard(task_id)
                 else:
-                    try:
-                        executor._returns(reply, spec, result)
-                    except Exception as e:
-                        reply = self._error(spec, e)
+                    self._async_calls[task_id] = asyncio.current_task()
+            try:
+                if cancelled:
+                    raise asyncio.CancelledError()
+                reply = await self._run_async(spec, fn, args, kwargs, semaphore)
+            except asyncio.CancelledError:     # cancelled, and the method let it through
+                reply = core_worker_pb2.PushTaskReply(task_id=task_id, was_cancelled=True)
+            finally:
+                with self._cancel_lock:
+                    self._async_calls.pop(task_id, None)
             self._send(server, conn, reply)
 
         asyncio.run_coroutine_threadsafe(run(), loop)
+
+
+    async def _run_async(self, spec, fn, args, kwargs, semaphore):
+        executor = self.core.executor
+        async with semaphore:
+            reply = core_worker_pb2.PushTaskReply(task_id=spec.task_id)
+            try:
+                result = fn(*args, **kwargs)
+                if spec.streaming_generator:
+                    result = await executor.stream_async(spec, result)
+                elif inspect.isawaitable(result):
+                    result = await result
+            except Exception as e:
+                return self._error(spec, e, skip=1)
+            try:
+                executor._returns(reply, spec, result)
+            except Exception as e:
+                reply = self._error(spec, e)
+            return reply
 
 
 def exit_actor() -> None:

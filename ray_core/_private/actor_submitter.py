@@ -303,6 +303,27 @@ class ActorTaskSubmitter:
             return f"waits to be sent to {name}: {why}"
         return f"is being submitted to {name} (the actor is {state})"
 
+    def cancel(self, task: ActorPendingTask, recursive: bool) -> None:
+        """ray_core.cancel() of an actor call (io loop), as in Ray: one not sent yet fails
+        now; one sent is left to the actor's worker, whose reply decides (an async actor
+        cancels the call's asyncio task, a plain or threaded one lets it run, with
+        is_canceled() True). A call still in `_incoming` is dropped by the pump."""
+        actor = self._actors.get(task.actor_id)
+        if actor is None:
+            return
+        with self._lock:
+            queued = task in actor.queue
+            if queued:
+                actor.queue.remove(task)
+            address = actor.address if task.spec.task_id in actor.unacked else None
+        if queued:
+            self._core.task_manager.fail(task, exceptions.TaskCancelledError(
+                task.task_id.hex()))
+            self._pump(actor)       # the calls behind it may go now
+        elif address is not None:
+            self._spawn(self._core.cancel_on_worker(address, task.spec.task_id, False,
+                                                    recursive))
+
     # ---- actor state -----------------------------------------------------------------
     def _apply(self, actor: _Actor, data: gcs_service_pb2.ActorTableData) -> None:
         """A row of the actor from the GCS (pubsub or a poll)."""

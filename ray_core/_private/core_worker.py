@@ -52,9 +52,9 @@ logger = logging.getLogger(__name__)
 
 DRIVER = "driver"
 WORKER = "worker"
-# The spec of the async actor call running in this asyncio task: an async actor runs
-# many calls at once on one loop, so the task context cannot be the process's.
-ASYNC_CALL_SPEC = contextvars.ContextVar("ray_core_async_call_spec", default=None)
+# The spec of the actor call running in this thread or asyncio task: a threaded or async
+# actor runs several calls at once, so their task context cannot be the process's.
+CALL_SPEC = contextvars.ContextVar("ray_core_call_spec", default=None)
 
 
 class _TaskContext:
@@ -259,7 +259,7 @@ class CoreWorker:
 
     def current_spec(self):
         """The spec of the task or actor call running here (None between tasks)."""
-        return ASYNC_CALL_SPEC.get() or self._ctx.spec
+        return CALL_SPEC.get() or self._ctx.spec
 
     @property
     def current_job_id(self) -> JobID:
@@ -435,10 +435,17 @@ class CoreWorker:
         if task is None:
             return
         task.cancelled = True
-        self.loop.call_soon_threadsafe(self.submitter.cancel, task, force, recursive)
+        if task.spec.type == common_pb2.ACTOR_TASK:
+            self.loop.call_soon_threadsafe(self.actor_submitter.cancel, task, recursive)
+        else:
+            self.loop.call_soon_threadsafe(self.submitter.cancel, task, force, recursive)
 
     async def _cancel_remote(self, worker, task_id: bytes, force: bool, recursive: bool) -> None:
-        address = worker.address
+        await self.cancel_on_worker(worker.address, task_id, force, recursive)
+
+    async def cancel_on_worker(self, address: common_pb2.Address, task_id: bytes, force: bool,
+                               recursive: bool) -> None:
+        """Ask the worker at `address` to cancel a task it was pushed (CancelTask)."""
         stub = rpc.stub(core_worker_pb2_grpc.CoreWorkerServiceStub,
                         f"{address.ip_address}:{address.port}")
         try:

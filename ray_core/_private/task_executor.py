@@ -132,6 +132,7 @@ class TaskExecutor:
         finally:
             self.current_task_id = None
             self.cancelled_running = None
+            self.cancelled.discard(spec.task_id)
             core.exit_task()
 
     def was_cancelled(self, task_id: bytes) -> bool:

@@ -425,7 +425,19 @@ def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True
     if not isinstance(object_ref, ObjectRef):
         raise TypeError(f"cancel() expects an ObjectRef or ObjectRefGenerator, got "
                         f"{type(object_ref).__name__}")
+    if force and _is_actor_call(object_ref):
+        # As in Ray: an actor's state would not survive killing its process mid-call.
+        raise ValueError(f"force=True is not supported for actor tasks (the ref "
+                         f"{object_ref.hex()} is an actor call's); cancel it without force, "
+                         f"or ray_core.kill() the actor")
     global_worker().core_worker.cancel(object_ref, force, recursive)
+
+
+def _is_actor_call(ref: ObjectRef) -> bool:
+    """Whether `ref` is the return of an actor method call: its task id carries the
+    actor's unique bytes (a normal task's carry the nil ones, as in Ray)."""
+    actor_id = ref.task_id().actor_id().binary()
+    return actor_id[:12] != b"\xff" * 12
 
 
 # ---- cluster information -----------------------------------------------------------------

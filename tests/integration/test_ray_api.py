@@ -74,3 +74,97 @@ def test_async_actor_calls_see_their_own_task(cluster):
     assert [a[0] for a in answers] == ["Named.async_context"] * 4
     assert [a[1] for a in answers] == [ref.task_id().hex() for ref in refs]
     ray.kill(actor)
+
+
+# ---- cancel on actor calls ----------------------------------------------------------------
+
+@ray.remote
+class AsyncWorker:
+    def __init__(self):
+        import asyncio
+        self.started = asyncio.Event()
+
+    async def sleep(self, catch: bool):
+        import asyncio
+        self.started.set()
+        try:
+            await asyncio.sleep(120)
+        except asyncio.CancelledError:
+            if not catch:
+                raise
+            return "cleaned up"
+        return "slept"
+
+    async def wait_started(self):
+        await self.started.wait()
+        self.started.clear()
+        return True
+
+
+@ray.remote
+class PlainWorker:
+    def __init__(self):
+        import threading
+        self.started = threading.Event()
+
+    def until_cancelled(self):
+        import time
+        self.started.set()
+        ctx = ray.get_runtime_context()
+        while not ctx.is_canceled():
+            time.sleep(0.01)
+        return "saw the cancel"
+
+    def wait_started(self):
+        return self.started.wait(GET_TIMEOUT)
+
+    def ping(self):
+        return "pong"
+
+
+def test_force_cancel_of_an_actor_call_is_a_value_error(cluster):
+    actor = PlainWorker.remote()
+    ref = actor.ping.remote()
+    with pytest.raises(ValueError, match="force=True is not supported for actor tasks"):
+        ray.cancel(ref, force=True)
+    assert ray.get(ref, timeout=GET_TIMEOUT) == "pong"
+    ray.kill(actor)
+
+
+def test_async_call_that_catches_the_cancel_returns_its_value(cluster):
+    actor = AsyncWorker.remote()
+    ref = actor.sleep.remote(True)
+    assert ray.get(actor.wait_started.remote(), timeout=GET_TIMEOUT)
+    ray.cancel(ref)
+    assert ray.get(ref, timeout=GET_TIMEOUT) == "cleaned up"
+    ref = actor.sleep.remote(False)
+    assert ray.get(actor.wait_started.remote(), timeout=GET_TIMEOUT)
+    ray.cancel(ref)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ref, timeout=GET_TIMEOUT)
+    ray.kill(actor)
+
+
+def test_running_threaded_actor_call_runs_on_and_sees_is_canceled(cluster):
+    actor = PlainWorker.options(max_concurrency=2).remote()
+    running = actor.until_cancelled.remote()
+    assert ray.get(actor.wait_started.remote(), timeout=GET_TIMEOUT)
+    ray.cancel(running)
+    assert ray.get(running, timeout=GET_TIMEOUT) == "saw the cancel"
+    ray.kill(actor)
+
+
+def test_queued_actor_call_is_cancelled_and_later_calls_run(cluster):
+    actor = PlainWorker.remote()
+    blocker = actor.until_cancelled.remote()
+    queued = actor.ping.remote()          # behind the blocking call, here or at the actor
+    ray.cancel(queued)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(queued, timeout=GET_TIMEOUT)
+    ray.cancel(blocker)                  # running (it returns) or not started (cancelled)
+    try:
+        assert ray.get(blocker, timeout=GET_TIMEOUT) == "saw the cancel"
+    except ray.exceptions.TaskCancelledError:
+        pass
+    assert ray.get(actor.ping.remote(), timeout=GET_TIMEOUT) == "pong"
+    ray.kill(actor)
