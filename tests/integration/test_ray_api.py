@@ -168,3 +168,43 @@ def test_queued_actor_call_is_cancelled_and_later_calls_run(cluster):
         pass
     assert ray.get(actor.ping.remote(), timeout=GET_TIMEOUT) == "pong"
     ray.kill(actor)
+
+
+# ---- ObjectRef from its id ------------------------------------------------------------------
+
+@ray.remote
+def add_one(x):
+    return x + 1
+
+
+def test_object_ref_rebuilt_from_its_bytes(cluster):
+    ref = ray.put(41)
+    hex_id = ref.hex()
+    again = ray.ObjectRef(bytes.fromhex(hex_id))
+    assert again == ref and ray.ObjectRef.from_hex(hex_id) == ref
+    del ref                                   # the rebuilt ref holds the value too
+    assert ray.get(again, timeout=GET_TIMEOUT) == 41
+    assert ray.get(add_one.remote(again), timeout=GET_TIMEOUT) == 42
+    task_ref = add_one.remote(1)
+    assert ray.get(ray.ObjectRef(task_ref.binary()), timeout=GET_TIMEOUT) == 2
+    with pytest.raises(ValueError, match="needs the 28 bytes of an object id"):
+        ray.ObjectRef(b"short")
+
+
+# ---- NodeAffinitySchedulingStrategy ----------------------------------------------------------
+
+@ray.remote
+def node_of_task():
+    return ray.get_runtime_context().get_node_id()
+
+
+def test_node_affinity_takes_a_node_id_or_its_hex(cluster):
+    from ray_core.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    node_id = ray.get_runtime_context().node_id
+    for given in (node_id, node_id.hex()):
+        strategy = NodeAffinitySchedulingStrategy(node_id=given, soft=False)
+        assert strategy.node_id == node_id.hex()
+        assert ray.get(node_of_task.options(scheduling_strategy=strategy).remote(),
+                       timeout=GET_TIMEOUT) == node_id.hex()
+    with pytest.raises(ValueError, match="Invalid node_id 'abc'"):
+        NodeAffinitySchedulingStrategy("abc", soft=True)
