@@ -104,7 +104,9 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
          logging_level: Any = None, configure_logging: bool = True,
          _temp_dir: Optional[str] = None, _system_config: Optional[Dict[str, Any]] = None,
          _node_ip_address: Optional[str] = None) -> RayContext:
-    """Start a head node here (address=None) or connect to a cluster ("auto", "host:port")."""
+    """Connect to a cluster ("auto", "host:port"), or start a head node here: always with
+    address="local", and with address=None unless RAY_CORE_ADDRESS or a cluster that
+    `ray_core start --head` runs on this machine says where to connect (as in Ray)."""
     global _global
     with _lock:
         if _global is not None:
@@ -131,7 +133,9 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
         namespace = namespace if namespace is not None else ""
         node = None
         started = time.monotonic()
-        if address is None:
+        if address == "local":
+            address = None          # a new local cluster, whatever else runs here
+        elif address is None:
             # As Ray: RAY_CORE_ADDRESS, else a cluster `ray_core start --head` runs here.
             from ray_core.node import running_head
             address = config.address or (running_head(temp_dir, detached_only=True)
