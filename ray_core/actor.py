@@ -250,7 +250,10 @@ def _end_actor(owner, actor_id: bytes, class_name: str, methods) -> None:
     if w is None or w.core_worker._closed or w.core_worker.worker_id != owner:
         return
     handle = ActorHandle(actor_id, class_name, methods)
-    handle._submit(ActorMethod(handle, _TERMINATE, {"num_returns": 0}), (), {})
+    handle._submit(ActorMethod(handle, _TERMINATE, {"num_returns": 0}), (_UNREFERENCED,), {})
+
+
+_UNREFERENCED = "all its handles went out of scope"
 
 
 class ActorHandle:
@@ -279,12 +282,15 @@ class ActorHandle:
         state = self.__dict__
         if "_method_templates" not in state:     # during unpickling
             raise AttributeError(name)
-        if name not in state["_methods"]:
-            raise AttributeError(f"actor class {self._class_name} has no method {name!r}")
+        options = state["_methods"].get(name)
+        if options is None:
+            if name != _TERMINATE:
+                raise AttributeError(f"actor class {self._class_name} has no method {name!r}")
+            options = {"num_returns": 1}   # every actor has it, as in Ray
         templates = state["_method_templates"].get(name)
         if templates is None:
             templates = state["_method_templates"][name] = {}
-        return ActorMethod(self, name, state["_methods"][name], templates)
+        return ActorMethod(self, name, options, templates)
 
     def __reduce__(self):
         # A copy may live anywhere now: this process no longer decides when the actor ends.

@@ -114,14 +114,15 @@ class ActorRuntime:
             self._methods[name] = fn
         return fn
 
-    def _terminate(self) -> None:
-        """Every handle of the actor is gone (its owner says): end after the calls before."""
-        logger.info("Actor %s: all its handles went out of scope; exiting",
-                    self.actor_id.hex())
+    def _terminate(self, reason: str = "") -> None:
+        """__ray_terminate__: end after the calls before it. The owner sends it with a
+        reason once every handle is gone; a user's call ends as exit_actor() does."""
+        if not reason:
+            exit_actor("__ray_terminate__() was called")
+        logger.info("Actor %s: %s; exiting", self.actor_id.hex(), reason)
         try:
             rpc.run_sync(self.core.gcs.kill_actor(
-                self.actor_id.binary(), force_kill=False, no_restart=True,
-                reason="all its handles went out of scope"),
+                self.actor_id.binary(), force_kill=False, no_restart=True, reason=reason),
                 timeout=config.rpc_default_deadline_s)
         except Exception as e:
             logger.info("Telling the GCS about the actor's end failed: %s", e)
@@ -262,7 +263,7 @@ class ActorRuntime:
             return reply
 
 
-def exit_actor() -> None:
+def exit_actor(_why: str = "it called exit_actor()") -> None:
     """End the actor this runs in, for good: later calls raise ActorDiedError.
 
     The GCS marks the actor DEAD first, then asks this worker to exit after the current
@@ -274,15 +275,14 @@ def exit_actor() -> None:
     runtime = getattr(core, "actor_runtime", None)
     if runtime is None:
         raise TypeError("exit_actor() can only be called inside an actor method")
-    logger.info("Actor %s called exit_actor(): exiting", runtime.actor_id.hex())
+    logger.info("Actor %s is exiting: %s", runtime.actor_id.hex(), _why)
     try:
         rpc.run_sync(core.gcs.kill_actor(runtime.actor_id.binary(), force_kill=False,
-                                         no_restart=True,
-                                         reason="it called exit_actor()"),
+                                         no_restart=True, reason=_why),
                      timeout=config.rpc_default_deadline_s)
     except Exception as e:
         logger.info("Telling the GCS about exit_actor() failed: %s", e)
     core.request_exit()
     raise exceptions.ActorDiedError(
-        f"The actor {runtime.class_name} (actor_id={runtime.actor_id.hex()}) is dead: it "
-        f"called exit_actor().", actor_id=runtime.actor_id.hex())
+        f"The actor {runtime.class_name} (actor_id={runtime.actor_id.hex()}) is dead: "
+        f"{_why}.", actor_id=runtime.actor_id.hex())

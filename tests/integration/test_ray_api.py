@@ -208,3 +208,49 @@ def test_node_affinity_takes_a_node_id_or_its_hex(cluster):
                        timeout=GET_TIMEOUT) == node_id.hex()
     with pytest.raises(ValueError, match="Invalid node_id 'abc'"):
         NodeAffinitySchedulingStrategy("abc", soft=True)
+
+
+# ---- ending an actor from its side ----------------------------------------------------------
+
+@ray.remote
+class Quitter:
+    def __init__(self):
+        self.calls = 0
+
+    def work(self):
+        self.calls += 1
+        return self.calls
+
+    def quit(self):
+        from ray_core.actor import exit_actor
+        exit_actor()
+
+    async def quit_async(self):
+        from ray_core.actor import exit_actor
+        exit_actor()
+
+    async def work_async(self):
+        return "async"
+
+
+def test_ray_terminate_runs_the_queued_calls_first(cluster):
+    actor = Quitter.remote()
+    refs = [actor.work.remote() for _ in range(3)]
+    with pytest.raises(ray.exceptions.RayActorError, match="__ray_terminate__"):
+        ray.get(actor.__ray_terminate__.remote(), timeout=GET_TIMEOUT)
+    assert ray.get(refs, timeout=GET_TIMEOUT) == [1, 2, 3]
+    with pytest.raises(ray.exceptions.ActorDiedError):
+        ray.get(actor.work.remote(), timeout=GET_TIMEOUT)
+
+
+@pytest.mark.parametrize("method", ["quit", "quit_async"])
+def test_exit_actor_from_inside(cluster, method):
+    actor = Quitter.remote()
+    assert ray.get(actor.work.remote(), timeout=GET_TIMEOUT) == 1
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(getattr(actor, method).remote(), timeout=GET_TIMEOUT)
+    with pytest.raises(ray.exceptions.ActorDiedError, match="exit_actor"):
+        ray.get(actor.work.remote(), timeout=GET_TIMEOUT)
+    with pytest.raises(TypeError, match="inside an actor"):
+        from ray_core.actor import exit_actor
+        exit_actor()
