@@ -27,6 +27,7 @@ _TUNABLES = [
     Tunable("log_rotation_max_bytes", 64 * 1024 ** 2, "A log file rotates past this size (small beside log_dir_max_bytes, so the budget removes rotated history, not live files)."),
     Tunable("log_rotation_backup_count", 5, "Rotated log files kept per process."),
     Tunable("log_dir_max_bytes", 1024 ** 3, "Disk budget of a node's logs folder, all its processes' files together (room for the ~0.5 GB that 1M small tasks write); the log monitor removes the oldest rotated files past it; 0: no budget."),
+    Tunable("tqdm_flush_interval_s", 1.0, "A tqdm_ray bar in a task sends its state to the driver at most this often (its close always), as Ray's does: each send is a line of worker output."),
     Tunable("log_dir_sweep_interval_ms", 1000, "How often the log monitor holds a node's logs folder to log_dir_max_bytes."),
     # Sessions, addresses, authentication.
     Tunable("temp_dir", "/tmp/ray_core", "Root of session folders, address and token files."),

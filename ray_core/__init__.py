@@ -15,6 +15,9 @@ import os
 # driver's terminal for the user's output.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
+from ray_common.ids import (ActorID, JobID, NodeID, ObjectID, PlacementGroupID, TaskID,  # noqa: F401
+                            UniqueID, WorkerID)
+
 from ray_core import exceptions  # noqa: F401
 from ray_core._private.worker import (available_resources, cancel, cluster_resources, get,
                                       get_gpu_ids, init, is_initialized, nodes, put,
@@ -26,8 +29,12 @@ from ray_core.remote_function import RemoteFunction
 from ray_core._private import options as _options
 from ray_core.actor import ACTOR_OPTIONS, ActorClass, ActorHandle, get_actor, kill, method
 from ray_core import internal  # noqa: F401,E402  (ray_core.internal.memory_summary())
+from ray_core import actor, util  # noqa: F401,E402  (ray.actor.*, ray.util.* without an import)
 
 __version__ = "0.1.0"
+# Ray's process modes (ray.SCRIPT_MODE is a driver's, ray.WORKER_MODE a task's worker).
+SCRIPT_MODE = 0
+WORKER_MODE = 1
 
 
 def remote(*args, **kwargs):
@@ -56,7 +63,9 @@ def _make_remote(obj, task_options):
     return RemoteFunction(obj, task_options)
 
 
-__all__ = ["ActorClass", "ActorHandle", "get_actor", "kill", "method",
+__all__ = ["ActorClass", "ActorHandle", "get_actor", "kill", "method", "SCRIPT_MODE",
+           "WORKER_MODE", "ActorID", "JobID", "NodeID", "ObjectID", "PlacementGroupID",
+           "TaskID", "UniqueID", "WorkerID",
            "ObjectRef", "ObjectRefGenerator", "RemoteFunction", "available_resources", "cancel",
            "cluster_resources", "exceptions", "get", "get_gpu_ids", "get_runtime_context",
            "init", "is_initialized", "nodes", "put", "remote", "shutdown", "wait",

@@ -101,6 +101,11 @@ _job_namespaces: Dict[bytes, str] = {}
 
 # ---- the class -----------------------------------------------------------------------
 
+class ActorClassInheritanceException(TypeError):
+    """A class statement named a @remote class as a base (as in Ray, not allowed: subclass
+    the plain class, then decorate the subclass)."""
+
+
 class ActorClass:
     def __init__(self, cls, options: Dict[str, Any]):
         self._cls = cls
@@ -119,6 +124,11 @@ class ActorClass:
     def __call__(self, *args, **kwargs):
         raise TypeError(f"Actors cannot be instantiated directly. Instead of "
                         f"'{self._name}()', use '{self._name}.remote()'.")
+
+    def __mro_entries__(self, bases):
+        raise ActorClassInheritanceException(
+            f"Inheriting from the @remote class {self._name} is not allowed: inherit from "
+            f"the plain class, and decorate the subclass with @ray_core.remote")
 
     def remote(self, *args, **kwargs) -> "ActorHandle":
         return self._create(args, kwargs, self._options)

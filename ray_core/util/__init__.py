@@ -5,6 +5,7 @@ from ray_core.util.helpers import as_completed, map_unordered  # noqa: F401
 from ray_core.util.placement_group import (PlacementGroup, get_current_placement_group,  # noqa: F401
                                            get_placement_group, placement_group,
                                            placement_group_table, remove_placement_group)
+from ray_core.util.serialization import deregister_serializer, register_serializer  # noqa: F401
 
 
 def list_named_actors(all_namespaces: bool = False):
@@ -17,24 +18,6 @@ def list_named_actors(all_namespaces: bool = False):
     if all_namespaces:
         return [{"name": e.name, "namespace": e.ray_namespace} for e in entries]
     return [e.name for e in entries]
-
-
-def register_serializer(cls: type, *, serializer, deserializer) -> None:
-    """Pickle instances of `cls` (in this process) as deserializer(serializer(obj)), for
-    classes pickle cannot take as they are; the deserializer is pickled with each value."""
-    if not isinstance(cls, type):
-        raise TypeError(f"register_serializer needs a class, got {cls!r}")
-    for name, fn in (("serializer", serializer), ("deserializer", deserializer)):
-        if not callable(fn):
-            raise TypeError(f"register_serializer: {name} must be callable, got {fn!r}")
-    from ray_core._private import serialization
-    serialization.register_reducer(cls, serializer, deserializer)
-
-
-def deregister_serializer(cls: type) -> None:
-    """Forget what register_serializer said of `cls` (nothing happens if it said nothing)."""
-    from ray_core._private import serialization
-    serialization.deregister_reducer(cls)
 
 
 def get_node_ip_address() -> str:

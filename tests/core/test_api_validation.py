@@ -16,9 +16,12 @@ def test_bad_init_arguments():
     assert not ray.is_initialized()
 
 
-def test_object_ref_needs_an_object_id():
+def test_object_ref_needs_an_object_id_or_its_bytes():
     with pytest.raises(TypeError, match="ObjectID"):
-        ray.ObjectRef(b"x" * 28)
+        ray.ObjectRef("x" * 28)
+    with pytest.raises(ValueError, match="28 bytes"):
+        ray.ObjectRef(b"x" * 27)
+    assert ray.ObjectRef(b"x" * 28).binary() == b"x" * 28    # Ray's out-of-band rebuild
 
 
 def test_a_placement_group_strategy_is_checked_at_options_time():

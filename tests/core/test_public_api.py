@@ -5,7 +5,9 @@ import ray_core
 from ray_core import exceptions
 
 EXPECTED_NAMES = {
-    "ActorClass", "ActorHandle", "get_actor", "kill", "method",
+    "ActorClass", "ActorHandle", "get_actor", "kill", "method", "SCRIPT_MODE", "WORKER_MODE",
+    "ActorID", "JobID", "NodeID", "ObjectID", "PlacementGroupID", "TaskID", "UniqueID",
+    "WorkerID",
     "ObjectRef", "ObjectRefGenerator", "RemoteFunction", "available_resources", "cancel",
     "cluster_resources", "exceptions", "get", "get_gpu_ids", "get_runtime_context", "init",
     "is_initialized", "nodes", "put", "remote", "shutdown", "wait", "__version__",
@@ -117,3 +119,71 @@ def test_remote_function_surface():
     rf = ray_core.remote(lambda: None)
     assert callable(rf.remote) and callable(rf.options)
     assert callable(rf.options(num_cpus=1).remote)
+
+
+# Every public path Ray 2.60 documents for core (its API reference: Core API, Utility,
+# Scheduling, Runtime Context, Exceptions), as `import ray` programs reach them.
+RAY_CORE_PATHS = {
+    "ray_core": ["init", "shutdown", "is_initialized", "remote", "cancel", "method",
+                 "get_actor", "kill", "get", "wait", "put", "get_runtime_context",
+                 "get_gpu_ids", "nodes", "cluster_resources", "available_resources",
+                 "ObjectRef", "ObjectRefGenerator", "ObjectID",
+                 "NodeID", "JobID", "TaskID", "ActorID", "WorkerID", "PlacementGroupID",
+                 "actor", "util", "exceptions"],
+    "ray_core.remote_function": ["RemoteFunction"],
+    "ray_core.actor": ["ActorClass", "ActorMethod", "ActorHandle",
+                       "ActorClassInheritanceException", "exit_actor"],
+    "ray_core.runtime_context": ["get_runtime_context", "RuntimeContext"],
+    "ray_core.util": ["ActorPool", "as_completed", "map_unordered", "list_named_actors",
+                      "get_node_ip_address", "placement_group", "remove_placement_group",
+                      "get_placement_group", "placement_group_table",
+                      "get_current_placement_group", "register_serializer",
+                      "deregister_serializer"],
+    "ray_core.util.actor_pool": ["ActorPool"],
+    "ray_core.util.queue": ["Queue", "Empty", "Full"],
+    "ray_core.util.serialization": ["register_serializer", "deregister_serializer"],
+    "ray_core.util.placement_group": ["placement_group", "PlacementGroup",
+                                      "placement_group_table", "remove_placement_group",
+                                      "get_placement_group", "get_current_placement_group"],
+    "ray_core.util.scheduling_strategies": ["PlacementGroupSchedulingStrategy",
+                                            "NodeAffinitySchedulingStrategy"],
+    "ray_core._raylet": ["ObjectRef", "ObjectRefGenerator", "ObjectID", "NodeID", "TaskID", "ActorID", "JobID", "WorkerID"],
+    "ray_core.experimental.tqdm_ray": ["tqdm", "safe_print"],
+}
+
+RUNTIME_CONTEXT_GETTERS = [
+    "get", "get_job_id", "get_node_id", "get_worker_id", "get_task_id", "get_task_name",
+    "get_task_function_name", "get_actor_id", "get_actor_name", "get_placement_group_id",
+    "get_assigned_resources", "get_accelerator_ids", "get_resource_ids",
+    "get_runtime_env_string", "get_node_labels", "get_temp_dir", "get_session_name",
+    "is_canceled", "job_id", "node_id", "task_id", "actor_id", "worker_id", "namespace",
+    "gcs_address", "runtime_env", "current_actor", "was_current_actor_reconstructed",
+    "current_placement_group_id", "should_capture_child_tasks_in_placement_group",
+]
+
+
+def test_every_path_ray_documents_for_core_imports():
+    import importlib
+    missing = []
+    for module_name, names in RAY_CORE_PATHS.items():
+        module = importlib.import_module(module_name)
+        missing += [f"{module_name}.{name}" for name in names if not hasattr(module, name)]
+    assert not missing, missing
+    from ray_core.runtime_context import RuntimeContext
+    assert [g for g in RUNTIME_CONTEXT_GETTERS if not hasattr(RuntimeContext, g)] == []
+
+
+def test_an_actor_class_cannot_be_inherited():
+    from ray_core.actor import ActorClassInheritanceException
+
+    @ray_core.remote
+    class Base:
+        pass
+
+    try:
+        class Child(Base):
+            pass
+    except ActorClassInheritanceException as e:
+        assert "decorate the subclass" in str(e)
+    else:
+        raise AssertionError("inheriting from an actor class was allowed")

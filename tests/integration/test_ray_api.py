@@ -1,8 +1,12 @@
 """Ray core API behaviours real programs rely on (issue 15), each as Ray 2.60 has it."""
+import os
+import subprocess
+import sys
+
 import pytest
 
 import ray_core as ray
-from tests.integration.conftest import CLUSTER_CPUS, STORE_BYTES, shut_down_cleanly  # noqa: F401
+from tests.integration.conftest import CLUSTER_CPUS, ROOT, STORE_BYTES, shut_down_cleanly
 
 GET_TIMEOUT = 60
 
@@ -254,3 +258,36 @@ def test_exit_actor_from_inside(cluster, method):
     with pytest.raises(TypeError, match="inside an actor"):
         from ray_core.actor import exit_actor
         exit_actor()
+
+
+# ---- tqdm_ray ---------------------------------------------------------------------------------
+
+TQDM_DRIVER = """
+import sys, ray_core as ray
+from ray_core.experimental.tqdm_ray import tqdm
+ray.init(num_cpus=2, _temp_dir=sys.argv[1])
+
+@ray.remote
+def work(i):
+    for _ in tqdm(range(5), desc=f"task {i}", flush_interval_s=0):
+        pass
+    print("plain output", i)
+    return i
+
+print("RESULT", ray.get([work.remote(i) for i in range(3)], timeout=60))
+with tqdm(total=2, desc="driver bar") as bar:
+    bar.update(2)
+ray.shutdown()
+"""
+
+
+def test_tqdm_bars_of_tasks_are_drawn_in_the_driver(own_temp_dir):
+    result = subprocess.run([sys.executable, "-c", TQDM_DRIVER, own_temp_dir],
+                            capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr
+    assert "RESULT [0, 1, 2]" in result.stdout and "plain output 2" in result.stdout
+    assert "__ray_core_tqdm__" not in result.stdout + result.stderr
+    for i in range(3):
+        assert f"task {i}: 100%|" in result.stderr and "5/5 it (pid=" in result.stderr
+    assert "driver bar: 100%|" in result.stderr
