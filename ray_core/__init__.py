@@ -23,7 +23,7 @@ from ray_core._private.worker import (available_resources, cancel, cluster_resou
                                       get_gpu_ids, init, is_initialized, nodes, put,
                                       shutdown, wait)
 from ray_core.runtime_context import get_runtime_context
-from ray_core._private.generator_streams import ObjectRefGenerator
+from ray_core._private.generator_streams import DynamicObjectRefGenerator, ObjectRefGenerator
 from ray_core.object_ref import ObjectRef
 from ray_core.remote_function import RemoteFunction
 from ray_core._private import options as _options
@@ -66,7 +66,7 @@ def _make_remote(obj, task_options):
 __all__ = ["ActorClass", "ActorHandle", "get_actor", "kill", "method", "SCRIPT_MODE",
            "WORKER_MODE", "ActorID", "JobID", "NodeID", "ObjectID", "PlacementGroupID",
            "TaskID", "UniqueID", "WorkerID",
-           "ObjectRef", "ObjectRefGenerator", "RemoteFunction", "available_resources", "cancel",
+           "DynamicObjectRefGenerator", "ObjectRef", "ObjectRefGenerator", "RemoteFunction", "available_resources", "cancel",
            "cluster_resources", "exceptions", "get", "get_gpu_ids", "get_runtime_context",
            "init", "is_initialized", "nodes", "put", "remote", "shutdown", "wait",
            "__version__"]

@@ -103,12 +103,13 @@ class CoreWorker:
         self.reference_counter = ReferenceCounter(self._on_ref_zero, self._on_borrow_released,
                                                   self.loop)
         self.lifetime = ObjectLifetime(self)
+        self.generator_streams = GeneratorStreams(self)
         self.task_manager = TaskManager(self.memory_store, self._resubmit,
                                         self.reference_counter.has_reference,
                                         self._on_plasma_return)
         self.task_manager.on_return_nested = self.lifetime.on_return_nested
+        self.task_manager.on_dynamic_end = self.generator_streams.end_dynamic
         self.task_manager.remember_lineage = self.lifetime.remember
-        self.generator_streams = GeneratorStreams(self)
         self.lease_client = LeaseClient(raylet_address)
         self.function_manager = FunctionManager(self._kv_put, self._kv_get)
         self.resolver = DependencyResolver(self.memory_store, self.reference_counter.is_owned,
@@ -321,7 +322,9 @@ class CoreWorker:
         for object_id in return_ids:
             rc.add_owned(object_id)
             refs.append(ObjectRef(object_id, self.address_bytes, rc))
-        if spec.streaming_generator:
+        if spec.dynamic_returns:
+            self.generator_streams.collect(refs[0])
+        elif spec.streaming_generator:
             refs = [self.generator_streams.open(refs[0])]
         return spec, arg_refs, return_ids, refs
 

@@ -99,22 +99,22 @@ def _runtime_env(name, value):
 
 
 def _num_returns(name, value):
-    if value == "streaming":
+    if value in ("streaming", "dynamic"):
         return
-    if value == "dynamic":
-        raise ValueError("num_returns='dynamic' is not supported; use 'streaming' (the "
-                         "default for a generator function): iterate the ObjectRefGenerator "
-                         ".remote() returns")
     if isinstance(value, str):
-        raise TypeError(f"option num_returns must be an int or 'streaming', got {value!r}")
+        raise TypeError(f"option num_returns must be an int, 'streaming' or 'dynamic', got "
+                        f"{value!r}")
     _integer(name, value)
 
 
 def returns_fields(num_returns) -> Dict[str, Any]:
     """The TaskSpec fields of a num_returns option: "streaming" is one return (the item
-    count) and the streaming_generator flag."""
+    count) and the streaming_generator flag; "dynamic" streams the same way, and its one
+    return becomes the list of the items' refs (generator_streams.py)."""
     if num_returns == "streaming":
         return {"num_returns": 1, "streaming_generator": True}
+    if num_returns == "dynamic":
+        return {"num_returns": 1, "streaming_generator": True, "dynamic_returns": True}
     return {"num_returns": num_returns}
 
 

@@ -6,6 +6,7 @@ from ray_core import exceptions
 
 EXPECTED_NAMES = {
     "ActorClass", "ActorHandle", "get_actor", "kill", "method", "SCRIPT_MODE", "WORKER_MODE",
+    "DynamicObjectRefGenerator",
     "ActorID", "JobID", "NodeID", "ObjectID", "PlacementGroupID", "TaskID", "UniqueID",
     "WorkerID",
     "ObjectRef", "ObjectRefGenerator", "RemoteFunction", "available_resources", "cancel",
@@ -127,7 +128,7 @@ RAY_CORE_PATHS = {
     "ray_core": ["init", "shutdown", "is_initialized", "remote", "cancel", "method",
                  "get_actor", "kill", "get", "wait", "put", "get_runtime_context",
                  "get_gpu_ids", "nodes", "cluster_resources", "available_resources",
-                 "ObjectRef", "ObjectRefGenerator", "ObjectID",
+                 "ObjectRef", "ObjectRefGenerator", "DynamicObjectRefGenerator", "ObjectID",
                  "NodeID", "JobID", "TaskID", "ActorID", "WorkerID", "PlacementGroupID",
                  "actor", "util", "exceptions"],
     "ray_core.remote_function": ["RemoteFunction"],
@@ -147,7 +148,8 @@ RAY_CORE_PATHS = {
                                       "get_placement_group", "get_current_placement_group"],
     "ray_core.util.scheduling_strategies": ["PlacementGroupSchedulingStrategy",
                                             "NodeAffinitySchedulingStrategy"],
-    "ray_core._raylet": ["ObjectRef", "ObjectRefGenerator", "ObjectID", "NodeID", "TaskID", "ActorID", "JobID", "WorkerID"],
+    "ray_core._raylet": ["ObjectRef", "ObjectRefGenerator", "DynamicObjectRefGenerator",
+                         "ObjectID", "NodeID", "TaskID", "ActorID", "JobID", "WorkerID"],
     "ray_core.experimental.tqdm_ray": ["tqdm", "safe_print"],
 }
 

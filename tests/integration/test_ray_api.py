@@ -291,3 +291,49 @@ def test_tqdm_bars_of_tasks_are_drawn_in_the_driver(own_temp_dir):
     for i in range(3):
         assert f"task {i}: 100%|" in result.stderr and "5/5 it (pid=" in result.stderr
     assert "driver bar: 100%|" in result.stderr
+
+
+# ---- num_returns="dynamic" ------------------------------------------------------------------
+
+@ray.remote(num_returns="dynamic")
+def split(n, fail_at=None):
+    for i in range(n):
+        if i == fail_at:
+            raise KeyError(f"no item {i}")
+        yield i * 10
+
+
+@ray.remote
+def total(generator):
+    return sum(ray.get(list(generator)))
+
+
+@ray.remote
+class Splitter:
+    @ray.method(num_returns="dynamic")
+    def split(self, n):
+        yield from range(n)
+
+
+def test_dynamic_returns_give_a_generator_of_refs(cluster):
+    ref = split.remote(4)
+    assert isinstance(ref, ray.ObjectRef)
+    generator = ray.get(ref, timeout=GET_TIMEOUT)
+    assert isinstance(generator, ray.DynamicObjectRefGenerator) and len(generator) == 4
+    assert ray.get(list(generator), timeout=GET_TIMEOUT) == [0, 10, 20, 30]
+    assert ray.get(total.remote(generator), timeout=GET_TIMEOUT) == 60   # passed to a task
+    del ref                                       # the generator holds its items alone
+    assert ray.get(list(generator), timeout=GET_TIMEOUT) == [0, 10, 20, 30]
+    assert list(ray.get(split.remote(0), timeout=GET_TIMEOUT)) == []
+    actor = Splitter.remote()
+    assert ray.get(list(ray.get(actor.split.remote(3), timeout=GET_TIMEOUT)),
+                   timeout=GET_TIMEOUT) == [0, 1, 2]
+    ray.kill(actor)
+
+
+def test_dynamic_error_midway_is_one_more_ref(cluster):
+    refs = list(ray.get(split.remote(5, fail_at=2), timeout=GET_TIMEOUT))
+    assert len(refs) == 3
+    assert ray.get(refs[:2], timeout=GET_TIMEOUT) == [0, 10]
+    with pytest.raises(KeyError, match="no item 2"):
+        ray.get(refs[2], timeout=GET_TIMEOUT)
