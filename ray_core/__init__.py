@@ -25,8 +25,8 @@ from ray_core._private.worker import (available_resources, cancel, cluster_resou
 from ray_core.runtime_context import get_runtime_context
 from ray_core._private.generator_streams import DynamicObjectRefGenerator, ObjectRefGenerator
 from ray_core.object_ref import ObjectRef
+from ray_core import remote_function as _remote_function
 from ray_core.remote_function import RemoteFunction
-from ray_core._private import options as _options
 from ray_core.actor import ACTOR_OPTIONS, ActorClass, ActorHandle, get_actor, kill, method
 from ray_core import internal  # noqa: F401,E402  (ray_core.internal.memory_summary())
 from ray_core import actor, util  # noqa: F401,E402  (ray.actor.*, ray.util.* without an import)
@@ -46,9 +46,9 @@ def remote(*args, **kwargs):
                         "@ray_core.remote(num_cpus=2)")
     # Checked now, so a typo fails at the decorator; actor-only options are checked
     # when the decorated object turns out to be a class.
-    _options.validate_task_options({k: v for k, v in kwargs.items()
-                                    if k not in ACTOR_OPTIONS or k in _options.TASK_OPTIONS},
-                                   "@remote")
+    _remote_function.validate_task_options(
+        {k: v for k, v in kwargs.items()
+         if k not in ACTOR_OPTIONS or k in _remote_function.TASK_OPTIONS}, "@remote")
 
     def decorator(function_or_class):
         return _make_remote(function_or_class, kwargs)

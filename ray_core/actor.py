@@ -21,7 +21,7 @@ from ray_core._private.actor_runtime import exit_actor, is_async_class  # noqa: 
 from ray_core._private.actor_submitter import ActorPendingTask
 from ray_core._private.function_manager import ExportedCode
 from ray_core._private.task_manager import PendingTask
-from ray_core.remote_function import fill_placement
+from ray_core.remote_function import TASK_OPTIONS, fill_placement, validate_options
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def _concurrency(name, value):
     options_mod._integer(name, value, minimum=1)
 
 
-ACTOR_OPTIONS = {name: check for name, check in options_mod.TASK_OPTIONS.items()
+ACTOR_OPTIONS = {name: check for name, check in TASK_OPTIONS.items()
                  if name not in ("num_returns", "max_retries", "retry_exceptions")}
 ACTOR_OPTIONS.update({"namespace": options_mod._string, "lifetime": _lifetime,
                       "get_if_exists": _bool, "max_restarts": _restarts,
@@ -63,7 +63,7 @@ def method(*args, **kwargs):
     if args:
         raise TypeError("@ray_core.method takes keyword options only, e.g. "
                         "@ray_core.method(num_returns=2)")
-    options_mod.validate_options(kwargs, METHOD_OPTIONS, "@ray_core.method")
+    validate_options(kwargs, METHOD_OPTIONS, "@ray_core.method")
 
     def decorator(fn):
         fn.__ray_method_options__ = dict(kwargs)
@@ -111,7 +111,7 @@ class ActorClass:
         self._cls = cls
         self._name = cls.__qualname__
         self._module = cls.__module__ or ""
-        self._options = options_mod.validate_options(options, ACTOR_OPTIONS,
+        self._options = validate_options(options, ACTOR_OPTIONS,
                                                      f"@remote class {self._name}")
         self._methods = _method_table(cls)
         self._is_async = is_async_class(cls)
@@ -135,7 +135,7 @@ class ActorClass:
 
     def options(self, **actor_options) -> "_ActorClassOptions":
         merged = dict(self._options)
-        merged.update(options_mod.validate_options(actor_options, ACTOR_OPTIONS,
+        merged.update(validate_options(actor_options, ACTOR_OPTIONS,
                                                    f"{self._name}.options()"))
         return _ActorClassOptions(self, merged)
 
@@ -219,7 +219,7 @@ class _ActorClassOptions:
 
     def options(self, **actor_options) -> "_ActorClassOptions":
         merged = dict(self._options)
-        merged.update(options_mod.validate_options(actor_options, ACTOR_OPTIONS,
+        merged.update(validate_options(actor_options, ACTOR_OPTIONS,
                                 f"{self._parent._name}.options()"))
         return _ActorClassOptions(self._parent, merged)
 
@@ -245,7 +245,7 @@ class ActorMethod:
 
     def options(self, **method_options) -> "ActorMethod":
         merged = dict(self._options)
-        merged.update(options_mod.validate_options(method_options, METHOD_OPTIONS,
+        merged.update(validate_options(method_options, METHOD_OPTIONS,
                                                    f"{self._name}.options()"))
         return ActorMethod(self._handle, self._name, merged)
 

@@ -18,7 +18,20 @@ from ray_core._private import options as options_mod
 from ray_core._private.function_manager import ExportedCode
 from ray_core.util.placement_group import PlacementGroup
 from ray_core.util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
-                                                 PlacementGroupSchedulingStrategy)
+                                                 PlacementGroupSchedulingStrategy,
+                                                 check_strategy, from_legacy_options)
+
+TASK_OPTIONS = dict(options_mod.TASK_OPTIONS, scheduling_strategy=check_strategy)
+
+
+def validate_options(options: Dict[str, Any], valid: Dict[str, Any], where: str):
+    """Options of @remote/.options() checked against `valid` (name -> checker), Ray's
+    deprecated placement_group options made a scheduling_strategy first."""
+    return options_mod.validate_options(from_legacy_options(options), valid, where)
+
+
+def validate_task_options(options: Dict[str, Any], where: str) -> Dict[str, Any]:
+    return validate_options(options, TASK_OPTIONS, where)
 
 
 class RemoteFunction:
@@ -28,7 +41,7 @@ class RemoteFunction:
         self._function = function
         self._name = getattr(function, "__qualname__", getattr(function, "__name__", "function"))
         self._module = getattr(function, "__module__", "") or ""
-        self._options = options_mod.validate_task_options(task_options, f"@remote {self._name}")
+        self._options = validate_task_options(task_options, f"@remote {self._name}")
         if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
             # As in Ray: a generator function streams its values unless told otherwise.
             self._options.setdefault("num_returns", "streaming")
@@ -52,7 +65,7 @@ class RemoteFunction:
 
     def options(self, **task_options) -> "_BoundOptions":
         merged = dict(self._options)
-        merged.update(options_mod.validate_task_options(task_options,
+        merged.update(validate_task_options(task_options,
                                                         f"{self._name}.options()"))
         return _BoundOptions(self, merged)
 
@@ -113,7 +126,7 @@ class _BoundOptions:
 
     def options(self, **task_options) -> "_BoundOptions":
         merged = dict(self._options)
-        merged.update(options_mod.validate_task_options(
+        merged.update(validate_task_options(
             task_options, f"{self._parent._name}.options()"))
         return _BoundOptions(self._parent, merged)
 

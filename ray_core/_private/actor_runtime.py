@@ -98,8 +98,10 @@ class ActorRuntime:
                     if self.concurrent else "")
 
     def handle(self):
-        from ray_core.actor import handle_from_blob
-        return handle_from_blob(self.actor_id.binary(), self.class_name, self._handle_blob)
+        """A handle of this actor (get_runtime_context().current_actor), made by what the
+        worker's entry point handed the CoreWorker (the public actor module's maker)."""
+        return self.core.make_actor_handle(self.actor_id.binary(), self.class_name,
+                                           self._handle_blob)
 
     def method(self, name: str):
         fn = self._methods.get(name)

@@ -119,6 +119,7 @@ class CoreWorker:
                                              self.job_id.binary())
         self.executor = TaskExecutor(self) if mode == WORKER else None
         self.actor_runtime = None       # the actor this worker hosts (actor_runtime.py)
+        self.make_actor_handle = None   # (actor id, class name, blob) -> ActorHandle
         from ray_core._private.actor_submitter import ActorTaskSubmitter
         self.actor_submitter = ActorTaskSubmitter(self)
         self.task_server: Optional[task_transport.TaskServer] = None

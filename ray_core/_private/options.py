@@ -1,14 +1,13 @@
 """Validation of task options (@remote(...) and .options(...)), at decoration time.
 
 Every option has one checker; an unknown name or a wrong type raises right away with
-the list of valid names, instead of failing later inside a worker.
+the list of valid names, instead of failing later inside a worker. The checkers of
+what the public modules define (scheduling strategies, placement groups, actor
+options) live with them and join these there (remote_function.TASK_OPTIONS).
 """
 import difflib
-import warnings
 from typing import Any, Dict
 
-from ray_core.util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
-                                                 PlacementGroupSchedulingStrategy)
 
 
 def _number(name, value, minimum=0):
@@ -51,37 +50,6 @@ def _retry_exceptions(name, value):
 def _string(name, value):
     if value is not None and not isinstance(value, str):
         raise TypeError(f"option {name} must be a str, got {type(value).__name__}")
-
-
-def _strategy(name, value):
-    if value is None or value in ("DEFAULT", "SPREAD"):
-        return
-    if isinstance(value, PlacementGroupSchedulingStrategy):
-        _placement_group_strategy(value)
-        return
-    if isinstance(value, NodeAffinitySchedulingStrategy):
-        return
-    raise TypeError(f"option scheduling_strategy must be None, \"DEFAULT\", \"SPREAD\" or a "
-                    f"strategy from ray_core.util.scheduling_strategies, got {value!r}")
-
-
-def _placement_group_strategy(value: PlacementGroupSchedulingStrategy) -> None:
-    from ray_core.util.placement_group import PlacementGroup
-    group, index = value.placement_group, value.placement_group_bundle_index
-    if not isinstance(index, int) or isinstance(index, bool):
-        raise TypeError(f"placement_group_bundle_index must be an int, got {index!r}")
-    if group is None:
-        if index != -1:
-            raise ValueError(f"placement_group_bundle_index is {index} but no placement group "
-                             f"is given; it must be -1")
-        return
-    if not isinstance(group, PlacementGroup):
-        raise TypeError(f"PlacementGroupSchedulingStrategy needs a PlacementGroup (from "
-                        f"ray_core.util.placement_group), got {type(group).__name__}")
-    if index < -1 or index >= group.bundle_count:
-        raise ValueError(f"placement group bundle index {index} is invalid: the group "
-                         f"{group.id.hex()} has bundles 0-{group.bundle_count - 1} (or -1 for "
-                         f"any)")
 
 
 def _runtime_env(name, value):
@@ -132,25 +100,13 @@ TASK_OPTIONS = {
     "max_retries": _max_retries,
     "retry_exceptions": _retry_exceptions,
     "name": _string,
-    "scheduling_strategy": _strategy,
     "runtime_env": _runtime_env,
 }
 
 
-# Ray's deprecated spelling of PlacementGroupSchedulingStrategy (still accepted by Ray,
-# and used as @remote(placement_group=None) by libraries built on it).
-LEGACY_GROUP_OPTIONS = ("placement_group", "placement_group_bundle_index",
-                        "placement_group_capture_child_tasks")
-
-
-def validate_task_options(options: Dict[str, Any], where: str) -> Dict[str, Any]:
-    return validate_options(options, TASK_OPTIONS, where)
-
-
 def validate_options(options: Dict[str, Any], valid: Dict[str, Any],
                      where: str) -> Dict[str, Any]:
-    """The options checked against `valid` (name -> checker), legacy ones translated."""
-    options = _legacy_placement_group(options)
+    """The options checked against `valid` (name -> checker)."""
     for name, value in options.items():
         check = valid.get(name)
         if check is None:
@@ -160,29 +116,3 @@ def validate_options(options: Dict[str, Any], valid: Dict[str, Any],
                              f"{', '.join(sorted(valid))}.")
         check(name, value)
     return dict(options)
-
-
-def _legacy_placement_group(options: Dict[str, Any]) -> Dict[str, Any]:
-    if not any(name in options for name in LEGACY_GROUP_OPTIONS):
-        return options
-    options = dict(options)
-    group = options.pop("placement_group", "default")
-    index = options.pop("placement_group_bundle_index", -1)
-    capture = options.pop("placement_group_capture_child_tasks", None)
-    if group == "default":
-        if index != -1 or capture:
-            raise ValueError("placement_group_bundle_index and "
-                             "placement_group_capture_child_tasks need a placement_group; "
-                             "better, pass scheduling_strategy=PlacementGroupSchedulingStrategy"
-                             "(group, bundle_index, capture_child_tasks)")
-        return options
-    if options.get("scheduling_strategy") is not None:
-        raise ValueError("the placement_group option is deprecated and cannot be combined "
-                         "with scheduling_strategy; pass scheduling_strategy="
-                         "PlacementGroupSchedulingStrategy(...) alone")
-    if group is not None:
-        warnings.warn("the placement_group option is deprecated: use scheduling_strategy="
-                      "PlacementGroupSchedulingStrategy(placement_group, bundle_index, "
-                      "capture_child_tasks)", DeprecationWarning, stacklevel=4)
-    options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(group, index, capture)
-    return options

@@ -329,8 +329,7 @@ def put(value: Any, *, _owner=None) -> ObjectRef:
     core = global_worker().core_worker
     if _owner is None:
         return core.put(value)
-    from ray_core.actor import ActorHandle
-    if not isinstance(_owner, ActorHandle):
+    if not isinstance(getattr(_owner, "_actor_id", None), bytes):
         raise TypeError(f"put(_owner=...) takes an actor handle, got {type(_owner).__name__}")
     return core.put(value, owner=_alive_actor_address(core, _owner))
 

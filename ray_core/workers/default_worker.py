@@ -67,6 +67,8 @@ def main(argv=None) -> int:
                       node_id=bytes.fromhex(args.node_id), node_ip=args.node_ip_address,
                       raylet_address=args.raylet_address, gcs_address=args.gcs_address,
                       plasma_socket=args.object_store_socket, session_dir=args.session_dir)
+    from ray_core.actor import handle_from_blob
+    core.make_actor_handle = handle_from_blob    # current_actor, for the actor it may host
     worker_mod.set_worker_mode(core)
     core.install_cancel_handler()
     try:
