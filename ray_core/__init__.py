@@ -6,7 +6,9 @@ pins them with their signatures). `remote_function.py` holds @remote for functio
 get_runtime_context() returns, `node.py` the one node launcher (init(), the CLI in `scripts.py`
 /`__main__.py`, `cluster_utils.Cluster`), `workers/` the worker
 entry point; the CoreWorker and everything behind it live in `_private/` (its
-`__init__` is the map). `actor.py` holds @remote for classes (actors) and the actor API.
+`__init__` is the map). `actor.py` holds @remote for classes (actors) and the actor API;
+`util/` Ray's helpers, `experimental/` its tqdm_ray, `_raylet.py` Ray's `ray._raylet`
+path. The public modules use `_private/`, never the other way round.
 """
 import inspect
 import os

@@ -77,9 +77,11 @@ class RemoteFunction:
         core = worker.global_worker().core_worker
         fn_hash = self._code.export(core.function_manager)
         # Keyed by the CoreWorker's id (not id(core): a later init() may reuse the address),
-        # and by the placement group a parent captures the task in.
+        # by the placement group a parent captures the task in, and by the runtime_env it
+        # inherits.
         key = (core.worker_id.binary(), core.current_job_id.binary(),
-               core.captured_placement_group() if opts.get("scheduling_strategy") is None else b"")
+               core.captured_placement_group() if opts.get("scheduling_strategy") is None else b"",
+               core.inherited_env_key)
         template = templates.get(key)
         if template is None:
             template = templates[key] = self._template(core, fn_hash, opts)
@@ -159,10 +161,7 @@ def fill_placement(spec: common_pb2.TaskSpec, core, opts, default_cpus: float,
     for name, amount in resources.items():
         if amount > 0:
             spec.required_resources[name] = amount
-    env = dict((core.job_runtime_env or {}).get("env_vars") or {})
-    env.update((opts.get("runtime_env") or {}).get("env_vars") or {})
-    for name, value in env.items():
-        spec.runtime_env.env_vars[name] = value
+    spec.runtime_env.CopyFrom(core.runtime_env_for(opts.get("runtime_env")))
 
 
 def _placement_group_of(strategy, core):

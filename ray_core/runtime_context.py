@@ -13,6 +13,8 @@ from typing import Any, Dict, List, Optional
 from ray_common.ids import NodeID, PlacementGroupID, TaskID
 from ray_common.protocol import common_pb2
 
+from ray_core._private import runtime_env
+
 logger = logging.getLogger(__name__)
 
 
@@ -117,7 +119,7 @@ class RuntimeContext:
     @property
     def runtime_env(self) -> Dict[str, Any]:
         """The runtime_env of the running task or actor (the job's in a driver)."""
-        return dict(self._core.job_runtime_env or {})
+        return runtime_env.to_dict(self._core.inherited_env)
 
     def get_node_labels(self) -> Dict[str, str]:
         for info in self._core.gcs.sync.get_all_node_info():

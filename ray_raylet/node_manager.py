@@ -95,7 +95,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
             node_id=self.node_id, node_ip=self.node_ip, raylet_address=self.address,
             gcs_address=self.gcs_address, object_store_socket=self.object_store_socket,
             session_dir=self.session_dir, num_cpus=res.from_fixed(self.local.total.get("CPU", 0)),
-            on_worker_exit=self._on_worker_exit)
+            on_worker_exit=self._on_worker_exit, kv_get=self.gcs.kv_get)
         self.pool.start()
         self.leases = LeaseManager(node_id=self.node_id, local=self.local, pool=self.pool,
                                    pull_dependencies=self._pull_dependencies,

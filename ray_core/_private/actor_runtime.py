@@ -87,6 +87,7 @@ class ActorRuntime:
         self._methods = {}
         self.resources = {}
         self.placement = spec.scheduling_strategy   # its placement group, if any, is ours
+        self.runtime_env = spec.runtime_env         # its calls' tasks inherit it
         self._loop = None                # an async actor's event loop
         self._async_calls = {}           # task id -> asyncio task of a running async call
         self._cancel_lock = threading.Lock()

@@ -30,8 +30,8 @@ from ray_common.ids import JobID, ObjectID, TaskID, WorkerID
 from ray_common.protocol import common_pb2, core_worker_pb2, core_worker_pb2_grpc
 
 from ray_core import exceptions
-from ray_core._private import (_object_ref, hang_report, log_monitor, serialization,
-                               task_transport)
+from ray_core._private import (_object_ref, hang_report, log_monitor, runtime_env,
+                               serialization, task_transport)
 from ray_core._private.background import background_pool
 from ray_core._private.core_worker_service import CoreWorkerServicer
 from ray_core._private.dependency_resolver import DependencyResolver
@@ -141,7 +141,10 @@ class CoreWorker:
         self._blocked = False
         self._inline_limit = config.max_direct_call_object_size
         self._closed = False
-        self.job_runtime_env = None
+        self._idle_env = common_pb2.RuntimeEnv()      # a driver's: its job's (init)
+        self.inherited_env = self._idle_env            # what a task submitted now inherits
+        self.inherited_env_key = b""
+        self.runtime_envs = runtime_env.Packager(self._kv_put_env, self._kv_exists_env)
         self._saved_env = None
         self._announced_job = b""  # the job whose output this worker's stdout now carries
 
@@ -205,6 +208,29 @@ class CoreWorker:
             self.loop.call_later(config.ref_count_flush_interval_ms / 1000.0,
                                  self._flush_refs_periodically)
 
+    # ---- runtime_env ---------------------------------------------------------------------
+    def set_job_runtime_env(self, env: Optional[dict]) -> None:
+        """A driver's init(runtime_env=...): packaged once, inherited by every task."""
+        self._idle_env = self.runtime_envs.to_proto(env)
+        self._set_inherited_env(self._idle_env)
+
+    def _set_inherited_env(self, env: common_pb2.RuntimeEnv) -> None:
+        self.inherited_env = env
+        self.inherited_env_key = env.SerializeToString()
+
+    def runtime_env_for(self, task_env: Optional[dict]) -> common_pb2.RuntimeEnv:
+        """The RuntimeEnv of a task or actor submitted now with this runtime_env option."""
+        if not task_env:
+            return self.inherited_env
+        return runtime_env.merged(self.inherited_env, self.runtime_envs.to_proto(task_env))
+
+    def _kv_put_env(self, key: bytes, value: bytes):
+        return self.gcs.sync.kv_put(key, value, overwrite=False,
+                                    namespace=runtime_env.KV_NAMESPACE)
+
+    def _kv_exists_env(self, key: bytes) -> bool:
+        return self.gcs.sync.kv_exists(key, namespace=runtime_env.KV_NAMESPACE)
+
     # ---- GCS KV for the function manager ------------------------------------------------
     def _kv_put(self, key: bytes, value: bytes):
         return self.gcs.sync.kv_put(key, value, overwrite=True, namespace=KV_NAMESPACE)
@@ -231,8 +257,10 @@ class CoreWorker:
         self._ctx = _TaskContext(TaskID(spec.task_id), JobID(spec.job_id),
                                  put_offset=max(spec.num_returns, 0) + 1, depth=spec.depth + 1,
                                  resources=resources, spec=spec)
+        actor = self.actor_runtime
+        self._set_inherited_env(actor.runtime_env if actor is not None and spec.type ==
+                                common_pb2.ACTOR_TASK else spec.runtime_env)
         env_vars = dict(spec.runtime_env.env_vars)
-        self.job_runtime_env = {"env_vars": dict(env_vars)} if env_vars else None
         gpus = _instances_of(resources, "GPU")
         if gpus:
             # The GPUs the raylet assigned to this lease, as CUDA numbers them.
@@ -251,7 +279,7 @@ class CoreWorker:
                 else:
                     os.environ[name] = old
             self._saved_env = None
-        self.job_runtime_env = None
+        self._set_inherited_env(self._idle_env)
         self.lifetime.register_arg_borrows()
         self.plasma_objects.drain_releases()
 

@@ -8,6 +8,8 @@ options) live with them and join these there (remote_function.TASK_OPTIONS).
 import difflib
 from typing import Any, Dict
 
+from ray_core._private import runtime_env
+
 
 
 def _number(name, value, minimum=0):
@@ -53,17 +55,7 @@ def _string(name, value):
 
 
 def _runtime_env(name, value):
-    if value is None:
-        return
-    if not isinstance(value, dict):
-        raise TypeError(f"option runtime_env must be a dict, got {type(value).__name__}")
-    unknown = set(value) - {"env_vars"}
-    if unknown:
-        raise ValueError(f"runtime_env supports only 'env_vars' so far, got {sorted(unknown)}")
-    env_vars = value.get("env_vars") or {}
-    if not isinstance(env_vars, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()):
-        raise TypeError("runtime_env['env_vars'] must be a dict of str -> str")
+    runtime_env.validate(value)
 
 
 def _num_returns(name, value):

@@ -267,9 +267,9 @@ def _connect_driver(gcs_address, node_id, raylet_address, plasma_socket, node_ip
                       node_ip=node_ip, raylet_address=raylet_address, gcs_address=gcs_address,
                       plasma_socket=plasma_socket, session_dir=session_dir, job_id=job_id,
                       gcs_client=gcs, namespace=namespace)
-    core.job_runtime_env = runtime_env
     worker = Worker("driver", core, namespace, node, session_dir, gcs)
     try:
+        core.set_job_runtime_env(runtime_env)   # its packages uploaded once, here
         core.start()
     except BaseException:
         core.shutdown()
