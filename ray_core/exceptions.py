@@ -369,26 +369,25 @@ class ActorUnavailableError(RayActorError):
                                  f"task may or may not have been executed on the actor.")
 
 
-class ActorUnschedulableError(RayError):
+class _UnschedulableError(RayError):
+    _WHAT = ""
+
+    def __init__(self, error_message: str):
+        self.error_message = error_message
+        super().__init__(error_message)
+
+    def __str__(self) -> str:
+        return f"The {self._WHAT} is not schedulable: {self.error_message}"
+
+
+class ActorUnschedulableError(_UnschedulableError):
     """The actor cannot be scheduled (for example, its NodeAffinity node is dead)."""
-
-    def __init__(self, error_message: str):
-        self.error_message = error_message
-        super().__init__(error_message)
-
-    def __str__(self) -> str:
-        return f"The actor is not schedulable: {self.error_message}"
+    _WHAT = "actor"
 
 
-class TaskUnschedulableError(RayError):
+class TaskUnschedulableError(_UnschedulableError):
     """The task cannot be scheduled (for example, its NodeAffinity node is dead)."""
-
-    def __init__(self, error_message: str):
-        self.error_message = error_message
-        super().__init__(error_message)
-
-    def __str__(self) -> str:
-        return f"The task is not schedulable: {self.error_message}"
+    _WHAT = "task"
 
 
 class AsyncioActorExit(RayError):
