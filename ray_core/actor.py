@@ -16,6 +16,7 @@ from ray_common import rpc
 from ray_common.ids import ActorID, TaskID
 from ray_common.protocol import common_pb2
 
+from ray_core import exceptions
 from ray_core._private import options as options_mod
 from ray_core._private.actor_runtime import exit_actor, is_async_class  # noqa: F401
 from ray_core._private.actor_submitter import ActorPendingTask
@@ -34,11 +35,6 @@ def _lifetime(name, value):
                          f"{value!r}")
 
 
-def _bool(name, value):
-    if not isinstance(value, bool):
-        raise TypeError(f"option {name} must be a bool, got {type(value).__name__}")
-
-
 def _restarts(name, value):
     options_mod._integer(name, value, minimum=-1)
 
@@ -50,10 +46,11 @@ def _concurrency(name, value):
 ACTOR_OPTIONS = {name: check for name, check in TASK_OPTIONS.items()
                  if name not in ("num_returns", "max_retries", "retry_exceptions")}
 ACTOR_OPTIONS.update({"namespace": options_mod._string, "lifetime": _lifetime,
-                      "get_if_exists": _bool, "max_restarts": _restarts,
-                      "max_task_retries": _restarts, "max_concurrency": _concurrency})
+                      "get_if_exists": options_mod._bool, "max_restarts": _restarts,
+                      "max_task_retries": _restarts, "max_concurrency": _concurrency,
+                      "max_pending_calls": _restarts})
 METHOD_OPTIONS = {"num_returns": options_mod._num_returns, "max_task_retries": _restarts,
-                  "name": options_mod._string}
+                  "name": options_mod._string, "enable_task_events": options_mod._bool}
 
 
 
@@ -187,7 +184,8 @@ class ActorClass:
         creation.name = name
         creation.ray_namespace = namespace
         creation.serialized_actor_handle = pickle.dumps(
-            {"methods": self._methods, "max_task_retries": max_task_retries})
+            {"methods": self._methods, "max_task_retries": max_task_retries,
+             "max_pending_calls": opts.get("max_pending_calls", -1)})
         arg_refs = core._build_args(spec, args, kwargs, f"{self._name}.__init__")
         task = PendingTask(spec, task_id, [], arg_refs, 0, False, self._name)
         submitter = core.actor_submitter
@@ -204,7 +202,8 @@ class ActorClass:
         else:
             core.loop.call_soon_threadsafe(submitter.spawn_register, task)
         return ActorHandle(actor_id.binary(), self._name, self._methods, max_task_retries,
-                           owned=not name and opts.get("lifetime") != "detached")
+                           owned=not name and opts.get("lifetime") != "detached",
+                           max_pending_calls=opts.get("max_pending_calls", -1))
 
 
 class _ActorClassOptions:
@@ -273,11 +272,12 @@ class ActorHandle:
     made (as in Ray, an actor goes when its handles go out of scope)."""
 
     def __init__(self, actor_id: bytes, class_name: str, methods: Dict[str, Dict[str, Any]],
-                 max_task_retries: int = 0, owned: bool = False):
+                 max_task_retries: int = 0, owned: bool = False, max_pending_calls: int = -1):
         self._actor_id = actor_id
         self._class_name = class_name
         self._methods = methods
         self._max_task_retries = max_task_retries
+        self._max_pending_calls = max_pending_calls   # -1: no limit
         # Spec templates of the methods with their declared options (ActorMethods point
         # here, not the other way round: no cycle keeps a dropped handle alive).
         self._method_templates: Dict[str, dict] = {}
@@ -306,7 +306,7 @@ class ActorHandle:
         # A copy may live anywhere now: this process no longer decides when the actor ends.
         self._owned = None
         return (ActorHandle, (self._actor_id, self._class_name, self._methods,
-                              self._max_task_retries))
+                              self._max_task_retries, False, self._max_pending_calls))
 
     def __del__(self):
         owner = self.__dict__.get("_owned")
@@ -343,6 +343,11 @@ class ActorHandle:
         from ray_core._private import worker
         core = worker.global_worker().core_worker
         opts = method._options
+        limit = self._max_pending_calls
+        if limit >= 0 and core.actor_submitter.pending_calls(self._actor_id) >= limit:
+            raise exceptions.PendingCallsLimitExceeded(
+                f"{self!r} has {limit} call(s) from this process pending already "
+                f"(max_pending_calls={limit}); wait for some before calling it again")
         ctx = core._ctx
         key = (core.worker_id.binary(), ctx.job_id.binary())
         template = method._templates.get(key)
@@ -385,7 +390,8 @@ def handle_from_blob(actor_id: bytes, class_name: str, blob: bytes) -> ActorHand
     """A handle from the method table the creator stored with the actor's creation spec."""
     meta = pickle.loads(blob) if blob else {}
     return ActorHandle(actor_id, class_name, meta.get("methods", {}),
-                       meta.get("max_task_retries", 0))
+                       meta.get("max_task_retries", 0),
+                       max_pending_calls=meta.get("max_pending_calls", -1))
 
 
 def _handle_from_row(row) -> ActorHandle:

@@ -562,6 +562,15 @@ class ActorTaskSubmitter:
                 pass    # logged, and its calls fail with the reason
         self._spawn(run())
 
+    def pending_calls(self, actor_id: bytes) -> int:
+        """Calls of this process to the actor not answered yet (max_pending_calls)."""
+        with self._lock:
+            actor = self._actors.get(actor_id)
+            queued = sum(1 for task in self._incoming if task.actor_id == actor_id)
+            if actor is not None:
+                queued += len(actor.queue) + len(actor.unacked) + len(actor.lost)
+        return queued
+
     def num_owned_alive(self) -> int:
         """Actors this process created that are not dead (their creation arguments are
         kept until then)."""

@@ -49,6 +49,11 @@ def _retry_exceptions(name, value):
                     f"got {value!r}")
 
 
+def _bool(name, value):
+    if not isinstance(value, bool):
+        raise TypeError(f"option {name} must be a bool, got {type(value).__name__}")
+
+
 def _string(name, value):
     if value is not None and not isinstance(value, str):
         raise TypeError(f"option {name} must be a str, got {type(value).__name__}")
@@ -93,6 +98,26 @@ TASK_OPTIONS = {
     "retry_exceptions": _retry_exceptions,
     "name": _string,
     "runtime_env": _runtime_env,
+    # Accepted as in Ray, with no effect here: task events are always recorded (they
+    # are cheap), and object_store_memory is deprecated in Ray.
+    "enable_task_events": _bool,
+    "object_store_memory": _number,
+}
+
+
+# Options Ray 2.60 takes that ray_core does not: refused by name, so a Ray program
+# learns what to change instead of reading "invalid option".
+NOT_SUPPORTED = {
+    "accelerator_type": "no node advertises accelerator types",
+    "label_selector": "the scheduler does not match node labels",
+    "fallback_strategy": "the scheduler does not match node labels",
+    "_labels": "the scheduler does not match node labels",
+    "concurrency_groups": "use max_concurrency (one pool of threads or async slots)",
+    "allow_out_of_order_execution": "calls from one caller run in submission order",
+    "enable_tensor_transport": "there is no tensor transport",
+    "tensor_transport": "there is no tensor transport",
+    "concurrency_group": "use max_concurrency (one pool of threads or async slots)",
+    "_generator_backpressure_num_objects": "generators stream without backpressure",
 }
 
 
@@ -101,6 +126,9 @@ def validate_options(options: Dict[str, Any], valid: Dict[str, Any],
     """The options checked against `valid` (name -> checker)."""
     for name, value in options.items():
         check = valid.get(name)
+        if check is None and name in NOT_SUPPORTED:
+            raise ValueError(f"Option {name!r} of {where} is Ray's but not supported by "
+                             f"ray_core: {NOT_SUPPORTED[name]}.")
         if check is None:
             close = difflib.get_close_matches(name, valid, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""

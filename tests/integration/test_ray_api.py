@@ -337,3 +337,24 @@ def test_dynamic_error_midway_is_one_more_ref(cluster):
     assert ray.get(refs[:2], timeout=GET_TIMEOUT) == [0, 10]
     with pytest.raises(KeyError, match="no item 2"):
         ray.get(refs[2], timeout=GET_TIMEOUT)
+
+
+# ---- options Ray takes -------------------------------------------------------------------------
+
+def test_max_pending_calls_and_options_ray_takes(cluster):
+    actor = PlainWorker.options(max_pending_calls=1).remote()
+    running = actor.until_cancelled.remote()      # pending until cancelled
+    with pytest.raises(ray.exceptions.PendingCallsLimitExceeded, match="max_pending_calls=1"):
+        actor.ping.remote()
+    ray.cancel(running)
+    try:
+        assert ray.get(running, timeout=GET_TIMEOUT) == "saw the cancel"
+    except ray.exceptions.TaskCancelledError:
+        pass                                      # cancelled before it started
+    assert ray.get(actor.ping.options(enable_task_events=False).remote(),
+                   timeout=GET_TIMEOUT) == "pong"
+    ray.kill(actor)
+    assert ray.get(add_one.options(enable_task_events=False, object_store_memory=1).remote(1),
+                   timeout=GET_TIMEOUT) == 2
+    with pytest.raises(ValueError, match="'label_selector' .* not supported by ray_core"):
+        add_one.options(label_selector={"zone": "a"})
