@@ -48,16 +48,28 @@ def not_a_generator():
 
 
 @ray.remote
+def count_after_first(n, go_file):
+    """Yields 0, then the rest only once `go_file` exists (the caller's go-ahead)."""
+    yield 0
+    deadline = time.monotonic() + 60
+    while not os.path.exists(go_file) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    yield from range(1, n)
+
+
+@ray.remote
 def sum_of_stream(n):
     return sum(ray.get(ref) for ref in count_to.remote(n))
 
 
-def test_items_arrive_while_the_task_still_runs(cluster):
-    stream = count_to.remote(3, 0.5)
-    started = time.monotonic()
-    first = next(stream)
-    assert ray.get(first) == 0 and time.monotonic() - started < 1.4   # not after all 3
-    assert [ray.get(ref) for ref in stream] == [1, 2]
+def test_items_arrive_while_the_task_still_runs(cluster, tmp_path):
+    go_file = str(tmp_path / "go")
+    stream = count_after_first.remote(3, go_file)
+    assert ray.get(next(stream), timeout=60) == 0
+    # The task cannot end before the go-ahead: the first item came while it ran.
+    assert ray.wait([stream.completed()], timeout=0)[0] == [] and not stream.is_finished()
+    open(go_file, "w").close()
+    assert [ray.get(ref, timeout=60) for ref in stream] == [1, 2]
     assert stream.is_finished() and ray.get(stream.completed()) == 3
     assert list(count_to.remote(0)) == []
     with pytest.raises(ValueError, match="got ObjectRefGenerator"):
