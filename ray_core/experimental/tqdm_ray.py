@@ -97,6 +97,10 @@ class tqdm:
             progress_bars.manager().update(state)
 
 
+if _worker._global is None or _worker._global.mode == "driver":
+    progress_bars.manager().patch_print()   # a driver draws bars: print() goes above them
+
+
 def safe_print(*args, **kwargs) -> None:
-    """print() for code that draws bars (Ray's name; the bars here redraw below it)."""
-    print(*args, **kwargs)
+    """print() that never lands under the bars (what print() becomes while they draw)."""
+    progress_bars.manager().print_above(*args, **kwargs)
