@@ -106,7 +106,7 @@ class TaskExecutor:
                     result = actor_runtime.install(core, spec, result)
                 elif spec.streaming_generator:
                     result = self._stream(spec, result)
-                elif inspect.isgenerator(result):
+                elif inspect.isgenerator(result) and spec.num_returns <= 1:
                     raise TypeError(f"{fd.function_name} returned a generator, which cannot "
                                     f"be sent back whole: stream it with "
                                     f"num_returns='streaming'")
@@ -174,6 +174,9 @@ class TaskExecutor:
             return
         if n == 1:
             values = (result,)
+        elif inspect.isgenerator(result):
+            self._generator_returns(reply, spec, result)
+            return
         else:
             try:
                 values = tuple(result)
@@ -188,6 +191,27 @@ class TaskExecutor:
         for index, value in enumerate(values, start=1):
             self._fill_return(reply.return_objects.add(), spec,
                               ObjectID.from_index(task_id, index), value)
+
+    def _generator_returns(self, reply, spec, items) -> None:
+        """A generator with num_returns=n: as in Ray, the values it yielded before raising
+        stay readable, and the returns it did not reach hold the error."""
+        n, task_id = spec.num_returns, TaskID(spec.task_id)
+        made = 0
+        try:
+            for value in items:
+                if made == n:
+                    raise ValueError(f"task {spec.function_descriptor.function_name} declares "
+                                     f"num_returns={n} but yielded more values")
+                made += 1
+                self._fill_return(reply.return_objects.add(), spec,
+                                  ObjectID.from_index(task_id, made), value)
+        except Exception as e:
+            self._error_reply(reply, spec, self._task_error(spec, e, skip=1), first=made + 1)
+            reply.is_application_error = True
+            return
+        if made < n:
+            raise ValueError(f"task {spec.function_descriptor.function_name} declares "
+                             f"num_returns={n} but yielded {made} values")
 
     def _fill_return(self, ret, spec, object_id: ObjectID, value) -> None:
         """One value for the caller: inline when small, else sealed in plasma here."""
@@ -254,10 +278,11 @@ class TaskExecutor:
                                        node_id=self._core.node_id.hex(),
                                        task_id=spec.task_id.hex())
 
-    def _error_reply(self, reply, spec, error: BaseException) -> None:
+    def _error_reply(self, reply, spec, error: BaseException, first: int = 1) -> None:
+        """The error as every return of the task from index `first` on."""
         payload = serialization.serialize_error(error).to_bytes()
         task_id = TaskID(spec.task_id)
-        for index in range(1, max(spec.num_returns, 0) + 1):
+        for index in range(first, max(spec.num_returns, 0) + 1):
             ret = reply.return_objects.add()
             ret.object_id = ObjectID.from_index(task_id, index).binary()
             ret.object.data = payload

@@ -358,3 +358,20 @@ def test_max_pending_calls_and_options_ray_takes(cluster):
                    timeout=GET_TIMEOUT) == 2
     with pytest.raises(ValueError, match="'label_selector' .* not supported by ray_core"):
         add_one.options(label_selector={"zone": "a"})
+
+
+@ray.remote(num_returns=3)
+def three_then_fail(fail_at):
+    for i in range(3):
+        if i == fail_at:
+            raise KeyError(f"stopped at {i}")
+        yield i
+
+
+def test_static_num_returns_generator_keeps_the_values_before_an_error(cluster):
+    assert ray.get(three_then_fail.remote(None), timeout=GET_TIMEOUT) == [0, 1, 2]
+    first, second, third = three_then_fail.remote(1)
+    assert ray.get(first, timeout=GET_TIMEOUT) == 0
+    for ref in (second, third):
+        with pytest.raises(KeyError, match="stopped at 1"):
+            ray.get(ref, timeout=GET_TIMEOUT)
