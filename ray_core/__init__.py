@@ -31,7 +31,7 @@ from ray_core import remote_function as _remote_function
 from ray_core.remote_function import RemoteFunction
 from ray_core.actor import ACTOR_OPTIONS, ActorClass, ActorHandle, get_actor, kill, method
 from ray_core import internal  # noqa: F401,E402  (ray_core.internal.memory_summary())
-from ray_core import actor, util  # noqa: F401,E402  (ray.actor.*, ray.util.* without an import)
+from ray_core import actor, job_config, util  # noqa: F401,E402  (ray.actor.*, ... without an import)
 
 __version__ = "0.1.0"
 # Ray's process modes (ray.SCRIPT_MODE is a driver's, ray.WORKER_MODE a task's worker).

@@ -81,19 +81,31 @@ def _method_table(cls) -> Dict[str, Dict[str, Any]]:
     return table
 
 
+def _job_row(w):
+    """The GCS row of the job the running code belongs to (cached: it never changes)."""
+    job_id = w.core_worker.current_job_id.binary()
+    cache = _job_rows
+    if job_id not in cache:
+        for job in w.core_worker.gcs.sync.get_all_job_info():
+            cache[job.job_id] = job
+    return cache.get(job_id)
+
+
+_job_rows: Dict[bytes, object] = {}
+
+
 def default_namespace(w) -> str:
     """The namespace names resolve in: the driver's, or in a worker its job's driver's."""
     if w.mode == "driver" or w.namespace:
         return w.namespace
-    job_id = w.core_worker.current_job_id.binary()
-    cache = _job_namespaces
-    if job_id not in cache:
-        for job in w.core_worker.gcs.sync.get_all_job_info():
-            cache[job.job_id] = job.ray_namespace
-    return cache.get(job_id, "")
+    row = _job_row(w)
+    return row.ray_namespace if row is not None else ""
 
 
-_job_namespaces: Dict[bytes, str] = {}
+def _default_lifetime(w) -> str:
+    """An actor that names no lifetime gets its job's JobConfig default_actor_lifetime."""
+    row = _job_row(w)
+    return "detached" if row is not None and row.default_actor_detached else "non_detached"
 
 
 # ---- the class -----------------------------------------------------------------------
@@ -180,7 +192,8 @@ class ActorClass:
         creation.max_task_retries = max_task_retries
         creation.max_concurrency = opts.get("max_concurrency", 0)
         creation.is_asyncio = self._is_async
-        creation.is_detached = opts.get("lifetime") == "detached"
+        detached = (opts.get("lifetime") or _default_lifetime(w)) == "detached"
+        creation.is_detached = detached
         creation.name = name
         creation.ray_namespace = namespace
         creation.serialized_actor_handle = pickle.dumps(
@@ -202,7 +215,7 @@ class ActorClass:
         else:
             core.loop.call_soon_threadsafe(submitter.spawn_register, task)
         return ActorHandle(actor_id.binary(), self._name, self._methods, max_task_retries,
-                           owned=not name and opts.get("lifetime") != "detached",
+                           owned=not name and not detached,
                            max_pending_calls=opts.get("max_pending_calls", -1))
 
 

@@ -100,7 +100,8 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
          num_gpus: Optional[int] = None, resources: Optional[Dict[str, float]] = None,
          object_store_memory: Optional[int] = None, namespace: Optional[str] = None,
          ignore_reinit_error: bool = False, log_to_driver: bool = True,
-         runtime_env: Optional[Dict[str, Any]] = None, include_dashboard: Optional[bool] = None,
+         runtime_env: Optional[Dict[str, Any]] = None, job_config: Any = None,
+         include_dashboard: Optional[bool] = None,
          logging_level: Any = None, configure_logging: bool = True,
          _temp_dir: Optional[str] = None, _system_config: Optional[Dict[str, Any]] = None,
          _node_ip_address: Optional[str] = None) -> RayContext:
@@ -117,6 +118,11 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
                                "can be suppressed by passing ignore_reinit_error=True, or by "
                                "calling ray_core.shutdown() first.")
         from ray_core._private import options as options_mod
+        if job_config is not None:
+            # Ray's JobConfig (ray_core.job_config): init's own arguments win over it.
+            runtime_env = runtime_env if runtime_env is not None else \
+                (job_config.runtime_env or None)
+            namespace = namespace if namespace is not None else job_config.ray_namespace
         if runtime_env is not None:
             options_mod._runtime_env("runtime_env", runtime_env)
         for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus),
@@ -169,7 +175,7 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
                                                     logs_dir))
             _global = _connect_driver(gcs_address, node_id, raylet_address, plasma_socket,
                                       node_ip, session_dir, namespace, node, runtime_env,
-                                      log_to_driver)
+                                      log_to_driver, job_config)
         except BaseException:
             if _global is not None:
                 _global = None
@@ -250,7 +256,7 @@ def _find_local_node(gcs_address: str, session_dir: str, node_ip: Optional[str])
 
 
 def _connect_driver(gcs_address, node_id, raylet_address, plasma_socket, node_ip, session_dir,
-                    namespace, node, runtime_env, log_to_driver) -> Worker:
+                    namespace, node, runtime_env, log_to_driver, job_config=None) -> Worker:
     from ray_gcs.client import GcsClient
     from ray_common.protocol import gcs_service_pb2
     from ray_core._private.core_worker import DRIVER, CoreWorker
@@ -260,6 +266,9 @@ def _connect_driver(gcs_address, node_id, raylet_address, plasma_socket, node_ip
     job_info = gcs_service_pb2.JobTableData(
         driver_pid=os.getpid(), entrypoint=" ".join(sys.argv), ray_namespace=namespace,
         start_time_ms=int(time.time() * 1000))
+    if job_config is not None:
+        job_info.metadata.update(job_config.metadata)
+        job_info.default_actor_detached = job_config.default_actor_lifetime == "detached"
     job_id = gcs.sync.add_job(job_info)
     if not isinstance(job_id, JobID):
         job_id = JobID(bytes(job_id))

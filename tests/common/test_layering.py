@@ -40,7 +40,7 @@ def test_each_package_imports_alone():
 # Inside ray_core the dependency runs one way too: the public modules use _private/, and
 # _private/ never imports them (it is handed what it needs), so no import cycle runs
 # through the CoreWorker (issue 15).
-PUBLIC_MODULES = {"actor", "remote_function", "util", "runtime_context", "experimental",
+PUBLIC_MODULES = {"actor", "remote_function", "util", "runtime_context", "experimental", "job_config",
                   "cluster_utils", "scripts", "internal", "_raylet"}
 
 

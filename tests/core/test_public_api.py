@@ -19,7 +19,7 @@ EXPECTED_SIGNATURES = {
             "num_gpus: Optional[int] = None, resources: Optional[Dict[str, float]] = None, "
             "object_store_memory: Optional[int] = None, namespace: Optional[str] = None, "
             "ignore_reinit_error: bool = False, log_to_driver: bool = True, "
-            "runtime_env: Optional[Dict[str, Any]] = None, "
+            "runtime_env: Optional[Dict[str, Any]] = None, job_config: Any = None, "
             "include_dashboard: Optional[bool] = None, logging_level: Any = None, "
             "configure_logging: bool = True, _temp_dir: Optional[str] = None, "
             "_system_config: Optional[Dict[str, Any]] = None, "
@@ -132,6 +132,7 @@ RAY_CORE_PATHS = {
                  "NodeID", "JobID", "TaskID", "ActorID", "WorkerID", "PlacementGroupID",
                  "actor", "util", "exceptions"],
     "ray_core.remote_function": ["RemoteFunction"],
+    "ray_core.job_config": ["JobConfig"],
     "ray_core.actor": ["ActorClass", "ActorMethod", "ActorHandle",
                        "ActorClassInheritanceException", "exit_actor"],
     "ray_core.runtime_context": ["get_runtime_context", "RuntimeContext"],

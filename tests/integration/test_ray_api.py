@@ -375,3 +375,50 @@ def test_static_num_returns_generator_keeps_the_values_before_an_error(cluster):
     for ref in (second, third):
         with pytest.raises(KeyError, match="stopped at 1"):
             ray.get(ref, timeout=GET_TIMEOUT)
+
+
+# ---- JobConfig -----------------------------------------------------------------------------------
+
+JOB_CONFIG_DRIVER = """
+import os, sys, ray_core as ray
+from ray_core.job_config import JobConfig
+config = JobConfig(runtime_env={"env_vars": {"FROM_CONFIG": "1"}}, ray_namespace="job_ns",
+                   metadata={"team": "core"}, default_actor_lifetime="detached")
+ray.init(num_cpus=2, _temp_dir=sys.argv[1], job_config=config)
+
+@ray.remote
+class Plain:
+    def ping(self):
+        return "pong"
+
+@ray.remote
+def make_actor():
+    actor = Plain.remote()
+    ray.get(actor.ping.remote())
+    return actor
+
+@ray.remote
+def env():
+    return os.environ.get("FROM_CONFIG")
+
+gcs = ray._private.worker.global_worker().gcs
+from_driver = Plain.remote()
+from_task = ray.get(make_actor.remote(), timeout=60)
+ray.get(from_driver.ping.remote(), timeout=60)
+job = [j for j in gcs.sync.get_all_job_info()
+       if j.job_id.hex() == ray.get_runtime_context().get_job_id()][0]
+print("RESULT", ray.get(env.remote(), timeout=60), ray.get_runtime_context().namespace,
+      dict(job.metadata), [gcs.sync.get_actor_info(a._actor_id).is_detached
+                           for a in (from_driver, from_task)])
+ray.kill(from_driver)
+ray.kill(from_task)
+ray.shutdown()
+"""
+
+
+def test_job_config_sets_the_jobs_env_namespace_metadata_and_actor_lifetime(own_temp_dir):
+    result = subprocess.run([sys.executable, "-c", JOB_CONFIG_DRIVER, own_temp_dir],
+                            capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr
+    assert "RESULT 1 job_ns {'team': 'core'} [True, True]" in result.stdout, result.stdout
