@@ -1,6 +1,7 @@
 """Helpers users import from ray_core.util (as from ray.util)."""
 
 from ray_core.util.actor_pool import ActorPool  # noqa: F401
+from ray_core.util.check_serialize import inspect_serializability  # noqa: F401
 from ray_core.util.helpers import as_completed, map_unordered  # noqa: F401
 from ray_core.util.placement_group import (PlacementGroup, get_current_placement_group,  # noqa: F401
                                            get_placement_group, placement_group,
@@ -26,7 +27,7 @@ def get_node_ip_address() -> str:
     return worker.global_worker().core_worker.node_ip
 
 
-__all__ = ["ActorPool", "PlacementGroup", "as_completed", "deregister_serializer",
+__all__ = ["inspect_serializability", "ActorPool", "PlacementGroup", "as_completed", "deregister_serializer",
            "get_current_placement_group", "get_node_ip_address", "get_placement_group",
            "list_named_actors", "map_unordered", "placement_group", "placement_group_table",
            "register_serializer", "remove_placement_group"]

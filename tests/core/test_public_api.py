@@ -140,7 +140,7 @@ RAY_CORE_PATHS = {
                       "get_node_ip_address", "placement_group", "remove_placement_group",
                       "get_placement_group", "placement_group_table",
                       "get_current_placement_group", "register_serializer",
-                      "deregister_serializer"],
+                      "deregister_serializer", "inspect_serializability"],
     "ray_core.util.actor_pool": ["ActorPool"],
     "ray_core.util.queue": ["Queue", "Empty", "Full"],
     "ray_core.util.serialization": ["register_serializer", "deregister_serializer"],
