@@ -188,6 +188,9 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
             node_ip_address=node_ip, raylet_address=raylet_address,
             object_store_address=plasma_socket, session_dir=session_dir,
             job_id=core.job_id.hex(), namespace=namespace,
+            # Ray's RayContext fields programs print (no dashboard is served here yet).
+            dashboard_url="", python_version=".".join(map(str, sys.version_info[:3])),
+            ray_version=_version(), ray_commit="",
             address_info={"gcs_address": gcs_address, "node_id": node_id.hex(),
                           "raylet_address": raylet_address, "session_dir": session_dir,
                           "object_store_address": plasma_socket, "node_ip_address": node_ip})
@@ -195,6 +198,11 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
                     core.job_id.hex(), node_id.hex())
         atexit.register(_shutdown_at_exit)
         return _global.context
+
+
+def _version() -> str:
+    from ray_core import __version__
+    return __version__
 
 
 def _level_name(level) -> str:

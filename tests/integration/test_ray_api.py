@@ -18,6 +18,12 @@ def cluster(short_temp_dir):
                        _temp_dir=short_temp_dir)
 
 
+def test_init_returns_rays_context_fields(cluster):
+    assert cluster.dashboard_url == "" and cluster.ray_version == ray.__version__
+    assert cluster.python_version == ".".join(map(str, sys.version_info[:3]))
+    assert cluster.address_info["gcs_address"] == cluster.gcs_address
+
+
 # ---- RuntimeContext ---------------------------------------------------------------------
 
 @ray.remote
