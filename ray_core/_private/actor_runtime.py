@@ -90,7 +90,6 @@ class ActorRuntime:
         self.runtime_env = spec.runtime_env         # its calls' tasks inherit it
         self._loop = None                # an async actor's event loop
         self._async_calls = {}           # task id -> asyncio task of a running async call
-        self._cancel_lock = threading.Lock()
         os.environ["RAY_CORE_ACTOR_ID"] = self.actor_id.hex()
         logger.info("Actor %s (%s) created in worker %s (pid %d)%s", self.actor_id.hex(),
                     self.class_name, core.worker_id.hex(), os.getpid(),
@@ -139,10 +138,10 @@ class ActorRuntime:
         from), a plain or threaded call runs on with is_canceled() True; a call that
         has not started is skipped when it comes."""
         executor = self.core.executor
-        with self._cancel_lock:
-            call = self._async_calls.get(task_id)
-            if call is None:
-                executor.cancelled.add(task_id)
+        # Marked first, looked up second, while an async call registers first and checks
+        # the mark second: whatever the interleaving, one of them sees the other.
+        executor.cancelled.add(task_id)
+        call = self._async_calls.get(task_id)
         if call is not None:
             self._loop.call_soon_threadsafe(call.cancel)
             return True
@@ -223,25 +222,21 @@ class ActorRuntime:
         except Exception as e:
             self._send(server, conn, self._error(spec, e))
             return
+        calls = self._async_calls
 
         async def run():
             CALL_SPEC.set(spec)      # this asyncio task's own context
             task_id = spec.task_id
-            with self._cancel_lock:
-                cancelled = task_id in executor.cancelled
-                if cancelled:
-                    executor.cancelled.discard(task_id)
-                else:
-                    self._async_calls[task_id] = asyncio.current_task()
+            calls[task_id] = asyncio.current_task()
             try:
-                if cancelled:
+                if task_id in executor.cancelled:
                     raise asyncio.CancelledError()
                 reply = await self._run_async(spec, fn, args, kwargs, semaphore)
             except asyncio.CancelledError:     # cancelled, and the method let it through
                 reply = core_worker_pb2.PushTaskReply(task_id=task_id, was_cancelled=True)
             finally:
-                with self._cancel_lock:
-                    self._async_calls.pop(task_id, None)
+                calls.pop(task_id, None)
+                executor.cancelled.discard(task_id)
             self._send(server, conn, reply)
 
         asyncio.run_coroutine_threadsafe(run(), loop)
