@@ -39,7 +39,7 @@ import threading
 from typing import Dict, Optional
 
 from ray_common.config import config
-from ray_common.protocol import core_worker_pb2, gcs_service_pb2
+from ray_common.protocol import common_pb2, core_worker_pb2, gcs_service_pb2
 
 from ray_core import exceptions
 from ray_core._private import serialization
@@ -90,7 +90,7 @@ class _Actor:
         self.send_blocked = False    # a direct send's tail is being written by the io loop
 
 
-def death_error(data: gcs_service_pb2.ActorTableData) -> exceptions.ActorDiedError:
+def death_error(data: gcs_service_pb2.ActorTableData) -> exceptions.RayError:
     """The error calls on a DEAD actor raise: why it died, with the constructor's traceback."""
     cause = data.death_cause
     name = data.class_name or "actor"
@@ -102,6 +102,8 @@ def death_error(data: gcs_service_pb2.ActorTableData) -> exceptions.ActorDiedErr
             message += f"\nThe constructor's error:\n{error}"
         except Exception as e:
             message += f" (its exception could not be read: {e})"
+    if cause.error_type == common_pb2.RUNTIME_ENV_SETUP_FAILED:
+        return exceptions.RuntimeEnvSetupError(message)     # as Ray raises for its calls
     return exceptions.ActorDiedError(message, actor_id=data.actor_id.hex(),
                                      actor_init_failed=bool(cause.creation_exception))
 

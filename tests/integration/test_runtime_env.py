@@ -119,6 +119,15 @@ def test_failed_pip_install_raises_runtime_env_setup_error(cluster):
         ray.get(where_am_i.options(runtime_env=env).remote(), timeout=PIP_TIMEOUT)
     assert ray.get(where_am_i.remote(), timeout=GET_TIMEOUT)    # the node serves on
 
+    @ray.remote
+    class NeedsPackage:
+        def ping(self):
+            return "pong"
+
+    actor = NeedsPackage.options(runtime_env=env).remote()
+    with pytest.raises(ray.exceptions.RuntimeEnvSetupError, match="ray-core-no-such-package"):
+        ray.get(actor.ping.remote(), timeout=PIP_TIMEOUT)
+
 
 JOB_DRIVER = """
 import os, sys, ray_core as ray
