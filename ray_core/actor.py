@@ -43,14 +43,26 @@ def _concurrency(name, value):
     options_mod._integer(name, value, minimum=1)
 
 
+def _concurrency_groups(name, value):
+    if not isinstance(value, dict) or not value:
+        raise TypeError(f"option concurrency_groups must be a dict of group name -> max "
+                        f"concurrency, got {value!r}")
+    for group, limit in value.items():
+        if not isinstance(group, str) or not group:
+            raise TypeError(f"concurrency_groups: group names must be non-empty str, got "
+                            f"{group!r}")
+        _concurrency(f"concurrency_groups[{group!r}]", limit)
+
+
 ACTOR_OPTIONS = {name: check for name, check in TASK_OPTIONS.items()
                  if name not in ("num_returns", "max_retries", "retry_exceptions")}
 ACTOR_OPTIONS.update({"namespace": options_mod._string, "lifetime": _lifetime,
                       "get_if_exists": options_mod._bool, "max_restarts": _restarts,
                       "max_task_retries": _restarts, "max_concurrency": _concurrency,
-                      "max_pending_calls": _restarts})
+                      "max_pending_calls": _restarts, "concurrency_groups": _concurrency_groups})
 METHOD_OPTIONS = {"num_returns": options_mod._num_returns, "max_task_retries": _restarts,
-                  "name": options_mod._string, "enable_task_events": options_mod._bool}
+                  "name": options_mod._string, "enable_task_events": options_mod._bool,
+                  "concurrency_group": options_mod._string}
 
 
 
@@ -79,6 +91,16 @@ def _method_table(cls) -> Dict[str, Dict[str, Any]]:
         if inspect.isgeneratorfunction(member) or inspect.isasyncgenfunction(member):
             options.setdefault("num_returns", "streaming")   # as a generator function's
     return table
+
+
+def _check_groups(class_name: str, methods, groups) -> None:
+    """Every concurrency_group a method names must be one of the actor's (at .remote())."""
+    for name, options in methods.items():
+        group = options.get("concurrency_group")
+        if group and group not in groups:
+            raise ValueError(f"{class_name}.{name} runs in concurrency group {group!r}, which "
+                             f"the actor does not define (its concurrency_groups: "
+                             f"{sorted(groups) or 'none'})")
 
 
 def _job_row(w):
@@ -191,6 +213,9 @@ class ActorClass:
         creation.max_restarts = opts.get("max_restarts", 0)
         creation.max_task_retries = max_task_retries
         creation.max_concurrency = opts.get("max_concurrency", 0)
+        groups = opts.get("concurrency_groups") or {}
+        _check_groups(self._name, self._methods, groups)
+        creation.concurrency_groups.update(groups)
         creation.is_asyncio = self._is_async
         detached = (opts.get("lifetime") or _default_lifetime(w)) == "detached"
         creation.is_detached = detached
@@ -396,6 +421,7 @@ class ActorHandle:
         fd.function_name = method._name
         spec.actor_task_spec.actor_id = self._actor_id
         spec.actor_task_spec.caller_worker_id = core.worker_id.binary()
+        spec.actor_task_spec.concurrency_group_name = opts.get("concurrency_group") or ""
         return spec
 
 

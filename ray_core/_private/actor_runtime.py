@@ -83,7 +83,9 @@ class ActorRuntime:
         self.is_asyncio = creation.is_asyncio
         self.max_concurrency = creation.max_concurrency or (
             config.async_actor_max_concurrency if self.is_asyncio else 1)
-        self.concurrent = self.is_asyncio or self.max_concurrency > 1
+        # Group name -> its limit; "" is the default group (max_concurrency).
+        self.groups = {"": self.max_concurrency, **dict(creation.concurrency_groups)}
+        self.concurrent = self.is_asyncio or self.max_concurrency > 1 or len(self.groups) > 1
         self._methods = {}
         self.resources = {}
         self.placement = spec.scheduling_strategy   # its placement group, if any, is ours
@@ -154,33 +156,50 @@ class ActorRuntime:
         poll_s = config.worker_poll_timeout_s
         if self.is_asyncio:
             loop = self._loop = asyncio.new_event_loop()
-            semaphore_box = []
+            semaphores = {}
 
             def run_loop():
                 asyncio.set_event_loop(loop)
-                semaphore_box.append(asyncio.Semaphore(self.max_concurrency))
+                semaphores.update((group, asyncio.Semaphore(limit))
+                                  for group, limit in self.groups.items())
                 loop.run_forever()
 
             thread = threading.Thread(target=run_loop, name="ray_core_actor_loop", daemon=True)
             thread.start()
-            while not semaphore_box:
+            while not semaphores:
                 threading.Event().wait(0.001)
-            semaphore = semaphore_box[0]
             try:
                 while not core._exit:
                     for conn, request in server.poll(poll_s):
-                        self._start_async(server, loop, semaphore, conn, request)
+                        semaphore = self._group_of(server, conn, request, semaphores)
+                        if semaphore is not None:
+                            self._start_async(server, loop, semaphore, conn, request)
             finally:
                 loop.call_soon_threadsafe(loop.stop)
             return
-        pool = concurrent.futures.ThreadPoolExecutor(self.max_concurrency,
-                                                     thread_name_prefix="ray_core_actor")
+        pools = {group: concurrent.futures.ThreadPoolExecutor(
+                     limit, thread_name_prefix=f"ray_core_actor{'_' + group if group else ''}")
+                 for group, limit in self.groups.items()}
         try:
             while not core._exit:
                 for conn, request in server.poll(poll_s):
-                    pool.submit(self._run_threaded, server, conn, request)
+                    pool = self._group_of(server, conn, request, pools)
+                    if pool is not None:
+                        pool.submit(self._run_threaded, server, conn, request)
         finally:
-            pool.shutdown(wait=False)
+            for pool in pools.values():
+                pool.shutdown(wait=False)
+
+    def _group_of(self, server, conn, request, runners):
+        """The pool or semaphore of the call's concurrency group; None (after an error
+        reply) for a group the actor does not have."""
+        group = request.task_spec.actor_task_spec.concurrency_group_name
+        runner = runners.get(group)
+        if runner is None:
+            self._send(server, conn, self._error(request.task_spec, ValueError(
+                f"the actor {self.class_name} has no concurrency group {group!r} (its "
+                f"groups: {sorted(g for g in self.groups if g)})")))
+        return runner
 
     def _send(self, server, conn, reply) -> None:
         server.send_replies(conn, [reply])

@@ -112,11 +112,9 @@ NOT_SUPPORTED = {
     "label_selector": "the scheduler does not match node labels",
     "fallback_strategy": "the scheduler does not match node labels",
     "_labels": "the scheduler does not match node labels",
-    "concurrency_groups": "use max_concurrency (one pool of threads or async slots)",
     "allow_out_of_order_execution": "calls from one caller run in submission order",
     "enable_tensor_transport": "there is no tensor transport",
     "tensor_transport": "there is no tensor transport",
-    "concurrency_group": "use max_concurrency (one pool of threads or async slots)",
     "_generator_backpressure_num_objects": "generators stream without backpressure",
 }
 

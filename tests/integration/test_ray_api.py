@@ -428,3 +428,69 @@ def test_job_config_sets_the_jobs_env_namespace_metadata_and_actor_lifetime(own_
                             env=dict(os.environ, PYTHONPATH=ROOT))
     assert result.returncode == 0, result.stderr
     assert "RESULT 1 job_ns {'team': 'core'} [True, True]" in result.stdout, result.stdout
+
+
+# ---- concurrency groups ---------------------------------------------------------------------
+
+@ray.remote(concurrency_groups={"io": 2, "compute": 1})
+class Grouped:
+    def __init__(self):
+        import threading
+        self.both = threading.Barrier(2, timeout=GET_TIMEOUT)
+
+    @ray.method(concurrency_group="io")
+    def io(self):
+        self.both.wait()          # returns only while another io call runs beside it
+        return "io"
+
+    @ray.method(concurrency_group="compute")
+    def compute(self):
+        return "compute"
+
+    def default(self):
+        return "default"
+
+
+@ray.remote(concurrency_groups={"io": 2})
+class AsyncGrouped:
+    def __init__(self):
+        self.waiting = 0
+
+    @ray.method(concurrency_group="io")
+    async def io(self):
+        import asyncio
+        self.waiting += 1
+        while self.waiting < 2:   # returns only while another io call runs beside it
+            await asyncio.sleep(0.01)
+        return "io"
+
+    async def other(self):
+        return "other"
+
+
+@pytest.mark.parametrize("actor_class", [Grouped, AsyncGrouped])
+def test_concurrency_groups_run_their_calls_apart(cluster, actor_class):
+    actor = actor_class.remote()
+    first = actor.io.remote()                # blocks until a second io call runs
+    other = actor.compute.remote() if actor_class is Grouped else actor.other.remote()
+    assert ray.get(other, timeout=GET_TIMEOUT) in ("compute", "other")
+    second = actor.io.remote()
+    assert ray.get([first, second], timeout=GET_TIMEOUT) == ["io", "io"]
+    ray.kill(actor)
+
+
+def test_concurrency_group_names_are_checked(cluster):
+    @ray.remote
+    class Undeclared:
+        @ray.method(concurrency_group="io")
+        def io(self):
+            return 1
+
+    with pytest.raises(ValueError, match="concurrency group 'io'"):
+        Undeclared.remote()
+    actor = Grouped.remote()
+    assert ray.get(actor.default.options(concurrency_group="compute").remote(),
+                   timeout=GET_TIMEOUT) == "default"
+    with pytest.raises(ValueError, match="no concurrency group 'nope'"):
+        ray.get(actor.default.options(concurrency_group="nope").remote(), timeout=GET_TIMEOUT)
+    ray.kill(actor)
