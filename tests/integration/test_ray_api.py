@@ -1,21 +1,12 @@
 """Ray core API behaviours real programs rely on (issue 15), each as Ray 2.60 has it."""
-import os
-import subprocess
 import sys
 
 import pytest
 
 import ray_core as ray
-from tests.integration.conftest import CLUSTER_CPUS, ROOT, STORE_BYTES, shut_down_cleanly
+from tests.integration.conftest import run_script
 
 GET_TIMEOUT = 60
-
-
-@pytest.fixture(scope="module")
-def cluster(short_temp_dir):
-    with shut_down_cleanly():
-        yield ray.init(num_cpus=CLUSTER_CPUS, object_store_memory=STORE_BYTES,
-                       _temp_dir=short_temp_dir)
 
 
 def test_init_returns_rays_context_fields(cluster):
@@ -288,9 +279,7 @@ ray.shutdown()
 
 
 def test_tqdm_bars_of_tasks_are_drawn_in_the_driver(own_temp_dir):
-    result = subprocess.run([sys.executable, "-c", TQDM_DRIVER, own_temp_dir],
-                            capture_output=True, text=True, timeout=120,
-                            env=dict(os.environ, PYTHONPATH=ROOT))
+    result = run_script(TQDM_DRIVER, args=[own_temp_dir])
     assert result.returncode == 0, result.stderr
     assert "RESULT [0, 1, 2]" in result.stdout and "plain output 2" in result.stdout
     assert "__ray_core_tqdm__" not in result.stdout + result.stderr
@@ -423,9 +412,7 @@ ray.shutdown()
 
 
 def test_job_config_sets_the_jobs_env_namespace_metadata_and_actor_lifetime(own_temp_dir):
-    result = subprocess.run([sys.executable, "-c", JOB_CONFIG_DRIVER, own_temp_dir],
-                            capture_output=True, text=True, timeout=120,
-                            env=dict(os.environ, PYTHONPATH=ROOT))
+    result = run_script(JOB_CONFIG_DRIVER, args=[own_temp_dir])
     assert result.returncode == 0, result.stderr
     assert "RESULT 1 job_ns {'team': 'core'} [True, True]" in result.stdout, result.stdout
 

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 import ray_core as ray
-from tests.integration.conftest import ROOT, shut_down_cleanly
+from tests.integration.conftest import run_script, shut_down_cleanly
 
 GET_TIMEOUT = 60
 PIP_TIMEOUT = 300          # a first pip install downloads from the package index
@@ -151,10 +151,7 @@ ray.shutdown()
 
 
 def test_job_runtime_env_reaches_nested_tasks(own_temp_dir, project):
-    import subprocess
-    result = subprocess.run([sys.executable, "-c", JOB_DRIVER, own_temp_dir, project],
-                            capture_output=True, text=True, timeout=180,
-                            env=dict(os.environ, PYTHONPATH=ROOT))
+    result = run_script(JOB_DRIVER, timeout=180, args=[own_temp_dir, project])
     assert result.returncode == 0, result.stderr
     assert "RESULT ((41, 'yes'), {'FROM_JOB': 'yes'})" in result.stdout, result.stdout
     assert "OVERRIDE (41, 'task')" in result.stdout, result.stdout
