@@ -20,6 +20,7 @@ from ray_core import exceptions
 from ray_core._private import options as options_mod
 from ray_core._private.actor_runtime import exit_actor, is_async_class  # noqa: F401
 from ray_core._private.actor_submitter import ActorPendingTask
+from ray_core._private.call_signature import check_call, params_of
 from ray_core._private.function_manager import ExportedCode
 from ray_core._private.task_manager import PendingTask
 from ray_core.remote_function import TASK_OPTIONS, fill_placement, validate_options
@@ -80,6 +81,9 @@ def method(*args, **kwargs):
     return decorator
 
 
+PARAMS = "_params"      # a method's parameters, kept in its entry of the method table
+
+
 def _method_table(cls) -> Dict[str, Dict[str, Any]]:
     table = {}
     for name, member in inspect.getmembers(cls):
@@ -90,6 +94,11 @@ def _method_table(cls) -> Dict[str, Dict[str, Any]]:
         options = table[name] = dict(getattr(member, "__ray_method_options__", {}))
         if inspect.isgeneratorfunction(member) or inspect.isasyncgenfunction(member):
             options.setdefault("num_returns", "streaming")   # as a generator function's
+        # Checked at each call's .remote(); a classmethod is bound here already, a
+        # staticmethod has no self.
+        bound = inspect.ismethod(member) or \
+            isinstance(inspect.getattr_static(cls, name, None), staticmethod)
+        options[PARAMS] = params_of(member, skip_first=not bound)
     return table
 
 
@@ -132,6 +141,12 @@ def _default_lifetime(w) -> str:
 
 # ---- the class -----------------------------------------------------------------------
 
+def _name_taken(name: str, namespace: str, holder: str) -> exceptions.ActorAlreadyExistsError:
+    return exceptions.ActorAlreadyExistsError(
+        f"The name {name!r} (namespace={namespace!r}) is already taken by actor {holder}; "
+        f"pick another name, or pass get_if_exists=True to get that actor.")
+
+
 class ActorClassInheritanceException(TypeError):
     """A class statement named a @remote class as a base (as in Ray, not allowed: subclass
     the plain class, then decorate the subclass)."""
@@ -145,6 +160,7 @@ class ActorClass:
         self._options = validate_options(options, ACTOR_OPTIONS,
                                                      f"@remote class {self._name}")
         self._methods = _method_table(cls)
+        self._init_params = params_of(cls)
         self._is_async = is_async_class(cls)
         self._code = ExportedCode(cls, self._name, "actor class")
         self.__doc__ = cls.__doc__
@@ -174,6 +190,7 @@ class ActorClass:
         raise NotImplementedError("Ray DAG .bind() is not supported by ray_core")
 
     def _create(self, args, kwargs, opts) -> "ActorHandle":
+        check_call(self._init_params, args, kwargs, f"{self._name}.remote()")
         from ray_core._private import worker
         w = worker.global_worker()
         core = w.core_worker
@@ -186,9 +203,7 @@ class ActorClass:
             if existing is not None:
                 if opts.get("get_if_exists"):
                     return _handle_from_row(existing)
-                raise ValueError(f"The name {name!r} (namespace={namespace!r}) is already "
-                                 f"taken by actor {existing.actor_id.hex()}; pick another "
-                                 f"name, or pass get_if_exists=True to get that actor.")
+                raise _name_taken(name, namespace, existing.actor_id.hex())
         fn_hash = self._code.export(core.function_manager)
         ctx = core._ctx
         counter = next(ctx.task_counter)
@@ -234,8 +249,10 @@ class ActorClass:
                 rpc.run_sync(submitter.register(task))
             except ValueError:      # another process took the name meanwhile
                 existing = core.gcs.sync.get_named_actor_info(name, namespace)
-                if existing is None or not opts.get("get_if_exists"):
+                if existing is None:
                     raise
+                if not opts.get("get_if_exists"):
+                    raise _name_taken(name, namespace, existing.actor_id.hex()) from None
                 return _handle_from_row(existing)
         else:
             core.loop.call_soon_threadsafe(submitter.spawn_register, task)
@@ -378,9 +395,11 @@ class ActorHandle:
         return ActorID(self._actor_id)
 
     def _submit(self, method: ActorMethod, args, kwargs):
+        opts = method._options
+        check_call(opts.get(PARAMS), args, kwargs,
+                   f"{self._class_name}.{method._name}.remote()")
         from ray_core._private import worker
         core = worker.global_worker().core_worker
-        opts = method._options
         limit = self._max_pending_calls
         if limit >= 0 and core.actor_submitter.pending_calls(self._actor_id) >= limit:
             raise exceptions.PendingCallsLimitExceeded(
@@ -459,7 +478,7 @@ def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
     GCS restart it if it has restarts left."""
     from ray_core._private import worker
     if not isinstance(actor, ActorHandle):
-        raise TypeError(f"kill() expects an actor handle, got {type(actor).__name__}; use "
+        raise ValueError(f"kill() expects an actor handle, got {type(actor).__name__}; use "
                         f"cancel() for tasks")
     core = worker.global_worker().core_worker
     core.gcs.sync.kill_actor(actor._actor_id, force_kill=True, no_restart=no_restart,

@@ -233,7 +233,7 @@ class Node:
     def start_head(cls, temp_dir: str, node_ip: str = "127.0.0.1", num_cpus=None,
                    num_gpus=None, resources=None, object_store_memory=None, *, port: int = 0,
                    storage: str = "memory", token: Optional[str] = None,
-                   auth: bool = True, detached: bool = False) -> "Node":
+                   auth: bool = True, detached: bool = False, labels=None) -> "Node":
         """Start GCS, raylet and log monitor; `token` None makes a random one (unless
         `auth` is False); `storage` is "memory", "redis" (a private redis-server) or a
         redis:// URL."""
@@ -268,7 +268,8 @@ class Node:
                                                         node_ip=node_ip, env=env,
                                                         detached=detached)
             node._record()
-            node._start_raylet(node_ip, num_cpus, num_gpus, resources, object_store_memory)
+            node._start_raylet(node_ip, num_cpus, num_gpus, resources, object_store_memory,
+                               labels)
         except BaseException:
             node.kill()
             raise
@@ -283,7 +284,7 @@ class Node:
     def start_worker(cls, gcs_address: str, temp_dir: str, node_ip: str = "127.0.0.1",
                      num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
                      *, session_dir: Optional[str] = None, token: Optional[str] = None,
-                     detached: bool = False) -> "Node":
+                     detached: bool = False, labels=None) -> "Node":
         """Join the cluster at `gcs_address` with a raylet and a log monitor.
 
         `token` None: RAY_CORE_AUTH_TOKEN, else the token of this machine's cluster at
@@ -306,7 +307,8 @@ class Node:
         node = cls(temp_dir, session_dir, token, False, detached)
         node.gcs_address = gcs_address
         try:
-            node._start_raylet(node_ip, num_cpus, num_gpus, resources, object_store_memory)
+            node._start_raylet(node_ip, num_cpus, num_gpus, resources, object_store_memory,
+                               labels)
         except BaseException:
             node.kill()
             raise
@@ -314,13 +316,14 @@ class Node:
                     node.raylet_info.get("raylet_address"))
         return node
 
-    def _start_raylet(self, node_ip, num_cpus, num_gpus, resources, object_store_memory):
+    def _start_raylet(self, node_ip, num_cpus, num_gpus, resources, object_store_memory,
+                      labels):
         from ray_raylet.launcher import start_raylet
         env = self.child_env()
         self.raylet_proc, self.raylet_info = start_raylet(
             self.gcs_address, self.session_dir, node_ip=node_ip, num_cpus=num_cpus,
             num_gpus=num_gpus, resources=resources, object_store_memory=object_store_memory,
-            env=env, head=self.head, die_with_parent=not self.detached)
+            env=env, head=self.head, die_with_parent=not self.detached, labels=labels)
         self._record()
         command = [sys.executable, "-m", "ray_core._private.log_monitor",
                    "--logs-dir", self.logs_dir, "--gcs-address", self.gcs_address,

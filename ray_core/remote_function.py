@@ -15,6 +15,7 @@ from ray_common.ids import PlacementGroupID
 from ray_common.protocol import common_pb2
 
 from ray_core._private import options as options_mod
+from ray_core._private.call_signature import check_call, params_of
 from ray_core._private.function_manager import ExportedCode
 from ray_core.util.placement_group import PlacementGroup
 from ray_core.util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
@@ -46,6 +47,7 @@ class RemoteFunction:
             # As in Ray: a generator function streams its values unless told otherwise.
             self._options.setdefault("num_returns", "streaming")
         self._code = ExportedCode(function, self._name, "remote function")
+        self._params = params_of(function)
         self._templates = {}
         functools.update_wrapper(self, function, updated=())
 
@@ -73,6 +75,7 @@ class RemoteFunction:
         raise NotImplementedError("Ray DAG .bind() is not supported by ray_core")
 
     def _remote(self, args, kwargs, opts, templates):
+        check_call(self._params, args, kwargs, f"{self._name}.remote()")
         from ray_core._private import worker
         core = worker.global_worker().core_worker
         fn_hash = self._code.export(core.function_manager)
@@ -168,7 +171,8 @@ def _placement_group_of(strategy, core):
     """(group, bundle index, capture child tasks) the task goes into, or None: its own
     strategy's group, else (no strategy at all) the group its parent captures it in."""
     if isinstance(strategy, PlacementGroupSchedulingStrategy):
-        if strategy.placement_group is None:
+        group = strategy.placement_group
+        if group is None or group.is_empty:
             return None   # Ray's way to say "not in the parent's group"
         return (strategy.placement_group, strategy.placement_group_bundle_index,
                 bool(strategy.placement_group_capture_child_tasks))

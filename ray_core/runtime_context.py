@@ -8,12 +8,13 @@ in this thread or, in an async actor, in this asyncio task (CoreWorker.current_s
 import json
 import logging
 import os
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
 from ray_common.ids import NodeID, PlacementGroupID, TaskID
 from ray_common.protocol import common_pb2
 
 from ray_core._private import runtime_env
+from ray_core.runtime_env import RuntimeEnv
 
 logger = logging.getLogger(__name__)
 
@@ -117,9 +118,9 @@ class RuntimeContext:
         return json.dumps(self.runtime_env)
 
     @property
-    def runtime_env(self) -> Dict[str, Any]:
+    def runtime_env(self) -> RuntimeEnv:
         """The runtime_env of the running task or actor (the job's in a driver)."""
-        return runtime_env.to_dict(self._core.inherited_env)
+        return RuntimeEnv(_validate=False, **runtime_env.to_dict(self._core.inherited_env))
 
     def get_node_labels(self) -> Dict[str, str]:
         for info in self._core.gcs.sync.get_all_node_info():

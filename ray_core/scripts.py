@@ -24,6 +24,8 @@ from typing import Dict, List, Optional
 from ray_common import bundle_resources
 from ray_common.config import config
 
+from ray_core._private import options
+
 PROG = "ray_core"
 
 
@@ -65,6 +67,18 @@ def _positive_int(text):
     value = _non_negative(int)(text)
     if value == 0:
         raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def _labels(text):
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not JSON ({e}): {text!r}")
+    try:
+        options._labels("--labels", value)
+    except (TypeError, ValueError) as e:
+        raise argparse.ArgumentTypeError(str(e))
     return value
 
 
@@ -118,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--num-gpus", type=_non_negative(float), default=None)
     start.add_argument("--resources", type=_resources, default=None,
                        help='custom resources as JSON, e.g. \'{"accel": 2}\'')
+    start.add_argument("--labels", type=_labels, default=None,
+                       help='node labels as JSON, e.g. \'{"zone": "us-west-1a"}\'')
     start.add_argument("--object-store-memory", type=_positive_int, default=None,
                        help="plasma store capacity in bytes")
     start.add_argument("--temp-dir", default=None,
@@ -206,7 +222,7 @@ def cmd_start(args, parser) -> int:
               f"on the cluster. Use --disable-auth only on a trusted network.",
               file=sys.stderr)
     resources = dict(num_cpus=args.num_cpus, num_gpus=args.num_gpus, resources=args.resources,
-                     object_store_memory=args.object_store_memory)
+                     object_store_memory=args.object_store_memory, labels=args.labels)
     token = args.auth_token or config.auth_token or None
     try:
         if args.head:

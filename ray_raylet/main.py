@@ -37,6 +37,7 @@ def parse_args(argv):
     parser.add_argument("--num-gpus", type=float, default=None)
     parser.add_argument("--resources", default=None, help='custom resources, JSON {"name": n}')
     parser.add_argument("--object-store-memory", type=int, default=None, help="bytes")
+    parser.add_argument("--labels", default=None, help='node labels, JSON {"key": "value"}')
     parser.add_argument("--session-dir", required=True)
     parser.add_argument("--info-file", default=None,
                         help="where to write the node's JSON info once registered")
@@ -98,7 +99,8 @@ def main(argv=None) -> int:
         node = NodeManager(node_id=node_id, node_ip=args.node_ip, gcs_client=gcs,
                            gcs_address=args.gcs_address, plasma=plasma,
                            object_store_socket=socket_path, session_dir=session_dir,
-                           total_resources=total, is_head=args.head, gpu_ids=gpu_ids)
+                           total_resources=total, is_head=args.head, gpu_ids=gpu_ids,
+                           labels=json.loads(args.labels) if args.labels else None)
         node.on_shutdown_request = stop.set
         port = rpc.run_sync(node.serve(args.port))
         log_path = setup_process_logging(_log_component(logs_dir, port), logs_dir)

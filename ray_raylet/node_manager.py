@@ -28,6 +28,8 @@ from ray_raylet.object_owners import ObjectOwners
 from ray_raylet.spill_manager import SpillManager
 from ray_raylet.worker_pool import ProcessWatcher, Worker, WorkerPool
 
+NODE_ID_LABEL = "ray.io/node-id"    # the label Ray gives every node
+
 logger = logging.getLogger(__name__)
 NM = node_manager_pb2
 
@@ -36,8 +38,11 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
     def __init__(self, *, node_id: bytes, node_ip: str, gcs_client, gcs_address: str,
                  plasma, object_store_socket: str, session_dir: str,
                  total_resources: Dict[str, float], is_head: bool = False,
-                 gpu_ids: Optional[List[int]] = None):
+                 gpu_ids: Optional[List[int]] = None, labels: Optional[Dict[str, str]] = None):
         self.node_id = node_id
+        # Ray's node labels, with its default ray.io/node-id (the scheduler does not
+        # match them yet: they are what get_node_labels() and nodes() report).
+        self.labels = dict(labels or {}, **{NODE_ID_LABEL: node_id.hex()})
         self.node_ip = node_ip
         self.gcs = gcs_client
         self.gcs_address = gcs_address
@@ -127,7 +132,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
             object_store_socket_name=self.object_store_socket, node_name=self.node_ip,
             state=common_pb2.NodeInfo.ALIVE, resources_total=self.local.total_floats(),
             start_time_ms=int(time.time() * 1000), is_head_node=self.is_head,
-            session_dir=self.session_dir)
+            session_dir=self.session_dir, labels=self.labels)
 
     async def watch_store(self, pid: int) -> None:
         """A plasma store that dies under us leaves a node that cannot hold objects: stop."""

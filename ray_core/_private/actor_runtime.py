@@ -30,6 +30,7 @@ from ray_core._private.task_executor import _ArgError
 from ray_core._private.task_log import task_log
 
 logger = logging.getLogger(__name__)
+_TERMINATE = "__ray_terminate__"     # every actor's graceful end, as in Ray
 
 
 async def push_creation_task(core, request) -> core_worker_pb2.PushTaskReply:
@@ -92,6 +93,10 @@ class ActorRuntime:
         self.runtime_env = spec.runtime_env         # its calls' tasks inherit it
         self._loop = None                # an async actor's event loop
         self._async_calls = {}           # task id -> asyncio task of a running async call
+        # A threaded actor's running calls (task ids), so __ray_terminate__ ends the actor
+        # only after the calls that came before it, as in a plain actor.
+        self._threaded_calls = set()
+        self._threaded_done = threading.Condition()
         os.environ["RAY_CORE_ACTOR_ID"] = self.actor_id.hex()
         logger.info("Actor %s (%s) created in worker %s (pid %d)%s", self.actor_id.hex(),
                     self.class_name, core.worker_id.hex(), os.getpid(),
@@ -108,7 +113,7 @@ class ActorRuntime:
     def method(self, name: str):
         fn = self._methods.get(name)
         if fn is None:
-            if name == "__ray_terminate__":
+            if name == _TERMINATE:
                 return self._terminate
             try:
                 fn = getattr(self.instance, name)
@@ -136,9 +141,9 @@ class ActorRuntime:
         """ray_core.cancel() of a call pushed here (io loop); True if it is running.
 
         As in Ray, an actor's call is never interrupted: an async call's asyncio task is
-        cancelled (CancelledError at its next await, which it may catch and return
-        from), a plain or threaded call runs on with is_canceled() True; a call that
-        has not started is skipped when it comes."""
+        cancelled (CancelledError at its next await, which it may catch to clean up), a
+        plain or threaded call runs on with is_canceled() True; either way its caller
+        gets TaskCancelledError. A call that has not started is skipped when it comes."""
         executor = self.core.executor
         # Marked first, looked up second, while an async call registers first and checks
         # the mark second: whatever the interleaving, one of them sees the other.
@@ -205,14 +210,26 @@ class ActorRuntime:
         server.send_replies(conn, [reply])
 
     def _run_threaded(self, server, conn, request) -> None:
-        token = CALL_SPEC.set(request.task_spec)
+        spec = request.task_spec
+        token = CALL_SPEC.set(spec)
+        running, done = self._threaded_calls, self._threaded_done
         try:
+            with done:
+                if spec.function_descriptor.function_name == _TERMINATE:
+                    # The pool starts calls in order: the calls before this one have
+                    # started; wait for them to end.
+                    before = set(running)
+                    done.wait_for(lambda: not (before & running))
+                running.add(spec.task_id)
             reply = self.core.executor.execute(request)
         except BaseException as e:  # never lose a reply: the caller would wait forever
             logger.exception("Actor task %s failed in the executor",
                              request.task_spec.task_id.hex())
             reply = self._error(request.task_spec, e)
         finally:
+            with done:
+                running.discard(spec.task_id)
+                done.notify_all()
             CALL_SPEC.reset(token)
         self._send(server, conn, reply)
 
@@ -221,6 +238,16 @@ class ActorRuntime:
         reply = core_worker_pb2.PushTaskReply(task_id=spec.task_id)
         executor._error_reply(reply, spec, executor._task_error(spec, error, skip=skip))
         reply.is_application_error = True
+        return reply
+
+    def _cancelled(self, spec) -> core_worker_pb2.PushTaskReply:
+        """A call cancelled once it ran: get() raises, as in Ray, a RayTaskError that is
+        also a TaskCancelledError (one cancelled before it ran raises the plain one)."""
+        from ray_core import exceptions
+        if spec.streaming_generator:    # its stream ends as cancelled
+            return core_worker_pb2.PushTaskReply(task_id=spec.task_id, was_cancelled=True)
+        reply = self._error(spec, exceptions.TaskCancelledError(spec.task_id.hex()))
+        reply.was_cancelled = True
         return reply
 
     def _start_async(self, server, loop, semaphore, conn, request) -> None:
@@ -246,12 +273,16 @@ class ActorRuntime:
         async def run():
             CALL_SPEC.set(spec)      # this asyncio task's own context
             task_id = spec.task_id
+            before = list(calls.values())     # calls run in order of arrival: these came first
             calls[task_id] = asyncio.current_task()
             try:
                 if task_id in executor.cancelled:
                     raise asyncio.CancelledError()
+                if spec.function_descriptor.function_name == _TERMINATE and before:
+                    # End the actor after the calls before this one, as a plain actor does.
+                    await asyncio.wait(before)
                 reply = await self._run_async(spec, fn, args, kwargs, semaphore)
-            except asyncio.CancelledError:     # cancelled, and the method let it through
+            except asyncio.CancelledError:     # cancelled before the method ran
                 reply = core_worker_pb2.PushTaskReply(task_id=task_id, was_cancelled=True)
             finally:
                 calls.pop(task_id, None)
@@ -271,8 +302,14 @@ class ActorRuntime:
                     result = await executor.stream_async(spec, result)
                 elif inspect.isawaitable(result):
                     result = await result
+            except asyncio.CancelledError:
+                return self._cancelled(spec)
             except Exception as e:
                 return self._error(spec, e, skip=1)
+            if spec.task_id in executor.cancelled:
+                # The method caught the CancelledError and returned: as in Ray (whose
+                # cancel() cancels the future the caller waits on), the call is cancelled.
+                return self._cancelled(spec)
             try:
                 executor._returns(reply, spec, result)
             except Exception as e:
@@ -300,6 +337,10 @@ def exit_actor(_why: str = "it called exit_actor()") -> None:
     except Exception as e:
         logger.info("Telling the GCS about exit_actor() failed: %s", e)
     core.request_exit()
-    raise exceptions.ActorDiedError(
+    death = exceptions.ActorDiedError(
         f"The actor {runtime.class_name} (actor_id={runtime.actor_id.hex()}) is dead: "
         f"{_why}.", actor_id=runtime.actor_id.hex())
+    # Its caller gets the death itself, not a RayTaskError around it (as in Ray, where
+    # the worker exits under the call).
+    death.ends_the_actor = True
+    raise death

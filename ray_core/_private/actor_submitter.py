@@ -510,7 +510,7 @@ class ActorTaskSubmitter:
             task = unacked.pop(reply.task_id, None)
             if task is None:
                 continue
-            if reply.was_cancelled:
+            if reply.was_cancelled and not reply.return_objects:
                 self._core.task_manager.fail(task, exceptions.TaskCancelledError(
                     task.task_id.hex()))
             else:

@@ -281,7 +281,7 @@ class NormalTaskSubmitter:
                 sample = now - max(task.pushed_at, worker.last_reply_at)
                 state.task_s = sample if state.task_s is None else \
                     0.8 * state.task_s + 0.2 * sample
-            if reply.was_cancelled:
+            if reply.was_cancelled and not reply.return_objects:
                 self._task_manager.fail(task, exceptions.TaskCancelledError(task.task_id.hex()))
             else:
                 complete(task, reply)

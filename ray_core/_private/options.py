@@ -39,6 +39,18 @@ def _resources(name, value):
         _number(f"resources[{key!r}]", amount)
 
 
+def _labels(name, value):
+    """Node labels (init(labels=...), `start --labels`): str -> str; Ray's own
+    ray.io/ prefix is reserved."""
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise TypeError(f"{name} must be a dict of str -> str, got {value!r}")
+    reserved = sorted(k for k in value if k.startswith("ray.io/"))
+    if reserved:
+        raise ValueError(f"{name} {reserved}: the ray.io/ prefix is reserved for the labels "
+                         f"ray_core sets itself")
+
+
 def _retry_exceptions(name, value):
     if isinstance(value, bool):
         return

@@ -26,7 +26,10 @@ from ray_common.config import config
 from ray_common.protocol import common_pb2
 from ray_raylet.runtime_envs import KV_NAMESPACE, URI_SCHEME
 
-FIELDS = ("env_vars", "working_dir", "py_modules", "pip", "excludes")
+FIELDS = ("env_vars", "working_dir", "py_modules", "pip", "excludes", "config")
+# Ray's RuntimeEnvConfig: accepted and checked; setup has no timeout here (a pip install
+# ends or fails), is always eager, and its log goes to the raylet's log.
+CONFIG_FIELDS = ("setup_timeout_seconds", "eager_install", "log_files")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)    # fixed, so one content always zips to one hash
 
 
@@ -62,6 +65,29 @@ def validate(value: Any) -> None:
     if excludes is not None and (not isinstance(excludes, (list, tuple)) or
                                  not all(isinstance(e, str) for e in excludes)):
         raise TypeError("runtime_env['excludes'] must be a list of str patterns")
+    _check_config(value.get("config"))
+
+
+def _check_config(env_config) -> None:
+    if env_config is None:
+        return
+    if not isinstance(env_config, dict):
+        raise TypeError(f"runtime_env['config'] must be a dict or RuntimeEnvConfig, got "
+                        f"{type(env_config).__name__}")
+    unknown = sorted(set(env_config) - set(CONFIG_FIELDS))
+    if unknown:
+        raise ValueError(f"runtime_env['config'] fields {unknown} are unknown; it takes "
+                         f"{', '.join(CONFIG_FIELDS)}")
+    timeout = env_config.get("setup_timeout_seconds", -1)
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or \
+            (timeout <= 0 and timeout != -1):
+        raise ValueError(f"runtime_env['config']['setup_timeout_seconds'] must be an int > 0 "
+                         f"or -1, got {timeout!r}")
+    if not isinstance(env_config.get("eager_install", True), bool):
+        raise TypeError("runtime_env['config']['eager_install'] must be a bool")
+    log_files = env_config.get("log_files", [])
+    if not isinstance(log_files, list) or not all(isinstance(f, str) for f in log_files):
+        raise TypeError("runtime_env['config']['log_files'] must be a list of str")
 
 
 def _local_path(path: str, field: str, allow_file: str) -> Optional[str]:

@@ -111,12 +111,22 @@ class TaskExecutor:
                                     f"be sent back whole: stream it with "
                                     f"num_returns='streaming'")
             except exceptions.TaskCancelledError as e:
+                # Interrupted mid-run: as in Ray, get() raises the error as raised in the
+                # task (a RayTaskError that is also a TaskCancelledError).
                 reply.was_cancelled = True
+                if not spec.streaming_generator:
+                    self._error_reply(reply, spec, self._task_error(spec, e, skip=1))
                 logger.info("Task %s was cancelled while running: %s", task_id.hex(), e)
                 return reply
             except Exception as e:
                 self._error_reply(reply, spec, self._task_error(spec, e, skip=1))
                 reply.is_application_error = True
+                return reply
+            if spec.type == common_pb2.ACTOR_TASK and spec.task_id in self.cancelled:
+                # A plain or threaded actor call runs on when cancelled (it may watch
+                # is_canceled()); as in Ray, its caller gets TaskCancelledError, not the value.
+                reply.was_cancelled = True
+                logger.info("Actor task %s was cancelled while running", task_id.hex())
                 return reply
             del args, kwargs
             try:
@@ -269,8 +279,10 @@ class TaskExecutor:
                           f"object {object_id.hex()}")
         return item
 
-    def _task_error(self, spec, error: BaseException, skip: int) -> exceptions.RayTaskError:
-        if isinstance(error, exceptions.RayTaskError):
+    def _task_error(self, spec, error: BaseException, skip: int) -> exceptions.RayError:
+        """The error get() raises for `error` raised in the task: a RayTaskError around
+        it, except for an exit_actor() death, which is sent as it is."""
+        if isinstance(error, exceptions.RayTaskError) or getattr(error, "ends_the_actor", False):
             return error
         tb = exceptions.format_remote_traceback(error, skip_frames=skip)
         return exceptions.RayTaskError(spec.function_descriptor.function_name, tb, error,

@@ -90,7 +90,8 @@ class TaskManager:
     def complete(self, task: PendingTask, reply) -> None:
         """Store the returns of a finished task (a PushTaskReply), or retry it."""
         if reply.is_application_error and task.retry_exceptions and task.retries_left != 0 \
-                and not task.cancelled and self._should_retry_exception(task, reply):
+                and not (task.cancelled or reply.was_cancelled) \
+                and self._should_retry_exception(task, reply):
             self._retry(task, "the task raised an exception and retry_exceptions is set")
             return
         with self._lock:

@@ -101,13 +101,17 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
          object_store_memory: Optional[int] = None, namespace: Optional[str] = None,
          ignore_reinit_error: bool = False, log_to_driver: bool = True,
          runtime_env: Optional[Dict[str, Any]] = None, job_config: Any = None,
-         include_dashboard: Optional[bool] = None,
-         logging_level: Any = None, configure_logging: bool = True,
+         include_dashboard: Optional[bool] = None, dashboard_host: str = "127.0.0.1",
+         dashboard_port: Optional[int] = None, labels: Optional[Dict[str, str]] = None,
+         local_mode: bool = False, logging_level: Any = None, configure_logging: bool = True,
          _temp_dir: Optional[str] = None, _system_config: Optional[Dict[str, Any]] = None,
          _node_ip_address: Optional[str] = None) -> RayContext:
     """Connect to a cluster ("auto", "host:port"), or start a head node here: always with
     address="local", and with address=None unless RAY_CORE_ADDRESS or a cluster that
-    `ray_core start --head` runs on this machine says where to connect (as in Ray)."""
+    `ray_core start --head` runs on this machine says where to connect (as in Ray).
+
+    `labels` label the node started here. No dashboard is served yet: include_dashboard,
+    dashboard_host and dashboard_port are taken, as Ray takes them, and change nothing."""
     global _global
     with _lock:
         if _global is not None:
@@ -118,6 +122,13 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
                                "can be suppressed by passing ignore_reinit_error=True, or by "
                                "calling ray_core.shutdown() first.")
         from ray_core._private import options as options_mod
+        if local_mode:
+            raise RuntimeError("local_mode is no longer supported (as in Ray 2.60): tasks run "
+                               "in worker processes; to debug one, run its function "
+                               "directly, or set breakpoints in a worker with "
+                               "RAY_CORE_LOG_LEVEL=debug logs")
+        if labels is not None:
+            options_mod._labels("labels", labels)
         if job_config is not None:
             # Ray's JobConfig (ray_core.job_config): init's own arguments win over it.
             runtime_env = runtime_env if runtime_env is not None else \
@@ -152,7 +163,8 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
                 from ray_core.node import Node
                 node = Node.start_head(temp_dir, node_ip=node_ip, num_cpus=num_cpus,
                                        num_gpus=num_gpus, resources=resources,
-                                       object_store_memory=object_store_memory)
+                                       object_store_memory=object_store_memory,
+                                       labels=labels)
                 rpc.set_auth_token(node.token)
                 gcs_address = node.gcs_address
                 info = node.raylet_info
@@ -162,10 +174,10 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
                 plasma_socket = info["object_store_socket"]
                 node_ip = info.get("node_ip", node_ip)
             else:
-                if num_cpus is not None or num_gpus is not None or resources:
-                    raise ValueError("num_cpus, num_gpus and resources describe a new node: "
-                                     "they cannot be given when connecting to a cluster "
-                                     f"(address={address!r})")
+                if num_cpus is not None or num_gpus is not None or resources or labels:
+                    raise ValueError("num_cpus, num_gpus, resources and labels describe a "
+                                     "new node: they cannot be given when connecting to a "
+                                     f"cluster (address={address!r})")
                 gcs_address, session_dir = _resolve_address(address, temp_dir)
                 node_id, raylet_address, plasma_socket, node_ip, session_dir = \
                     _find_local_node(gcs_address, session_dir, _node_ip_address)
@@ -399,6 +411,8 @@ def wait(object_refs: List[ObjectRef], *, num_returns: int = 1, timeout: Optiona
     if not isinstance(object_refs, (list, tuple)):
         raise TypeError(f"wait() expects a list of ObjectRefs, got {type(object_refs).__name__}")
     refs = list(object_refs)
+    if not refs:
+        return [], []
     try:
         ids, generators = ids_of(refs), ()     # the common case: refs only, checked in C
     except TypeError:

@@ -80,7 +80,7 @@ def _check_group_strategy(value: PlacementGroupSchedulingStrategy) -> None:
     group, index = value.placement_group, value.placement_group_bundle_index
     if not isinstance(index, int) or isinstance(index, bool):
         raise TypeError(f"placement_group_bundle_index must be an int, got {index!r}")
-    if group is None:
+    if group is None or getattr(group, "is_empty", False):
         if index != -1:
             raise ValueError(f"placement_group_bundle_index is {index} but no placement group "
                              f"is given; it must be -1")

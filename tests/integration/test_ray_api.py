@@ -114,7 +114,11 @@ class PlainWorker:
         ctx = ray.get_runtime_context()
         while not ctx.is_canceled():
             time.sleep(0.01)
+        self.cancel_seen = True
         return "saw the cancel"
+
+    def saw_cancel(self):
+        return getattr(self, "cancel_seen", False)
 
     def wait_started(self):
         return self.started.wait(GET_TIMEOUT)
@@ -132,26 +136,30 @@ def test_force_cancel_of_an_actor_call_is_a_value_error(cluster):
     ray.kill(actor)
 
 
-def test_async_call_that_catches_the_cancel_returns_its_value(cluster):
+def test_cancelled_async_call_raises_in_get_even_if_it_catches_the_cancel(cluster):
+    # As in Ray 2.60: the method sees CancelledError at its await (it may clean up and
+    # return), and get() raises a RayTaskError that is also a TaskCancelledError.
     actor = AsyncWorker.remote()
-    ref = actor.sleep.remote(True)
-    assert ray.get(actor.wait_started.remote(), timeout=GET_TIMEOUT)
-    ray.cancel(ref)
-    assert ray.get(ref, timeout=GET_TIMEOUT) == "cleaned up"
-    ref = actor.sleep.remote(False)
-    assert ray.get(actor.wait_started.remote(), timeout=GET_TIMEOUT)
-    ray.cancel(ref)
-    with pytest.raises(ray.exceptions.TaskCancelledError):
-        ray.get(ref, timeout=GET_TIMEOUT)
+    for catch in (True, False):
+        ref = actor.sleep.remote(catch)
+        assert ray.get(actor.wait_started.remote(), timeout=GET_TIMEOUT)
+        ray.cancel(ref)
+        with pytest.raises(ray.exceptions.RayTaskError) as info:
+            ray.get(ref, timeout=GET_TIMEOUT)
+        assert isinstance(info.value, ray.exceptions.TaskCancelledError)
     ray.kill(actor)
 
 
-def test_running_threaded_actor_call_runs_on_and_sees_is_canceled(cluster):
+def test_running_threaded_actor_call_runs_on_and_get_raises_cancelled(cluster):
+    # As in Ray 2.60: the call is not interrupted (it sees is_canceled() and returns),
+    # but its caller gets TaskCancelledError rather than the value.
     actor = PlainWorker.options(max_concurrency=2).remote()
     running = actor.until_cancelled.remote()
     assert ray.get(actor.wait_started.remote(), timeout=GET_TIMEOUT)
     ray.cancel(running)
-    assert ray.get(running, timeout=GET_TIMEOUT) == "saw the cancel"
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(running, timeout=GET_TIMEOUT)
+    assert ray.get(actor.saw_cancel.remote(), timeout=GET_TIMEOUT)
     ray.kill(actor)
 
 
@@ -162,12 +170,70 @@ def test_queued_actor_call_is_cancelled_and_later_calls_run(cluster):
     ray.cancel(queued)
     with pytest.raises(ray.exceptions.TaskCancelledError):
         ray.get(queued, timeout=GET_TIMEOUT)
-    ray.cancel(blocker)                  # running (it returns) or not started (cancelled)
-    try:
-        assert ray.get(blocker, timeout=GET_TIMEOUT) == "saw the cancel"
-    except ray.exceptions.TaskCancelledError:
-        pass
+    ray.cancel(blocker)                  # running (it returns) or not started (skipped)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(blocker, timeout=GET_TIMEOUT)
     assert ray.get(actor.ping.remote(), timeout=GET_TIMEOUT) == "pong"
+    ray.kill(actor)
+
+
+@ray.remote
+def spin_after_marking(path):
+    import pathlib
+    import time
+    pathlib.Path(path).touch()
+    while True:
+        time.sleep(0.01)
+
+
+def test_running_task_cancelled_raises_a_ray_task_error(cluster, tmp_path):
+    # As in Ray: the cancel is raised inside the running task, so get() raises it as a
+    # RayTaskError that is also a TaskCancelledError (code catches either).
+    import os
+    import time
+    mark = str(tmp_path / "running")
+    ref = spin_after_marking.remote(mark)
+    while not os.path.exists(mark):
+        time.sleep(0.01)
+    ray.cancel(ref)
+    with pytest.raises(ray.exceptions.RayTaskError) as info:
+        ray.get(ref, timeout=GET_TIMEOUT)
+    assert isinstance(info.value, ray.exceptions.TaskCancelledError)
+
+
+@ray.remote
+class Methods:
+    def plain(self, y):
+        return y
+
+    @staticmethod
+    def static(z):
+        return z
+
+    @classmethod
+    def klass(cls, w):
+        return w
+
+
+@ray.remote
+def call_with_too_many(handle):
+    try:
+        handle.plain.remote(1, 2)
+    except TypeError as e:
+        return str(e)
+
+
+def test_actor_call_arguments_are_checked_at_remote(cluster):
+    actor = Methods.remote()
+    assert ray.get([actor.plain.remote(1), actor.static.remote(2), actor.klass.remote(3)],
+                   timeout=GET_TIMEOUT) == [1, 2, 3]
+    with pytest.raises(TypeError, match=r"Methods.plain.remote\(\): missing a required"):
+        actor.plain.remote()
+    with pytest.raises(TypeError, match="too many positional arguments"):
+        actor.static.options(num_returns=1).remote(1, 2)
+    # A handle passed to a task checks there too.
+    assert "too many positional arguments" in ray.get(call_with_too_many.remote(actor),
+                                                      timeout=GET_TIMEOUT)
     ray.kill(actor)
 
 
@@ -248,13 +314,54 @@ def test_ray_terminate_runs_the_queued_calls_first(cluster):
 def test_exit_actor_from_inside(cluster, method):
     actor = Quitter.remote()
     assert ray.get(actor.work.remote(), timeout=GET_TIMEOUT) == 1
-    with pytest.raises(ray.exceptions.RayActorError):
+    # As in Ray: the call that exits gets the actor's death itself, not a RayTaskError.
+    with pytest.raises(ray.exceptions.ActorDiedError, match="exit_actor") as info:
         ray.get(getattr(actor, method).remote(), timeout=GET_TIMEOUT)
+    assert not isinstance(info.value, ray.exceptions.RayTaskError)
     with pytest.raises(ray.exceptions.ActorDiedError, match="exit_actor"):
         ray.get(actor.work.remote(), timeout=GET_TIMEOUT)
     with pytest.raises(TypeError, match="inside an actor"):
         from ray_core.actor import exit_actor
         exit_actor()
+
+
+@ray.remote(num_cpus=0)
+class Gate:
+    def __init__(self):
+        import asyncio
+        self.open = asyncio.Event()
+
+    def release(self):
+        self.open.set()
+
+    async def passed(self):
+        await self.open.wait()
+        return True
+
+
+@ray.remote
+class AsyncWaiter:
+    async def through(self, gate):
+        return await gate.passed.remote()
+
+
+@ray.remote(max_concurrency=2)
+class ThreadedWaiter:
+    def through(self, gate):
+        return ray.get(gate.passed.remote())
+
+
+@pytest.mark.parametrize("waiter", [AsyncWaiter, ThreadedWaiter])
+def test_concurrent_actor_whose_handles_are_gone_ends_after_its_calls(cluster, waiter):
+    # As in Ray: `Actor.remote().method.remote()` drops the only handle at once; the
+    # actor ends after that call, even when the call waits (here until the gate opens).
+    import gc
+    gate = Gate.remote()
+    ref = waiter.remote().through.remote(gate)
+    gc.collect()
+    ray.get(gate.release.remote(), timeout=GET_TIMEOUT)
+    assert ray.get(ref, timeout=GET_TIMEOUT) is True
+    ray.kill(gate)
 
 
 # ---- tqdm_ray ---------------------------------------------------------------------------------
@@ -481,3 +588,30 @@ def test_concurrency_group_names_are_checked(cluster):
     with pytest.raises(ValueError, match="no concurrency group 'nope'"):
         ray.get(actor.default.options(concurrency_group="nope").remote(), timeout=GET_TIMEOUT)
     ray.kill(actor)
+
+
+# ---- node labels ------------------------------------------------------------------------------
+
+def test_every_node_has_rays_node_id_label(cluster):
+    ctx = ray.get_runtime_context()
+    assert ctx.get_node_labels() == {"ray.io/node-id": ctx.get_node_id()}
+    assert ray.nodes()[0]["Labels"] == {"ray.io/node-id": ctx.get_node_id()}
+
+
+LABELS_DRIVER = """
+import sys, ray_core as ray
+ray.init(num_cpus=1, labels={"zone": "a"}, dashboard_port=8265, _temp_dir=sys.argv[1])
+
+@ray.remote
+def labels():
+    return ray.get_runtime_context().get_node_labels()
+
+print("RESULT", sorted(ray.get(labels.remote(), timeout=60).items())[1:])
+ray.shutdown()
+"""
+
+
+def test_init_labels_label_the_node_it_starts(own_temp_dir):
+    result = run_script(LABELS_DRIVER, args=[own_temp_dir])
+    assert result.returncode == 0, result.stderr
+    assert "RESULT [('zone', 'a')]" in result.stdout, result.stdout
