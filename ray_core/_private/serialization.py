@@ -154,9 +154,17 @@ def serialize(value: Any) -> SerializedObject:
 
 
 def serialize_error(error: BaseException) -> SerializedObject:
-    """Serialize an error so get() raises it; degrade to a message if it won't pickle."""
+    """Serialize an error so get() raises it; degrade to a message if it won't pickle.
+
+    An exception that pickles but cannot be rebuilt (its __init__ takes other arguments
+    than its args, say) is sent as Ray sends it: an UnserializableException with the
+    original text and traceback (errors are rare, so the round trip costs nothing)."""
     try:
         data = _dumps(error)
+        try:
+            pickle.loads(data)
+        except Exception:
+            data = _dumps(exceptions.UnserializableException(str(error)))
     except Exception as e:  # the user's exception holds something unpicklable
         if isinstance(error, exceptions.RayTaskError):
             fallback = exceptions.RayTaskError(
@@ -171,7 +179,11 @@ def serialize_error(error: BaseException) -> SerializedObject:
 
 
 def loads_error(data) -> BaseException:
-    error = pickle.loads(data)
+    try:
+        error = pickle.loads(data)
+    except Exception as e:     # e.g. its class is not importable in this process
+        return exceptions.UnserializableException(
+            f"(an exception from a task that cannot be rebuilt here: {type(e).__name__}: {e})")
     if isinstance(error, exceptions.RayTaskError):
         return error.as_instanceof_cause()
     return error

@@ -50,6 +50,16 @@ def test_unpicklable_cause_degrades_to_message():
     assert "could not be pickled" in str(error)
 
 
+def test_cause_that_cannot_be_rebuilt_is_an_unserializable_exception():
+    # MyError pickles, but unpickling calls MyError("boom") without its code: as in Ray,
+    # get() raises UnserializableException with the original text and traceback.
+    ser = serialization.serialize_error(_raise_and_wrap(MyError("boom", 7)))
+    error = serialization.deserialize(ser.to_bytes(), ser.metadata)
+    assert type(error) is exceptions.UnserializableException
+    assert "Failed to deserialize exception" in str(error)
+    assert "MyError: boom" in str(error) and "my_function" in str(error)
+
+
 def test_builtin_bases():
     assert issubclass(exceptions.GetTimeoutError, TimeoutError)
     assert issubclass(exceptions.ObjectStoreFullError, MemoryError)

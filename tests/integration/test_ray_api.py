@@ -592,6 +592,12 @@ def test_concurrency_group_names_are_checked(cluster):
 
 # ---- node labels ------------------------------------------------------------------------------
 
+def test_the_head_node_has_rays_head_resource(cluster):
+    assert ray.cluster_resources()["node:__internal_head__"] == 1
+    pinned = add_one.options(resources={"node:__internal_head__": 0.01})
+    assert ray.get(pinned.remote(1), timeout=GET_TIMEOUT) == 2
+
+
 def test_every_node_has_rays_node_id_label(cluster):
     ctx = ray.get_runtime_context()
     assert ctx.get_node_labels() == {"ray.io/node-id": ctx.get_node_id()}
