@@ -200,6 +200,8 @@ class Node:
         self.raylet_proc: Optional[subprocess.Popen] = None
         self.raylet_info: Dict = {}
         self.log_monitor_proc: Optional[subprocess.Popen] = None
+        self.supervisor_proc: Optional[subprocess.Popen] = None
+        self.autoscaler_proc: Optional[subprocess.Popen] = None
         self.record_path = os.path.join(self.temp_dir, NODES_DIR, f"{uuid.uuid4().hex}.json")
 
     @property
@@ -233,10 +235,13 @@ class Node:
     def start_head(cls, temp_dir: str, node_ip: str = "127.0.0.1", num_cpus=None,
                    num_gpus=None, resources=None, object_store_memory=None, *, port: int = 0,
                    storage: str = "memory", token: Optional[str] = None,
-                   auth: bool = True, detached: bool = False, labels=None) -> "Node":
+                   auth: bool = True, detached: bool = False,
+                   labels: Optional[Dict[str, str]] = None,
+                   autoscaling_config: Optional[str] = None) -> "Node":
         """Start GCS, raylet and log monitor; `token` None makes a random one (unless
         `auth` is False); `storage` is "memory", "redis" (a private redis-server) or a
-        redis:// URL."""
+        redis:// URL. `autoscaling_config`: a cluster file whose autoscaler runs on this
+        head (ray_core/autoscaler)."""
         from ray_gcs.launcher import start_gcs
 
         os.makedirs(temp_dir, exist_ok=True)
@@ -270,6 +275,9 @@ class Node:
             node._record()
             node._start_raylet(node_ip, num_cpus, num_gpus, resources, object_store_memory,
                                labels)
+            node._start_supervisor()
+            if autoscaling_config:
+                node._start_autoscaler(autoscaling_config)
         except BaseException:
             node.kill()
             raise
@@ -284,7 +292,7 @@ class Node:
     def start_worker(cls, gcs_address: str, temp_dir: str, node_ip: str = "127.0.0.1",
                      num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
                      *, session_dir: Optional[str] = None, token: Optional[str] = None,
-                     detached: bool = False, labels=None) -> "Node":
+                     detached: bool = False, labels: Optional[Dict[str, str]] = None) -> "Node":
         """Join the cluster at `gcs_address` with a raylet and a log monitor.
 
         `token` None: RAY_CORE_AUTH_TOKEN, else the token of this machine's cluster at
@@ -317,7 +325,7 @@ class Node:
         return node
 
     def _start_raylet(self, node_ip, num_cpus, num_gpus, resources, object_store_memory,
-                      labels):
+                      labels=None):
         from ray_raylet.launcher import start_raylet
         env = self.child_env()
         self.raylet_proc, self.raylet_info = start_raylet(
@@ -337,9 +345,42 @@ class Node:
                 stderr=err, start_new_session=self.detached)
         self._record()
 
+    def _start_supervisor(self) -> None:
+        """The head's GCS (and private Redis) watcher: ray_gcs/supervisor.py."""
+        ip, port = self.gcs_address.rsplit(":", 1)
+        command = [sys.executable, "-m", "ray_gcs.supervisor", "--session-dir", self.session_dir,
+                   "--record", self.record_path, "--gcs-pid", str(self.gcs_proc.pid),
+                   "--gcs-port", port, "--node-ip", ip, "--storage", self.storage,
+                   "--node-pids", str(self.raylet_proc.pid), str(self.log_monitor_proc.pid)]
+        if self.redis is not None:
+            command += ["--redis-pid", str(self.redis.proc.pid), "--redis-port",
+                        str(self.redis.port), "--redis-dir", self.redis.data_dir]
+        if self.detached:
+            command.append("--detached")
+        with open(os.path.join(self.logs_dir, "gcs_supervisor.err"), "ab") as err:
+            self.supervisor_proc = popen(
+                command, env=self.child_env(), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=err, start_new_session=self.detached)
+        self._record()
+
+    def _start_autoscaler(self, config_path: str) -> None:
+        """The head's autoscaler (ray_core/autoscaler/monitor.py): it launches and ends
+        the nodes the cluster file describes, so it outlives nothing it started."""
+        command = [sys.executable, "-m", "ray_core.autoscaler.monitor",
+                   "--gcs-address", self.gcs_address, "--session-dir", self.session_dir,
+                   "--temp-dir", self.temp_dir, "--config", os.path.abspath(config_path)]
+        if self.detached:
+            command.append("--detached")
+        with open(os.path.join(self.logs_dir, "autoscaler.err"), "ab") as err:
+            self.autoscaler_proc = popen(
+                command, env=self.child_env(), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=err, start_new_session=self.detached)
+        self._record()
+
     def _record(self) -> None:
         """Write down this node's processes so that `ray_core stop` finds them."""
-        procs = [("redis", self.redis.proc if self.redis is not None else None),
+        procs = [("autoscaler", self.autoscaler_proc), ("gcs_supervisor", self.supervisor_proc),
+                 ("redis", self.redis.proc if self.redis is not None else None),
                  ("gcs_server", self.gcs_proc), ("raylet", self.raylet_proc),
                  ("log_monitor", self.log_monitor_proc)]
         entries = []
@@ -363,29 +404,53 @@ class Node:
         return spill_directory(self.session_dir, bytes.fromhex(self.node_id)) \
             if self.node_id else ""
 
-    def restart_gcs(self) -> None:
-        """SIGKILL this head's GCS and start a new one on the same address and storage:
-        with Redis storage it recovers every table, and clients reconnect by themselves."""
-        from ray_gcs.launcher import start_gcs
+    def kill_gcs(self, timeout_s: float = 60.0) -> None:
+        """SIGKILL this head's GCS; its supervisor starts it again on the same address from
+        Redis. Returns once the new GCS answers."""
         if not self.storage.startswith("redis://"):
-            raise RuntimeError("only a GCS with Redis storage can restart without losing "
-                               "the cluster's state (start the head with storage='redis')")
-        _stop_processes([self.gcs_proc.pid], force=True)
-        self.gcs_proc.wait()
-        ip, port = self.gcs_address.rsplit(":", 1)
-        self.gcs_proc, _ = start_gcs(self.session_dir, port=int(port), storage=self.storage,
-                                     node_ip=ip, env=self.child_env(), detached=self.detached)
-        self._record()
+            raise RuntimeError("only a GCS with Redis storage comes back without losing the "
+                               "cluster's state (start the head with storage='redis')")
+        old = self._recorded_pid("gcs_server")
+        _stop_processes([old], force=True)
+        deadline = time.monotonic() + timeout_s
+        while self._recorded_pid("gcs_server") in (old, 0):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the supervisor did not restart the GCS within {timeout_s}s")
+            time.sleep(0.02)
+        check_gcs(self.gcs_address, token=self.token, timeout_s=timeout_s)
+
+    def _recorded_pid(self, name: str) -> int:
+        """A process's pid as the node record has it now (the supervisor keeps it current)."""
+        try:
+            with open(self.record_path) as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            return 0
+        return next((e["pid"] for e in record.get("processes", []) if e.get("name") == name), 0)
 
     # -- stopping --------------------------------------------------------------------
 
+    def stop_autoscaler(self) -> None:
+        """Stop this head's autoscaler, before the nodes it launched are ended."""
+        if self.autoscaler_proc is not None:
+            _stop_processes([self.autoscaler_proc.pid])
+            self.autoscaler_proc.wait()
+            self.autoscaler_proc = None
+            self._record()
+
     def kill(self, force: bool = False) -> None:
-        """Stop the log monitor, the raylet (its store and workers go with it), the GCS
-        and Redis, then anything left of their process trees."""
-        procs = [p for p in (self.log_monitor_proc, self.raylet_proc, self.gcs_proc,
-                             self.redis.proc if self.redis is not None else None)
+        """Stop the supervisor (first: it would restart what follows), the log monitor, the
+        raylet (its store and workers go with it), the GCS and Redis, then anything left
+        of their process trees."""
+        procs = [p for p in (self.autoscaler_proc, self.supervisor_proc,
+                             self.log_monitor_proc, self.raylet_proc,
+                             self.gcs_proc, self.redis.proc if self.redis is not None else None)
                  if p is not None]
-        _stop_processes([p.pid for p in procs], force)
+        # The GCS and Redis may be the supervisor's restarts by now: the record knows.
+        restarted = [pid for pid in (self._recorded_pid("gcs_server"),
+                                     self._recorded_pid("redis"))
+                     if pid and pid not in {p.pid for p in procs}]
+        _stop_processes([p.pid for p in procs] + restarted, force)
         for proc in procs:
             try:
                 proc.wait(timeout=0)
@@ -395,6 +460,7 @@ class Node:
                            "spill_dir": self._spill_dir()})
         _forget(self.temp_dir, self.record_path, self.session_dir)
         self.log_monitor_proc = self.raylet_proc = self.gcs_proc = self.redis = None
+        self.supervisor_proc = self.autoscaler_proc = None
 
 
 def driver_code_paths(pythonpath: str):
@@ -518,8 +584,11 @@ def _live_pids(record: dict) -> List[int]:
                 pids.append(entry["pid"])
         except (psutil.Error, KeyError, TypeError):
             continue
-    # Stop order: the log monitor and raylet first, the GCS and Redis last.
-    order = {"log_monitor": 0, "raylet": 1, "gcs_server": 2, "redis": 3}
+    # Stop order: the autoscaler (it would start nodes again), the supervisor (it would
+    # restart the GCS), the log monitor and raylet,
+    # the GCS and Redis last.
+    order = {"autoscaler": -2, "gcs_supervisor": -1, "log_monitor": 0, "raylet": 1, "gcs_server": 2,
+             "redis": 3}
     names = {e.get("pid"): e.get("name") for e in record.get("processes", [])}
     return sorted(pids, key=lambda pid: order.get(names.get(pid), 9))
 
@@ -546,19 +615,13 @@ def stop_recorded(temp_dir: str, force: bool = False) -> List[dict]:
     files of their sessions are removed too (a raylet removes its spill files when it
     exits, but not when it was SIGKILLed)."""
     stopped = []
+    stop_autoscalers(temp_dir, force)
     records = read_records(temp_dir)
     # Joined nodes before heads: raylets unregister while their GCS still answers.
     records.sort(key=lambda pr: bool(pr[1].get("head")))
     for path, record in records:
-        pids = _live_pids(record)
-        if pids:
-            _stop_processes(pids, force)
+        if stop_record(path, record, force):
             stopped.append(record)
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-        _remove_leftovers(record)
     current = read_current_cluster(temp_dir)
     if current is not None:
         try:
@@ -566,6 +629,34 @@ def stop_recorded(temp_dir: str, force: bool = False) -> List[dict]:
         except OSError:
             pass
     return stopped
+
+
+def stop_autoscalers(temp_dir: str, force: bool = False) -> None:
+    """Stop the autoscalers of the heads under `temp_dir`: before their nodes, which
+    they would launch again."""
+    _stop_processes([entry["pid"] for _path, record in read_records(temp_dir)
+                     for entry in record.get("processes", [])
+                     if entry.get("name") == "autoscaler" and entry["pid"] in
+                     _live_pids(record)], force)
+
+
+def stop_record(path: str, record: Optional[dict] = None, force: bool = False) -> bool:
+    """Stop the node written down at `path` and forget it; False if nothing of it ran."""
+    if record is None:
+        try:
+            with open(path) as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            return False
+    pids = _live_pids(record)
+    if pids:
+        _stop_processes(pids, force)
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+    _remove_leftovers(record)
+    return bool(pids)
 
 
 def _remove_leftovers(record: dict) -> None:

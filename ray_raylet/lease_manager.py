@@ -36,7 +36,7 @@ Reply = node_manager_pb2.RequestWorkerLeaseReply
 class LeaseRequest:
     __slots__ = ("lease_id", "spec", "demand", "strategy", "dependencies", "grant_or_reject",
                  "reply", "deps_state", "task_hex", "job_id", "canceled", "pull_task",
-                 "owner_id", "owner_node", "start_failures")
+                 "owner_id", "owner_node", "start_failures", "backlog")
 
     def __init__(self, lease_id: bytes, request, demand: res.FixedSet):
         spec = request.resource_spec
@@ -53,6 +53,9 @@ class LeaseRequest:
         self.canceled = False
         self.pull_task: Optional[asyncio.Task] = None
         self.start_failures = 0
+        # Tasks of the same shape the owner queues behind this request (it asks for one
+        # lease per shape at a time): demand the autoscaler and `status` must see.
+        self.backlog = max(0, request.backlog_size - 1)
         if spec.type == common_pb2.ACTOR_CREATION_TASK:
             self.owner_id = self.owner_node = b""     # the GCS's: it ends the actor itself
         else:
@@ -316,6 +319,7 @@ class LeaseManager:
                     demand.num_infeasible_requests_queued += 1
                 else:
                     demand.num_ready_requests_queued += 1
+                demand.backlog_size += req.backlog
         return list(shapes.values())
 
     # ---- dispatch ------------------------------------------------------------------

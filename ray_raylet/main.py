@@ -69,6 +69,7 @@ def main(argv=None) -> int:
     if args.die_with_parent:
         die_with_parent()
     from ray_gcs.client import GcsClient
+    from ray_gcs.supervisor import death_note
     from ray_plasma.client import PlasmaClient
     from ray_plasma.launcher import start_plasma_store
     from ray_raylet.node_manager import NodeManager
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
     node = None
     try:
         plasma = PlasmaClient(socket_path)
-        gcs = GcsClient(args.gcs_address)
+        gcs = GcsClient(args.gcs_address, why_unreachable=lambda: death_note(session_dir))
         node = NodeManager(node_id=node_id, node_ip=args.node_ip, gcs_client=gcs,
                            gcs_address=args.gcs_address, plasma=plasma,
                            object_store_socket=socket_path, session_dir=session_dir,

@@ -18,6 +18,7 @@ from ray_common import rpc
 from ray_common.config import config
 from ray_common.ids import JobID
 from ray_common.protocol import common_pb2, gcs_service_pb2, node_manager_pb2, node_manager_pb2_grpc
+from ray_gcs.errors import GcsUnavailableError
 from ray_raylet import resources as res
 from ray_raylet.bundles import BundleReservations
 from ray_raylet.lease_manager import LeaseManager
@@ -124,6 +125,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         for data in await self.gcs.get_cluster_resource_view():
             self._on_resources(data)
         self._tasks.append(asyncio.ensure_future(self._report_loop()))
+        self._tasks.append(asyncio.ensure_future(self._watch_gcs()))
 
     def _node_info(self) -> common_pb2.NodeInfo:
         return common_pb2.NodeInfo(
@@ -193,6 +195,24 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
                 self._last_report = key
             except Exception as e:
                 logger.warning("Resource report of node %s failed: %s", self.node_id.hex(), e)
+
+    async def _watch_gcs(self) -> None:
+        """A GCS gone for good leaves this node nothing to do: shut down rather than
+        linger. Gone for good: no answer for gcs_rpc_server_reconnect_timeout_s (a head
+        with Redis storage restarts its GCS within seconds), or its supervisor's note
+        that an in-memory GCS died (then at once)."""
+        period = config.raylet_gcs_check_period_ms / 1000.0
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.gcs.check_alive([self.node_id])
+            except GcsUnavailableError as e:    # raised once the client's retries ran out
+                logger.error("The GCS at %s is gone (%s); shutting down node %s",
+                             self.gcs_address, e, self.node_id.hex())
+                self.on_shutdown_request()
+                return
+            except Exception as e:  # noqa: BLE001 - anything else: it answered
+                logger.warning("Checking the GCS at %s: %s", self.gcs_address, e)
 
     def _on_gcs_message(self, message) -> None:
         which = message.WhichOneof("inner_message")
@@ -429,6 +449,39 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
             self.plasma.delete(ids)
             self.spills.free(ids)
         return NM.FreeObjectsReply()
+
+    async def DrainObjects(self, request, context):
+        """Hand each owner's primary copies to the target raylet (it pulls them from here
+        and pins them for that owner), then let go of ours. An object the target could
+        not take stays primary here, and the node is not idle."""
+        stub = rpc.stub(node_manager_pb2_grpc.NodeManagerServiceStub,
+                        request.target_raylet_address)
+        moved, failures = 0, []
+        for owner, object_ids in self.owners.by_owner():
+            pulled = await stub.PullObjects(NM.PullObjectsRequest(
+                object_refs=[common_pb2.ObjectReference(object_id=o, owner_address=owner)
+                             for o in object_ids],
+                locations=[NM.ObjectLocations(object_id=o, node_ids=[self.node_id])
+                           for o in object_ids]), timeout=config.drain_objects_timeout_s)
+            there = [r.object_id for r in pulled.results if r.success]
+            failures += [r.error_message for r in pulled.results if not r.success]
+            if not there:
+                continue
+            pinned = await stub.PinObjectIDs(NM.PinObjectIDsRequest(
+                owner_address=owner, object_ids=there), timeout=config.drain_objects_timeout_s)
+            for object_id, ok in zip(there, pinned.successes):
+                if not ok:
+                    failures.append(f"object {object_id.hex()} was not pinned there")
+                    continue
+                self._unpin(object_id)
+                self.owners.discard(object_id)
+                self.spills.free([object_id])
+                moved += 1
+        logger.info("Drained %d primary copies to %s (%d failed%s)", moved,
+                    request.target_raylet_address, len(failures),
+                    f": {failures[0]}" if failures else "")
+        return NM.DrainObjectsReply(num_moved=moved, num_failed=len(failures),
+                                    message="; ".join(failures[:5]))
 
     async def SpillObjects(self, request, context):
         spilled, count, message = await self.spills.spill(

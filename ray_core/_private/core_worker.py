@@ -97,7 +97,8 @@ class CoreWorker:
         self.loop = rpc.io_loop()
         if gcs_client is None:
             from ray_gcs.client import GcsClient
-            gcs_client = GcsClient(gcs_address)
+            from ray_gcs.supervisor import death_note
+            gcs_client = GcsClient(gcs_address, why_unreachable=lambda: death_note(session_dir))
         self.gcs = gcs_client
         self.memory_store = MemoryStore()
         self.reference_counter = ReferenceCounter(self._on_ref_zero, self._on_borrow_released,

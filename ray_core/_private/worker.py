@@ -237,11 +237,20 @@ def _resolve_address(address: str, temp_dir: str):
                                   f"started with `ray_core start --head` under {temp_dir} and "
                                   f"RAY_CORE_ADDRESS is not set")
         if address == current.get("gcs_address") and running_head(temp_dir) is None:
+            from ray_gcs.supervisor import death_note
+            note = death_note(current.get("session_dir", ""))
+            if note:
+                raise ConnectionError(f"init(address='auto'): {note}")
             raise ConnectionError(f"init(address='auto'): the cluster recorded in {temp_dir} "
                                   f"({address}) is no longer running; `ray_core stop` clears "
                                   f"what it left, `ray_core start --head` starts a new one")
     # The cluster this machine's head wrote down: its session folder holds the token.
     session_dir = current.get("session_dir", "") if current.get("gcs_address") == address else ""
+    if session_dir:
+        from ray_gcs.supervisor import death_note
+        note = death_note(session_dir)
+        if note:
+            raise ConnectionError(f"init(address={address!r}): {note}")
     if address.startswith("ray://"):
         raise ValueError("ray:// client addresses are not supported; pass the GCS host:port")
     if ":" not in address:
@@ -282,7 +291,8 @@ def _connect_driver(gcs_address, node_id, raylet_address, plasma_socket, node_ip
     from ray_core._private.core_worker import DRIVER, CoreWorker
     from ray_core._private.log_monitor import LogSubscriber
 
-    gcs = GcsClient(gcs_address)
+    from ray_gcs.supervisor import death_note
+    gcs = GcsClient(gcs_address, why_unreachable=lambda: death_note(session_dir))
     job_info = gcs_service_pb2.JobTableData(
         driver_pid=os.getpid(), entrypoint=" ".join(sys.argv), ray_namespace=namespace,
         start_time_ms=int(time.time() * 1000))

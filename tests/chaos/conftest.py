@@ -34,9 +34,19 @@ def _leftovers(temp_dir, shm_before):
     return found
 
 
-def _our_processes():
-    return [p for p in psutil.Process().children(recursive=True) if p.is_running()
-            and p.status() != psutil.STATUS_ZOMBIE]
+def _still_running(before):
+    """The descendants this test started that still run once those exiting are gone
+    (`before`: pids of descendants other fixtures had started)."""
+    procs = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    _gone, alive = psutil.wait_procs(procs, timeout=5)
+    out = []
+    for proc in alive:
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                out.append((proc, " ".join(proc.cmdline())))
+        except psutil.Error:
+            pass
+    return out
 
 
 @pytest.fixture
@@ -45,6 +55,7 @@ def chaos_cluster(monkeypatch):
         monkeypatch.setenv(name, value)
     temp_dir = tempfile.mkdtemp(prefix="rch_", dir="/tmp")
     shm_before = set(os.listdir("/dev/shm"))
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
     cluster = None
     try:
         cluster = Cluster(initialize_head=True, temp_dir=temp_dir, shutdown_at_exit=False,
@@ -59,11 +70,14 @@ def chaos_cluster(monkeypatch):
         ray.shutdown()
         if cluster is not None:
             cluster.shutdown()
-        left = _our_processes()
-        for proc in left:
-            proc.kill()
+        left = _still_running(before)
+        for proc, _ in left:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
         files = _leftovers(temp_dir, shm_before)
         if not os.environ.get("RAY_CORE_CHAOS_KEEP"):   # the logs, to read after a failure
             shutil.rmtree(temp_dir, ignore_errors=True)
-        assert not left, f"processes left after shutdown: {[p.cmdline() for p in left]}"
+        assert not left, f"processes left after shutdown: {[line for _, line in left]}"
         assert not files, f"files left after shutdown: {files}"

@@ -113,7 +113,7 @@ class Killer(threading.Thread):
         return True
 
     def _kill_gcs(self) -> bool:
-        self.cluster.head_node.restart_gcs()
+        self.cluster.head_node.kill_gcs()
         return True
 
     # ---- recovery -----------------------------------------------------------------
