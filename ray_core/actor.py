@@ -23,7 +23,8 @@ from ray_core._private.actor_submitter import ActorPendingTask
 from ray_core._private.call_signature import check_call, params_of
 from ray_core._private.function_manager import ExportedCode
 from ray_core._private.task_manager import PendingTask
-from ray_core.remote_function import TASK_OPTIONS, fill_placement, validate_options
+from ray_core.remote_function import (TASK_OPTIONS, check_generator_returns, fill_placement,
+                                      is_generator, validate_options)
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +67,6 @@ METHOD_OPTIONS = {"num_returns": options_mod._num_returns, "max_task_retries": _
                   "concurrency_group": options_mod._string}
 
 
-
-
 def method(*args, **kwargs):
     """@ray_core.method(num_returns=k): options of one actor method."""
     if args:
@@ -82,6 +81,7 @@ def method(*args, **kwargs):
 
 
 PARAMS = "_params"      # a method's parameters, kept in its entry of the method table
+GENERATOR = "_generator"    # whether the method yields (its calls may then stream)
 
 
 def _method_table(cls) -> Dict[str, Dict[str, Any]]:
@@ -92,8 +92,10 @@ def _method_table(cls) -> Dict[str, Dict[str, Any]]:
         if not (inspect.isfunction(member) or inspect.ismethod(member)):
             continue
         options = table[name] = dict(getattr(member, "__ray_method_options__", {}))
-        if inspect.isgeneratorfunction(member) or inspect.isasyncgenfunction(member):
+        if is_generator(member):
             options.setdefault("num_returns", "streaming")   # as a generator function's
+            options[GENERATOR] = True
+        check_generator_returns(is_generator(member), options, f"{cls.__qualname__}.{name}")
         # Checked at each call's .remote(); a classmethod is bound here already, a
         # staticmethod has no self.
         bound = inspect.ismethod(member) or \
@@ -300,7 +302,8 @@ class ActorMethod:
     def options(self, **method_options) -> "ActorMethod":
         merged = dict(self._options)
         merged.update(validate_options(method_options, METHOD_OPTIONS,
-                                                   f"{self._name}.options()"))
+                                       f"{self._name}.options()"))
+        check_generator_returns(merged.get(GENERATOR, False), merged, f"method {self._name}")
         return ActorMethod(self._handle, self._name, merged)
 
 
@@ -314,7 +317,10 @@ def _end_actor(owner, actor_id: bytes, class_name: str, methods) -> None:
     if w is None or w.core_worker._closed or w.core_worker.worker_id != owner:
         return
     handle = ActorHandle(actor_id, class_name, methods)
-    handle._submit(ActorMethod(handle, _TERMINATE, {"num_returns": 0}), (_UNREFERENCED,), {})
+    # Submitted through this core worker: shutdown() may be clearing the global one
+    # meanwhile, and asking for it then would start a new init() on the io loop.
+    handle._submit(ActorMethod(handle, _TERMINATE, {"num_returns": 0}), (_UNREFERENCED,), {},
+                   core=w.core_worker)
 
 
 _UNREFERENCED = "all its handles went out of scope"
@@ -394,12 +400,13 @@ class ActorHandle:
     def _ray_actor_id(self) -> ActorID:
         return ActorID(self._actor_id)
 
-    def _submit(self, method: ActorMethod, args, kwargs):
+    def _submit(self, method: ActorMethod, args, kwargs, core=None):
         opts = method._options
         check_call(opts.get(PARAMS), args, kwargs,
                    f"{self._class_name}.{method._name}.remote()")
-        from ray_core._private import worker
-        core = worker.global_worker().core_worker
+        if core is None:
+            from ray_core._private import worker
+            core = worker.global_worker().core_worker
         limit = self._max_pending_calls
         if limit >= 0 and core.actor_submitter.pending_calls(self._actor_id) >= limit:
             raise exceptions.PendingCallsLimitExceeded(

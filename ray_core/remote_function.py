@@ -35,6 +35,19 @@ def validate_task_options(options: Dict[str, Any], where: str) -> Dict[str, Any]
     return validate_options(options, TASK_OPTIONS, where)
 
 
+def is_generator(function) -> bool:
+    return inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function)
+
+
+def check_generator_returns(generator: bool, options: Dict[str, Any], what: str) -> None:
+    """As Ray: num_returns "streaming" or "dynamic" is for generator functions only,
+    refused where it is set rather than when the task runs."""
+    mode = options.get("num_returns")
+    if mode in ("streaming", "dynamic") and not generator:
+        raise ValueError(f"num_returns={mode!r} can only be used with generator functions "
+                         f"(functions that use 'yield'); {what} is not one")
+
+
 class RemoteFunction:
     def __init__(self, function, task_options: Dict[str, Any]):
         if not callable(function):
@@ -43,9 +56,10 @@ class RemoteFunction:
         self._name = getattr(function, "__qualname__", getattr(function, "__name__", "function"))
         self._module = getattr(function, "__module__", "") or ""
         self._options = validate_task_options(task_options, f"@remote {self._name}")
-        if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
+        if is_generator(function):
             # As in Ray: a generator function streams its values unless told otherwise.
             self._options.setdefault("num_returns", "streaming")
+        check_generator_returns(is_generator(function), self._options, self._name)
         self._code = ExportedCode(function, self._name, "remote function")
         self._params = params_of(function)
         self._templates = {}
@@ -69,6 +83,7 @@ class RemoteFunction:
         merged = dict(self._options)
         merged.update(validate_task_options(task_options,
                                                         f"{self._name}.options()"))
+        check_generator_returns(is_generator(self._function), merged, self._name)
         return _BoundOptions(self, merged)
 
     def bind(self, *args, **kwargs):
@@ -133,6 +148,7 @@ class _BoundOptions:
         merged = dict(self._options)
         merged.update(validate_task_options(
             task_options, f"{self._parent._name}.options()"))
+        check_generator_returns(is_generator(self._parent._function), merged, self._parent._name)
         return _BoundOptions(self._parent, merged)
 
     def __call__(self, *args, **kwargs):

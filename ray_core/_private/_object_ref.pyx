@@ -66,6 +66,15 @@ cdef class ObjectRef:
     def task_id(self):
         return self._id.task_id()
 
+    def job_id(self):
+        """The job whose task made the object (Ray's ObjectRef.job_id())."""
+        return self._id.task_id().job_id()
+
+    def call_site(self):
+        """Where the ref was made: empty, as in Ray unless RAY_record_ref_creation_sites
+        is set (ray_core does not record creation sites)."""
+        return ""
+
     def owner_address(self):
         """The owner's serialized Address protobuf (empty if unknown)."""
         return self._owner

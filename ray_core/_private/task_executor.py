@@ -106,10 +106,6 @@ class TaskExecutor:
                     result = actor_runtime.install(core, spec, result)
                 elif spec.streaming_generator:
                     result = self._stream(spec, result)
-                elif inspect.isgenerator(result) and spec.num_returns <= 1:
-                    raise TypeError(f"{fd.function_name} returned a generator, which cannot "
-                                    f"be sent back whole: stream it with "
-                                    f"num_returns='streaming'")
             except exceptions.TaskCancelledError as e:
                 # Interrupted mid-run: as in Ray, get() raises the error as raised in the
                 # task (a RayTaskError that is also a TaskCancelledError).
@@ -182,11 +178,11 @@ class TaskExecutor:
         n = spec.num_returns
         if n == 0:
             return
-        if n == 1:
-            values = (result,)
-        elif inspect.isgenerator(result):
+        if inspect.isgenerator(result):     # its n values, as in Ray (n == 1 included)
             self._generator_returns(reply, spec, result)
             return
+        if n == 1:
+            values = (result,)
         else:
             try:
                 values = tuple(result)
@@ -204,12 +200,15 @@ class TaskExecutor:
 
     def _generator_returns(self, reply, spec, items) -> None:
         """A generator with num_returns=n: as in Ray, the values it yielded before raising
-        stay readable, and the returns it did not reach hold the error."""
+        stay readable, and the returns it did not reach hold the error (all of them when
+        it yields more than n)."""
         n, task_id = spec.num_returns, TaskID(spec.task_id)
         made = 0
         try:
             for value in items:
-                if made == n:
+                if made == n:       # too many: no return holds a value then
+                    del reply.return_objects[:]
+                    made = 0
                     raise ValueError(f"task {spec.function_descriptor.function_name} declares "
                                      f"num_returns={n} but yielded more values")
                 made += 1

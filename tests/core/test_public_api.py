@@ -75,8 +75,9 @@ EXPECTED_EXCEPTIONS = {
     "OufOfBandObjectRefSerializationException": ("RayError",),
 }
 
-OBJECT_REF_METHODS = {"binary", "hex", "task_id", "object_id", "owner_address", "future",
-                      "as_future", "is_nil", "__await__", "__hash__", "__eq__", "__reduce__"}
+OBJECT_REF_METHODS = {"binary", "hex", "task_id", "job_id", "call_site", "object_id",
+                      "owner_address", "future", "as_future", "is_nil", "from_binary",
+                      "from_hex", "nil", "__await__", "__hash__", "__eq__", "__reduce__"}
 
 
 def test_exported_names():
@@ -142,7 +143,11 @@ RAY_CORE_PATHS = {
                       "get_node_ip_address", "placement_group", "remove_placement_group",
                       "get_placement_group", "placement_group_table",
                       "get_current_placement_group", "register_serializer",
-                      "deregister_serializer", "inspect_serializability"],
+                      "deregister_serializer", "inspect_serializability",
+                      "get_node_instance_id", "log_once", "disable_log_once_globally",
+                      "enable_periodic_logging"],
+    "ray_core.util.debug": ["log_once", "disable_log_once_globally", "enable_periodic_logging"],
+    "ray_core.runtime_env": ["RuntimeEnv", "RuntimeEnvConfig"],
     "ray_core.util.actor_pool": ["ActorPool"],
     "ray_core.util.queue": ["Queue", "Empty", "Full"],
     "ray_core.util.serialization": ["register_serializer", "deregister_serializer"],
@@ -150,7 +155,8 @@ RAY_CORE_PATHS = {
                                       "placement_group_table", "remove_placement_group",
                                       "get_placement_group", "get_current_placement_group"],
     "ray_core.util.scheduling_strategies": ["PlacementGroupSchedulingStrategy",
-                                            "NodeAffinitySchedulingStrategy"],
+                                            "NodeAffinitySchedulingStrategy",
+                                            "SchedulingStrategyT"],
     "ray_core._raylet": ["ObjectRef", "ObjectRefGenerator", "DynamicObjectRefGenerator",
                          "ObjectID", "NodeID", "TaskID", "ActorID", "JobID", "WorkerID"],
     "ray_core.experimental.tqdm_ray": ["tqdm", "safe_print"],

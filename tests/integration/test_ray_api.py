@@ -258,6 +258,13 @@ def test_object_ref_rebuilt_from_its_bytes(cluster):
         ray.ObjectRef(b"short")
 
 
+def test_object_ref_job_id_and_call_site(cluster):
+    job = ray.get_runtime_context().get_job_id()
+    assert ray.put(1).job_id().hex() == job
+    assert add_one.remote(1).job_id().hex() == job
+    assert ray.put(1).call_site() == ""       # as in Ray without recorded creation sites
+
+
 # ---- NodeAffinitySchedulingStrategy ----------------------------------------------------------
 
 @ray.remote
