@@ -75,6 +75,7 @@ _TUNABLES = [
     Tunable("idle_worker_killing_time_threshold_ms", 1000, "Idle time before a surplus worker is killed."),
     Tunable("worker_register_timeout_seconds", 60, "A started worker must register within this."),
     Tunable("autoscaler_update_interval_s", 1.0, "How often the head's autoscaler reads the demand and decides."),
+    Tunable("gcs_supervisor_record_wait_s", 10.0, "How long a head's supervisor waits for the node record to list it before it starts the autoscaler."),
     Tunable("drain_objects_timeout_s", 120.0, "How long an idle node's primary copies may take to move to another node before the autoscaler ends it."),
     Tunable("autoscaler_node_start_timeout_s", 120.0, "A launched node must register within this, or the autoscaler ends it and records a failure."),
     Tunable("raylet_gcs_check_period_ms", 1000, "How often a raylet makes sure its GCS still answers (it shuts down once the GCS is gone for good)."),

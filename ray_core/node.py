@@ -201,7 +201,6 @@ class Node:
         self.raylet_info: Dict = {}
         self.log_monitor_proc: Optional[subprocess.Popen] = None
         self.supervisor_proc: Optional[subprocess.Popen] = None
-        self.autoscaler_proc: Optional[subprocess.Popen] = None
         self.record_path = os.path.join(self.temp_dir, NODES_DIR, f"{uuid.uuid4().hex}.json")
 
     @property
@@ -275,9 +274,7 @@ class Node:
             node._record()
             node._start_raylet(node_ip, num_cpus, num_gpus, resources, object_store_memory,
                                labels)
-            node._start_supervisor()
-            if autoscaling_config:
-                node._start_autoscaler(autoscaling_config)
+            node._start_supervisor(autoscaling_config)
         except BaseException:
             node.kill()
             raise
@@ -345,8 +342,10 @@ class Node:
                 stderr=err, start_new_session=self.detached)
         self._record()
 
-    def _start_supervisor(self) -> None:
-        """The head's GCS (and private Redis) watcher: ray_gcs/supervisor.py."""
+    def _start_supervisor(self, autoscaling_config: Optional[str] = None) -> None:
+        """The head's GCS (and private Redis) watcher: ray_gcs/supervisor.py. With a
+        cluster file it also runs, and restarts after a crash, the head's autoscaler
+        (ray_core/autoscaler/monitor.py)."""
         ip, port = self.gcs_address.rsplit(":", 1)
         command = [sys.executable, "-m", "ray_gcs.supervisor", "--session-dir", self.session_dir,
                    "--record", self.record_path, "--gcs-pid", str(self.gcs_proc.pid),
@@ -355,6 +354,14 @@ class Node:
         if self.redis is not None:
             command += ["--redis-pid", str(self.redis.proc.pid), "--redis-port",
                         str(self.redis.port), "--redis-dir", self.redis.data_dir]
+        if autoscaling_config:
+            autoscaler = [sys.executable, "-m", "ray_core.autoscaler.monitor",
+                          "--gcs-address", self.gcs_address, "--session-dir", self.session_dir,
+                          "--temp-dir", self.temp_dir,
+                          "--config", os.path.abspath(autoscaling_config)]
+            if self.detached:
+                autoscaler.append("--detached")
+            command += ["--keep-running", "autoscaler", json.dumps(autoscaler)]
         if self.detached:
             command.append("--detached")
         with open(os.path.join(self.logs_dir, "gcs_supervisor.err"), "ab") as err:
@@ -363,23 +370,9 @@ class Node:
                 stdout=subprocess.DEVNULL, stderr=err, start_new_session=self.detached)
         self._record()
 
-    def _start_autoscaler(self, config_path: str) -> None:
-        """The head's autoscaler (ray_core/autoscaler/monitor.py): it launches and ends
-        the nodes the cluster file describes, so it outlives nothing it started."""
-        command = [sys.executable, "-m", "ray_core.autoscaler.monitor",
-                   "--gcs-address", self.gcs_address, "--session-dir", self.session_dir,
-                   "--temp-dir", self.temp_dir, "--config", os.path.abspath(config_path)]
-        if self.detached:
-            command.append("--detached")
-        with open(os.path.join(self.logs_dir, "autoscaler.err"), "ab") as err:
-            self.autoscaler_proc = popen(
-                command, env=self.child_env(), stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=err, start_new_session=self.detached)
-        self._record()
-
     def _record(self) -> None:
         """Write down this node's processes so that `ray_core stop` finds them."""
-        procs = [("autoscaler", self.autoscaler_proc), ("gcs_supervisor", self.supervisor_proc),
+        procs = [("gcs_supervisor", self.supervisor_proc),
                  ("redis", self.redis.proc if self.redis is not None else None),
                  ("gcs_server", self.gcs_proc), ("raylet", self.raylet_proc),
                  ("log_monitor", self.log_monitor_proc)]
@@ -431,24 +424,23 @@ class Node:
     # -- stopping --------------------------------------------------------------------
 
     def stop_autoscaler(self) -> None:
-        """Stop this head's autoscaler, before the nodes it launched are ended."""
-        if self.autoscaler_proc is not None:
-            _stop_processes([self.autoscaler_proc.pid])
-            self.autoscaler_proc.wait()
-            self.autoscaler_proc = None
-            self._record()
+        """Stop this head's autoscaler (its supervisor does not restart a clean exit),
+        before the nodes it launched are ended."""
+        pid = self._recorded_pid("autoscaler")
+        if pid:
+            _stop_processes([pid])
 
     def kill(self, force: bool = False) -> None:
         """Stop the supervisor (first: it would restart what follows), the log monitor, the
         raylet (its store and workers go with it), the GCS and Redis, then anything left
         of their process trees."""
-        procs = [p for p in (self.autoscaler_proc, self.supervisor_proc,
-                             self.log_monitor_proc, self.raylet_proc,
+        procs = [p for p in (self.supervisor_proc, self.log_monitor_proc, self.raylet_proc,
                              self.gcs_proc, self.redis.proc if self.redis is not None else None)
                  if p is not None]
         # The GCS and Redis may be the supervisor's restarts by now: the record knows.
         restarted = [pid for pid in (self._recorded_pid("gcs_server"),
-                                     self._recorded_pid("redis"))
+                                     self._recorded_pid("redis"),
+                                     self._recorded_pid("autoscaler"))
                      if pid and pid not in {p.pid for p in procs}]
         _stop_processes([p.pid for p in procs] + restarted, force)
         for proc in procs:
@@ -460,7 +452,7 @@ class Node:
                            "spill_dir": self._spill_dir()})
         _forget(self.temp_dir, self.record_path, self.session_dir)
         self.log_monitor_proc = self.raylet_proc = self.gcs_proc = self.redis = None
-        self.supervisor_proc = self.autoscaler_proc = None
+        self.supervisor_proc = None
 
 
 def driver_code_paths(pythonpath: str):

@@ -26,6 +26,7 @@ from ray_common.protocol import node_manager_pb2, node_manager_pb2_grpc
 from ray_common.logging import setup_process_logging
 from ray_gcs.client import GcsClient
 from ray_gcs.errors import GcsUnavailableError
+from ray_gcs.supervisor import death_note
 
 from ray_core.autoscaler import KV_NAMESPACE, REQUEST_KEY, STATUS_KEY
 from ray_core.autoscaler.autoscaler import Autoscaler, ClusterSnapshot, NodeSnapshot
@@ -93,7 +94,8 @@ async def _work_held(raylet: str) -> Tuple[bool, bool]:
 class Monitor:
     def __init__(self, args):
         self.cluster = load(args.config)
-        self.gcs = GcsClient(args.gcs_address)
+        self.gcs = GcsClient(args.gcs_address,
+                             why_unreachable=lambda: death_note(args.session_dir))
         self.provider = make_provider(self.cluster, args.gcs_address, args.session_dir,
                                       args.temp_dir, config.auth_token or None)
         self.scaler = Autoscaler(self.cluster)

@@ -187,3 +187,23 @@ def test_a_failing_launch_is_reported_and_backs_off(autoscaling, own_temp_dir):
     ray.cancel(stuck)
     assert ray.get(where.remote(), timeout=30)
     assert cluster.head_node is not None
+
+
+def test_a_killed_autoscaler_is_restarted_and_adopts_the_nodes_it_launched(autoscaling,
+                                                                            own_temp_dir):
+    autoscaling({"CPU": 1}, {"w": {"resources": {"CPU": 1, "w": 1}, "max_workers": 1}},
+                idle_timeout_minutes=10)
+    first = ray.get(where.options(resources={"w": 1}).remote(), timeout=90)
+
+    def autoscaler_pid():
+        return next((e["pid"] for _p, r in read_records(own_temp_dir) if r.get("head")
+                     for e in r["processes"] if e["name"] == "autoscaler"), 0)
+    old = autoscaler_pid()
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: autoscaler_pid() not in (0, old), "the supervisor to restart it")
+    killed_at = time.time()
+    wait_for(lambda: status().get("updated_at", 0) > killed_at + 1,
+             "the new autoscaler's first updates")
+    # The new one found the node through the provider's file: no second launch.
+    assert status()["running"] == {"w": 1} and status()["launched_total"] == 0
+    assert ray.get(where.options(resources={"w": 1}).remote(), timeout=30) == first
