@@ -308,6 +308,9 @@ class ActorMethod:
 
 
 _TERMINATE = "__ray_terminate__"
+# The methods every actor has, as in Ray: its end, a readiness probe (True once created)
+# and __ray_call__(fn, *args), which runs fn(the actor instance, *args) in the actor.
+_BUILTIN_METHODS = (_TERMINATE, "__ray_ready__", "__ray_call__")
 
 
 def _end_actor(owner, actor_id: bytes, class_name: str, methods) -> None:
@@ -355,7 +358,7 @@ class ActorHandle:
             raise AttributeError(name)
         options = state["_methods"].get(name)
         if options is None:
-            if name != _TERMINATE:
+            if name not in _BUILTIN_METHODS:
                 raise AttributeError(f"actor class {self._class_name} has no method {name!r}")
             options = {"num_returns": 1}   # every actor has it, as in Ray
         templates = state["_method_templates"].get(name)

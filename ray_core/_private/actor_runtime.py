@@ -14,6 +14,7 @@ connection per caller, which sends in sequence-number order, also after reconnec
 """
 import asyncio
 import concurrent.futures
+import functools
 import inspect
 import logging
 import os
@@ -115,6 +116,10 @@ class ActorRuntime:
         if fn is None:
             if name == _TERMINATE:
                 return self._terminate
+            if name == "__ray_ready__":         # Ray's: callers wait on it for creation
+                return _ready
+            if name == "__ray_call__":          # Ray's: run fn(actor, ...) in the actor
+                return functools.partial(_call, self.instance)
             try:
                 fn = getattr(self.instance, name)
             except AttributeError:
@@ -315,6 +320,14 @@ class ActorRuntime:
             except Exception as e:
                 reply = self._error(spec, e)
             return reply
+
+
+def _ready() -> bool:
+    return True
+
+
+def _call(instance, fn, *args, **kwargs):
+    return fn(instance, *args, **kwargs)
 
 
 def exit_actor(_why: str = "it called exit_actor()") -> None:

@@ -317,6 +317,34 @@ def test_ray_terminate_runs_the_queued_calls_first(cluster):
         ray.get(actor.work.remote(), timeout=GET_TIMEOUT)
 
 
+@ray.remote
+class Counter:
+    def __init__(self):
+        self.calls = 0
+
+
+def _bump(actor, by):
+    actor.calls += by
+    return actor.calls
+
+
+async def _bump_async(actor, by):
+    actor.calls += by
+    return actor.calls
+
+
+@pytest.mark.parametrize("cls,bump", [(Counter, _bump), (Quitter, _bump_async)])
+def test_every_actor_has_ray_ready_and_ray_call(cluster, cls, bump):
+    # As in Ray: __ray_ready__ answers True once the actor is created; __ray_call__ runs
+    # a function on the actor instance, in the actor (an async one awaits it).
+    actor = cls.remote()
+    assert ray.get(actor.__ray_ready__.remote(), timeout=GET_TIMEOUT) is True
+    assert ray.get(actor.__ray_call__.remote(bump, 2), timeout=GET_TIMEOUT) == 2
+    assert ray.get(actor.__ray_call__.remote(bump, by=3), timeout=GET_TIMEOUT) == 5
+    with pytest.raises(AttributeError, match="has no method '__ray_other__'"):
+        actor.__ray_other__
+
+
 @pytest.mark.parametrize("method", ["quit", "quit_async"])
 def test_exit_actor_from_inside(cluster, method):
     actor = Quitter.remote()
