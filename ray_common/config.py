@@ -27,6 +27,10 @@ _TUNABLES = [
     Tunable("log_rotation_max_bytes", 64 * 1024 ** 2, "A log file rotates past this size (small beside log_dir_max_bytes, so the budget removes rotated history, not live files)."),
     Tunable("log_rotation_backup_count", 5, "Rotated log files kept per process."),
     Tunable("log_dir_max_bytes", 1024 ** 3, "Disk budget of a node's logs folder, all its processes' files together (room for the ~0.5 GB that 1M small tasks write); the log monitor removes the oldest rotated files past it; 0: no budget."),
+    Tunable("runtime_env_max_package_bytes", 100 * 1024 ** 2, "A runtime_env working_dir or py_module package (zipped) larger than this is refused at .remote(): it travels through the GCS KV."),
+    Tunable("runtime_env_setup_timeout_s", 600.0, "Creating a runtime_env's virtualenv (pip install) on a node gives up after this; the task then fails with RuntimeEnvSetupError."),
+    Tunable("tqdm_flush_interval_s", 1.0, "A tqdm_ray bar in a task sends its state to the driver at most this often (its close always), as Ray's does: each send is a line of worker output."),
+    Tunable("tqdm_patch_print", True, "While tqdm_ray bars are drawn on the driver's terminal, print() goes above them (as Ray's RAY_TQDM_PATCH_PRINT), so output and bars do not overwrite each other."),
     Tunable("log_dir_sweep_interval_ms", 1000, "How often the log monitor holds a node's logs folder to log_dir_max_bytes."),
     # Sessions, addresses, authentication.
     Tunable("temp_dir", "/tmp/ray_core", "Root of session folders, address and token files."),

@@ -29,6 +29,8 @@ from ray_raylet.object_owners import ObjectOwners
 from ray_raylet.spill_manager import SpillManager
 from ray_raylet.worker_pool import ProcessWatcher, Worker, WorkerPool
 
+NODE_ID_LABEL = "ray.io/node-id"    # the label Ray gives every node
+
 logger = logging.getLogger(__name__)
 NM = node_manager_pb2
 
@@ -39,6 +41,9 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
                  total_resources: Dict[str, float], is_head: bool = False,
                  gpu_ids: Optional[List[int]] = None, labels: Optional[Dict[str, str]] = None):
         self.node_id = node_id
+        # Ray's node labels, with its default ray.io/node-id (the scheduler does not
+        # match them yet: they are what get_node_labels() and nodes() report).
+        self.labels = dict(labels or {}, **{NODE_ID_LABEL: node_id.hex()})
         self.node_ip = node_ip
         self.gcs = gcs_client
         self.gcs_address = gcs_address
@@ -46,7 +51,6 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         self.object_store_socket = object_store_socket
         self.session_dir = session_dir
         self.is_head = is_head
-        self.labels = dict(labels or {})
         self.local = res.NodeResources(total_resources, track_instances=True)
         self.gpu_ids = gpu_ids
         self.port = 0
@@ -97,7 +101,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
             node_id=self.node_id, node_ip=self.node_ip, raylet_address=self.address,
             gcs_address=self.gcs_address, object_store_socket=self.object_store_socket,
             session_dir=self.session_dir, num_cpus=res.from_fixed(self.local.total.get("CPU", 0)),
-            on_worker_exit=self._on_worker_exit)
+            on_worker_exit=self._on_worker_exit, kv_get=self.gcs.kv_get)
         self.pool.start()
         self.leases = LeaseManager(node_id=self.node_id, local=self.local, pool=self.pool,
                                    pull_dependencies=self._pull_dependencies,

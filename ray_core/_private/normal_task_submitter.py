@@ -70,6 +70,15 @@ class _KeyState:
         self.task_s = None      # moving estimate of one task's service time (seconds)
 
 
+def _lease_refusal(reply, message: str) -> exceptions.RayError:
+    """The error a refused lease fails its tasks with."""
+    if reply.runtime_env_setup_failed:
+        return exceptions.RuntimeEnvSetupError(message)
+    if reply.placement_group_removed:
+        return exceptions.TaskPlacementGroupRemoved(message)
+    return exceptions.RaySystemError(message)
+
+
 def scheduling_key(spec: common_pb2.TaskSpec):
     return (tuple(sorted(spec.required_resources.items())),
             spec.function_descriptor.function_hash,
@@ -193,10 +202,9 @@ class NormalTaskSubmitter:
                     continue
                 if reply.status != _GRANTED:
                     why = reply.failure_message or node_manager_pb2.RequestWorkerLeaseReply.Status.Name(reply.status)
-                    kind = exceptions.TaskPlacementGroupRemoved \
-                        if reply.placement_group_removed else exceptions.RaySystemError
-                    error = kind(f"the raylet refused a worker lease for task "
-                                 f"{head.task_id.hex()} ({head.function_name}): {why}")
+                    error = _lease_refusal(reply, f"the raylet refused a worker lease for task "
+                                                  f"{head.task_id.hex()} ({head.function_name}): "
+                                                  f"{why}")
                     while state.queue:
                         self._task_manager.fail(state.queue.popleft(), error)
                     return
@@ -273,7 +281,7 @@ class NormalTaskSubmitter:
                 sample = now - max(task.pushed_at, worker.last_reply_at)
                 state.task_s = sample if state.task_s is None else \
                     0.8 * state.task_s + 0.2 * sample
-            if reply.was_cancelled:
+            if reply.was_cancelled and not reply.return_objects:
                 self._task_manager.fail(task, exceptions.TaskCancelledError(task.task_id.hex()))
             else:
                 complete(task, reply)

@@ -39,6 +39,16 @@ class PlacementGroup:
             raise RaySystemError(f"Failed to create placement group {self.id.hex()}: "
                                  f"{self._creation.exception()}")
 
+    @staticmethod
+    def empty() -> "PlacementGroup":
+        """Ray's "no placement group" handle (a nil id); as a strategy's group it means
+        what None means."""
+        return PlacementGroup(PlacementGroupID.nil())
+
+    @property
+    def is_empty(self) -> bool:
+        return self.id.is_nil()
+
     def ready(self):
         """An ObjectRef that resolves (to this group) once every bundle is placed; get()
         raises if the group is removed first."""
