@@ -116,6 +116,7 @@ _TUNABLES = [
     Tunable("preallocate_plasma_memory", False, "Fault in the whole region at startup so first writes run at memcpy speed (costs the full capacity in RAM at once)."),
     # CoreWorker: task submission, execution and the public API.
     Tunable("max_tasks_in_flight_per_worker", 16, "Tasks pushed to one leased worker before replies (pipelining)."),
+    Tunable("max_pending_lease_requests_spread", 10, "Lease requests one owner has out at once for the queued tasks of one SPREAD scheduling key (other keys: one)."),
     Tunable("pipeline_max_task_ms", 5.0, "Tasks pipelined on a worker only while a key's tasks take less than this each."),
     Tunable("worker_lease_idle_linger_ms", 200, "An idle leased worker is returned after this, so submit/get loops reuse it."),
     Tunable("task_socket_stalled_peer_timeout_s", 10.0, "A worker drops a task connection that has not sent its HELLO, or stopped mid-frame, for this long of its waiting: a silent or trickling peer holds no socket and buffer for ever."),
