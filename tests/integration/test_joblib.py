@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 import ray_core as ray
-from ray_core.util.joblib import register_ray
+from ray_common.config import config
+from ray_core.util.joblib import register_ray, warm_pools
+
+from tests.waiting import wait_for
 
 joblib = pytest.importorskip("joblib")
 pytestmark = pytest.mark.timeout(180)
@@ -37,6 +40,28 @@ def test_parallel_runs_on_the_pools_processes():
 def test_errors_are_the_functions_own():
     with joblib.parallel_backend("ray"), pytest.raises(ValueError, match="invalid literal"):
         joblib.Parallel(n_jobs=2)(joblib.delayed(int)(x) for x in ["1", "2", "a", "4"])
+
+
+def test_consecutive_calls_share_a_pool_that_then_gives_its_cpus_back(monkeypatch):
+    keep_s = 10     # far longer than the gap between two calls; the test waits it out
+    monkeypatch.setitem(config._system_config, "joblib_pool_keep_s", keep_s)
+    started = []
+    real_pool = warm_pools.Pool
+    monkeypatch.setattr(warm_pools, "Pool", lambda *a, **kw: started.append(a) or
+                        real_pool(*a, **kw))
+    with joblib.parallel_backend("ray"):
+        for n in (100, 200):
+            assert joblib.Parallel(n_jobs=2)(joblib.delayed(cpu_bound)(i)
+                                             for i in range(n))[-1] == cpu_bound(n - 1)
+    assert len(started) == 1
+    wait_for(lambda: ray.available_resources().get("CPU") == 2, "the pool's CPUs back",
+             timeout=keep_s + 30)
+
+
+def test_a_failed_call_gives_its_cpus_back():
+    with joblib.parallel_backend("ray"), pytest.raises(ZeroDivisionError):
+        joblib.Parallel(n_jobs=2)(joblib.delayed(divmod)(1, x) for x in [1, 0])
+    wait_for(lambda: ray.available_resources().get("CPU") == 2, "the pool's CPUs back")
 
 
 def test_a_large_argument_is_put_once(monkeypatch):

@@ -16,6 +16,7 @@ import ray_core as ray
 from ray_core.exceptions import RayActorError
 from ray_core.util.multiprocessing import Pool, TimeoutError
 
+from tests.integration.conftest import run_script
 from tests.integration.signal_actor import SignalActor
 
 pytestmark = pytest.mark.timeout(180)
@@ -325,3 +326,16 @@ def test_progress_bar(pool, capfd):
     assert list(pool.imap(sqr, range(5), progress="squares")) == [0, 1, 4, 9, 16]
     err = capfd.readouterr().err
     assert "Pool.map(sqr)" in err and "20/20" in err and "squares" in err
+
+
+def test_a_driver_connects_with_ray_address(cluster):
+    token = os.path.join(cluster["session_dir"], "auth_token")
+    result = run_script(f"""
+        import os
+        os.environ["RAY_CORE_AUTH_TOKEN"] = open({token!r}).read().strip()
+        from ray_core.util.multiprocessing import Pool
+        with Pool(1, ray_address={cluster["gcs_address"]!r}) as p:
+            print("SQUARES", p.map(abs, [-1, -2, -3]))
+    """)
+    assert result.returncode == 0, result.stderr
+    assert "SQUARES [1, 2, 3]" in result.stdout

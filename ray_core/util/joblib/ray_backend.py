@@ -4,6 +4,8 @@ joblib batches the calls of a Parallel call (auto-batching aims at batches of a 
 of a second) and submits each batch with Pool.apply_async, so the Pool's actors run the
 batches wherever the cluster has CPUs. n_jobs=-1 means every CPU of the cluster, and an
 n_jobs larger than the cluster's CPUs is trimmed to them (more actors would only queue).
+A call that ends cleanly leaves its Pool to the next call for a moment (warm_pools.py);
+one that fails terminates it (its other batches may still run).
 
 Large arguments travel once: joblib pickles every batch with its arguments, so an array
 given to each of 1,000 calls (GridSearchCV's X and y) would be copied 1,000 times. The
@@ -20,13 +22,16 @@ from joblib._parallel_backends import MultiprocessingBackend
 
 import ray_core
 from ray_common.config import config
-from ray_core.util.multiprocessing import Pool
+from ray_core.util.joblib.warm_pools import WarmPools
+
+_WARM_POOLS = WarmPools()
 
 
 class RayBackend(MultiprocessingBackend):
     def __init__(self, *args, ray_remote_args: Optional[dict] = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._ray_remote_args = ray_remote_args
+        self._pool_shape = None         # (processes, ray_remote_args) of self._pool
         self._stored = _StoredArgs()
 
     def effective_n_jobs(self, n_jobs: Optional[int]) -> int:
@@ -43,11 +48,13 @@ class RayBackend(MultiprocessingBackend):
 
     def configure(self, n_jobs: int = 1, parallel=None, prefer=None, require=None,
                   **pool_kwargs) -> int:
-        """Start the Pool for one Parallel call (joblib calls terminate() at its end).
-        Unlike the multiprocessing backend, n_jobs=1 still runs on the cluster."""
+        """Take a Pool for one Parallel call, a warm one if a call just left it
+        (joblib calls terminate() at the call's end). Unlike the multiprocessing
+        backend, n_jobs=1 still runs on the cluster."""
         n_jobs = self.effective_n_jobs(n_jobs)
         remote_args = pool_kwargs.pop("ray_remote_args", self._ray_remote_args)
-        self._pool = Pool(n_jobs, ray_remote_args=remote_args)
+        self._pool_shape = (n_jobs, remote_args)
+        self._pool = _WARM_POOLS.take_or_start(*self._pool_shape)
         self.parallel = parallel
         return n_jobs
 
@@ -55,8 +62,19 @@ class RayBackend(MultiprocessingBackend):
         return super().submit(self._stored.by_reference(func), callback)
 
     def terminate(self) -> None:
-        super().terminate()
+        """The call ended: its pool waits for the next call (see warm_pools.py)."""
+        if self._pool is not None:
+            _WARM_POOLS.park(self._pool, *self._pool_shape)
+            self._pool = None
         self._stored.clear()
+
+    def abort_everything(self, ensure_ready: bool = True) -> None:
+        """A batch failed: end the pool's other batches now, then (ensure_ready) start
+        a fresh pool for the calls that follow."""
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool = None
+        super().abort_everything(ensure_ready)
 
 
 class _StoredArgs:
