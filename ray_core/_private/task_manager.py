@@ -66,6 +66,9 @@ class TaskManager:
         # and the lineage of tasks whose returns live in plasma.
         self.on_return_nested = None
         self.remember_lineage = None
+        # (task, reply or None) -> reply: a num_returns="dynamic" task's end (its return
+        # becomes the refs of its items); None when it failed as a whole.
+        self.on_dynamic_end = None
 
     def add_pending(self, task: PendingTask) -> None:
         with self._lock:
@@ -87,7 +90,8 @@ class TaskManager:
     def complete(self, task: PendingTask, reply) -> None:
         """Store the returns of a finished task (a PushTaskReply), or retry it."""
         if reply.is_application_error and task.retry_exceptions and task.retries_left != 0 \
-                and not task.cancelled and self._should_retry_exception(task, reply):
+                and not (task.cancelled or reply.was_cancelled) \
+                and self._should_retry_exception(task, reply):
             self._retry(task, "the task raised an exception and retry_exceptions is set")
             return
         with self._lock:
@@ -96,6 +100,8 @@ class TaskManager:
         self.last_completed_at = time.monotonic()
         if task_log.enabled:
             task_log.line("Completing task " + task.task_id.hex())
+        if task.spec.dynamic_returns:
+            reply = self.on_dynamic_end(task, reply)
         returns = [(ret, ObjectID(ret.object_id)) for ret in reply.return_objects]
         kept = [self._has_reference(object_id) for _, object_id in returns]
         in_plasma = [object_id for (ret, object_id), keep in zip(returns, kept)
@@ -163,6 +169,8 @@ class TaskManager:
         for object_id in task.return_ids:
             self._store.put(object_id, stored)
         task.arg_refs = None
+        if task.spec.dynamic_returns:
+            self.on_dynamic_end(task, None)     # the items it made go with it
 
     def _retry(self, task: PendingTask, why: str) -> None:
         task.next_attempt()
