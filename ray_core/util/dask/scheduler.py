@@ -14,7 +14,9 @@ scheduler=ray_dask_get, ray_persist=True)` gives a collection whose graph holds,
 key, a small task that reads its ObjectRef (not the value). A later compute with
 ray_dask_get passes that ref on as the argument of the tasks that need it; Dask may also
 fuse the small task into its dependent, which then reads the ref on its worker, and any
-other scheduler reads it on the driver.
+other scheduler reads it on the driver. Persist returns once the results exist (Dask's
+own local schedulers block too): a task that reads a persisted ref must never wait on
+the task that makes it, which may be queued behind it on the same worker.
 """
 from typing import Any, Dict, Mapping, Optional
 
@@ -58,6 +60,8 @@ def ray_dask_get(dsk: Mapping, keys, ray_remote_args: Optional[dict] = None,
     refs = _submit_graph(convert_legacy_graph(dsk), ray_remote_args or {})
     wanted = list(flatten(keys)) if isinstance(keys, list) else [keys]
     if ray_persist:
+        made = list(dict.fromkeys(refs[key] for key in wanted))    # aliases share a ref
+        ray_core.wait(made, num_returns=len(made), fetch_local=False)
         return nested_get(keys, {key: Task(key, _persisted_value, refs[key])
                                  for key in wanted})
     try:
