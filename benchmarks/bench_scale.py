@@ -4,7 +4,10 @@
 benchmarks/scale_rows.py runs in a fresh process per backend, ray_core then Ray (from
 `make bench-vs-ray`'s virtualenv) one after the other, so both meet the same machine
 within minutes. SCALE_FACTOR (environment, default 1) shrinks every count for a quick
-try. The reference column is Ray's figure; for rows measured in seconds, bytes or MB
+try; RAY_SCALE_FACTOR (default SCALE_FACTOR) runs Ray's side smaller where Ray at full
+size would take the machine for itself (Ray queues a million tasks in ~8 GB of driver
+memory and runs them for ~15 minutes here): rows are then matched by position and only
+the per-item figures (rates, bytes per task) compare. The reference column is Ray's figure; for rows measured in seconds, bytes or MB
 lower is better, so there the ratio printed reads the other way (below 1 is better).
 Peak RSS per kind of process is printed after the table.
 """
@@ -42,6 +45,7 @@ def _measure(python: str, backend: str, row: str, scale: float):
 
 def run():
     scale = float(os.environ.get("SCALE_FACTOR", "1"))
+    ray_scale = float(os.environ.get("RAY_SCALE_FACTOR", str(scale)))
     try:
         ray_python = ensure_ray_venv()
     except Exception as e:  # noqa: BLE001 - no network or no wheel: ray_core alone
@@ -50,16 +54,17 @@ def run():
     rows, notes = [], []
     for row in ROWS:
         core, error = _measure(sys.executable, "ray_core", row, scale)
-        ray_result, ray_error = (_measure(ray_python, "ray", row, scale) if ray_python
+        ray_result, ray_error = (_measure(ray_python, "ray", row, ray_scale) if ray_python
                                  else (None, None))
         for error_text in (error, ray_error):
             if error_text:
                 notes.append(error_text)
         if core is None:
             continue
-        theirs = {name: value for name, value, _ in (ray_result or {}).get("rows", [])}
-        for name, value, unit in core["rows"]:
-            rows.append((name, value, unit, theirs.get(name), unit))
+        theirs = [value for _, value, _ in (ray_result or {}).get("rows", [])]
+        for index, (name, value, unit) in enumerate(core["rows"]):
+            rows.append((name, value, unit, theirs[index] if index < len(theirs) else None,
+                         unit))
         notes.append(f"{row} peak RSS MB: ray_core {core['peak_rss_mb']}"
                      + (f"; ray {ray_result['peak_rss_mb']}" if ray_result else ""))
     for note in notes:
