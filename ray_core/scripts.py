@@ -7,6 +7,8 @@
   ray_core status                     nodes, resources used/total, pending demands
   ray_core memory                     object store use per node, objects and their refs
   ray_core microbenchmark [...]       the core microbenchmark
+  ray_core list|get|summary|logs|timeline|stack|explain   the cluster's state (Ray's
+                                      state CLI; ray_core/util/state/state_cli.py)
 
 Nodes are started by ray_core.node (the same path as init() and cluster_utils), detached
 so they outlive this command, and written down in `<temp_dir>/nodes/` for `stop`. Bad
@@ -23,6 +25,8 @@ from typing import Dict, List, Optional
 
 from ray_common import bundle_resources
 from ray_common.config import config
+
+from ray_core.util.state import state_cli
 
 PROG = "ray_core"
 
@@ -160,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Tasks and objects rows beside Ray's figures.")
     bench.add_argument("--quick", action="store_true", help="shorter windows")
     bench.add_argument("--json", action="store_true", help="print rows as JSON")
+    state_cli.add_parsers(sub, _address)
     for name, command_parser in sub.choices.items():
         command_parser.set_defaults(command_parser=command_parser)
     return parser
@@ -448,6 +453,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.command is None:
         parser.error("a command is required")
+    if args.command in state_cli.COMMANDS:
+        return state_cli.run(args)
     return COMMANDS[args.command](args, args.command_parser)
 
 
