@@ -1,6 +1,7 @@
 """What a raylet tells the state API about its node that lives only on the node: its log
-files (ListLogs, GetLog: `ray_core logs`, also on another machine) and the Python stacks
-of its workers and drivers (DumpStacks: `ray_core stack`).
+files (ListLogs, GetLog: `ray_core logs`, also on another machine), the Python stacks
+of its workers and drivers (DumpStacks: `ray_core stack`) and what it does with an
+object (ExplainNodeObject: `ray_core explain`).
 
 Log files are named, never pathed: a request names a file of the session's logs folder
 (no directory part), so no caller reads outside it. Stacks come from `py-spy dump`, run
@@ -84,3 +85,18 @@ async def dump_stack(pid: int) -> Tuple[str, str]:
         return "", (err.decode(errors="replace").strip() or
                     f"py-spy exited with {proc.returncode}")
     return out.decode(errors="replace"), ""
+
+
+def explain_object(node_manager, object_id: bytes) -> str:
+    """What this node does with an object now, in words; "" when it has nothing of it."""
+    node = node_manager.node_id.hex()[:12]
+    spilled = node_manager.spills.spilled.get(object_id)
+    if spilled is not None:
+        return (f"spilled to disk on node {node} ({spilled.data_size} bytes in "
+                f"{spilled.path}): restored into the object store when it is read")
+    if node_manager.objects.is_pulling(object_id):
+        return f"being transferred to node {node} (a pull is in progress)"
+    if node_manager.plasma.contains(object_id):
+        pinned = "its primary copy, pinned" if object_id in node_manager.pinned else "a copy"
+        return f"in the object store of node {node} ({pinned})"
+    return ""

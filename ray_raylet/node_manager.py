@@ -27,7 +27,7 @@ from ray_raylet.lease_manager import LeaseManager
 from ray_raylet import object_manager
 from ray_raylet.object_manager import ObjectManager, PullError
 from ray_raylet.memory_monitor import MemoryMonitor
-from ray_raylet.node_introspection import LogFiles, dump_stack
+from ray_raylet.node_introspection import LogFiles, dump_stack, explain_object
 from ray_raylet.object_owners import ObjectOwners
 from ray_raylet.spill_manager import SpillManager
 from ray_raylet.worker_pool import ProcessWatcher, Worker, WorkerPool
@@ -521,6 +521,9 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
             reply.stacks.add(pid=pid, worker_id=worker_id, is_driver=is_driver, stack=stack,
                              error=error)
         return reply
+
+    async def ExplainNodeObject(self, request, context):
+        return NM.ExplainNodeObjectReply(explanation=explain_object(self, request.object_id))
 
     async def GetWorkerFailureCause(self, request, context):
         cause = self.memory_monitor.causes.get(request.worker_id) if self.memory_monitor else None

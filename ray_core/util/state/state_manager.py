@@ -236,6 +236,7 @@ class StateDataSource:
                 continue        # exited since its raylet named it
             for row in json.loads(reply.rows_json):
                 row["ip"] = node.node_ip
+                row["address"] = f"{w.ip_address}:{w.port}"
                 rows.append(row)
         return rows, warnings
 
