@@ -5,7 +5,7 @@ PYTEST = $(PYTHON) -m pytest -q
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: build deps test test-setup test-common test-gcs test-plasma test-raylet test-core \
-        test-integration test-cli test-fuzz test-chaos bench bench-vs-ray clean
+        test-integration test-cli test-autoscaler test-fuzz test-chaos bench bench-vs-ray clean
 
 # Bytecode too: every process of a node (GCS, raylet, store, workers) imports the
 # project, and where PYTHONDONTWRITEBYTECODE is set nothing caches it otherwise
@@ -54,6 +54,9 @@ test-integration: build
 
 test-cli: build test-setup
 	$(PYTEST) tests/cli
+
+test-autoscaler: build
+	$(PYTEST) tests/autoscaler tests/integration/test_autoscaler.py tests/cli/test_cluster_files.py
 
 # Bad input on every listening endpoint (gRPC servers, task socket, plasma socket,
 # object transfer port) of one real node: about 20 s.

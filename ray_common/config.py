@@ -27,6 +27,10 @@ _TUNABLES = [
     Tunable("log_rotation_max_bytes", 64 * 1024 ** 2, "A log file rotates past this size (small beside log_dir_max_bytes, so the budget removes rotated history, not live files)."),
     Tunable("log_rotation_backup_count", 5, "Rotated log files kept per process."),
     Tunable("log_dir_max_bytes", 1024 ** 3, "Disk budget of a node's logs folder, all its processes' files together (room for the ~0.5 GB that 1M small tasks write); the log monitor removes the oldest rotated files past it; 0: no budget."),
+    Tunable("runtime_env_max_package_bytes", 100 * 1024 ** 2, "A runtime_env working_dir or py_module package (zipped) larger than this is refused at .remote(): it travels through the GCS KV."),
+    Tunable("runtime_env_setup_timeout_s", 600.0, "Creating a runtime_env's virtualenv (pip install) on a node gives up after this; the task then fails with RuntimeEnvSetupError."),
+    Tunable("tqdm_flush_interval_s", 1.0, "A tqdm_ray bar in a task sends its state to the driver at most this often (its close always), as Ray's does: each send is a line of worker output."),
+    Tunable("tqdm_patch_print", True, "While tqdm_ray bars are drawn on the driver's terminal, print() goes above them (as Ray's RAY_TQDM_PATCH_PRINT), so output and bars do not overwrite each other."),
     Tunable("log_dir_sweep_interval_ms", 1000, "How often the log monitor holds a node's logs folder to log_dir_max_bytes."),
     # Sessions, addresses, authentication.
     Tunable("temp_dir", "/tmp/ray_core", "Root of session folders, address and token files."),
@@ -72,6 +76,7 @@ _TUNABLES = [
     Tunable("stack_dump_timeout_s", 10.0, "How long the raylet waits for py-spy to dump one process's stacks."),
     Tunable("gcs_actor_schedule_retry_ms", 200, "Wait before the actor manager asks a raylet again after a failed lease call or with no node alive."),
     Tunable("gcs_placement_group_retry_ms", 1000, "How often the GCS tries again to place waiting placement groups when the cluster view does not change."),
+    Tunable("placement_group_batch_reply_wait_s", 1.0, "How long the GCS holds the reply to a batch of placement group creations for their first placement attempt (so the caller learns which are ready without asking)."),
     Tunable("placement_group_wait_chunk_s", 30.0, "A wait for a placement group asks the GCS for at most this long per call (each call well inside its own deadline)."),
     Tunable("redis_start_timeout_s", 30.0, "How long start_redis waits for redis-server to answer PING."),
     # Raylet, scheduling, workers.
@@ -81,6 +86,11 @@ _TUNABLES = [
     Tunable("maximum_startup_concurrency", -1, "Workers starting at once; -1 means num_cpus."),
     Tunable("idle_worker_killing_time_threshold_ms", 1000, "Idle time before a surplus worker is killed."),
     Tunable("worker_register_timeout_seconds", 60, "A started worker must register within this."),
+    Tunable("autoscaler_update_interval_s", 1.0, "How often the head's autoscaler reads the demand and decides."),
+    Tunable("gcs_supervisor_record_wait_s", 10.0, "How long a head's supervisor waits for the node record to list it before it starts the autoscaler."),
+    Tunable("drain_objects_timeout_s", 120.0, "How long an idle node's primary copies may take to move to another node before the autoscaler ends it."),
+    Tunable("autoscaler_node_start_timeout_s", 120.0, "A launched node must register within this, or the autoscaler ends it and records a failure."),
+    Tunable("raylet_gcs_check_period_ms", 1000, "How often a raylet makes sure its GCS still answers (it shuts down once the GCS is gone for good)."),
     Tunable("worker_start_attempts", 3, "Workers a lease request may see fail to start (killed, crashed before registering) before the request fails."),
     Tunable("raylet_dead_owners_remembered", 10000, "Dead lease owners a raylet remembers, so a late request of theirs is refused rather than granted to nobody."),
     Tunable("worker_lease_timeout_milliseconds", 0, "0: lease requests queue until granted."),
@@ -117,6 +127,7 @@ _TUNABLES = [
     Tunable("preallocate_plasma_memory", False, "Fault in the whole region at startup so first writes run at memcpy speed (costs the full capacity in RAM at once)."),
     # CoreWorker: task submission, execution and the public API.
     Tunable("max_tasks_in_flight_per_worker", 16, "Tasks pushed to one leased worker before replies (pipelining)."),
+    Tunable("max_pending_lease_requests_spread", 10, "Lease requests one owner has out at once for the queued tasks of one SPREAD scheduling key (other keys: one)."),
     Tunable("pipeline_max_task_ms", 5.0, "Tasks pipelined on a worker only while a key's tasks take less than this each."),
     Tunable("worker_lease_idle_linger_ms", 200, "An idle leased worker is returned after this, so submit/get loops reuse it."),
     Tunable("task_socket_stalled_peer_timeout_s", 10.0, "A worker drops a task connection that has not sent its HELLO, or stopped mid-frame, for this long of its waiting: a silent or trickling peer holds no socket and buffer for ever."),
@@ -142,6 +153,11 @@ _TUNABLES = [
     Tunable("copy_threads", 2, "Threads that copy one large buffer into plasma (one thread cannot saturate memory)."),
     Tunable("parallel_copy_min_bytes", 16 * 1024 ** 2, "Buffers at least this large are copied into plasma by copy_threads threads with streaming stores; smaller ones by memcpy (their lines may still be cached when read)."),
     Tunable("log_flush_interval_ms", 100, "Buffered per-task log lines reach the log file at least this often."),
+    # ray_core.util: the doors from multiprocessing, joblib and Dask.
+    Tunable("pool_chunks_in_flight_per_actor", 2, "Chunks a multiprocessing Pool sends one of its actors before a reply: one running, one queued hides the round trip, and few queued keeps long chunks balanced across actors."),
+    Tunable("joblib_pool_keep_s", 2.0, "The joblib backend keeps the Pool of a finished Parallel call this long for the next call of the same size (loky keeps its workers too), then gives its CPUs back."),
+    Tunable("joblib_put_arg_min_bytes", 100 * 1024, "The joblib backend puts an argument this large (an array, bytes) in the object store once per Parallel call and sends its ref, instead of copying it into every batch (smaller ones are inlined in the task anyway)."),
+    Tunable("progress_line_interval_s", 2.0, "Without tqdm, progress=True writes a plain progress line at most this often."),
 ]
 
 DEFAULTS: Dict[str, Tunable] = {t.name: t for t in _TUNABLES}

@@ -57,7 +57,7 @@ class Cluster:
         temp_dir = self._node_temp_dir(args)
         args.pop("node_name", None)
         node_ip = args.pop("node_ip_address", None) or "127.0.0.1"
-        allowed = {"num_cpus", "num_gpus", "resources", "object_store_memory"}
+        allowed = {"num_cpus", "num_gpus", "resources", "object_store_memory", "labels"}
         if self.head_node is None:
             allowed.add("storage")      # the head's GCS storage: "memory" or "redis"
         unknown = set(args) - allowed
@@ -126,3 +126,69 @@ class Cluster:
             self.remove_node(self.head_node)
         for node in list(self.worker_nodes):
             self.remove_node(node)
+
+
+class AutoscalingCluster:
+    """A head whose autoscaler launches nodes of `worker_node_types` as local processes
+    (Ray's ray.cluster_utils.AutoscalingCluster): for trying autoscaling on one machine.
+
+        cluster = AutoscalingCluster(head_resources={"CPU": 1}, worker_node_types={
+            "big": {"resources": {"CPU": 1, "big": 1}, "min_workers": 0, "max_workers": 2}},
+            idle_timeout_minutes=0.2)
+        cluster.start()
+        ray_core.init(address=cluster.address)
+        ...
+        cluster.shutdown()
+
+    Extra keyword arguments are cluster file keys (max_workers, upscaling_speed,
+    idle_timeout_minutes). The head and its autoscaler die with this process.
+    """
+
+    def __init__(self, head_resources: Dict[str, float],
+                 worker_node_types: Dict[str, Dict[str, Any]], **config_kwargs):
+        from ray_core.autoscaler.cluster_config import parse
+        types = {"head": {"resources": dict(head_resources)}}
+        for name, spec in worker_node_types.items():
+            types[name] = {k: v for k, v in spec.items() if k != "node_config"}
+        self.config = {"cluster_name": "autoscaling-cluster", "provider": {"type": "local"},
+                       "head_node_type": "head", "available_node_types": types,
+                       "max_workers": sum(t.get("max_workers", 0)
+                                          for t in worker_node_types.values()),
+                       **config_kwargs}
+        parse(self.config)      # a bad argument fails here, not in the autoscaler
+        self.head_node: Optional[Node] = None
+        self._config_dir: Optional[str] = None
+
+    @property
+    def address(self) -> str:
+        if self.head_node is None:
+            raise RuntimeError("the cluster is not started: call start() first")
+        return self.head_node.gcs_address
+
+    def start(self, temp_dir: Optional[str] = None) -> None:
+        import json
+        import tempfile
+
+        from ray_core.autoscaler.cluster_config import NodeType
+        self._config_dir = tempfile.mkdtemp(prefix="rc_autoscaling_")
+        path = f"{self._config_dir}/cluster.yaml"
+        with open(path, "w") as f:
+            json.dump(self.config, f)       # JSON is YAML
+        head = self.config["available_node_types"]["head"]
+        self.head_node = Node.start_head(temp_dir or config.temp_dir, autoscaling_config=path,
+                                         **NodeType("head", head["resources"]).start_arguments())
+
+    def shutdown(self) -> None:
+        """The autoscaler, every node it launched, then the head."""
+        import shutil
+
+        from ray_core.autoscaler.cluster_config import parse
+        from ray_core.autoscaler.node_provider import end_launched_nodes, make_provider
+        if self.head_node is None:
+            return
+        node, self.head_node = self.head_node, None
+        node.stop_autoscaler()
+        end_launched_nodes(make_provider(parse(self.config), node.gcs_address,
+                                         node.session_dir, node.temp_dir, node.token))
+        node.kill()
+        shutil.rmtree(self._config_dir, ignore_errors=True)

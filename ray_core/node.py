@@ -234,10 +234,13 @@ class Node:
     def start_head(cls, temp_dir: str, node_ip: str = "127.0.0.1", num_cpus=None,
                    num_gpus=None, resources=None, object_store_memory=None, *, port: int = 0,
                    storage: str = "memory", token: Optional[str] = None,
-                   auth: bool = True, detached: bool = False) -> "Node":
+                   auth: bool = True, detached: bool = False,
+                   labels: Optional[Dict[str, str]] = None,
+                   autoscaling_config: Optional[str] = None) -> "Node":
         """Start GCS, raylet and log monitor; `token` None makes a random one (unless
         `auth` is False); `storage` is "memory", "redis" (a private redis-server) or a
-        redis:// URL."""
+        redis:// URL. `autoscaling_config`: a cluster file whose autoscaler runs on this
+        head (ray_core/autoscaler)."""
         from ray_gcs.launcher import start_gcs
 
         os.makedirs(temp_dir, exist_ok=True)
@@ -269,8 +272,9 @@ class Node:
                                                         node_ip=node_ip, env=env,
                                                         detached=detached)
             node._record()
-            node._start_raylet(node_ip, num_cpus, num_gpus, resources, object_store_memory)
-            node._start_supervisor()
+            node._start_raylet(node_ip, num_cpus, num_gpus, resources, object_store_memory,
+                               labels)
+            node._start_supervisor(autoscaling_config)
         except BaseException:
             node.kill()
             raise
@@ -285,7 +289,7 @@ class Node:
     def start_worker(cls, gcs_address: str, temp_dir: str, node_ip: str = "127.0.0.1",
                      num_cpus=None, num_gpus=None, resources=None, object_store_memory=None,
                      *, session_dir: Optional[str] = None, token: Optional[str] = None,
-                     detached: bool = False) -> "Node":
+                     detached: bool = False, labels: Optional[Dict[str, str]] = None) -> "Node":
         """Join the cluster at `gcs_address` with a raylet and a log monitor.
 
         `token` None: RAY_CORE_AUTH_TOKEN, else the token of this machine's cluster at
@@ -308,7 +312,8 @@ class Node:
         node = cls(temp_dir, session_dir, token, False, detached)
         node.gcs_address = gcs_address
         try:
-            node._start_raylet(node_ip, num_cpus, num_gpus, resources, object_store_memory)
+            node._start_raylet(node_ip, num_cpus, num_gpus, resources, object_store_memory,
+                               labels)
         except BaseException:
             node.kill()
             raise
@@ -316,13 +321,14 @@ class Node:
                     node.raylet_info.get("raylet_address"))
         return node
 
-    def _start_raylet(self, node_ip, num_cpus, num_gpus, resources, object_store_memory):
+    def _start_raylet(self, node_ip, num_cpus, num_gpus, resources, object_store_memory,
+                      labels=None):
         from ray_raylet.launcher import start_raylet
         env = self.child_env()
         self.raylet_proc, self.raylet_info = start_raylet(
             self.gcs_address, self.session_dir, node_ip=node_ip, num_cpus=num_cpus,
             num_gpus=num_gpus, resources=resources, object_store_memory=object_store_memory,
-            env=env, head=self.head, die_with_parent=not self.detached)
+            env=env, head=self.head, die_with_parent=not self.detached, labels=labels)
         self._record()
         command = [sys.executable, "-m", "ray_core._private.log_monitor",
                    "--logs-dir", self.logs_dir, "--gcs-address", self.gcs_address,
@@ -336,8 +342,10 @@ class Node:
                 stderr=err, start_new_session=self.detached)
         self._record()
 
-    def _start_supervisor(self) -> None:
-        """The head's GCS (and private Redis) watcher: ray_gcs/supervisor.py."""
+    def _start_supervisor(self, autoscaling_config: Optional[str] = None) -> None:
+        """The head's GCS (and private Redis) watcher: ray_gcs/supervisor.py. With a
+        cluster file it also runs, and restarts after a crash, the head's autoscaler
+        (ray_core/autoscaler/monitor.py)."""
         ip, port = self.gcs_address.rsplit(":", 1)
         command = [sys.executable, "-m", "ray_gcs.supervisor", "--session-dir", self.session_dir,
                    "--record", self.record_path, "--gcs-pid", str(self.gcs_proc.pid),
@@ -346,6 +354,14 @@ class Node:
         if self.redis is not None:
             command += ["--redis-pid", str(self.redis.proc.pid), "--redis-port",
                         str(self.redis.port), "--redis-dir", self.redis.data_dir]
+        if autoscaling_config:
+            autoscaler = [sys.executable, "-m", "ray_core.autoscaler.monitor",
+                          "--gcs-address", self.gcs_address, "--session-dir", self.session_dir,
+                          "--temp-dir", self.temp_dir,
+                          "--config", os.path.abspath(autoscaling_config)]
+            if self.detached:
+                autoscaler.append("--detached")
+            command += ["--keep-running", "autoscaler", json.dumps(autoscaler)]
         if self.detached:
             command.append("--detached")
         with open(os.path.join(self.logs_dir, "gcs_supervisor.err"), "ab") as err:
@@ -407,6 +423,13 @@ class Node:
 
     # -- stopping --------------------------------------------------------------------
 
+    def stop_autoscaler(self) -> None:
+        """Stop this head's autoscaler (its supervisor does not restart a clean exit),
+        before the nodes it launched are ended."""
+        pid = self._recorded_pid("autoscaler")
+        if pid:
+            _stop_processes([pid])
+
     def kill(self, force: bool = False) -> None:
         """Stop the supervisor (first: it would restart what follows), the log monitor, the
         raylet (its store and workers go with it), the GCS and Redis, then anything left
@@ -416,7 +439,8 @@ class Node:
                  if p is not None]
         # The GCS and Redis may be the supervisor's restarts by now: the record knows.
         restarted = [pid for pid in (self._recorded_pid("gcs_server"),
-                                     self._recorded_pid("redis"))
+                                     self._recorded_pid("redis"),
+                                     self._recorded_pid("autoscaler"))
                      if pid and pid not in {p.pid for p in procs}]
         _stop_processes([p.pid for p in procs] + restarted, force)
         for proc in procs:
@@ -552,9 +576,10 @@ def _live_pids(record: dict) -> List[int]:
                 pids.append(entry["pid"])
         except (psutil.Error, KeyError, TypeError):
             continue
-    # Stop order: the supervisor (it would restart the GCS), the log monitor and raylet,
+    # Stop order: the autoscaler (it would start nodes again), the supervisor (it would
+    # restart the GCS), the log monitor and raylet,
     # the GCS and Redis last.
-    order = {"gcs_supervisor": -1, "log_monitor": 0, "raylet": 1, "gcs_server": 2,
+    order = {"autoscaler": -2, "gcs_supervisor": -1, "log_monitor": 0, "raylet": 1, "gcs_server": 2,
              "redis": 3}
     names = {e.get("pid"): e.get("name") for e in record.get("processes", [])}
     return sorted(pids, key=lambda pid: order.get(names.get(pid), 9))
@@ -582,19 +607,13 @@ def stop_recorded(temp_dir: str, force: bool = False) -> List[dict]:
     files of their sessions are removed too (a raylet removes its spill files when it
     exits, but not when it was SIGKILLed)."""
     stopped = []
+    stop_autoscalers(temp_dir, force)
     records = read_records(temp_dir)
     # Joined nodes before heads: raylets unregister while their GCS still answers.
     records.sort(key=lambda pr: bool(pr[1].get("head")))
     for path, record in records:
-        pids = _live_pids(record)
-        if pids:
-            _stop_processes(pids, force)
+        if stop_record(path, record, force):
             stopped.append(record)
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-        _remove_leftovers(record)
     current = read_current_cluster(temp_dir)
     if current is not None:
         try:
@@ -602,6 +621,34 @@ def stop_recorded(temp_dir: str, force: bool = False) -> List[dict]:
         except OSError:
             pass
     return stopped
+
+
+def stop_autoscalers(temp_dir: str, force: bool = False) -> None:
+    """Stop the autoscalers of the heads under `temp_dir`: before their nodes, which
+    they would launch again."""
+    _stop_processes([entry["pid"] for _path, record in read_records(temp_dir)
+                     for entry in record.get("processes", [])
+                     if entry.get("name") == "autoscaler" and entry["pid"] in
+                     _live_pids(record)], force)
+
+
+def stop_record(path: str, record: Optional[dict] = None, force: bool = False) -> bool:
+    """Stop the node written down at `path` and forget it; False if nothing of it ran."""
+    if record is None:
+        try:
+            with open(path) as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            return False
+    pids = _live_pids(record)
+    if pids:
+        _stop_processes(pids, force)
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+    _remove_leftovers(record)
+    return bool(pids)
 
 
 def _remove_leftovers(record: dict) -> None:

@@ -7,6 +7,8 @@
   ray_core status                     nodes, resources used/total, pending demands
   ray_core memory                     object store use per node, objects and their refs
   ray_core microbenchmark [...]       the core microbenchmark
+  ray_core up / down CLUSTER.yaml     a cluster from a cluster file, autoscaled
+  ray_core exec CLUSTER.yaml CMD      run CMD on that cluster's head
   ray_core list|get|summary|logs|timeline|stack|explain   the cluster's state (Ray's
                                       state CLI; ray_core/util/state/state_cli.py)
 
@@ -26,6 +28,10 @@ from typing import Dict, List, Optional
 from ray_common import bundle_resources
 from ray_common.config import config
 
+from ray_core.autoscaler import KV_NAMESPACE, STATUS_KEY
+from ray_core.autoscaler.cluster_config import ClusterConfigError, load as load_cluster_file
+from ray_core.autoscaler.commands import (add_commands, cmd_down, cmd_exec, cmd_up,
+                                          format_autoscaler)
 from ray_core.util.state import state_cli
 
 PROG = "ray_core"
@@ -72,19 +78,28 @@ def _positive_int(text):
     return value
 
 
-def _resources(text):
+def _json_object(text, valid, expected: str):
     try:
         value = json.loads(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"not JSON ({e}): {text!r}")
-    if not isinstance(value, dict) or not all(
-            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
-            and v >= 0 for k, v in value.items()):
-        raise argparse.ArgumentTypeError(
-            f'expected a JSON object of names to amounts >= 0, like {{"accel": 2}}, got {text!r}')
+    if not isinstance(value, dict) or not all(valid(k, v) for k, v in value.items()):
+        raise argparse.ArgumentTypeError(f"expected a JSON object of {expected}, got {text!r}")
+    return value
+
+
+def _resources(text):
+    value = _json_object(text, lambda k, v: isinstance(k, str) and isinstance(v, (int, float))
+                         and not isinstance(v, bool) and v >= 0,
+                         'names to amounts >= 0, like {"accel": 2}')
     if {"CPU", "GPU"} & set(value):
         raise argparse.ArgumentTypeError("give CPU and GPU through --num-cpus / --num-gpus")
     return value
+
+
+def _labels(text):
+    return _json_object(text, lambda k, v: isinstance(k, str) and isinstance(v, str),
+                        'names to strings, like {"zone": "a"}')
 
 
 def _address(text):
@@ -135,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "a joining node RAY_CORE_AUTH_TOKEN or this machine's token file)")
     start.add_argument("--disable-auth", action="store_true",
                        help="no cluster token: only for trusted networks")
+    start.add_argument("--labels", type=_labels, default=None,
+                       help='node labels as JSON, e.g. \'{"zone": "a"}\'')
+    start.add_argument("--autoscaling-config", default=None,
+                       help="a cluster file: the head runs an autoscaler for its node types")
     start.add_argument("--block", action="store_true",
                        help="stay in the foreground; Ctrl-C stops the node")
 
@@ -164,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Tasks and objects rows beside Ray's figures.")
     bench.add_argument("--quick", action="store_true", help="shorter windows")
     bench.add_argument("--json", action="store_true", help="print rows as JSON")
+    add_commands(sub, _port)
     state_cli.add_parsers(sub, _address)
     for name, command_parser in sub.choices.items():
         command_parser.set_defaults(command_parser=command_parser)
@@ -200,8 +220,14 @@ def cmd_start(args, parser) -> int:
     temp_dir = _temp_dir(args)
     if args.disable_auth and args.auth_token:
         parser.error("--auth-token and --disable-auth contradict each other")
-    if args.address and (args.port is not None or args.storage):
-        parser.error("--port and --storage apply to a head node (--head), not to --address")
+    if args.address and (args.port is not None or args.storage or args.autoscaling_config):
+        parser.error("--port, --storage and --autoscaling-config apply to a head node "
+                     "(--head), not to --address")
+    if args.autoscaling_config:
+        try:
+            load_cluster_file(args.autoscaling_config)
+        except ClusterConfigError as e:
+            parser.error(str(e))
     storage = args.storage or "memory"
     if storage not in ("memory", "redis") and not storage.startswith("redis://"):
         parser.error(f"--storage must be 'redis' or redis://HOST:PORT, got {storage!r}")
@@ -229,13 +255,15 @@ def cmd_start(args, parser) -> int:
                 return 1
             node = Node.start_head(temp_dir, node_ip=args.node_ip_address or "127.0.0.1",
                                    port=port, storage=storage, token=token,
-                                   auth=not args.disable_auth, detached=True, **resources)
+                                   auth=not args.disable_auth, detached=True,
+                                   labels=args.labels,
+                                   autoscaling_config=args.autoscaling_config, **resources)
         else:
             host = args.address.rpartition(":")[0]
             node = Node.start_worker(args.address, temp_dir,
                                      node_ip=args.node_ip_address or _route_ip(host),
                                      token="" if args.disable_auth else token, detached=True,
-                                     **resources)
+                                     labels=args.labels, **resources)
     except (PermissionError, ConnectionError, ValueError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
@@ -338,6 +366,9 @@ def cmd_status(args, parser) -> int:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
     print(format_status(address, nodes, view))
+    autoscaler = _autoscaler_status(address, token)
+    if autoscaler is not None:
+        print(format_autoscaler(autoscaler))
     return 0
 
 
@@ -352,6 +383,20 @@ def _resource_view(address: str, token: Optional[str]):
                                          gcs_service_pb2.GetClusterResourceViewRequest(),
                                          timeout=config.cluster_connect_timeout_s)
     return list(rpc.run_sync(fetch()).nodes)
+
+
+def _autoscaler_status(address: str, token: Optional[str]) -> Optional[dict]:
+    from ray_common import rpc
+    from ray_common.protocol import gcs_service_pb2, gcs_service_pb2_grpc
+
+    async def fetch():
+        stub = rpc.stub(gcs_service_pb2_grpc.InternalKVGcsServiceStub, address, token=token)
+        return await rpc.call_with_retry(
+            stub.InternalKVGet, gcs_service_pb2.InternalKVGetRequest(
+                key=STATUS_KEY, namespace=KV_NAMESPACE),
+            timeout=config.cluster_connect_timeout_s)
+    reply = rpc.run_sync(fetch())
+    return json.loads(reply.value) if reply.value else None
 
 
 def _amount(name: str, value: float) -> str:
@@ -397,11 +442,13 @@ def format_status(address: str, nodes, view) -> str:
                     demand.num_ready_requests_queued + demand.num_infeasible_requests_queued
                 continue
             shape = json.dumps(dict(sorted(demand.shape.items())))
-            if demand.num_ready_requests_queued:
-                pending[shape] = pending.get(shape, 0) + demand.num_ready_requests_queued
-            if demand.num_infeasible_requests_queued:
-                infeasible[shape] = infeasible.get(shape, 0) + \
-                    demand.num_infeasible_requests_queued
+            # The owners' backlog waits behind the queued requests it came with.
+            ready, stuck = demand.num_ready_requests_queued, demand.num_infeasible_requests_queued
+            if ready:
+                pending[shape] = pending.get(shape, 0) + ready + demand.backlog_size
+            if stuck:
+                infeasible[shape] = infeasible.get(shape, 0) + stuck + \
+                    (0 if ready else demand.backlog_size)
     for node in dead:
         reason = f": {node.death_reason}" if node.death_reason else ""
         lines.append(f"  DEAD  {node.node_id.hex()} {node.node_manager_address}{reason}")
@@ -445,7 +492,8 @@ def cmd_microbenchmark(args, parser) -> int:
 
 
 COMMANDS = {"start": cmd_start, "stop": cmd_stop, "status": cmd_status, "memory": cmd_memory,
-            "microbenchmark": cmd_microbenchmark}
+            "microbenchmark": cmd_microbenchmark, "up": cmd_up, "down": cmd_down,
+            "exec": cmd_exec}
 
 
 def main(argv=None) -> int:

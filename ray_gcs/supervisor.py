@@ -13,6 +13,9 @@ placed to watch: so a small process of its own watches the GCS and the Redis it 
 - In-memory storage: the cluster's state died with the GCS. The supervisor writes what
   happened to <session>/gcs_died (status and drivers read it there and say so), stops
   this node's raylet and log monitor, and exits.
+- Other head processes given with --keep-running (the autoscaler) are its own children:
+  one that crashes is started again with the same back-off; one that exits cleanly
+  (`ray_core stop` stops it before the supervisor) is not.
 """
 import argparse
 import json
@@ -27,7 +30,7 @@ from typing import Dict, Optional
 
 from ray_common.config import config
 from ray_common.logging import setup_process_logging
-from ray_common.process import die_with_parent, write_file_atomically
+from ray_common.process import die_with_parent, popen, write_file_atomically
 
 logger = logging.getLogger("ray_gcs.supervisor")   # also when run as __main__
 DEATH_NOTE = "gcs_died"
@@ -83,11 +86,17 @@ class Supervisor:
         self.watched: Dict[int, _Watched] = {}
         self.restarts = 0
         self._stopping = False
+        self.kept = {name: json.loads(command) for name, command in args.keep_running}
+        self.kept_restarts: Dict[str, int] = {}
 
     def run(self) -> int:
         self._watch(_Watched("gcs_server", self.args.gcs_pid))
         if self.args.redis_pid:
             self._watch(_Watched("redis", self.args.redis_pid))
+        if self.kept:
+            self._await_own_record()
+        for name in self.kept:
+            self._watch(self._start_kept(name))
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         # A stop signal must end the poll below at once, not at its next timeout.
@@ -112,6 +121,12 @@ class Supervisor:
                 poller.unregister(fd)
                 dead = self.watched.pop(fd)
                 dead.close()
+                if dead.name in self.kept:
+                    replacement = self._restart_kept(dead)
+                    if replacement is not None:
+                        self._watch(replacement)
+                        poller.register(replacement.fd, select.POLLIN)
+                    continue
                 replacement = self._replace(dead)
                 if replacement is None:
                     return 0
@@ -141,11 +156,8 @@ class Supervisor:
     def _restart_gcs(self, dead: _Watched, cause: str) -> _Watched:
         from ray_gcs.launcher import start_gcs
         lived = time.monotonic() - dead.started
-        if lived >= config.gcs_supervisor_stable_s:
-            self.restarts = 0
-        delay = min(config.gcs_supervisor_backoff_max_s,
-                    config.gcs_supervisor_backoff_initial_s * (2 ** self.restarts)) \
-            if self.restarts else 0.0
+        self.restarts = self.restarts if lived < config.gcs_supervisor_stable_s else 0
+        delay = _backoff(self.restarts)
         self.restarts += 1
         logger.warning("The GCS (pid %d) died after %.1fs: %s. Restarting it on port %d from "
                        "Redis%s (restart %d)", dead.pid, lived, cause, self.args.gcs_port,
@@ -168,6 +180,51 @@ class Supervisor:
         self._record("gcs_server", proc.pid)
         return _Watched("gcs_server", proc.pid, proc)
 
+    # ---- processes kept running (the autoscaler) ---------------------------------
+    def _await_own_record(self) -> None:
+        """The node writes its record once this process started; a kept process's entry
+        goes in after that, or the node's write would drop it (and `ray_core stop`
+        would not find the process)."""
+        deadline = time.monotonic() + config.gcs_supervisor_record_wait_s
+        while time.monotonic() < deadline:
+            try:
+                with open(self.args.record) as f:
+                    if any(e.get("pid") == os.getpid() for e in json.load(f)["processes"]):
+                        return
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.01)
+        logger.warning("The node record %s does not list this supervisor after %.0fs",
+                       self.args.record, config.gcs_supervisor_record_wait_s)
+
+    def _start_kept(self, name: str) -> _Watched:
+        with open(os.path.join(self.logs_dir, f"{name}.err"), "ab") as err:
+            proc = popen(self.kept[name], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=err, start_new_session=self.args.detached)
+        self._record(name, proc.pid)
+        return _Watched(name, proc.pid, proc)
+
+    def _restart_kept(self, dead: _Watched) -> Optional[_Watched]:
+        code = dead.proc.wait()
+        if code == 0 or self._stopping:
+            logger.info("%s (pid %d) exited cleanly; not restarting it", dead.name, dead.pid)
+            return None
+        cause = dead.cause(os.path.join(self.logs_dir, f"{dead.name}.err"))
+        lived = time.monotonic() - dead.started
+        restarts = self.kept_restarts.get(dead.name, 0) \
+            if lived < config.gcs_supervisor_stable_s else 0
+        delay = _backoff(restarts)
+        self.kept_restarts[dead.name] = restarts + 1
+        logger.warning("%s (pid %d) died after %.1fs: %s. Restarting it%s (restart %d)",
+                       dead.name, dead.pid, lived, cause,
+                       f" in {delay:.1f}s" if delay else "", restarts + 1)
+        time.sleep(delay)
+        if self._stopping:
+            return None
+        replacement = self._start_kept(dead.name)
+        logger.info("%s restarted: pid %d", dead.name, replacement.pid)
+        return replacement
+
     def _give_up(self, dead: _Watched, cause: str) -> None:
         """In-memory storage: say what happened, and stop this node (nothing can rejoin)."""
         note = {"pid": dead.pid, "time": time.strftime("%Y-%m-%d %H:%M:%S"), "cause": cause,
@@ -175,7 +232,8 @@ class Supervisor:
         write_file_atomically(os.path.join(self.args.session_dir, DEATH_NOTE), json.dumps(note))
         logger.error("The GCS (pid %d) died: %s. It kept the cluster's state in memory, so the "
                      "cluster is over: stopping this node", dead.pid, cause)
-        for pid in self.args.node_pids:
+        kept = [w.pid for w in self.watched.values() if w.name in self.kept]
+        for pid in self.args.node_pids + kept:
             try:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
@@ -209,13 +267,16 @@ class Supervisor:
                 record = json.load(f)
         except (OSError, ValueError):
             return
-        for entry in record.get("processes", []):
-            if entry.get("name") == name:
-                entry["pid"] = pid
-                try:
-                    entry["create_time"] = psutil.Process(pid).create_time()
-                except psutil.Error:
-                    pass
+        entry = next((e for e in record.setdefault("processes", []) if e.get("name") == name),
+                     None)
+        if entry is None:
+            entry = {"name": name}
+            record["processes"].append(entry)
+        entry["pid"] = pid
+        try:
+            entry["create_time"] = psutil.Process(pid).create_time()
+        except psutil.Error:
+            entry["create_time"] = 0.0
         write_file_atomically(self.args.record, json.dumps(record))
 
 
@@ -232,8 +293,19 @@ def parse_args(argv):
     parser.add_argument("--redis-dir", default="")
     parser.add_argument("--node-pids", type=int, nargs="*", default=[],
                         help="stopped when an in-memory GCS dies (raylet, log monitor)")
+    parser.add_argument("--keep-running", nargs=2, action="append", default=[],
+                        metavar=("NAME", "JSON_COMMAND"),
+                        help="a head process to start and restart when it crashes")
     parser.add_argument("--detached", action="store_true")
     return parser.parse_args(argv)
+
+
+def _backoff(restarts: int) -> float:
+    """No wait for a first crash; then gcs_supervisor_backoff_initial_s doubling."""
+    if not restarts:
+        return 0.0
+    return min(config.gcs_supervisor_backoff_max_s,
+               config.gcs_supervisor_backoff_initial_s * (2 ** restarts))
 
 
 def main(argv=None) -> int:

@@ -14,8 +14,8 @@ def start_raylet(gcs_address: str, session_dir: str, node_ip: str = "127.0.0.1",
                  num_cpus: Optional[float] = None, num_gpus: Optional[float] = None,
                  resources: Optional[Dict[str, float]] = None,
                  object_store_memory: Optional[int] = None, env: Optional[Dict[str, str]] = None,
-                 port: int = 0, head: bool = False,
-                 die_with_parent: bool = True) -> Tuple[subprocess.Popen, dict]:
+                 port: int = 0, head: bool = False, die_with_parent: bool = True,
+                 labels: Optional[Dict[str, str]] = None) -> Tuple[subprocess.Popen, dict]:
     """Start `python -m ray_raylet.main` and return (process, info).
 
     info: {"node_id": hex, "raylet_address": "ip:port", "object_store_socket": path,
@@ -39,6 +39,8 @@ def start_raylet(gcs_address: str, session_dir: str, node_ip: str = "127.0.0.1",
         cmd += ["--resources", json.dumps(resources)]
     if object_store_memory is not None:
         cmd += ["--object-store-memory", str(int(object_store_memory))]
+    if labels:
+        cmd += ["--labels", json.dumps(labels)]
     if head:
         cmd.append("--head")
     if die_with_parent:

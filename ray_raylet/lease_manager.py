@@ -26,6 +26,7 @@ from ray_common.protocol import common_pb2, node_manager_pb2
 from ray_common import bundle_resources as bundle_names
 from ray_raylet import resources as res
 from ray_raylet.scheduling_policy import FAILED, INFEASIBLE, SchedulingPolicy
+from ray_raylet.runtime_envs import RuntimeEnvSetupFailed
 from ray_raylet.worker_pool import Worker, WorkerPool, WorkerStartError
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ Reply = node_manager_pb2.RequestWorkerLeaseReply
 class LeaseRequest:
     __slots__ = ("lease_id", "spec", "demand", "strategy", "dependencies", "grant_or_reject",
                  "reply", "deps_state", "task_hex", "job_id", "canceled", "pull_task",
-                 "owner_id", "owner_node", "start_failures")
+                 "owner_id", "owner_node", "start_failures", "backlog")
 
     def __init__(self, lease_id: bytes, request, demand: res.FixedSet):
         spec = request.resource_spec
@@ -52,6 +53,9 @@ class LeaseRequest:
         self.canceled = False
         self.pull_task: Optional[asyncio.Task] = None
         self.start_failures = 0
+        # Tasks of the same shape the owner queues behind this request (it asks for one
+        # lease per shape at a time): demand the autoscaler and `status` must see.
+        self.backlog = max(0, request.backlog_size - 1)
         if spec.type == common_pb2.ACTOR_CREATION_TASK:
             self.owner_id = self.owner_node = b""     # the GCS's: it ends the actor itself
         else:
@@ -315,6 +319,7 @@ class LeaseManager:
                     demand.num_infeasible_requests_queued += 1
                 else:
                     demand.num_ready_requests_queued += 1
+                demand.backlog_size += req.backlog
         return list(shapes.values())
 
     # ---- dispatch ------------------------------------------------------------------
@@ -403,7 +408,16 @@ class LeaseManager:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
         self.granting[req.lease_id] = req
         try:
-            worker = await self.pool.pop_worker(req.job_id, env)
+            worker = await self.pool.pop_worker(req.job_id, env, req.spec.runtime_env)
+        except RuntimeEnvSetupFailed as e:
+            self.granting.pop(req.lease_id, None)
+            self.local.release(allocation)
+            logger.warning("Lease request %s: its runtime_env could not be set up: %s",
+                           req.what(), e)
+            self._resolve(req, Reply(status=Reply.FAILED, lease_id=req.lease_id,
+                                     failure_message=str(e), runtime_env_setup_failed=True))
+            self.schedule_dispatch()
+            return
         except (WorkerStartError, OSError) as e:
             self.granting.pop(req.lease_id, None)
             self.local.release(allocation)

@@ -37,6 +37,7 @@ def parse_args(argv):
     parser.add_argument("--num-gpus", type=float, default=None)
     parser.add_argument("--resources", default=None, help='custom resources, JSON {"name": n}')
     parser.add_argument("--object-store-memory", type=int, default=None, help="bytes")
+    parser.add_argument("--labels", default=None, help='node labels, JSON {"key": "value"}')
     parser.add_argument("--session-dir", required=True)
     parser.add_argument("--info-file", default=None,
                         help="where to write the node's JSON info once registered")
@@ -68,6 +69,7 @@ def main(argv=None) -> int:
     if args.die_with_parent:
         die_with_parent()
     from ray_gcs.client import GcsClient
+    from ray_gcs.supervisor import death_note
     from ray_plasma.client import PlasmaClient
     from ray_plasma.launcher import start_plasma_store
     from ray_raylet.node_manager import NodeManager
@@ -81,7 +83,7 @@ def main(argv=None) -> int:
     store_bytes = args.object_store_memory or machine.default_object_store_memory()
     try:
         total = machine.total_resources(args.node_ip, args.num_cpus, args.num_gpus,
-                                        args.resources, store_bytes, gpu_ids)
+                                        args.resources, store_bytes, gpu_ids, head=args.head)
     except ValueError as e:
         print(f"ray_raylet: {e}", file=sys.stderr)
         return 2
@@ -94,11 +96,12 @@ def main(argv=None) -> int:
     node = None
     try:
         plasma = PlasmaClient(socket_path)
-        gcs = GcsClient(args.gcs_address)
+        gcs = GcsClient(args.gcs_address, why_unreachable=lambda: death_note(session_dir))
         node = NodeManager(node_id=node_id, node_ip=args.node_ip, gcs_client=gcs,
                            gcs_address=args.gcs_address, plasma=plasma,
                            object_store_socket=socket_path, session_dir=session_dir,
-                           total_resources=total, is_head=args.head, gpu_ids=gpu_ids)
+                           total_resources=total, is_head=args.head, gpu_ids=gpu_ids,
+                           labels=json.loads(args.labels) if args.labels else None)
         node.on_shutdown_request = stop.set
         port = rpc.run_sync(node.serve(args.port))
         log_path = setup_process_logging(_log_component(logs_dir, port), logs_dir)

@@ -21,6 +21,7 @@ from ray_common import rpc
 from ray_common.config import config
 from ray_common.ids import JobID
 from ray_common.protocol import common_pb2, gcs_service_pb2, node_manager_pb2, node_manager_pb2_grpc
+from ray_gcs.errors import GcsUnavailableError
 from ray_raylet import resources as res
 from ray_raylet.bundles import BundleReservations
 from ray_raylet.lease_manager import LeaseManager
@@ -32,6 +33,8 @@ from ray_raylet.object_owners import ObjectOwners
 from ray_raylet.spill_manager import SpillManager
 from ray_raylet.worker_pool import ProcessWatcher, Worker, WorkerPool
 
+NODE_ID_LABEL = "ray.io/node-id"    # the label Ray gives every node
+
 logger = logging.getLogger(__name__)
 NM = node_manager_pb2
 
@@ -40,8 +43,11 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
     def __init__(self, *, node_id: bytes, node_ip: str, gcs_client, gcs_address: str,
                  plasma, object_store_socket: str, session_dir: str,
                  total_resources: Dict[str, float], is_head: bool = False,
-                 gpu_ids: Optional[List[int]] = None):
+                 gpu_ids: Optional[List[int]] = None, labels: Optional[Dict[str, str]] = None):
         self.node_id = node_id
+        # Ray's node labels, with its default ray.io/node-id (the scheduler does not
+        # match them yet: they are what get_node_labels() and nodes() report).
+        self.labels = dict(labels or {}, **{NODE_ID_LABEL: node_id.hex()})
         self.node_ip = node_ip
         self.gcs = gcs_client
         self.gcs_address = gcs_address
@@ -100,7 +106,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
             node_id=self.node_id, node_ip=self.node_ip, raylet_address=self.address,
             gcs_address=self.gcs_address, object_store_socket=self.object_store_socket,
             session_dir=self.session_dir, num_cpus=res.from_fixed(self.local.total.get("CPU", 0)),
-            on_worker_exit=self._on_worker_exit)
+            on_worker_exit=self._on_worker_exit, kv_get=self.gcs.kv_get)
         self.pool.start()
         self.leases = LeaseManager(node_id=self.node_id, local=self.local, pool=self.pool,
                                    pull_dependencies=self._pull_dependencies,
@@ -124,6 +130,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         for data in await self.gcs.get_cluster_resource_view():
             self._on_resources(data)
         self._tasks.append(asyncio.ensure_future(self._report_loop()))
+        self._tasks.append(asyncio.ensure_future(self._watch_gcs()))
 
     def _node_info(self) -> common_pb2.NodeInfo:
         return common_pb2.NodeInfo(
@@ -132,7 +139,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
             object_store_socket_name=self.object_store_socket, node_name=self.node_ip,
             state=common_pb2.NodeInfo.ALIVE, resources_total=self.local.total_floats(),
             start_time_ms=int(time.time() * 1000), is_head_node=self.is_head,
-            session_dir=self.session_dir)
+            session_dir=self.session_dir, labels=self.labels)
 
     async def watch_store(self, pid: int) -> None:
         """A plasma store that dies under us leaves a node that cannot hold objects: stop."""
@@ -193,6 +200,24 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
                 self._last_report = key
             except Exception as e:
                 logger.warning("Resource report of node %s failed: %s", self.node_id.hex(), e)
+
+    async def _watch_gcs(self) -> None:
+        """A GCS gone for good leaves this node nothing to do: shut down rather than
+        linger. Gone for good: no answer for gcs_rpc_server_reconnect_timeout_s (a head
+        with Redis storage restarts its GCS within seconds), or its supervisor's note
+        that an in-memory GCS died (then at once)."""
+        period = config.raylet_gcs_check_period_ms / 1000.0
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.gcs.check_alive([self.node_id])
+            except GcsUnavailableError as e:    # raised once the client's retries ran out
+                logger.error("The GCS at %s is gone (%s); shutting down node %s",
+                             self.gcs_address, e, self.node_id.hex())
+                self.on_shutdown_request()
+                return
+            except Exception as e:  # noqa: BLE001 - anything else: it answered
+                logger.warning("Checking the GCS at %s: %s", self.gcs_address, e)
 
     def _on_gcs_message(self, message) -> None:
         which = message.WhichOneof("inner_message")
@@ -430,6 +455,39 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
             self.spills.free(ids)
         return NM.FreeObjectsReply()
 
+    async def DrainObjects(self, request, context):
+        """Hand each owner's primary copies to the target raylet (it pulls them from here
+        and pins them for that owner), then let go of ours. An object the target could
+        not take stays primary here, and the node is not idle."""
+        stub = rpc.stub(node_manager_pb2_grpc.NodeManagerServiceStub,
+                        request.target_raylet_address)
+        moved, failures = 0, []
+        for owner, object_ids in self.owners.by_owner():
+            pulled = await stub.PullObjects(NM.PullObjectsRequest(
+                object_refs=[common_pb2.ObjectReference(object_id=o, owner_address=owner)
+                             for o in object_ids],
+                locations=[NM.ObjectLocations(object_id=o, node_ids=[self.node_id])
+                           for o in object_ids]), timeout=config.drain_objects_timeout_s)
+            there = [r.object_id for r in pulled.results if r.success]
+            failures += [r.error_message for r in pulled.results if not r.success]
+            if not there:
+                continue
+            pinned = await stub.PinObjectIDs(NM.PinObjectIDsRequest(
+                owner_address=owner, object_ids=there), timeout=config.drain_objects_timeout_s)
+            for object_id, ok in zip(there, pinned.successes):
+                if not ok:
+                    failures.append(f"object {object_id.hex()} was not pinned there")
+                    continue
+                self._unpin(object_id)
+                self.owners.discard(object_id)
+                self.spills.free([object_id])
+                moved += 1
+        logger.info("Drained %d primary copies to %s (%d failed%s)", moved,
+                    request.target_raylet_address, len(failures),
+                    f": {failures[0]}" if failures else "")
+        return NM.DrainObjectsReply(num_moved=moved, num_failed=len(failures),
+                                    message="; ".join(failures[:5]))
+
     async def SpillObjects(self, request, context):
         spilled, count, message = await self.spills.spill(
             request.bytes_needed, f"object {request.object_id.hex()}" if request.object_id else "")
@@ -533,9 +591,6 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
 
     async def PrepareBundleResources(self, request, context):
         success, why = self.bundles.prepare(request.placement_group_id, request.bundles)
-        if success and request.commit:
-            self.bundles.commit(request.placement_group_id,
-                                [bundle.bundle_index for bundle in request.bundles])
         return NM.PrepareBundleResourcesReply(success=success, failure_message=why)
 
     async def CommitBundleResources(self, request, context):
@@ -543,11 +598,24 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         return NM.CommitBundleResourcesReply()
 
     async def CancelResourceReserve(self, request, context):
-        indices = list(request.bundle_indices)
-        self.bundles.cancel(request.placement_group_id, indices)
-        if not indices:  # the whole group is gone: its waiting tasks will never run
-            self.leases.group_removed(request.placement_group_id.hex())
+        self.bundles.cancel(request.placement_group_id, list(request.bundle_indices))
         return NM.CancelResourceReserveReply()
+
+    async def ReserveBundles(self, request, context):
+        replies = []
+        for group in request.groups:
+            success, why = self.bundles.prepare(group.placement_group_id, group.bundles)
+            if success:
+                self.bundles.commit(group.placement_group_id,
+                                    [bundle.bundle_index for bundle in group.bundles])
+            replies.append(NM.PrepareBundleResourcesReply(success=success, failure_message=why))
+        return NM.ReserveBundlesReply(replies=replies)
+
+    async def ReturnBundles(self, request, context):
+        for group_id in request.placement_group_ids:
+            self.bundles.cancel(group_id, [])
+            self.leases.group_removed(group_id.hex())  # its waiting tasks will never run
+        return NM.ReturnBundlesReply()
 
     async def HealthCheck(self, request, context):
         return NM.HealthCheckReply()

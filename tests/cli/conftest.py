@@ -84,15 +84,21 @@ def shm_files_of(pids):
 @pytest.fixture
 def temp_dir():
     """A short temp dir (Unix socket paths must stay short); stops what it holds after."""
-    path = tempfile.mkdtemp(prefix="rcc_", dir="/tmp")
-    yield path
-    from ray_core.node import stop_recorded
-    stop_recorded(path, force=True)
-    shutil.rmtree(path, ignore_errors=True)
+    yield from _short_temp_dir()
+
+
+@pytest.fixture
+def other_temp_dir():
+    """A second node's temp dir, as if that node ran on another machine."""
+    yield from _short_temp_dir()
 
 
 @pytest.fixture(scope="module")
 def module_temp_dir():
+    yield from _short_temp_dir()
+
+
+def _short_temp_dir():
     path = tempfile.mkdtemp(prefix="rcc_", dir="/tmp")
     yield path
     from ray_core.node import stop_recorded

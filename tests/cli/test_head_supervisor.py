@@ -9,7 +9,8 @@ import signal
 import psutil
 import pytest
 
-from tests.cli.conftest import cli, run_driver, running
+from ray_core.node import read_current_cluster, read_token
+from tests.cli.conftest import child_env, cli, run_driver, running
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(180)
@@ -43,7 +44,9 @@ def _record(temp_dir):
 
 
 def _pid(temp_dir, name):
-    return next(e["pid"] for e in _record(temp_dir)["processes"] if e["name"] == name)
+    from ray_core.node import read_records
+    return next(e["pid"] for _path, record in read_records(temp_dir) if record["head"]
+                for e in record["processes"] if e["name"] == name)
 
 
 def _kill(pid):
@@ -87,13 +90,27 @@ def test_a_killed_redis_comes_back_from_its_file(temp_dir):
     wait_for(lambda: not running(pids), "every process of the head stopped")
 
 
-def test_an_in_memory_gcs_that_dies_ends_the_cluster_plainly(temp_dir):
+def _node_pids(temp_dir, head):
+    from ray_core.node import read_records
+    return [e["pid"] for _path, record in read_records(temp_dir) if record["head"] == head
+            for e in record["processes"] if e["name"] != "gcs_server"]
+
+
+def test_an_in_memory_gcs_that_dies_ends_the_cluster_plainly(temp_dir, other_temp_dir):
     cli("start", "--head", "--port", "0", "--num-cpus", "1", temp_dir=temp_dir)
-    node_pids = [e["pid"] for e in _record(temp_dir)["processes"]
-                 if e["name"] in ("raylet", "log_monitor", "gcs_supervisor")]
+    address = read_current_cluster(temp_dir)["gcs_address"]
+    token = read_token(read_current_cluster(temp_dir)["session_dir"])
+    # A node of this machine (it sees the supervisor's note), and one as if on another
+    # machine (its own temp dir: it finds out when the GCS stops answering).
+    cli("start", "--address", address, "--num-cpus", "1", temp_dir=temp_dir)
+    far = other_temp_dir
+    cli("start", "--address", address, "--num-cpus", "1", "--auth-token", token,
+        temp_dir=far, env=child_env(RAY_CORE_GCS_RPC_SERVER_RECONNECT_TIMEOUT_S="2"))
+    node_pids = _node_pids(temp_dir, True) + _node_pids(temp_dir, False) + \
+        _node_pids(far, False)
     _kill(_pid(temp_dir, "gcs_server"))
-    wait_for(lambda: not running(node_pids), "the head's raylet, log monitor and supervisor "
-             "to exit", timeout=30)
+    wait_for(lambda: not running(node_pids), "every node's raylet, log monitor and the "
+             "head's supervisor to exit", timeout=30)
     status = cli("status", temp_dir=temp_dir, check=False)
     assert status.returncode == 1
     assert "died" in status.stderr and "state in memory" in status.stderr, status.stderr
@@ -102,3 +119,4 @@ def test_an_in_memory_gcs_that_dies_ends_the_cluster_plainly(temp_dir):
     assert "Stopped" in cli("stop", temp_dir=temp_dir).stdout or \
         "No ray_core processes" in cli("stop", temp_dir=temp_dir).stdout
     assert not glob.glob(os.path.join(temp_dir, "nodes", "*.json"))
+    cli("stop", temp_dir=far)
