@@ -11,6 +11,7 @@ from ray_core.util import state
 from ray_core.util.placement_group import placement_group, remove_placement_group
 
 from tests import waiting
+from tests.integration.conftest import run_script
 
 pytestmark = pytest.mark.timeout(180)
 # State arrives in batches, and this machine is shared: generous deadlines, never timers.
@@ -219,3 +220,40 @@ def test_timeline_has_a_slice_per_task_on_its_worker_track(two_nodes, tmp_path):
     assert track and f"worker pid {state.get_task(task_id).worker_pid}" in \
         track[0]["args"]["name"]
     assert any(e.get("args", {}).get("task_id") == task_id for e in ray.timeline())
+
+
+def test_dropped_task_events_are_counted_and_shown(short_temp_dir):
+    """Past task_events_max_num_task_in_gcs attempts per job the GCS forgets the oldest
+    ended ones; list_tasks says how many (a warning, or an error by default)."""
+    result = run_script(f"""
+        import warnings
+        import ray_core as ray
+        from ray_core.util import state
+        from tests.waiting import wait_for
+        ray.init(num_cpus=1, _temp_dir={short_temp_dir!r},
+                 _system_config={{"task_events_max_num_task_in_gcs": 5,
+                                  "task_events_report_interval_ms": 100}})
+
+        @ray.remote
+        def one(i):
+            return i
+
+        ray.get([one.remote(i) for i in range(12)])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rows = wait_for(lambda: len(state.list_tasks(raise_on_missing_output=False)) == 5
+                            and state.list_tasks(raise_on_missing_output=False),
+                            "the table at its bound", timeout=90)
+        print("ROWS", len(rows))
+        print("WARNED", str(caught[-1].message))
+        try:
+            state.list_tasks()
+        except state.RayStateApiException as e:
+            print("RAISED", e)
+        ray.shutdown()
+    """)
+    assert "ROWS 5" in result.stdout, result.stderr[-3000:]
+    warned = next(line for line in result.stdout.splitlines() if line.startswith("WARNED"))
+    assert "task attempt(s) or event(s) were dropped" in warned
+    assert int(warned.split()[1]) >= 7, warned      # 12 tasks, 5 kept
+    assert "RAISED" in result.stdout and "raise_on_missing_output=False" in result.stdout
