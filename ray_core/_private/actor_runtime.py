@@ -268,10 +268,13 @@ class ActorRuntime:
         except _ArgError as e:
             reply = core_worker_pb2.PushTaskReply(task_id=spec.task_id)
             executor._error_reply(reply, spec, e.error)
-            self._send(server, conn, reply)
-            return
         except Exception as e:
-            self._send(server, conn, self._error(spec, e))
+            reply = self._error(spec, e)
+        else:
+            reply = None
+        if reply is not None:
+            executor.record_end(spec, reply)
+            self._send(server, conn, reply)
             return
         calls = self._async_calls
 
@@ -292,6 +295,7 @@ class ActorRuntime:
             finally:
                 calls.pop(task_id, None)
                 executor.cancelled.discard(task_id)
+            executor.record_end(spec, reply)
             self._send(server, conn, reply)
 
         asyncio.run_coroutine_threadsafe(run(), loop)
@@ -301,6 +305,7 @@ class ActorRuntime:
         executor = self.core.executor
         async with semaphore:
             reply = core_worker_pb2.PushTaskReply(task_id=spec.task_id)
+            executor.record_running(spec)
             try:
                 result = fn(*args, **kwargs)
                 if spec.streaming_generator:

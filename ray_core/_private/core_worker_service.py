@@ -10,9 +10,11 @@ import json
 import logging
 import os
 
+from ray_common.config import config
 from ray_common.ids import ObjectID
 from ray_common.protocol import core_worker_pb2, core_worker_pb2_grpc
 
+from ray_core._private import hang_report
 from ray_core._private.background import background_pool
 
 logger = logging.getLogger(__name__)
@@ -79,6 +81,12 @@ class CoreWorkerServicer(core_worker_pb2_grpc.CoreWorkerServiceServicer):
         rows = self._core.lifetime.objects_info()
         return core_worker_pb2.GetObjectsInfoReply(rows_json=json.dumps(rows))
 
+    async def ExplainObject(self, request, context):
+        explanation, node_id = await hang_report.explain_owned(self._core,
+                                                               ObjectID(request.object_id))
+        return core_worker_pb2.ExplainObjectReply(explanation=explanation,
+                                                  plasma_node_id=node_id)
+
     async def ReportGeneratorItem(self, request, context):
         self._core.generator_streams.report(request)
         return core_worker_pb2.ReportGeneratorItemReply()
@@ -116,6 +124,11 @@ class CoreWorkerServicer(core_worker_pb2_grpc.CoreWorkerServiceServicer):
         core = self._core
         logger.info("Asked to exit (force=%s)", request.force_exit)
         if request.force_exit:
+            try:    # its last tasks' events, or `list tasks` never learns how they ended
+                await asyncio.wait_for(core.task_events.drain(),
+                                       config.task_events_report_interval_ms / 1000.0)
+            except Exception as e:  # noqa: BLE001 - exiting is what was asked
+                logger.info("Sending the last task events failed: %s", e)
             os._exit(0)
         if request.if_owns_nothing:
             owned = core.what_it_owns()

@@ -11,7 +11,7 @@ EXPECTED_NAMES = {
     "WorkerID",
     "ObjectRef", "ObjectRefGenerator", "RemoteFunction", "available_resources", "cancel",
     "cluster_resources", "exceptions", "get", "get_gpu_ids", "get_runtime_context", "init",
-    "is_initialized", "nodes", "put", "remote", "shutdown", "wait", "__version__",
+    "is_initialized", "nodes", "put", "remote", "shutdown", "timeline", "wait", "__version__",
 }
 
 EXPECTED_SIGNATURES = {
@@ -44,6 +44,7 @@ EXPECTED_SIGNATURES = {
     "get_actor": "(name: str, namespace: Optional[str] = None) -> ray_core.actor.ActorHandle",
     "kill": "(actor: ray_core.actor.ActorHandle, *, no_restart: bool = True) -> None",
     "method": "(*args, **kwargs)",
+    "timeline": "(filename: Optional[str] = None) -> Optional[List[dict]]",
 }
 
 # Every class of Ray 2.60's ray.exceptions that means something without Ray's compiled
