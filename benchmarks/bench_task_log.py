@@ -11,13 +11,10 @@ throughput of each is kept (a shared machine only ever makes a run slower).
   python -m benchmarks.bench_task_log [TASKS]     prints the table and JSON
 """
 import json
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchmarks.fresh_driver import run_driver
+
 TASKS = 20_000
 RUNS = 3
 
@@ -64,20 +61,7 @@ def _group(name: str) -> str:
 
 
 def _one_run(level: str, tasks: int) -> dict:
-    temp_dir = tempfile.mkdtemp(prefix="rcl_", dir="/tmp")
-    env = dict(os.environ, RAY_CORE_LOG_LEVEL=level)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    for name in ("RAY_CORE_ADDRESS", "RAY_CORE_TEMP_DIR"):
-        env.pop(name, None)
-    try:
-        out = subprocess.run([sys.executable, "-c", DRIVER, temp_dir, str(tasks)],
-                             check=True, capture_output=True, text=True, env=env,
-                             cwd=ROOT).stdout
-    finally:
-        subprocess.run([sys.executable, "-m", "ray_core", "stop", "--force", "--temp-dir",
-                        temp_dir], capture_output=True, env=env)
-        shutil.rmtree(temp_dir, ignore_errors=True)
-    result = json.loads(out.split("RESULT ", 1)[1])
+    result = run_driver(DRIVER, tasks, RAY_CORE_LOG_LEVEL=level)
     per_group = {}
     for name, size in result["after"].items():
         grown = size - result["before"].get(name, 0)

@@ -59,6 +59,12 @@ _TUNABLES = [
     Tunable("gcs_supervisor_backoff_max_s", 30.0, "Longest wait before the supervisor restarts a GCS that keeps dying."),
     Tunable("gcs_supervisor_stable_s", 60.0, "A GCS that lived this long died by accident, not in a loop: restarted at once."),
     Tunable("gcs_max_dead_workers", 1000, "Dead workers the GCS worker table keeps (the oldest deaths are forgotten first)."),
+    # Task events (the state API's tasks, `ray_core list tasks`, `timeline`, `explain`).
+    Tunable("enable_task_events", True, "Workers and drivers report their tasks' state changes to the GCS (off: `list tasks`, `timeline` and task `explain` know nothing; the switch the overhead benchmark flips)."),
+    Tunable("task_events_report_interval_ms", 1000, "A process sends its buffered task events to the GCS at least this often (off the task path, on its io loop)."),
+    Tunable("task_events_send_batch_size", 10000, "A buffer holding this many task events is sent at once, before the interval ends."),
+    Tunable("task_events_max_buffer_size", 100000, "Task events a process buffers while the GCS does not take them; more are dropped and counted."),
+    Tunable("task_events_max_num_task_in_gcs", 20000, "Task attempts the GCS keeps per job (~1 KB each); past it the oldest finished ones are forgotten first, and counted as dropped."),
     Tunable("gcs_actor_schedule_retry_ms", 200, "Wait before the actor manager asks a raylet again after a failed lease call or with no node alive."),
     Tunable("gcs_placement_group_retry_ms", 1000, "How often the GCS tries again to place waiting placement groups when the cluster view does not change."),
     Tunable("placement_group_wait_chunk_s", 30.0, "A wait for a placement group asks the GCS for at most this long per call (each call well inside its own deadline)."),

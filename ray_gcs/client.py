@@ -38,6 +38,7 @@ _STUBS = {
     "actor": grpc_pb.ActorInfoGcsServiceStub,
     "pg": grpc_pb.PlacementGroupInfoGcsServiceStub,
     "pubsub": grpc_pb.InternalPubSubGcsServiceStub,
+    "task": grpc_pb.TaskInfoGcsServiceStub,
 }
 
 
@@ -247,6 +248,19 @@ class GcsClient:
         reply = await self._call("resource", "GetClusterResourceView",
                                  pb.GetClusterResourceViewRequest())
         return list(reply.nodes)
+
+    # ---- task events ----------------------------------------------------------
+
+    async def add_task_event_data(self, data: pb.TaskEventData) -> None:
+        """One try, no reconnect loop: a batch that does not arrive is counted as dropped
+        by its sender, which must not pile batches up behind a GCS that is away."""
+        await self._stub("task").AddTaskEventData(pb.AddTaskEventDataRequest(data=data),
+                                                  timeout=config.rpc_default_deadline_s)
+
+    async def get_task_events(self, *, job_id: bytes = b"", task_ids: Iterable[bytes] = (),
+                              actor_id: bytes = b"", limit: int = 0) -> pb.GetTaskEventsReply:
+        return await self._call("task", "GetTaskEvents", pb.GetTaskEventsRequest(
+            job_id=job_id, task_ids=list(task_ids), actor_id=actor_id, limit=limit))
 
     # ---- jobs -----------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from ray_gcs.placement_group_scheduler import GcsPlacementGroupScheduler
 from ray_gcs.placement_group_table import GcsPlacementGroupTable
 from ray_gcs.pubsub import GcsPublisher, PubSubServicer
 from ray_gcs.storage import Storage, StorageError, open_storage
+from ray_gcs.task_manager import GcsTaskManager
 from ray_gcs.worker_manager import GcsWorkerManager
 
 logger = logging.getLogger("ray_gcs.server")  # __name__ is "__main__" under -m
@@ -49,6 +50,7 @@ class GcsServer:
         self.workers = GcsWorkerManager(storage, self.publisher)
         self.actors = GcsActorTable(storage, self.publisher)
         self.placement_groups = GcsPlacementGroupTable(storage)
+        self.tasks = GcsTaskManager()
         self.nodes.add_death_listener(self.jobs.on_node_dead)
         self.actor_manager = GcsActorManager(self.actors, self.nodes, self.publisher)
         self.placement_groups.scheduler = GcsPlacementGroupScheduler(
@@ -70,6 +72,7 @@ class GcsServer:
             (grpc_pb.add_WorkerInfoGcsServiceServicer_to_server, self.workers),
             (grpc_pb.add_ActorInfoGcsServiceServicer_to_server, self.actor_manager),
             (grpc_pb.add_PlacementGroupInfoGcsServiceServicer_to_server, self.placement_groups),
+            (grpc_pb.add_TaskInfoGcsServiceServicer_to_server, self.tasks),
             (grpc_pb.add_InternalPubSubGcsServiceServicer_to_server,
              PubSubServicer(self.publisher)),
         ], port=port, host=host)

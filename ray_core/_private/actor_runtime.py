@@ -190,15 +190,19 @@ class ActorRuntime:
         except _ArgError as e:
             reply = core_worker_pb2.PushTaskReply(task_id=spec.task_id)
             executor._error_reply(reply, spec, e.error)
-            self._send(server, conn, reply)
-            return
         except Exception as e:
-            self._send(server, conn, self._error(spec, e))
+            reply = self._error(spec, e)
+        else:
+            reply = None
+        if reply is not None:
+            executor.record_end(spec, reply)
+            self._send(server, conn, reply)
             return
 
         async def run():
             async with semaphore:
                 reply = core_worker_pb2.PushTaskReply(task_id=spec.task_id)
+                executor.record_running(spec)
                 try:
                     result = fn(*args, **kwargs)
                     if spec.streaming_generator:
@@ -212,6 +216,7 @@ class ActorRuntime:
                         executor._returns(reply, spec, result)
                     except Exception as e:
                         reply = self._error(spec, e)
+                executor.record_end(spec, reply)
             self._send(server, conn, reply)
 
         asyncio.run_coroutine_threadsafe(run(), loop)

@@ -43,6 +43,7 @@ from ray_common.protocol import core_worker_pb2, gcs_service_pb2
 
 from ray_core import exceptions
 from ray_core._private import serialization
+from ray_core._private.task_event_buffer import SUBMITTED_TO_WORKER
 from ray_core._private.task_log import task_log
 from ray_core._private.task_manager import PendingTask
 from ray_core._private.task_transport import encode_push
@@ -162,6 +163,9 @@ class ActorTaskSubmitter:
             data = encode_push(batch)
             if task_log.enabled:
                 task_log.line(f"Pushing actor task {task.task_id.hex()} to actor {actor.hex}")
+            events = self._core.task_events
+            if events.enabled:
+                events.record(spec.task_id, task.attempt, SUBMITTED_TO_WORKER)
             try:
                 sent = os.write(actor.fd, data)
             except (BlockingIOError, InterruptedError):
@@ -244,6 +248,8 @@ class ActorTaskSubmitter:
         worker_id = actor.worker_id
         unacked = actor.unacked
         logging_on = task_log.enabled
+        events = self._core.task_events
+        record = events.record if events.enabled else None
         while queue and queue[0].resolved:
             task = queue.popleft()
             if task.cancelled:
@@ -258,6 +264,8 @@ class ActorTaskSubmitter:
             request.task_spec.CopyFrom(task.spec)
             if logging_on:
                 task_log.line(f"Pushing actor task {task.task_id.hex()} to actor {actor.hex}")
+            if record is not None:
+                record(task.spec.task_id, task.attempt, SUBMITTED_TO_WORKER)
         if batch.requests:
             conn.send_batch(batch)
 

@@ -42,6 +42,7 @@ from ray_core._private.normal_task_submitter import NormalTaskSubmitter
 from ray_core._private.object_lifetime import ObjectLifetime, borrow_capture
 from ray_core._private.plasma_objects import PlasmaObjects
 from ray_core._private.reference_counter import ReferenceCounter
+from ray_core._private.task_event_buffer import PENDING_ARGS_AVAIL, TaskEventBuffer
 from ray_core._private.task_executor import TaskExecutor
 from ray_core._private.task_manager import PendingTask, TaskManager
 from ray_core._private.task_log import task_log
@@ -104,6 +105,7 @@ class CoreWorker:
                                         self.reference_counter.has_reference,
                                         self._on_plasma_return)
         self.task_manager.on_return_nested = self.lifetime.on_return_nested
+        self.task_events = self.task_manager.events = TaskEventBuffer(self.gcs, self.loop)
         self.task_manager.remember_lineage = self.lifetime.remember
         self.generator_streams = GeneratorStreams(self)
         self.lease_client = LeaseClient(raylet_address)
@@ -165,6 +167,7 @@ class CoreWorker:
             self.plasma_socket = reply.object_store_socket_name
             self.plasma_objects.socket_path = self.plasma_socket
         self.loop.call_soon_threadsafe(self._flush_refs_periodically)
+        self.task_events.start(self.worker_id.binary(), self.node_id, self.address)
         logger.info("Initializing worker %s (%s, pid %d), listening on port %d",
                     self.worker_id.hex(), self.mode, os.getpid(), port)
 
@@ -189,6 +192,7 @@ class CoreWorker:
                 pass
         if self.task_server is not None:
             self.task_server.close()
+        self.task_events.close()
         self.plasma_objects.close()
 
     def _flush_refs_periodically(self) -> None:
@@ -308,6 +312,10 @@ class CoreWorker:
         spec.parent_counter = counter
         spec.depth = ctx.depth
         arg_refs = self._build_args(spec, args, kwargs, function_name)
+        events = self.task_events
+        if events.enabled:
+            events.record_described(spec.task_id, 0, PENDING_ARGS_AVAIL, template,
+                                   spec.parent_task_id)
         return_ids = [ObjectID.from_index(task_id, i) for i in range(1, spec.num_returns + 1)]
         rc = self.reference_counter
         refs = []

@@ -27,6 +27,7 @@ from ray_common.ids import UniqueID
 from ray_common.protocol import common_pb2, core_worker_pb2, node_manager_pb2
 
 from ray_core import exceptions
+from ray_core._private.task_event_buffer import PENDING_NODE_ASSIGNMENT, SUBMITTED_TO_WORKER
 from ray_core._private.task_manager import PendingTask, TaskManager
 from ray_core._private.task_log import task_log
 
@@ -116,6 +117,9 @@ class NormalTaskSubmitter:
         if state is None:
             state = self._keys[key] = _KeyState()
         state.queue.append(task)
+        events = self._task_manager.events
+        if events is not None and events.enabled:
+            events.record(task.spec.task_id, task.attempt, PENDING_NODE_ASSIGNMENT)
         self._dispatch(key, state)
 
     def _depth_for(self, state: _KeyState) -> int:
@@ -126,6 +130,8 @@ class NormalTaskSubmitter:
         queue = state.queue
         depth = self._depth_for(state)
         now = time.monotonic()
+        events = self._task_manager.events
+        record = events.record if events is not None and events.enabled else None
         for worker in state.workers:
             if not queue:
                 break
@@ -152,6 +158,8 @@ class NormalTaskSubmitter:
                     request.resource_mapping.extend(worker.resource_mapping)
                 if task_log.enabled:
                     task_log.line("Pushing normal task " + task.task_id.hex())
+                if record is not None:
+                    record(task_id, task.attempt, SUBMITTED_TO_WORKER)
                 room -= 1
             if batch.requests:
                 if worker.idle_timer is not None:

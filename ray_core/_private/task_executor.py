@@ -18,6 +18,7 @@ from ray_common.protocol import common_pb2, core_worker_pb2
 from ray_core import exceptions
 from ray_core._private import generator_streams, serialization
 from ray_core._private.serialization import META_ERROR
+from ray_core._private.task_event_buffer import FINISHED, RUNNING, error_type_of
 from ray_core._private.task_log import task_log
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class TaskExecutor:
         self.cancel_requested = None    # task id a SIGINT is on its way to cancel
         self.exiting = False            # a max_calls limit was reached: exit after replying
         self._calls = {}                # function hash -> tasks run (for max_calls)
+        self._failed = set()            # ids of tasks whose FAILED event is recorded
 
     def execute(self, request) -> core_worker_pb2.PushTaskReply:
         spec = request.task_spec
@@ -78,6 +80,7 @@ class TaskExecutor:
         core = self._core
         core.enter_task(spec, request.resource_mapping)
         self.current_task_id = spec.task_id
+        self.record_running(spec)
         try:
             try:
                 if spec.type == common_pb2.ACTOR_TASK:
@@ -130,6 +133,7 @@ class TaskExecutor:
             return reply
         finally:
             self.current_task_id = None
+            self.record_end(spec, reply)
             core.exit_task()
 
     # -- arguments -------------------------------------------------------------------
@@ -256,3 +260,29 @@ class TaskExecutor:
             ret.object.metadata = META_ERROR
             ret.size = len(payload)
         logger.info("Task %s failed: %s", task_id.hex(), type(error).__name__)
+        events = self._core.task_events
+        if events.enabled:
+            events.record_failure(spec.task_id, spec.attempt_number, error_type_of(error),
+                                  str(error), executed=True)
+            self._failed.add(spec.task_id)
+
+    def record_running(self, spec) -> None:
+        """A task event: this worker runs the task now (an actor's creation task with
+        what it is: the GCS, not a process with task events, submits it)."""
+        events = self._core.task_events
+        if events.enabled:
+            if spec.type == common_pb2.ACTOR_CREATION_TASK:
+                events.record_described(spec.task_id, spec.attempt_number, RUNNING, spec,
+                                        spec.parent_task_id, True)
+            else:
+                events.record(spec.task_id, spec.attempt_number, RUNNING, True)
+
+    def record_end(self, spec, reply) -> None:
+        """A task event: the task ended here, FINISHED unless _error_reply said FAILED (a
+        cancelled task is the owner's to report)."""
+        events = self._core.task_events
+        if events.enabled and not reply.was_cancelled:
+            if spec.task_id in self._failed:
+                self._failed.discard(spec.task_id)
+            else:
+                events.record(spec.task_id, spec.attempt_number, FINISHED, True)

@@ -17,6 +17,8 @@ from ray_common.protocol import common_pb2
 from ray_core import exceptions
 from ray_core._private import serialization
 from ray_core._private.memory_store import MemoryStore, StoredObject
+from ray_core._private.task_event_buffer import (FAILED, FINISHED, PENDING_ARGS_AVAIL,
+                                                 error_type_of)
 from ray_core._private.task_log import task_log
 
 logger = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ class TaskManager:
         # and the lineage of tasks whose returns live in plasma.
         self.on_return_nested = None
         self.remember_lineage = None
+        self.events = None    # the CoreWorker's TaskEventBuffer
 
     def add_pending(self, task: PendingTask) -> None:
         with self._lock:
@@ -88,7 +91,8 @@ class TaskManager:
         """Store the returns of a finished task (a PushTaskReply), or retry it."""
         if reply.is_application_error and task.retry_exceptions and task.retries_left != 0 \
                 and not task.cancelled and self._should_retry_exception(task, reply):
-            self._retry(task, "the task raised an exception and retry_exceptions is set")
+            self._retry(task, "the task raised an exception and retry_exceptions is set",
+                        "TASK_EXECUTION_EXCEPTION")
             return
         with self._lock:
             if self._pending.pop(task.task_id, None) is None:
@@ -96,6 +100,10 @@ class TaskManager:
         self.last_completed_at = time.monotonic()
         if task_log.enabled:
             task_log.line("Completing task " + task.task_id.hex())
+        events = self.events
+        if events is not None and events.enabled:
+            events.record(task.spec.task_id, task.attempt,
+                          FAILED if reply.is_application_error else FINISHED)
         returns = [(ret, ObjectID(ret.object_id)) for ret in reply.return_objects]
         kept = [self._has_reference(object_id) for _, object_id in returns]
         in_plasma = [object_id for (ret, object_id), keep in zip(returns, kept)
@@ -136,6 +144,8 @@ class TaskManager:
         task.next_attempt()
         logger.info("Re-running task %s to rebuild its lost returns (attempt %d)",
                     task.task_id.hex(), task.attempt)
+        if self.events is not None and self.events.enabled:
+            self.events.record(task.spec.task_id, task.attempt, PENDING_ARGS_AVAIL)
         resubmit(task)
 
     def fail_or_retry(self, task: PendingTask, error: BaseException, retryable: bool = True) -> bool:
@@ -147,7 +157,8 @@ class TaskManager:
             error = exceptions.TaskCancelledError(task.task_id.hex())
             retryable = False
         if retryable and task.retries_left != 0 and task.task_id in self._pending:
-            self._retry(task, str(error).splitlines()[0] if str(error) else type(error).__name__)
+            self._retry(task, str(error).splitlines()[0] if str(error) else type(error).__name__,
+                        error_type_of(error))
             return True
         self.fail(task, error)
         return False
@@ -159,12 +170,17 @@ class TaskManager:
         self.last_completed_at = time.monotonic()
         logger.info("Failing task %s: %s", task.task_id.hex(), str(error).splitlines()[0]
                     if str(error) else type(error).__name__)
+        if self.events is not None and self.events.enabled:
+            self.events.record_failure(task.spec.task_id, task.attempt, error_type_of(error),
+                                       str(error))
         stored = StoredObject.error(error)
         for object_id in task.return_ids:
             self._store.put(object_id, stored)
         task.arg_refs = None
 
-    def _retry(self, task: PendingTask, why: str) -> None:
+    def _retry(self, task: PendingTask, why: str, error_type: str) -> None:
+        if self.events is not None and self.events.enabled:
+            self.events.record_failure(task.spec.task_id, task.attempt, error_type, why)
         task.next_attempt()
         logger.info("Retrying task %s (attempt %d, %s retries left): %s", task.task_id.hex(),
                     task.attempt, "unlimited" if task.retries_left < 0 else task.retries_left, why)
