@@ -362,6 +362,8 @@ def cmd_status(args, parser) -> int:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
     print(format_status(address, nodes, view))
+    print(format_endpoints(sorted({n.session_dir for n in nodes if n.state == n.ALIVE
+                                   and n.session_dir and os.path.isdir(n.session_dir)})))
     autoscaler = _autoscaler_status(address, token)
     if autoscaler is not None:
         print(format_autoscaler(autoscaler))
@@ -459,6 +461,21 @@ def format_status(address: str, nodes, view) -> str:
               for shape, count in sorted(infeasible.items())]
     lines += [f"  in placement group {group}: {count} waiting for its bundles"
               for group, count in sorted(in_groups.items())]
+    return "\n".join(lines)
+
+
+def format_endpoints(session_dirs: List[str]) -> str:
+    """The metrics endpoints and the dashboard written down in the session folders of
+    this machine (another machine's nodes write theirs in their own folders)."""
+    from ray_common.metrics import metrics_files
+    from ray_core.dashboard.launcher import read_dashboard_url
+    lines = ["Metrics (Prometheus, this machine's processes):"]
+    entries = [entry for session_dir in session_dirs for entry in metrics_files(session_dir)]
+    lines += [f"  {e['component']} pid {e['pid']}"
+              + (f" node {e['node_id'][:12]}" if e.get("node_id") else "")
+              + f": http://{e['address']}/metrics" for e in entries] or ["  (none)"]
+    urls = list(filter(None, map(read_dashboard_url, session_dirs)))
+    lines.append(f"Dashboard: {urls[0] if urls else '(not running)'}")
     return "\n".join(lines)
 
 
