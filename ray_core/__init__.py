@@ -10,6 +10,7 @@ entry point; the CoreWorker and everything behind it live in `_private/` (its
 """
 import inspect
 import os
+from typing import List, Optional
 
 # gRPC's C core logs connection shutdowns (GOAWAY) at info level to stderr; keep a
 # driver's terminal for the user's output.
@@ -47,6 +48,14 @@ def remote(*args, **kwargs):
     return decorator
 
 
+def timeline(filename: Optional[str] = None) -> Optional[List[dict]]:
+    """Ray's ray.timeline: every task that ran, as Chrome trace events (one track per
+    worker, a slice per task); written as JSON to `filename` when given, else returned."""
+    from ray_core.util.state.timeline import timeline as trace
+    events = trace(filename)
+    return None if filename is not None else events
+
+
 def _make_remote(obj, task_options):
     if inspect.isclass(obj):
         return ActorClass(obj, task_options)
@@ -58,5 +67,5 @@ def _make_remote(obj, task_options):
 __all__ = ["ActorClass", "ActorHandle", "get_actor", "kill", "method",
            "ObjectRef", "ObjectRefGenerator", "RemoteFunction", "available_resources", "cancel",
            "cluster_resources", "exceptions", "get", "get_gpu_ids", "get_runtime_context",
-           "init", "is_initialized", "nodes", "put", "remote", "shutdown", "wait",
+           "init", "is_initialized", "nodes", "put", "remote", "shutdown", "timeline", "wait",
            "__version__"]

@@ -9,6 +9,8 @@
   ray_core microbenchmark [...]       the core microbenchmark
   ray_core up / down CLUSTER.yaml     a cluster from a cluster file, autoscaled
   ray_core exec CLUSTER.yaml CMD      run CMD on that cluster's head
+  ray_core list|get|summary|logs|timeline|stack|explain   the cluster's state (Ray's
+                                      state CLI; ray_core/util/state/state_cli.py)
 
 Nodes are started by ray_core.node (the same path as init() and cluster_utils), detached
 so they outlive this command, and written down in `<temp_dir>/nodes/` for `stop`. Bad
@@ -30,6 +32,7 @@ from ray_core.autoscaler import KV_NAMESPACE, STATUS_KEY
 from ray_core.autoscaler.cluster_config import ClusterConfigError, load as load_cluster_file
 from ray_core.autoscaler.commands import (add_commands, cmd_down, cmd_exec, cmd_up,
                                           format_autoscaler)
+from ray_core.util.state import state_cli
 
 PROG = "ray_core"
 
@@ -181,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="shorter windows")
     bench.add_argument("--json", action="store_true", help="print rows as JSON")
     add_commands(sub, _port)
+    state_cli.add_parsers(sub, _address)
     for name, command_parser in sub.choices.items():
         command_parser.set_defaults(command_parser=command_parser)
     return parser
@@ -514,6 +518,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.command is None:
         parser.error("a command is required")
+    if args.command in state_cli.COMMANDS:
+        return state_cli.run(args)
     return COMMANDS[args.command](args, args.command_parser)
 
 

@@ -12,8 +12,11 @@ FreeObjects, so the store cannot evict it while its owner needs it.
 import asyncio
 import collections
 import logging
+import os
 import time
 from typing import Dict, List, Optional
+
+import grpc
 
 from ray_common import metrics, rpc
 from ray_common.config import config
@@ -26,6 +29,7 @@ from ray_raylet.lease_manager import LeaseManager
 from ray_raylet import object_manager
 from ray_raylet.object_manager import ObjectManager, PullError
 from ray_raylet.memory_monitor import MemoryMonitor
+from ray_raylet.node_introspection import LogFiles, dump_stack, explain_object
 from ray_raylet.object_owners import ObjectOwners
 from ray_raylet.spill_manager import SpillManager
 from ray_raylet.worker_pool import ProcessWatcher, Worker, WorkerPool
@@ -68,6 +72,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         self._store_watch: Optional[ProcessWatcher] = None
         self._store_fd: Optional[int] = None
         self.memory_monitor: Optional[MemoryMonitor] = None
+        self.log_files = LogFiles(os.path.join(session_dir, "logs"))
 
     @property
     def address(self) -> str:
@@ -585,6 +590,32 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
                      "started", self.spills.total_restored_bytes, "counter")
         yield sample("pulled_bytes_total", "Bytes this node pulled from other nodes",
                      self.objects.num_bytes_pulled, "counter")
+
+    async def ListLogs(self, request, context):
+        files = self.log_files.list(request.glob_filter)
+        return NM.ListLogsReply(log_files=[name for name, _ in files],
+                                sizes=[size for _, size in files])
+
+    async def GetLog(self, request, context):
+        try:
+            return self.log_files.read(request.filename, request.offset, request.tail_lines)
+        except ValueError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        except FileNotFoundError as e:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(e))
+
+    async def DumpStacks(self, request, context):
+        processes = [(w.pid, w.worker_id, False) for w in self.pool.workers.values()] + \
+            [(d.pid, d.worker_id, True) for d in self.pool.drivers.values()]
+        stacks = await asyncio.gather(*(dump_stack(pid) for pid, _, _ in processes))
+        reply = NM.DumpStacksReply()
+        for (pid, worker_id, is_driver), (stack, error) in zip(processes, stacks):
+            reply.stacks.add(pid=pid, worker_id=worker_id, is_driver=is_driver, stack=stack,
+                             error=error)
+        return reply
+
+    async def ExplainNodeObject(self, request, context):
+        return NM.ExplainNodeObjectReply(explanation=explain_object(self, request.object_id))
 
     async def GetWorkerFailureCause(self, request, context):
         cause = self.memory_monitor.causes.get(request.worker_id) if self.memory_monitor else None

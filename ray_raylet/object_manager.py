@@ -96,6 +96,10 @@ class ObjectManager(object_manager_pb2_grpc.ObjectManagerServiceServicer):
 
     # ---- pulling ------------------------------------------------------------------
 
+    def is_pulling(self, object_id: bytes) -> bool:
+        """Whether a pull of the object to this node is in progress (`ray_core explain`)."""
+        return object_id in self._inflight
+
     async def pull(self, object_id: bytes, owner_address=None,
                    locations: Optional[List[bytes]] = None) -> None:
         """Make `object_id` local; raises PullError with the reason when it cannot."""

@@ -13,6 +13,7 @@ import os
 from ray_common.ids import ObjectID
 from ray_common.protocol import core_worker_pb2, core_worker_pb2_grpc
 
+from ray_core._private import hang_report
 from ray_core._private.background import background_pool
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,12 @@ class CoreWorkerServicer(core_worker_pb2_grpc.CoreWorkerServiceServicer):
     async def GetObjectsInfo(self, request, context):
         rows = self._core.lifetime.objects_info()
         return core_worker_pb2.GetObjectsInfoReply(rows_json=json.dumps(rows))
+
+    async def ExplainObject(self, request, context):
+        explanation, node_id = await hang_report.explain_owned(self._core,
+                                                               ObjectID(request.object_id))
+        return core_worker_pb2.ExplainObjectReply(explanation=explanation,
+                                                  plasma_node_id=node_id)
 
     async def ReportGeneratorItem(self, request, context):
         self._core.generator_streams.report(request)

@@ -60,6 +60,21 @@ async def explain_object(core, object_id: ObjectID, owner: bytes = b"", depth: i
     return f"{object_id.hex()}: {await _explain_borrowed(core, object_id, owner)}"
 
 
+async def explain_owned(core, object_id: ObjectID):
+    """(where the object is, in words; the node holding its plasma copy or b"") as this
+    process sees it -- `ray_core explain` asks the object's owner this (io loop)."""
+    obj = core.memory_store.get_if_exists(object_id)
+    if obj is None:
+        return await explain_object(core, object_id), b""
+    if obj.is_error:
+        return f"{object_id.hex()}: ready, holding an error (its task failed)", b""
+    if obj.in_plasma:
+        node = obj.plasma_node or core.node_id
+        return (f"{object_id.hex()}: ready, {obj.size} bytes in the object store of node "
+                f"{node.hex()[:12]}"), node
+    return f"{object_id.hex()}: ready, {obj.size} bytes in its owner's memory", b""
+
+
 async def _explain_task(core, task, depth: int) -> str:
     name = f"the return of task {task.function_name} ({task.task_id.hex()})"
     if task.cancelled:

@@ -8,7 +8,7 @@ EXPECTED_NAMES = {
     "ActorClass", "ActorHandle", "get_actor", "kill", "method",
     "ObjectRef", "ObjectRefGenerator", "RemoteFunction", "available_resources", "cancel",
     "cluster_resources", "exceptions", "get", "get_gpu_ids", "get_runtime_context", "init",
-    "is_initialized", "nodes", "put", "remote", "shutdown", "wait", "__version__",
+    "is_initialized", "nodes", "put", "remote", "shutdown", "timeline", "wait", "__version__",
 }
 
 EXPECTED_SIGNATURES = {
@@ -39,6 +39,7 @@ EXPECTED_SIGNATURES = {
     "get_actor": "(name: str, namespace: Optional[str] = None) -> ray_core.actor.ActorHandle",
     "kill": "(actor: ray_core.actor.ActorHandle, *, no_restart: bool = True) -> None",
     "method": "(*args, **kwargs)",
+    "timeline": "(filename: Optional[str] = None) -> Optional[List[dict]]",
 }
 
 EXPECTED_EXCEPTIONS = {

@@ -12,6 +12,7 @@ import pytest
 
 import ray_core as ray
 from ray_common.config import config
+from ray_core.cluster_utils import Cluster
 
 CLUSTER_CPUS = 2
 STORE_BYTES = 600 * 1024 ** 2
@@ -114,3 +115,28 @@ def fast_health_cluster(short_temp_dir):
     finally:
         ray.shutdown()
         config._system_config = saved     # later modules' clusters get the defaults
+
+
+@pytest.fixture(scope="module")
+def two_nodes(short_temp_dir):
+    """A head with 1 CPU, a second node with 2 CPUs and the resource 'far'; task events
+    sent every 100 ms so tests wait little for them."""
+    saved = os.environ.get("RAY_CORE_TASK_EVENTS_REPORT_INTERVAL_MS")
+    os.environ["RAY_CORE_TASK_EVENTS_REPORT_INTERVAL_MS"] = "100"
+    try:
+        with shut_down_cleanly():
+            cluster = Cluster(initialize_head=True, temp_dir=short_temp_dir,
+                              head_node_args={"num_cpus": 1, "object_store_memory": 100 << 20})
+            try:
+                far = cluster.add_node(num_cpus=2, resources={"far": 2},
+                                       object_store_memory=100 << 20)
+                cluster.connect()
+                yield cluster, far
+            finally:
+                ray.shutdown()
+                cluster.shutdown()
+    finally:
+        if saved is None:
+            os.environ.pop("RAY_CORE_TASK_EVENTS_REPORT_INTERVAL_MS", None)
+        else:
+            os.environ["RAY_CORE_TASK_EVENTS_REPORT_INTERVAL_MS"] = saved

@@ -1,0 +1,14 @@
+"""A worker entry (config.worker_entry_module) that does not start until the file named
+by RAY_CORE_TEST_WORKER_GATE exists, so that a test sees a task wait for its worker for
+as long as it needs to, then lets it go."""
+import os
+import sys
+import time
+
+from ray_core.workers import default_worker
+
+if __name__ == "__main__":
+    gate = os.environ.get("RAY_CORE_TEST_WORKER_GATE")
+    while gate and not os.path.exists(gate):
+        time.sleep(0.05)
+    sys.exit(default_worker.main())
