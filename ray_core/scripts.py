@@ -102,6 +102,13 @@ def _labels(text):
                         'names to strings, like {"zone": "a"}')
 
 
+def _boolean(text):
+    value = text.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value in ("true", "1", "yes")
+
+
 def _address(text):
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) <= 65535:
@@ -154,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help='node labels as JSON, e.g. \'{"zone": "a"}\'')
     start.add_argument("--autoscaling-config", default=None,
                        help="a cluster file: the head runs an autoscaler for its node types")
+    start.add_argument("--include-dashboard", type=_boolean, default=None,
+                       help="serve the dashboard on the head: true (default) or false")
+    start.add_argument("--dashboard-host", type=_ip, default=None,
+                       help="the dashboard's interface (default 127.0.0.1; 0.0.0.0: all)")
+    start.add_argument("--dashboard-port", type=_port, default=None,
+                       help="the dashboard's port (default 8265)")
     start.add_argument("--block", action="store_true",
                        help="stay in the foreground; Ctrl-C stops the node")
 
@@ -220,9 +233,11 @@ def cmd_start(args, parser) -> int:
     temp_dir = _temp_dir(args)
     if args.disable_auth and args.auth_token:
         parser.error("--auth-token and --disable-auth contradict each other")
-    if args.address and (args.port is not None or args.storage or args.autoscaling_config):
-        parser.error("--port, --storage and --autoscaling-config apply to a head node "
-                     "(--head), not to --address")
+    if args.address and (args.port is not None or args.storage or args.autoscaling_config
+                         or args.include_dashboard is not None or args.dashboard_host
+                         or args.dashboard_port is not None):
+        parser.error("--port, --storage, --autoscaling-config and the dashboard's flags "
+                     "apply to a head node (--head), not to --address")
     if args.autoscaling_config:
         try:
             load_cluster_file(args.autoscaling_config)
@@ -257,7 +272,10 @@ def cmd_start(args, parser) -> int:
                                    port=port, storage=storage, token=token,
                                    auth=not args.disable_auth, detached=True,
                                    labels=args.labels,
-                                   autoscaling_config=args.autoscaling_config, **resources)
+                                   autoscaling_config=args.autoscaling_config,
+                                   include_dashboard=args.include_dashboard,
+                                   dashboard_host=args.dashboard_host,
+                                   dashboard_port=args.dashboard_port, **resources)
         else:
             host = args.address.rpartition(":")[0]
             node = Node.start_worker(args.address, temp_dir,
@@ -293,6 +311,9 @@ def _print_started(node, temp_dir: str) -> None:
         else:
             lines += [f"  join another machine:  {PROG} start --address {node.gcs_address} "
                       f"--disable-auth"]
+        if node.dashboard_url:
+            lines += [f"  dashboard: {node.dashboard_url}",
+                      f"  one-time dashboard login link: {node.dashboard_login_link()}"]
         if node.gcs_address.startswith("127."):
             lines.append("  (this head advertises a loopback address: start it with "
                          "--node-ip-address IP to let other machines join)")

@@ -84,13 +84,15 @@ class GcsServer:
         tables = {"nodes": self.nodes, "jobs": self.jobs, "workers": self.workers,
                   "actors": self.actors, "placement_groups": self.placement_groups}
         yield metrics.Sample("gcs_table_rows", "gauge", "Rows in each GCS table", ("table",),
-                     {(name, ): table.num_rows() for name, table in tables.items()})
+                             {(name,): table.num_rows() for name, table in tables.items()})
         yield metrics.Sample("tasks", "gauge", "Task attempts in the GCS task table, by state",
-                     ("state",), {(state, ): n for state, n in self.tasks.count_by_state().items()})
-        yield metrics.sample("task_events_dropped", "Task attempts or events the task table lost "
-                     "(past its per-job bound, or dropped by reporters)",
-                     self.tasks.num_dropped(), "counter")
-        yield metrics.sample("nodes_alive", "Nodes the GCS holds alive", len(self.nodes.alive_nodes()))
+                             ("state",), {(state,): n for state, n in
+                                          self.tasks.count_by_state().items()})
+        yield metrics.sample("task_events_dropped", "Task attempts or events the task table "
+                             "lost (past its per-job bound, or dropped by reporters)",
+                             self.tasks.num_dropped(), "counter")
+        yield metrics.sample("nodes_alive", "Nodes the GCS holds alive",
+                             len(self.nodes.alive_nodes()))
 
     async def stop(self, grace: float = 0.0) -> None:
         self.actor_manager.stop()

@@ -101,10 +101,15 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
          object_store_memory: Optional[int] = None, namespace: Optional[str] = None,
          ignore_reinit_error: bool = False, log_to_driver: bool = True,
          runtime_env: Optional[Dict[str, Any]] = None, include_dashboard: Optional[bool] = None,
+         dashboard_host: Optional[str] = None, dashboard_port: Optional[int] = None,
          logging_level: Any = None, configure_logging: bool = True,
          _temp_dir: Optional[str] = None, _system_config: Optional[Dict[str, Any]] = None,
          _node_ip_address: Optional[str] = None) -> RayContext:
-    """Start a head node here (address=None) or connect to a cluster ("auto", "host:port")."""
+    """Start a head node here (address=None) or connect to a cluster ("auto", "host:port").
+
+    A head started here serves the dashboard (include_dashboard, dashboard_host,
+    dashboard_port as Ray's); the returned context's dashboard_url is its address, and a
+    one-time login link to it is printed (logged) once."""
     global _global
     with _lock:
         if _global is not None:
@@ -142,7 +147,10 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
                 from ray_core.node import Node
                 node = Node.start_head(temp_dir, node_ip=node_ip, num_cpus=num_cpus,
                                        num_gpus=num_gpus, resources=resources,
-                                       object_store_memory=object_store_memory)
+                                       object_store_memory=object_store_memory,
+                                       include_dashboard=include_dashboard,
+                                       dashboard_host=dashboard_host,
+                                       dashboard_port=dashboard_port)
                 rpc.set_auth_token(node.token)
                 gcs_address = node.gcs_address
                 info = node.raylet_info
@@ -173,7 +181,9 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
                 node.kill()
             raise
         core = _global.core_worker
+        dashboard_url = _dashboard_url(node, session_dir)
         _global.context = RayContext(
+            dashboard_url=dashboard_url,
             address=gcs_address, gcs_address=gcs_address, node_id=node_id.hex(),
             node_ip_address=node_ip, raylet_address=raylet_address,
             object_store_address=plasma_socket, session_dir=session_dir,
@@ -183,8 +193,21 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
                           "object_store_address": plasma_socket, "node_ip_address": node_ip})
         logger.info("init() done in %.3fs: job %s on node %s", time.monotonic() - started,
                     core.job_id.hex(), node_id.hex())
+        if dashboard_url:
+            from ray_core.dashboard.auth import login_link
+            logger.info("Dashboard at %s", dashboard_url)
+            print(f"ray_core: dashboard at {dashboard_url}; this one-time link logs a browser "
+                  f"in: {login_link(dashboard_url, rpc.auth_token())}", file=sys.stderr)
         atexit.register(_shutdown_at_exit)
         return _global.context
+
+
+def _dashboard_url(node, session_dir: str) -> str:
+    """The dashboard of the head this driver started, or of the cluster's session."""
+    from ray_core.dashboard.launcher import read_dashboard_url
+    if node is not None:
+        return node.dashboard_url
+    return read_dashboard_url(session_dir) or ""
 
 
 def _level_name(level) -> str:

@@ -25,6 +25,8 @@ from aiohttp import web
 from ray_common.config import config
 
 from ray_core.util import state
+from ray_core.util.state.state_manager import StateDataSource
+from ray_core.util.state.timeline import timeline
 
 # Columns of /api/tasks a query may filter on, and the most rows it returns.
 TASK_FILTERS = ("state", "name", "job_id", "func_or_class_name", "node_id", "actor_id")
@@ -38,6 +40,8 @@ def _plain(value: Any) -> Any:
     """State rows (dataclasses) as JSON-ready dicts."""
     if isinstance(value, list):
         return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
     return value.asdict() if hasattr(value, "asdict") else value
 
 
@@ -67,6 +71,12 @@ def _list(name: str, address: str, **kwargs) -> list:
                                           raise_on_missing_output=False, **kwargs)
 
 
+def _node_stats(address: str) -> list:
+    """(NodeState, GetNodeStatsReply or the error it raised) per alive node."""
+    source = StateDataSource(address)
+    return source.run(source.node_stats(), STATE_TIMEOUT_S)
+
+
 def get_config(address, query) -> dict:
     return {"poll_ms": config.dashboard_poll_ms, "gcs_address": address}
 
@@ -74,7 +84,7 @@ def get_config(address, query) -> dict:
 def get_cluster(address, query) -> dict:
     """Each node with its resources in use (total - available) and object store use."""
     nodes = _list("nodes", address)
-    stats = dict((n.node_id, s) for n, s in state.node_stats(address, STATE_TIMEOUT_S))
+    stats = dict((n.node_id, s) for n, s in _node_stats(address))
     rows, totals = [], {}
     for node in nodes:
         row = node.asdict()
@@ -166,7 +176,7 @@ def get_objects(address, query) -> dict:
                "capacity_bytes": s.object_store_capacity_bytes,
                "spilled_bytes": s.spilled_bytes, "num_spilled_objects": s.num_spilled_objects,
                "total_restored_bytes": s.total_restored_bytes}
-              for n, s in state.node_stats(address, STATE_TIMEOUT_S)
+              for n, s in _node_stats(address)
               if not isinstance(s, BaseException)]
     return {"stores": stores, "objects": rows}
 
@@ -188,7 +198,7 @@ def get_log_file(address, query) -> dict:
 
 
 def get_timeline(address, query) -> web.Response:
-    events = state.timeline(address=address, timeout=STATE_TIMEOUT_S)
+    events = timeline(address=address, timeout=STATE_TIMEOUT_S)
     return web.Response(body=json.dumps(events), content_type="application/json", headers={
         "Content-Disposition": 'attachment; filename="ray_core_timeline.json"'})
 

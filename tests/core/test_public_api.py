@@ -17,7 +17,8 @@ EXPECTED_SIGNATURES = {
             "object_store_memory: Optional[int] = None, namespace: Optional[str] = None, "
             "ignore_reinit_error: bool = False, log_to_driver: bool = True, "
             "runtime_env: Optional[Dict[str, Any]] = None, "
-            "include_dashboard: Optional[bool] = None, logging_level: Any = None, "
+            "include_dashboard: Optional[bool] = None, dashboard_host: Optional[str] = None, "
+            "dashboard_port: Optional[int] = None, logging_level: Any = None, "
             "configure_logging: bool = True, _temp_dir: Optional[str] = None, "
             "_system_config: Optional[Dict[str, Any]] = None, "
             "_node_ip_address: Optional[str] = None) -> ray_core._private.worker.RayContext",
