@@ -12,7 +12,8 @@ free port (prometheus_client's, in its own thread) and a file
   the process's io loop, which owns those tables, so it sees them whole; a loop that
   does not answer within metrics_scrape_timeout_s leaves its gauges out of that scrape.
 
-Worker processes never import this module (prometheus_client costs ~50 ms to import).
+Worker processes import this module only once user code records a value
+(ray_core/util/metrics.py): prometheus_client costs ~50 ms to import.
 """
 import asyncio
 import atexit
@@ -110,16 +111,18 @@ def add_snapshot(loop: asyncio.AbstractEventLoop, read: Callable[[], Iterable[Sa
     REGISTRY.register(_SnapshotCollector(loop, read))
 
 
-def serve(component: str, session_dir: str, host: str, **about) -> int:
+def serve(component: str, session_dir: str, host: str, count_rpcs: bool = True,
+          **about) -> int:
     """Serve this process's metrics on a free port of `host` and write it down; returns
     the port (0 when metrics_export_enabled is off). `about` goes into the file (the
-    node id, say). Call before the process's gRPC servers start, so that their methods
-    are counted from the first call."""
+    node id, say). With count_rpcs, call it before the process's gRPC servers start, so
+    that their methods are counted from the first call."""
     if not config.metrics_export_enabled:
         return 0
     server, _thread = start_http_server(0, addr=host)
     port = server.server_port
-    rpc.observe_calls(_RpcObserver())
+    if count_rpcs:
+        rpc.observe_calls(_RpcObserver())
     folder = os.path.join(session_dir, METRICS_DIR)
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"{component}_{os.getpid()}.json")

@@ -281,9 +281,9 @@ class Node:
             node._record()
             node._start_raylet(node_ip, num_cpus, num_gpus, resources, object_store_memory,
                                labels)
-            node._start_supervisor(autoscaling_config)
             if config.include_dashboard if include_dashboard is None else include_dashboard:
                 node._start_dashboard(dashboard_host, dashboard_port)
+            node._start_supervisor(autoscaling_config)
         except BaseException:
             node.kill()
             raise
@@ -360,6 +360,8 @@ class Node:
                    "--record", self.record_path, "--gcs-pid", str(self.gcs_proc.pid),
                    "--gcs-port", port, "--node-ip", ip, "--storage", self.storage,
                    "--node-pids", str(self.raylet_proc.pid), str(self.log_monitor_proc.pid)]
+        if self.dashboard_proc is not None:     # ends with the node, as the raylet
+            command.append(str(self.dashboard_proc.pid))
         if self.redis is not None:
             command += ["--redis-pid", str(self.redis.proc.pid), "--redis-port",
                         str(self.redis.port), "--redis-dir", self.redis.data_dir]

@@ -148,12 +148,13 @@ def get_task_timeline_counts(address, query) -> dict:
         if born is None:
             continue
         created.append(born)
-        if row.start_time_ms:
+        if row.state in ("FINISHED", "FAILED"):
+            # An attempt whose end was not reported ended by the last time it was seen.
+            end = row.end_time_ms or row.start_time_ms or born
+            (finished if row.state == "FINISHED" else failed).append(end)
+            started.append(row.start_time_ms or end)    # never ran: never counts as running
+        elif row.start_time_ms:
             started.append(row.start_time_ms)
-        if row.end_time_ms and row.state in ("FINISHED", "FAILED"):
-            (finished if row.state == "FINISHED" else failed).append(row.end_time_ms)
-            if not row.start_time_ms:       # ended without running: never counts as running
-                started.append(row.end_time_ms)
     for times in (created, started, finished, failed):
         times.sort()
     first = created[0] if created else now_ms

@@ -73,9 +73,9 @@ class Auth:
                             "or it belongs to another cluster")
         session = secrets.token_urlsafe(24)
         self._sessions.add(session)
-        response = web.HTTPFound("/")
-        response.set_cookie(COOKIE, session, httponly=True, samesite="Strict", path="/")
-        return response
+        redirect = web.HTTPFound("/")
+        redirect.set_cookie(COOKIE, session, httponly=True, samesite="Strict", path="/")
+        raise redirect
 
     @web.middleware
     async def middleware(self, request: web.Request, handler):

@@ -17,7 +17,6 @@ import sys
 from aiohttp import web
 
 from ray_common import rpc
-from ray_common.config import config
 from ray_common.logging import setup_process_logging
 from ray_common.process import die_with_parent
 
@@ -66,7 +65,6 @@ def main(argv=None) -> int:
     if args.die_with_parent:
         die_with_parent()
     setup_process_logging("dashboard", os.path.join(args.session_dir, "logs"))
-    logger.info("Dashboard polling interval %d ms", config.dashboard_poll_ms)
     asyncio.run(serve(args))
     return 0
 

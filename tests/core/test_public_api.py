@@ -92,3 +92,17 @@ def test_remote_function_surface():
     rf = ray_core.remote(lambda: None)
     assert callable(rf.remote) and callable(rf.options)
     assert callable(rf.options(num_cpus=1).remote)
+
+
+def test_util_metrics_module():
+    import inspect
+
+    from ray_core.util import metrics
+    assert str(inspect.signature(metrics.Counter.inc)) == \
+        "(self, value: float = 1.0, tags: Optional[Dict[str, str]] = None) -> None"
+    assert str(inspect.signature(metrics.Gauge.set)) == \
+        "(self, value: float, tags: Optional[Dict[str, str]] = None) -> None"
+    assert str(inspect.signature(metrics.Histogram.observe)) == \
+        "(self, value: float, tags: Optional[Dict[str, str]] = None) -> None"
+    assert "boundaries" in inspect.signature(metrics.Histogram).parameters
+    assert callable(metrics.Counter.set_default_tags)

@@ -66,16 +66,27 @@ def show(browser, hash_: str, tmp_path, shot: str):
     return lambda: browser.save_screenshot(str(tmp_path / f"{shot}.png"))
 
 
+# The pages redraw each second, replacing their elements: read them in one script call,
+# never through element handles that a redraw can leave stale.
 def text_of(browser, css: str) -> str:
-    found = browser.find_elements("css selector", css)
-    return found[0].text if found else ""
+    return browser.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.innerText : ''", css)
+
+
+def attributes_of(browser, css: str, name: str) -> list:
+    return browser.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map(e => e.getAttribute("
+        "arguments[1]))", css, name)
+
+
+def present(browser, css: str) -> bool:
+    return browser.execute_script("return document.querySelector(arguments[0]) !== null", css)
 
 
 def test_overview_shows_the_node_count(logged_in, dashboard_cluster, tmp_path):
     screenshot = show(logged_in, "overview", tmp_path, "overview")
     wait_for(lambda: text_of(logged_in, "#node-count") == "2", "2 alive nodes shown", WAIT_S)
-    rows = logged_in.find_elements("css selector", "#nodes-table tr[data-node-id]")
-    assert {r.get_attribute("data-node-id") for r in rows} == \
+    assert set(attributes_of(logged_in, "#nodes-table tr[data-node-id]", "data-node-id")) == \
         {n.node_id for n in dashboard_cluster.list_all_nodes()}
     screenshot()
 
@@ -93,7 +104,7 @@ def test_a_running_actor_appears_without_reload(logged_in, dashboard_cluster, tm
     assert ray.get(actor.ping.remote()) == "pong"
     actor_id = actor._actor_id.hex()
     row = f"#actors-table tr[data-actor-id='{actor_id}']"
-    wait_for(lambda: logged_in.find_elements("css selector", f"{row}[data-state='ALIVE']"),
+    wait_for(lambda: present(logged_in, f"{row}[data-state='ALIVE']"),
              "the actor's row, ALIVE", WAIT_S)
     assert logged_in.execute_script("return window.notReloaded") is True
     cells = text_of(logged_in, row)
@@ -117,7 +128,7 @@ def test_a_failed_task_shows_its_error_type(logged_in, tmp_path):
     wait_for(lambda: text_of(logged_in, f"{row} td.error-type") == "TASK_EXECUTION_EXCEPTION",
              "the failed task's error type", WAIT_S)
     assert "ValueError" in text_of(logged_in, row)
-    assert logged_in.find_elements("css selector", "svg#task-chart polyline[data-state=FAILED]")
+    assert present(logged_in, "svg#task-chart polyline[data-state=FAILED]")
     screenshot()
 
 
@@ -142,11 +153,10 @@ def test_the_other_pages_draw(logged_in, tmp_path):
                                                     "#placement-groups-table"),
                           ("objects", "#stores-table"), ("logs", "#log-files")):
         screenshot = show(logged_in, page, tmp_path, page)
-        wait_for(lambda: logged_in.find_elements("css selector", element),
-                 f"the {page} page's table", WAIT_S)
+        wait_for(lambda: present(logged_in, element), f"the {page} page's table", WAIT_S)
         screenshot()
-    assert "ray_core_timeline.json" == logged_in.find_element(
-        "css selector", "a#timeline-download").get_attribute("download")
+    assert attributes_of(logged_in, "a#timeline-download", "download") == \
+        ["ray_core_timeline.json"]
 
 
 def test_a_request_without_the_token_is_refused(browser, dashboard_cluster, tmp_path):
@@ -159,7 +169,7 @@ def test_a_request_without_the_token_is_refused(browser, dashboard_cluster, tmp_
     browser.get(f"{url}/#overview")
     wait_for(lambda: "request refused" in text_of(browser, "#error"),
              "the page saying it was refused", WAIT_S)
-    assert not browser.find_elements("css selector", "#node-count")
+    assert not present(browser, "#node-count")
     browser.save_screenshot(str(tmp_path / "refused.png"))
 
 

@@ -92,3 +92,47 @@ def test_status_names_the_endpoints(dashboard_cluster):
     for entry in metrics_files(dashboard_cluster.head_node.session_dir):
         assert f"http://{entry['address']}/metrics" in text
     assert f"Dashboard: {dashboard_cluster.head_node.dashboard_url}" in text
+
+
+@ray.remote(num_cpus=0)
+class Server:
+    def __init__(self):
+        from ray_core.util.metrics import Counter, Gauge, Histogram
+        self.requests = Counter("requests", "Requests served", tag_keys=("route",))
+        self.queue = Gauge("queue_depth", "Requests waiting")
+        self.latency = Histogram("request_seconds", "Request time", boundaries=[0.1, 1.0],
+                                 tag_keys=("route",)).set_default_tags({"route": "/"})
+
+    def serve(self, route):
+        self.requests.inc(tags={"route": route})
+        self.queue.set(3)
+        self.latency.observe(0.5)
+        import os
+        return os.getpid()
+
+
+def test_user_metrics_are_served_by_the_process_that_records_them(dashboard_cluster):
+    from ray_core.util.metrics import Counter, Gauge
+    server = Server.remote()
+    pid = ray.get([server.serve.remote("/a"), server.serve.remote("/a"),
+                   server.serve.remote("/b")])[-1]
+    entry = next(e for e in metrics_files(dashboard_cluster.head_node.session_dir)
+                 if e["pid"] == pid)
+    assert entry["component"] == "worker"
+    text = scrape(entry)
+    assert value(text, "ray_requests_total", route="/a") == 2
+    assert value(text, "ray_requests_total", route="/b") == 1
+    assert value(text, "ray_queue_depth") == 3
+    assert value(text, "ray_request_seconds_bucket", le="1.0", route="/") == 3
+    assert value(text, "ray_request_seconds_bucket", le="0.1", route="/") == 0
+
+    driver_counter = Counter("driver_events")
+    driver_counter.inc(2)
+    driver = next(e for e in metrics_files(dashboard_cluster.head_node.session_dir)
+                  if e["component"] == "driver")
+    assert value(scrape(driver), "ray_driver_events_total") == 2
+    with pytest.raises(ValueError, match="tag key"):
+        Counter("tagged", tag_keys=("a",)).inc()
+    with pytest.raises(ValueError, match="already as a Counter"):
+        Gauge("driver_events")
+    ray.kill(server)
