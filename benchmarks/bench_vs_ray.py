@@ -20,14 +20,17 @@ MODULE = os.path.join(ROOT, "ray_core", "_private", "microbenchmark.py")
 
 
 def ensure_ray_venv() -> str:
+    """The venv's python, with Ray and what the benchmark scripts import beside it."""
     python = os.path.join(VENV, "bin", "python")
-    check = [python, "-c", f"import ray, sys; sys.exit(ray.__version__ != {RAY_VERSION!r})"]
+    check = [python, "-c", f"import ray, numpy, psutil, sys; "
+                           f"sys.exit(ray.__version__ != {RAY_VERSION!r})"]
     if os.path.exists(python) and subprocess.run(check, capture_output=True).returncode == 0:
         return python
     print(f"installing ray=={RAY_VERSION} into {VENV} (once)...", file=sys.stderr, flush=True)
-    venv.create(VENV, with_pip=True, clear=True)
-    subprocess.run([python, "-m", "pip", "install", "-q", f"ray=={RAY_VERSION}", "numpy"],
-                   check=True)
+    if not os.path.exists(python):
+        venv.create(VENV, with_pip=True)
+    subprocess.run([python, "-m", "pip", "install", "-q", f"ray=={RAY_VERSION}", "numpy",
+                    "psutil"], check=True)
     return python
 
 

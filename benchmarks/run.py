@@ -4,14 +4,14 @@ Each module has `run()` returning rows `(name, value, unit, reference, ref_unit)
 `reference` is a figure measured in the same run (a plain-Python or memcpy baseline),
 so the ratio means something on a shared, noisy machine. Select modules with
 `python -m benchmarks.run ids plasma`. Modules in ON_DEMAND take minutes and run only
-when named (`python -m benchmarks.run soak`).
+when named (`python -m benchmarks.run soak`, `... scale`).
 """
 import importlib
 import pathlib
 import sys
 import traceback
 
-ON_DEMAND = {"soak"}
+ON_DEMAND = {"soak", "scale"}
 
 
 def main(argv):

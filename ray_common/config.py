@@ -27,6 +27,10 @@ _TUNABLES = [
     Tunable("log_rotation_max_bytes", 64 * 1024 ** 2, "A log file rotates past this size (small beside log_dir_max_bytes, so the budget removes rotated history, not live files)."),
     Tunable("log_rotation_backup_count", 5, "Rotated log files kept per process."),
     Tunable("log_dir_max_bytes", 1024 ** 3, "Disk budget of a node's logs folder, all its processes' files together (room for the ~0.5 GB that 1M small tasks write); the log monitor removes the oldest rotated files past it; 0: no budget."),
+    Tunable("runtime_env_max_package_bytes", 100 * 1024 ** 2, "A runtime_env working_dir or py_module package (zipped) larger than this is refused at .remote(): it travels through the GCS KV."),
+    Tunable("runtime_env_setup_timeout_s", 600.0, "Creating a runtime_env's virtualenv (pip install) on a node gives up after this; the task then fails with RuntimeEnvSetupError."),
+    Tunable("tqdm_flush_interval_s", 1.0, "A tqdm_ray bar in a task sends its state to the driver at most this often (its close always), as Ray's does: each send is a line of worker output."),
+    Tunable("tqdm_patch_print", True, "While tqdm_ray bars are drawn on the driver's terminal, print() goes above them (as Ray's RAY_TQDM_PATCH_PRINT), so output and bars do not overwrite each other."),
     Tunable("log_dir_sweep_interval_ms", 1000, "How often the log monitor holds a node's logs folder to log_dir_max_bytes."),
     # Sessions, addresses, authentication.
     Tunable("temp_dir", "/tmp/ray_core", "Root of session folders, address and token files."),
@@ -49,7 +53,7 @@ _TUNABLES = [
     Tunable("metrics_scrape_timeout_s", 2.0, "A scrape waits this long for a process's io loop to read its tables (a busy loop gives a scrape without those gauges, never a hung one)."),
     Tunable("include_dashboard", True, "The head serves the dashboard (web UI and its JSON API under /api/)."),
     Tunable("dashboard_host", "127.0.0.1", "Where the dashboard listens: loopback unless asked otherwise (0.0.0.0 for every interface)."),
-    Tunable("dashboard_port", 8265, "The dashboard's port (Ray's); when taken, a head started by init() or cluster_utils takes a free one."),
+    Tunable("dashboard_port", 8265, "The dashboard's port (Ray's); a taken port gives way to a free one (`start --head --dashboard-port N` refuses it instead)."),
     Tunable("dashboard_poll_ms", 1000, "How often an open page asks the dashboard for fresh data."),
     Tunable("dashboard_login_ttl_s", 86400, "A login link works once, within this many seconds of being printed."),
     Tunable("dashboard_start_timeout_s", 30.0, "How long a head waits for its dashboard process to serve."),
@@ -81,6 +85,7 @@ _TUNABLES = [
     Tunable("stack_dump_timeout_s", 10.0, "How long the raylet waits for py-spy to dump one process's stacks."),
     Tunable("gcs_actor_schedule_retry_ms", 200, "Wait before the actor manager asks a raylet again after a failed lease call or with no node alive."),
     Tunable("gcs_placement_group_retry_ms", 1000, "How often the GCS tries again to place waiting placement groups when the cluster view does not change."),
+    Tunable("placement_group_batch_reply_wait_s", 1.0, "How long the GCS holds the reply to a batch of placement group creations for their first placement attempt (so the caller learns which are ready without asking)."),
     Tunable("placement_group_wait_chunk_s", 30.0, "A wait for a placement group asks the GCS for at most this long per call (each call well inside its own deadline)."),
     Tunable("redis_start_timeout_s", 30.0, "How long start_redis waits for redis-server to answer PING."),
     # Raylet, scheduling, workers.
@@ -131,6 +136,7 @@ _TUNABLES = [
     Tunable("preallocate_plasma_memory", False, "Fault in the whole region at startup so first writes run at memcpy speed (costs the full capacity in RAM at once)."),
     # CoreWorker: task submission, execution and the public API.
     Tunable("max_tasks_in_flight_per_worker", 16, "Tasks pushed to one leased worker before replies (pipelining)."),
+    Tunable("max_pending_lease_requests_spread", 10, "Lease requests one owner has out at once for the queued tasks of one SPREAD scheduling key (other keys: one)."),
     Tunable("pipeline_max_task_ms", 5.0, "Tasks pipelined on a worker only while a key's tasks take less than this each."),
     Tunable("worker_lease_idle_linger_ms", 200, "An idle leased worker is returned after this, so submit/get loops reuse it."),
     Tunable("task_socket_stalled_peer_timeout_s", 10.0, "A worker drops a task connection that has not sent its HELLO, or stopped mid-frame, for this long of its waiting: a silent or trickling peer holds no socket and buffer for ever."),

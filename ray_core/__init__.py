@@ -6,7 +6,9 @@ pins them with their signatures). `remote_function.py` holds @remote for functio
 get_runtime_context() returns, `node.py` the one node launcher (init(), the CLI in `scripts.py`
 /`__main__.py`, `cluster_utils.Cluster`), `workers/` the worker
 entry point; the CoreWorker and everything behind it live in `_private/` (its
-`__init__` is the map). `actor.py` holds @remote for classes (actors) and the actor API.
+`__init__` is the map). `actor.py` holds @remote for classes (actors) and the actor API;
+`util/` Ray's helpers, `experimental/` its tqdm_ray, `_raylet.py` Ray's `ray._raylet`
+path. The public modules use `_private/`, never the other way round.
 """
 import inspect
 import os
@@ -16,18 +18,26 @@ from typing import List, Optional
 # driver's terminal for the user's output.
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
+from ray_common.ids import (ActorID, JobID, NodeID, ObjectID, PlacementGroupID, TaskID,  # noqa: F401
+                            UniqueID, WorkerID)
+
 from ray_core import exceptions  # noqa: F401
 from ray_core._private.worker import (available_resources, cancel, cluster_resources, get,
-                                      get_gpu_ids, get_runtime_context, init, is_initialized,
-                                      nodes, put, shutdown, wait)
-from ray_core._private.generator_streams import ObjectRefGenerator
+                                      get_gpu_ids, init, is_initialized, nodes, put,
+                                      shutdown, wait)
+from ray_core.runtime_context import get_runtime_context
+from ray_core._private.generator_streams import DynamicObjectRefGenerator, ObjectRefGenerator
 from ray_core.object_ref import ObjectRef
+from ray_core import remote_function as _remote_function
 from ray_core.remote_function import RemoteFunction
-from ray_core._private import options as _options
 from ray_core.actor import ACTOR_OPTIONS, ActorClass, ActorHandle, get_actor, kill, method
 from ray_core import internal  # noqa: F401,E402  (ray_core.internal.memory_summary())
+from ray_core import actor, job_config, util  # noqa: F401,E402  (ray.actor.*, ... without an import)
 
 __version__ = "0.1.0"
+# Ray's process modes (ray.SCRIPT_MODE is a driver's, ray.WORKER_MODE a task's worker).
+SCRIPT_MODE = 0
+WORKER_MODE = 1
 
 
 def remote(*args, **kwargs):
@@ -39,9 +49,9 @@ def remote(*args, **kwargs):
                         "@ray_core.remote(num_cpus=2)")
     # Checked now, so a typo fails at the decorator; actor-only options are checked
     # when the decorated object turns out to be a class.
-    _options.validate_task_options({k: v for k, v in kwargs.items()
-                                    if k not in ACTOR_OPTIONS or k in _options.TASK_OPTIONS},
-                                   "@remote")
+    _remote_function.validate_task_options(
+        {k: v for k, v in kwargs.items()
+         if k not in ACTOR_OPTIONS or k in _remote_function.TASK_OPTIONS}, "@remote")
 
     def decorator(function_or_class):
         return _make_remote(function_or_class, kwargs)
@@ -64,8 +74,10 @@ def _make_remote(obj, task_options):
     return RemoteFunction(obj, task_options)
 
 
-__all__ = ["ActorClass", "ActorHandle", "get_actor", "kill", "method",
-           "ObjectRef", "ObjectRefGenerator", "RemoteFunction", "available_resources", "cancel",
+__all__ = ["ActorClass", "ActorHandle", "get_actor", "kill", "method", "SCRIPT_MODE",
+           "WORKER_MODE", "ActorID", "JobID", "NodeID", "ObjectID", "PlacementGroupID",
+           "TaskID", "UniqueID", "WorkerID",
+           "DynamicObjectRefGenerator", "ObjectRef", "ObjectRefGenerator", "RemoteFunction", "available_resources", "cancel",
            "cluster_resources", "exceptions", "get", "get_gpu_ids", "get_runtime_context",
            "init", "is_initialized", "nodes", "put", "remote", "shutdown", "timeline", "wait",
            "__version__"]

@@ -16,12 +16,15 @@ from ray_common import rpc
 from ray_common.ids import ActorID, TaskID
 from ray_common.protocol import common_pb2
 
+from ray_core import exceptions
 from ray_core._private import options as options_mod
 from ray_core._private.actor_runtime import exit_actor, is_async_class  # noqa: F401
 from ray_core._private.actor_submitter import ActorPendingTask
+from ray_core._private.call_signature import check_call, params_of
 from ray_core._private.function_manager import ExportedCode
 from ray_core._private.task_manager import PendingTask
-from ray_core.remote_function import fill_placement
+from ray_core.remote_function import (TASK_OPTIONS, check_generator_returns, fill_placement,
+                                      is_generator, validate_options)
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +37,6 @@ def _lifetime(name, value):
                          f"{value!r}")
 
 
-def _bool(name, value):
-    if not isinstance(value, bool):
-        raise TypeError(f"option {name} must be a bool, got {type(value).__name__}")
-
-
 def _restarts(name, value):
     options_mod._integer(name, value, minimum=-1)
 
@@ -47,15 +45,26 @@ def _concurrency(name, value):
     options_mod._integer(name, value, minimum=1)
 
 
-ACTOR_OPTIONS = {name: check for name, check in options_mod.TASK_OPTIONS.items()
+def _concurrency_groups(name, value):
+    if not isinstance(value, dict) or not value:
+        raise TypeError(f"option concurrency_groups must be a dict of group name -> max "
+                        f"concurrency, got {value!r}")
+    for group, limit in value.items():
+        if not isinstance(group, str) or not group:
+            raise TypeError(f"concurrency_groups: group names must be non-empty str, got "
+                            f"{group!r}")
+        _concurrency(f"concurrency_groups[{group!r}]", limit)
+
+
+ACTOR_OPTIONS = {name: check for name, check in TASK_OPTIONS.items()
                  if name not in ("num_returns", "max_retries", "retry_exceptions")}
 ACTOR_OPTIONS.update({"namespace": options_mod._string, "lifetime": _lifetime,
-                      "get_if_exists": _bool, "max_restarts": _restarts,
-                      "max_task_retries": _restarts, "max_concurrency": _concurrency})
+                      "get_if_exists": options_mod._bool, "max_restarts": _restarts,
+                      "max_task_retries": _restarts, "max_concurrency": _concurrency,
+                      "max_pending_calls": _restarts, "concurrency_groups": _concurrency_groups})
 METHOD_OPTIONS = {"num_returns": options_mod._num_returns, "max_task_retries": _restarts,
-                  "name": options_mod._string}
-
-
+                  "name": options_mod._string, "enable_task_events": options_mod._bool,
+                  "concurrency_group": options_mod._string}
 
 
 def method(*args, **kwargs):
@@ -63,12 +72,16 @@ def method(*args, **kwargs):
     if args:
         raise TypeError("@ray_core.method takes keyword options only, e.g. "
                         "@ray_core.method(num_returns=2)")
-    options_mod.validate_options(kwargs, METHOD_OPTIONS, "@ray_core.method")
+    validate_options(kwargs, METHOD_OPTIONS, "@ray_core.method")
 
     def decorator(fn):
         fn.__ray_method_options__ = dict(kwargs)
         return fn
     return decorator
+
+
+PARAMS = "_params"      # a method's parameters, kept in its entry of the method table
+GENERATOR = "_generator"    # whether the method yields (its calls may then stream)
 
 
 def _method_table(cls) -> Dict[str, Dict[str, Any]]:
@@ -79,36 +92,77 @@ def _method_table(cls) -> Dict[str, Dict[str, Any]]:
         if not (inspect.isfunction(member) or inspect.ismethod(member)):
             continue
         options = table[name] = dict(getattr(member, "__ray_method_options__", {}))
-        if inspect.isgeneratorfunction(member) or inspect.isasyncgenfunction(member):
+        if is_generator(member):
             options.setdefault("num_returns", "streaming")   # as a generator function's
+            options[GENERATOR] = True
+        check_generator_returns(is_generator(member), options, f"{cls.__qualname__}.{name}")
+        # Checked at each call's .remote(); a classmethod is bound here already, a
+        # staticmethod has no self.
+        bound = inspect.ismethod(member) or \
+            isinstance(inspect.getattr_static(cls, name, None), staticmethod)
+        options[PARAMS] = params_of(member, skip_first=not bound)
     return table
+
+
+def _check_groups(class_name: str, methods, groups) -> None:
+    """Every concurrency_group a method names must be one of the actor's (at .remote())."""
+    for name, options in methods.items():
+        group = options.get("concurrency_group")
+        if group and group not in groups:
+            raise ValueError(f"{class_name}.{name} runs in concurrency group {group!r}, which "
+                             f"the actor does not define (its concurrency_groups: "
+                             f"{sorted(groups) or 'none'})")
+
+
+def _job_row(w):
+    """The GCS row of the job the running code belongs to (cached: it never changes)."""
+    job_id = w.core_worker.current_job_id.binary()
+    cache = _job_rows
+    if job_id not in cache:
+        for job in w.core_worker.gcs.sync.get_all_job_info():
+            cache[job.job_id] = job
+    return cache.get(job_id)
+
+
+_job_rows: Dict[bytes, object] = {}
 
 
 def default_namespace(w) -> str:
     """The namespace names resolve in: the driver's, or in a worker its job's driver's."""
     if w.mode == "driver" or w.namespace:
         return w.namespace
-    job_id = w.core_worker.current_job_id.binary()
-    cache = _job_namespaces
-    if job_id not in cache:
-        for job in w.core_worker.gcs.sync.get_all_job_info():
-            cache[job.job_id] = job.ray_namespace
-    return cache.get(job_id, "")
+    row = _job_row(w)
+    return row.ray_namespace if row is not None else ""
 
 
-_job_namespaces: Dict[bytes, str] = {}
+def _default_lifetime(w) -> str:
+    """An actor that names no lifetime gets its job's JobConfig default_actor_lifetime."""
+    row = _job_row(w)
+    return "detached" if row is not None and row.default_actor_detached else "non_detached"
 
 
 # ---- the class -----------------------------------------------------------------------
+
+def _name_taken(name: str, namespace: str, holder: str) -> exceptions.ActorAlreadyExistsError:
+    return exceptions.ActorAlreadyExistsError(
+        f"The name {name!r} (namespace={namespace!r}) is already taken by actor {holder}; "
+        f"pick another name, or pass get_if_exists=True to get that actor.")
+
+
+class ActorClassInheritanceException(TypeError):
+    """A class statement named a @remote class as a base (as in Ray, not allowed: subclass
+    the plain class, then decorate the subclass)."""
+
 
 class ActorClass:
     def __init__(self, cls, options: Dict[str, Any]):
         self._cls = cls
         self._name = cls.__qualname__
         self._module = cls.__module__ or ""
-        self._options = options_mod.validate_options(options, ACTOR_OPTIONS,
+        self._options = validate_options(options, ACTOR_OPTIONS,
                                                      f"@remote class {self._name}")
         self._methods = _method_table(cls)
+        self._init_params = params_of(cls)
         self._is_async = is_async_class(cls)
         self._code = ExportedCode(cls, self._name, "actor class")
         self.__doc__ = cls.__doc__
@@ -120,12 +174,17 @@ class ActorClass:
         raise TypeError(f"Actors cannot be instantiated directly. Instead of "
                         f"'{self._name}()', use '{self._name}.remote()'.")
 
+    def __mro_entries__(self, bases):
+        raise ActorClassInheritanceException(
+            f"Inheriting from the @remote class {self._name} is not allowed: inherit from "
+            f"the plain class, and decorate the subclass with @ray_core.remote")
+
     def remote(self, *args, **kwargs) -> "ActorHandle":
         return self._create(args, kwargs, self._options)
 
     def options(self, **actor_options) -> "_ActorClassOptions":
         merged = dict(self._options)
-        merged.update(options_mod.validate_options(actor_options, ACTOR_OPTIONS,
+        merged.update(validate_options(actor_options, ACTOR_OPTIONS,
                                                    f"{self._name}.options()"))
         return _ActorClassOptions(self, merged)
 
@@ -133,6 +192,7 @@ class ActorClass:
         raise NotImplementedError("Ray DAG .bind() is not supported by ray_core")
 
     def _create(self, args, kwargs, opts) -> "ActorHandle":
+        check_call(self._init_params, args, kwargs, f"{self._name}.remote()")
         from ray_core._private import worker
         w = worker.global_worker()
         core = w.core_worker
@@ -145,9 +205,7 @@ class ActorClass:
             if existing is not None:
                 if opts.get("get_if_exists"):
                     return _handle_from_row(existing)
-                raise ValueError(f"The name {name!r} (namespace={namespace!r}) is already "
-                                 f"taken by actor {existing.actor_id.hex()}; pick another "
-                                 f"name, or pass get_if_exists=True to get that actor.")
+                raise _name_taken(name, namespace, existing.actor_id.hex())
         fn_hash = self._code.export(core.function_manager)
         ctx = core._ctx
         counter = next(ctx.task_counter)
@@ -172,12 +230,17 @@ class ActorClass:
         creation.max_restarts = opts.get("max_restarts", 0)
         creation.max_task_retries = max_task_retries
         creation.max_concurrency = opts.get("max_concurrency", 0)
+        groups = opts.get("concurrency_groups") or {}
+        _check_groups(self._name, self._methods, groups)
+        creation.concurrency_groups.update(groups)
         creation.is_asyncio = self._is_async
-        creation.is_detached = opts.get("lifetime") == "detached"
+        detached = (opts.get("lifetime") or _default_lifetime(w)) == "detached"
+        creation.is_detached = detached
         creation.name = name
         creation.ray_namespace = namespace
         creation.serialized_actor_handle = pickle.dumps(
-            {"methods": self._methods, "max_task_retries": max_task_retries})
+            {"methods": self._methods, "max_task_retries": max_task_retries,
+             "max_pending_calls": opts.get("max_pending_calls", -1)})
         arg_refs = core._build_args(spec, args, kwargs, f"{self._name}.__init__")
         task = PendingTask(spec, task_id, [], arg_refs, 0, False, self._name)
         submitter = core.actor_submitter
@@ -188,13 +251,16 @@ class ActorClass:
                 rpc.run_sync(submitter.register(task))
             except ValueError:      # another process took the name meanwhile
                 existing = core.gcs.sync.get_named_actor_info(name, namespace)
-                if existing is None or not opts.get("get_if_exists"):
+                if existing is None:
                     raise
+                if not opts.get("get_if_exists"):
+                    raise _name_taken(name, namespace, existing.actor_id.hex()) from None
                 return _handle_from_row(existing)
         else:
             core.loop.call_soon_threadsafe(submitter.spawn_register, task)
         return ActorHandle(actor_id.binary(), self._name, self._methods, max_task_retries,
-                           owned=not name and opts.get("lifetime") != "detached")
+                           owned=not name and not detached,
+                           max_pending_calls=opts.get("max_pending_calls", -1))
 
 
 class _ActorClassOptions:
@@ -209,7 +275,7 @@ class _ActorClassOptions:
 
     def options(self, **actor_options) -> "_ActorClassOptions":
         merged = dict(self._options)
-        merged.update(options_mod.validate_options(actor_options, ACTOR_OPTIONS,
+        merged.update(validate_options(actor_options, ACTOR_OPTIONS,
                                 f"{self._parent._name}.options()"))
         return _ActorClassOptions(self._parent, merged)
 
@@ -235,12 +301,16 @@ class ActorMethod:
 
     def options(self, **method_options) -> "ActorMethod":
         merged = dict(self._options)
-        merged.update(options_mod.validate_options(method_options, METHOD_OPTIONS,
-                                                   f"{self._name}.options()"))
+        merged.update(validate_options(method_options, METHOD_OPTIONS,
+                                       f"{self._name}.options()"))
+        check_generator_returns(merged.get(GENERATOR, False), merged, f"method {self._name}")
         return ActorMethod(self._handle, self._name, merged)
 
 
 _TERMINATE = "__ray_terminate__"
+# The methods every actor has, as in Ray: its end, a readiness probe (True once created)
+# and __ray_call__(fn, *args), which runs fn(the actor instance, *args) in the actor.
+_BUILTIN_METHODS = (_TERMINATE, "__ray_ready__", "__ray_call__")
 
 
 def _end_actor(owner, actor_id: bytes, class_name: str, methods) -> None:
@@ -250,7 +320,13 @@ def _end_actor(owner, actor_id: bytes, class_name: str, methods) -> None:
     if w is None or w.core_worker._closed or w.core_worker.worker_id != owner:
         return
     handle = ActorHandle(actor_id, class_name, methods)
-    handle._submit(ActorMethod(handle, _TERMINATE, {"num_returns": 0}), (), {})
+    # Submitted through this core worker: shutdown() may be clearing the global one
+    # meanwhile, and asking for it then would start a new init() on the io loop.
+    handle._submit(ActorMethod(handle, _TERMINATE, {"num_returns": 0}), (_UNREFERENCED,), {},
+                   core=w.core_worker)
+
+
+_UNREFERENCED = "all its handles went out of scope"
 
 
 class ActorHandle:
@@ -260,11 +336,12 @@ class ActorHandle:
     made (as in Ray, an actor goes when its handles go out of scope)."""
 
     def __init__(self, actor_id: bytes, class_name: str, methods: Dict[str, Dict[str, Any]],
-                 max_task_retries: int = 0, owned: bool = False):
+                 max_task_retries: int = 0, owned: bool = False, max_pending_calls: int = -1):
         self._actor_id = actor_id
         self._class_name = class_name
         self._methods = methods
         self._max_task_retries = max_task_retries
+        self._max_pending_calls = max_pending_calls   # -1: no limit
         # Spec templates of the methods with their declared options (ActorMethods point
         # here, not the other way round: no cycle keeps a dropped handle alive).
         self._method_templates: Dict[str, dict] = {}
@@ -279,18 +356,21 @@ class ActorHandle:
         state = self.__dict__
         if "_method_templates" not in state:     # during unpickling
             raise AttributeError(name)
-        if name not in state["_methods"]:
-            raise AttributeError(f"actor class {self._class_name} has no method {name!r}")
+        options = state["_methods"].get(name)
+        if options is None:
+            if name not in _BUILTIN_METHODS:
+                raise AttributeError(f"actor class {self._class_name} has no method {name!r}")
+            options = {"num_returns": 1}   # every actor has it, as in Ray
         templates = state["_method_templates"].get(name)
         if templates is None:
             templates = state["_method_templates"][name] = {}
-        return ActorMethod(self, name, state["_methods"][name], templates)
+        return ActorMethod(self, name, options, templates)
 
     def __reduce__(self):
         # A copy may live anywhere now: this process no longer decides when the actor ends.
         self._owned = None
         return (ActorHandle, (self._actor_id, self._class_name, self._methods,
-                              self._max_task_retries))
+                              self._max_task_retries, False, self._max_pending_calls))
 
     def __del__(self):
         owner = self.__dict__.get("_owned")
@@ -323,10 +403,18 @@ class ActorHandle:
     def _ray_actor_id(self) -> ActorID:
         return ActorID(self._actor_id)
 
-    def _submit(self, method: ActorMethod, args, kwargs):
-        from ray_core._private import worker
-        core = worker.global_worker().core_worker
+    def _submit(self, method: ActorMethod, args, kwargs, core=None):
         opts = method._options
+        check_call(opts.get(PARAMS), args, kwargs,
+                   f"{self._class_name}.{method._name}.remote()")
+        if core is None:
+            from ray_core._private import worker
+            core = worker.global_worker().core_worker
+        limit = self._max_pending_calls
+        if limit >= 0 and core.actor_submitter.pending_calls(self._actor_id) >= limit:
+            raise exceptions.PendingCallsLimitExceeded(
+                f"{self!r} has {limit} call(s) from this process pending already "
+                f"(max_pending_calls={limit}); wait for some before calling it again")
         ctx = core._ctx
         key = (core.worker_id.binary(), ctx.job_id.binary())
         template = method._templates.get(key)
@@ -362,6 +450,7 @@ class ActorHandle:
         fd.function_name = method._name
         spec.actor_task_spec.actor_id = self._actor_id
         spec.actor_task_spec.caller_worker_id = core.worker_id.binary()
+        spec.actor_task_spec.concurrency_group_name = opts.get("concurrency_group") or ""
         return spec
 
 
@@ -369,7 +458,8 @@ def handle_from_blob(actor_id: bytes, class_name: str, blob: bytes) -> ActorHand
     """A handle from the method table the creator stored with the actor's creation spec."""
     meta = pickle.loads(blob) if blob else {}
     return ActorHandle(actor_id, class_name, meta.get("methods", {}),
-                       meta.get("max_task_retries", 0))
+                       meta.get("max_task_retries", 0),
+                       max_pending_calls=meta.get("max_pending_calls", -1))
 
 
 def _handle_from_row(row) -> ActorHandle:
@@ -398,7 +488,7 @@ def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
     GCS restart it if it has restarts left."""
     from ray_core._private import worker
     if not isinstance(actor, ActorHandle):
-        raise TypeError(f"kill() expects an actor handle, got {type(actor).__name__}; use "
+        raise ValueError(f"kill() expects an actor handle, got {type(actor).__name__}; use "
                         f"cancel() for tasks")
     core = worker.global_worker().core_worker
     core.gcs.sync.kill_actor(actor._actor_id, force_kill=True, no_restart=no_restart,

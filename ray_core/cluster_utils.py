@@ -57,7 +57,7 @@ class Cluster:
         temp_dir = self._node_temp_dir(args)
         args.pop("node_name", None)
         node_ip = args.pop("node_ip_address", None) or "127.0.0.1"
-        allowed = {"num_cpus", "num_gpus", "resources", "object_store_memory"}
+        allowed = {"num_cpus", "num_gpus", "resources", "object_store_memory", "labels"}
         if self.head_node is None:
             # The head's GCS storage ("memory" or "redis") and its dashboard.
             allowed |= {"storage", "include_dashboard", "dashboard_host", "dashboard_port"}

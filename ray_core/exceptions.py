@@ -16,31 +16,50 @@ from typing import Optional
 class RayError(Exception):
     """Base of every ray_core error."""
 
+    def to_bytes(self) -> bytes:
+        from ray_core._private import serialization
+        return serialization.serialize_error(self).to_bytes()
+
     @staticmethod
     def from_bytes(data: bytes) -> "RayError":
         from ray_core._private import serialization
         return serialization.loads_error(data)
 
 
+class CrossLanguageError(RayError):
+    """Raised from another language (ray_core runs Python only: kept for Ray's API)."""
+
+    def __init__(self, ray_exception):
+        super().__init__(f"An exception raised from another language:\n{ray_exception}")
+
+
 class RaySystemError(RayError):
     """ray_core itself failed (a component died, a protocol broke)."""
 
-    def __init__(self, message: str, traceback_str: Optional[str] = None):
-        self.message = message
+    def __init__(self, client_exc, traceback_str: Optional[str] = None):
+        self.client_exc = client_exc
         self.traceback_str = traceback_str
-        super().__init__(message if not traceback_str else f"{message}\n{traceback_str}")
+        super().__init__(client_exc)
+
+    def __str__(self) -> str:
+        message = f"System error: {self.client_exc}"
+        return f"{message}\ntraceback: {self.traceback_str}" if self.traceback_str else message
 
     def __reduce__(self):
-        return type(self), (self.message, self.traceback_str)
+        return type(self), (self.client_exc, self.traceback_str)
 
 
 class RayTaskError(RayError):
     """A task raised; `cause` is the user's exception, rebuilt on the caller's side."""
 
     def __init__(self, function_name: str, traceback_str: str, cause: Optional[BaseException],
-                 pid: Optional[int] = None, ip: Optional[str] = None,
-                 node_id: str = "", task_id: str = ""):
+                 proctitle: Optional[str] = None, pid: Optional[int] = None,
+                 ip: Optional[str] = None, actor_repr: Optional[str] = None,
+                 actor_id: Optional[str] = None, node_id: str = "", task_id: str = ""):
         self.function_name = function_name
+        self.proctitle = proctitle or f"ray_core::{function_name}"
+        self.actor_repr = actor_repr
+        self._actor_id = actor_id
         self.traceback_str = traceback_str
         self.cause = cause
         self.pid = pid if pid is not None else os.getpid()
@@ -57,6 +76,8 @@ class RayTaskError(RayError):
             where += f", node={self.node_id[:12]}"
         if self.task_id:
             where += f", task={self.task_id}"
+        if self.actor_repr:
+            where += f", repr={self.actor_repr}"
         cause = type(self.cause).__name__ if self.cause is not None else "Exception"
         return (f"{cause} raised in task {self.function_name}() ({where})\n"
                 f"{self.traceback_str.rstrip()}")
@@ -65,8 +86,9 @@ class RayTaskError(RayError):
         return self._message()
 
     def __reduce__(self):
-        return RayTaskError, (self.function_name, self.traceback_str, self.cause, self.pid,
-                              self.ip, self.node_id, self.task_id)
+        return RayTaskError, (self.function_name, self.traceback_str, self.cause,
+                              self.proctitle, self.pid, self.ip, self.actor_repr,
+                              self._actor_id, self.node_id, self.task_id)
 
     def as_instanceof_cause(self) -> "RayTaskError":
         """This error as an instance of a class deriving from RayTaskError and the cause's class.
@@ -95,7 +117,8 @@ class RayTaskError(RayError):
             error = dual.__new__(dual)
             error.__dict__.update(getattr(cause, "__dict__", {}))
             RayTaskError.__init__(error, self.function_name, self.traceback_str, cause,
-                                  self.pid, self.ip, self.node_id, self.task_id)
+                                  self.proctitle, self.pid, self.ip, self.actor_repr,
+                                  self._actor_id, self.node_id, self.task_id)
             error.__cause__ = cause
             return error
         except TypeError:
@@ -135,95 +158,340 @@ class WorkerCrashedError(RayError):
 class LocalRayletDiedError(RayError):
     """The raylet of this process's node died."""
 
+    def __init__(self, message: str = "The task's local raylet died; see its log in the "
+                                      "session's logs folder."):
+        super().__init__(message)
+
 
 class TaskCancelledError(RayError):
-    """The task was cancelled with ray_core.cancel()."""
+    """The task was cancelled with ray_core.cancel(); Ray's (task_id, error_message)."""
 
-    def __init__(self, task_id: str = "", message: Optional[str] = None):
+    def __init__(self, task_id=None, error_message: Optional[str] = None):
         self.task_id = task_id
-        super().__init__(message or f"Task {task_id} was cancelled.")
+        self.error_message = error_message
+        super().__init__(task_id, error_message)
+
+    def __str__(self) -> str:
+        text = f"Task: {self.task_id} was cancelled. " if self.task_id else ""
+        return (text + (self.error_message or "")).strip() or "The task was cancelled."
 
     def __reduce__(self):
-        return type(self), (self.task_id, self.args[0] if self.args else None)
+        return type(self), (self.task_id, self.error_message)
 
 
 class GetTimeoutError(RayError, TimeoutError):
     """get() or wait() ran past its timeout."""
 
 
-class ObjectLostError(RayError):
-    """The object's every copy is gone and it cannot be rebuilt."""
+class PlasmaObjectNotAvailable(RayError):
+    """An object was not available within the given timeout."""
 
-    def __init__(self, object_ref_hex: str = "", message: Optional[str] = None):
+
+class ObjectLostError(RayError):
+    """The object's every copy is gone and it cannot be rebuilt.
+
+    Ray's arguments (object_ref_hex, owner_address, call_site); `message`, when given,
+    says what happened instead of the class's generic sentence."""
+
+    def __init__(self, object_ref_hex: str = "", owner_address=None, call_site: str = "", *,
+                 message: Optional[str] = None):
         self.object_ref_hex = object_ref_hex
-        super().__init__(message or f"Object {object_ref_hex} is lost: every copy is gone "
-                                    f"and it cannot be reconstructed.")
+        self.owner_address = owner_address
+        self.call_site = call_site or ""
+        self.message = message
+        super().__init__(object_ref_hex)
+
+    def _base_str(self) -> str:
+        where = f" (created at {self.call_site})" if self.call_site else ""
+        return f"Failed to retrieve object {self.object_ref_hex}{where}."
+
+    def _reason(self) -> str:
+        return (f"All copies of {self.object_ref_hex} are lost and it cannot be "
+                f"reconstructed.")
+
+    def __str__(self) -> str:
+        return self.message or f"{self._base_str()} {self._reason()}"
 
     def __reduce__(self):
-        return type(self), (self.object_ref_hex, self.args[0] if self.args else None)
+        return _rebuild_lost, (type(self), dict(self.__dict__))
+
+
+def _rebuild_lost(cls, state):
+    error = cls.__new__(cls)
+    error.__dict__.update(state)
+    error.args = (state.get("object_ref_hex", ""),)
+    return error
+
+
+class ObjectFetchTimedOutError(ObjectLostError):
+    """Fetching the object timed out: no location of it was found."""
+
+    def _reason(self) -> str:
+        return f"Fetching {self.object_ref_hex} timed out: no copy of it could be located."
+
+
+class ReferenceCountingAssertionError(ObjectLostError, AssertionError):
+    """The object was deleted while a reference to it still existed (a ray_core bug)."""
+
+    def _reason(self) -> str:
+        return "Reference counting deleted it while a reference still existed."
+
+
+class ObjectFreedError(ObjectLostError):
+    """The object was freed on purpose (internal free) before this read."""
+
+    def _reason(self) -> str:
+        return "It was freed explicitly before this read."
 
 
 class OwnerDiedError(ObjectLostError):
     """The worker that owned the object (created it or submitted its task) died."""
 
-    def __init__(self, object_ref_hex: str = "", message: Optional[str] = None):
-        super().__init__(object_ref_hex, message or (
-            f"Object {object_ref_hex} is lost because its owner died; keep the ref in a "
-            f"process that outlives its users (for example the driver)."))
+    def _reason(self) -> str:
+        return ("Its owner (the worker that created the ref with .remote() or put()) "
+                "died; keep the ref in a process that outlives its users (for example "
+                "the driver).")
 
 
 class ObjectReconstructionFailedError(ObjectLostError):
-    """Re-running the task that made a lost object failed."""
+    """Re-running the task that made a lost object failed; Ray's (object_ref_hex, reason,
+    reason_message, owner_address, call_site)."""
+
+    def __init__(self, object_ref_hex: str = "", reason=None, reason_message: Optional[str] = None,
+                 owner_address=None, call_site: str = "", *, message: Optional[str] = None):
+        super().__init__(object_ref_hex, owner_address, call_site, message=message)
+        self.reason = reason
+        self.reason_message = reason_message
+
+    def _reason(self) -> str:
+        return self.reason_message or "Re-running the task that made it failed."
+
+
+class ObjectReconstructionFailedMaxAttemptsExceededError(ObjectReconstructionFailedError):
+    """The task that made the object has no retries left to rebuild it."""
+
+
+class ObjectReconstructionFailedLineageEvictedError(ObjectReconstructionFailedError):
+    """The lineage needed to rebuild the object was evicted."""
 
 
 class ObjectStoreFullError(RayError, MemoryError):
     """The object store has no room for the object, even after eviction and spilling."""
 
 
+class OutOfDiskError(RayError):
+    """Neither the object store nor the local disk (for spilling) has room."""
+
+
 class OutOfMemoryError(RayError, MemoryError):
     """The node ran out of memory and the raylet killed the worker running the task."""
 
-
-class ActorError(RayError):
-    """Base of actor failures."""
-
-    def __init__(self, message: str = "", actor_id: Optional[str] = None):
+    def __init__(self, message: str = "The node ran out of memory."):
+        self.message = message
         super().__init__(message)
-        self.actor_id = actor_id
-
-    def __reduce__(self):
-        return (type(self), (str(self), self.actor_id))
-
-
-class RayActorError(ActorError):
-    """The actor died or could not be created; the message says why."""
-
-
-class ActorDiedError(RayActorError):
-    """The actor is dead for good: killed, its constructor raised, its worker or node
-    died with no restarts left, its owner died, or it called exit_actor()."""
-
-
-class ActorUnavailableError(ActorError):
-    """The actor cannot be reached for now (it is restarting); a later call may succeed."""
 
 
 class NodeDiedError(RayError):
     """The node the task or object lived on died."""
 
+    def __init__(self, message: str = "The node died."):
+        self.message = message
+        super().__init__(message)
+
+
+class RayActorError(RayError):
+    """The actor failed before finishing this call: dead (ActorDiedError) or unreachable
+    for now (ActorUnavailableError). Ray's (actor_id, error_msg, actor_init_failed,
+    preempted)."""
+
+    BASE_ERROR_MSG = "The actor experienced an error before finishing this task."
+
+    def __init__(self, actor_id: Optional[str] = None, error_msg: str = BASE_ERROR_MSG,
+                 actor_init_failed: bool = False, preempted: bool = False):
+        self.actor_id = actor_id
+        self.error_msg = error_msg
+        self._actor_init_failed = actor_init_failed
+        self._preempted = preempted
+        super().__init__(error_msg)
+
+    def __str__(self) -> str:
+        return self.error_msg
+
+    @property
+    def actor_init_failed(self) -> bool:
+        return self._actor_init_failed
+
+    @property
+    def preempted(self) -> bool:
+        return self._preempted
+
+    def __reduce__(self):
+        return _rebuild_actor_error, (type(self), self.actor_id, self.error_msg,
+                                      self._actor_init_failed, self._preempted)
+
+
+def _rebuild_actor_error(cls, actor_id, error_msg, init_failed, preempted):
+    error = cls.__new__(cls)
+    RayActorError.__init__(error, actor_id, error_msg, init_failed, preempted)
+    return error
+
+
+class ActorDiedError(RayActorError):
+    """The actor is dead for good: killed, its constructor raised, its worker or node
+    died with no restarts left, its owner died, or it called exit_actor().
+
+    Ray's single argument `cause`: None, the RayTaskError its constructor raised, or
+    (here) the sentence that says why; `actor_id` (hex) names the actor."""
+
+    BASE_ERROR_MSG = "The actor died unexpectedly before finishing this task."
+
+    def __init__(self, cause=None, *, actor_id: Optional[str] = None,
+                 actor_init_failed: bool = False):
+        if isinstance(cause, RayTaskError):
+            actor_init_failed = True
+            error_msg = f"The actor died because of an error raised in its creation task, {cause}"
+        else:
+            error_msg = str(cause) if cause else self.BASE_ERROR_MSG
+        super().__init__(actor_id, error_msg, actor_init_failed)
+
+    @staticmethod
+    def from_task_error(task_error: "RayTaskError") -> "ActorDiedError":
+        return ActorDiedError(task_error)
+
+
+class ActorUnavailableError(RayActorError):
+    """The actor cannot be reached for now (it is restarting); a later call may succeed.
+    Ray's (error_message, actor_id as bytes)."""
+
+    def __init__(self, error_message: str, actor_id: Optional[bytes]):
+        hex_id = actor_id.hex() if isinstance(actor_id, bytes) else actor_id
+        super().__init__(hex_id, f"The actor {hex_id} is unavailable: {error_message}. The "
+                                 f"task may or may not have been executed on the actor.")
+
+
+class _UnschedulableError(RayError):
+    _WHAT = ""
+
+    def __init__(self, error_message: str):
+        self.error_message = error_message
+        super().__init__(error_message)
+
+    def __str__(self) -> str:
+        return f"The {self._WHAT} is not schedulable: {self.error_message}"
+
+
+class ActorUnschedulableError(_UnschedulableError):
+    """The actor cannot be scheduled (for example, its NodeAffinity node is dead)."""
+    _WHAT = "actor"
+
+
+class TaskUnschedulableError(_UnschedulableError):
+    """The task cannot be scheduled (for example, its NodeAffinity node is dead)."""
+    _WHAT = "task"
+
+
+class AsyncioActorExit(RayError):
+    """Raised inside an async actor that called exit_actor()."""
+
 
 class RuntimeEnvSetupError(RayError):
-    """The task's runtime_env could not be set up."""
+    """The task's runtime_env could not be set up; `error_message` says why."""
+
+    def __init__(self, error_message: Optional[str] = None):
+        self.error_message = error_message
+        super().__init__(error_message)
+
+    def __str__(self) -> str:
+        return "\n".join(["Failed to set up runtime environment."] +
+                         ([self.error_message] if self.error_message else []))
 
 
 class TaskPlacementGroupRemoved(RayError):
     """The placement group the task was to run in was removed."""
 
+    def __init__(self, message: str = "The placement group of this task has been removed."):
+        super().__init__(message)
+
+
+class ActorPlacementGroupRemoved(RayError):
+    """The placement group the actor was to run in was removed."""
+
+    def __init__(self, message: str = "The placement group of this actor has been removed."):
+        super().__init__(message)
+
+
+class PendingCallsLimitExceeded(RayError):
+    """More calls are pending on the actor than its max_pending_calls."""
+
+
+class ObjectRefStreamEndOfStreamError(RayError):
+    """A streaming generator has no more refs to give."""
+
+
+class UserCodeException(RayError):
+    """Wraps an exception of user code (retry_exceptions looks at its cause)."""
+
+
+class RpcError(RayError):
+    """A call between ray_core processes failed."""
+
+    def __init__(self, message: str, rpc_code=None):
+        self.message = message
+        self.rpc_code = rpc_code
+        super().__init__(message)
+
+
+class AuthenticationError(RayError):
+    """A call carried no or the wrong cluster token (see README: the cluster token)."""
+
+    def __init__(self, message: str):
+        self.message = message
+        super().__init__(message)
+
+
+class UnserializableException(RayError):
+    """A remote exception could not be unpickled here; its text and traceback can."""
+
+    def __init__(self, original_stack_trace: str):
+        self._original_stack_trace = original_stack_trace
+        super().__init__(original_stack_trace)
+
+    def __str__(self) -> str:
+        return f"Failed to deserialize exception. Original exception:\n{self._original_stack_trace}"
+
+
+class ActorAlreadyExistsError(ValueError, RayError):
+    """A named actor with this name already exists in the namespace (a ValueError too)."""
+
+    def __init__(self, error_message: str):
+        self.error_message = error_message
+        super().__init__(error_message)
+
+
+class ActorHandleNotFoundError(ValueError, RayError):
+    """The actor handle names no actor of this cluster (a ValueError too)."""
+
+    def __init__(self, error_message: str):
+        self.error_message = error_message
+        super().__init__(error_message)
+
+
+class OufOfBandObjectRefSerializationException(RayError):
+    """An ObjectRef was pickled outside ray_core's serializer (kept as Ray spells it)."""
+
 
 __all__ = [
-    "RayError", "RaySystemError", "RayTaskError", "WorkerCrashedError", "LocalRayletDiedError",
-    "TaskCancelledError", "GetTimeoutError", "ObjectLostError", "OwnerDiedError",
-    "ObjectReconstructionFailedError", "ObjectStoreFullError", "OutOfMemoryError",
-    "ActorError", "RayActorError", "ActorDiedError", "ActorUnavailableError",
-    "NodeDiedError", "RuntimeEnvSetupError", "TaskPlacementGroupRemoved",
+    "RayError", "CrossLanguageError", "RaySystemError", "RayTaskError", "WorkerCrashedError",
+    "LocalRayletDiedError", "TaskCancelledError", "GetTimeoutError", "PlasmaObjectNotAvailable",
+    "ObjectLostError", "ObjectFetchTimedOutError", "ReferenceCountingAssertionError",
+    "ObjectFreedError", "OwnerDiedError", "ObjectReconstructionFailedError",
+    "ObjectReconstructionFailedMaxAttemptsExceededError",
+    "ObjectReconstructionFailedLineageEvictedError", "ObjectStoreFullError", "OutOfDiskError",
+    "OutOfMemoryError", "NodeDiedError", "RayActorError", "ActorDiedError",
+    "ActorUnavailableError", "ActorUnschedulableError", "TaskUnschedulableError",
+    "AsyncioActorExit", "RuntimeEnvSetupError", "TaskPlacementGroupRemoved",
+    "ActorPlacementGroupRemoved", "PendingCallsLimitExceeded",
+    "ObjectRefStreamEndOfStreamError", "UserCodeException", "RpcError", "AuthenticationError",
+    "UnserializableException", "ActorAlreadyExistsError", "ActorHandleNotFoundError",
+    "OufOfBandObjectRefSerializationException",
 ]

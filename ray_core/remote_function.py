@@ -15,10 +15,37 @@ from ray_common.ids import PlacementGroupID
 from ray_common.protocol import common_pb2
 
 from ray_core._private import options as options_mod
+from ray_core._private.call_signature import check_call, params_of
 from ray_core._private.function_manager import ExportedCode
 from ray_core.util.placement_group import PlacementGroup
 from ray_core.util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
-                                                 PlacementGroupSchedulingStrategy)
+                                                 PlacementGroupSchedulingStrategy,
+                                                 check_strategy, from_legacy_options)
+
+TASK_OPTIONS = dict(options_mod.TASK_OPTIONS, scheduling_strategy=check_strategy)
+
+
+def validate_options(options: Dict[str, Any], valid: Dict[str, Any], where: str):
+    """Options of @remote/.options() checked against `valid` (name -> checker), Ray's
+    deprecated placement_group options made a scheduling_strategy first."""
+    return options_mod.validate_options(from_legacy_options(options), valid, where)
+
+
+def validate_task_options(options: Dict[str, Any], where: str) -> Dict[str, Any]:
+    return validate_options(options, TASK_OPTIONS, where)
+
+
+def is_generator(function) -> bool:
+    return inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function)
+
+
+def check_generator_returns(generator: bool, options: Dict[str, Any], what: str) -> None:
+    """As Ray: num_returns "streaming" or "dynamic" is for generator functions only,
+    refused where it is set rather than when the task runs."""
+    mode = options.get("num_returns")
+    if mode in ("streaming", "dynamic") and not generator:
+        raise ValueError(f"num_returns={mode!r} can only be used with generator functions "
+                         f"(functions that use 'yield'); {what} is not one")
 
 
 class RemoteFunction:
@@ -28,11 +55,13 @@ class RemoteFunction:
         self._function = function
         self._name = getattr(function, "__qualname__", getattr(function, "__name__", "function"))
         self._module = getattr(function, "__module__", "") or ""
-        self._options = options_mod.validate_task_options(task_options, f"@remote {self._name}")
-        if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
+        self._options = validate_task_options(task_options, f"@remote {self._name}")
+        if is_generator(function):
             # As in Ray: a generator function streams its values unless told otherwise.
             self._options.setdefault("num_returns", "streaming")
+        check_generator_returns(is_generator(function), self._options, self._name)
         self._code = ExportedCode(function, self._name, "remote function")
+        self._params = params_of(function)
         self._templates = {}
         functools.update_wrapper(self, function, updated=())
 
@@ -52,21 +81,25 @@ class RemoteFunction:
 
     def options(self, **task_options) -> "_BoundOptions":
         merged = dict(self._options)
-        merged.update(options_mod.validate_task_options(task_options,
+        merged.update(validate_task_options(task_options,
                                                         f"{self._name}.options()"))
+        check_generator_returns(is_generator(self._function), merged, self._name)
         return _BoundOptions(self, merged)
 
     def bind(self, *args, **kwargs):
         raise NotImplementedError("Ray DAG .bind() is not supported by ray_core")
 
     def _remote(self, args, kwargs, opts, templates):
+        check_call(self._params, args, kwargs, f"{self._name}.remote()")
         from ray_core._private import worker
         core = worker.global_worker().core_worker
         fn_hash = self._code.export(core.function_manager)
         # Keyed by the CoreWorker's id (not id(core): a later init() may reuse the address),
-        # and by the placement group a parent captures the task in.
+        # by the placement group a parent captures the task in, and by the runtime_env it
+        # inherits.
         key = (core.worker_id.binary(), core.current_job_id.binary(),
-               core.captured_placement_group() if opts.get("scheduling_strategy") is None else b"")
+               core.captured_placement_group() if opts.get("scheduling_strategy") is None else b"",
+               core.inherited_env_key)
         template = templates.get(key)
         if template is None:
             template = templates[key] = self._template(core, fn_hash, opts)
@@ -113,8 +146,9 @@ class _BoundOptions:
 
     def options(self, **task_options) -> "_BoundOptions":
         merged = dict(self._options)
-        merged.update(options_mod.validate_task_options(
+        merged.update(validate_task_options(
             task_options, f"{self._parent._name}.options()"))
+        check_generator_returns(is_generator(self._parent._function), merged, self._parent._name)
         return _BoundOptions(self._parent, merged)
 
     def __call__(self, *args, **kwargs):
@@ -146,17 +180,15 @@ def fill_placement(spec: common_pb2.TaskSpec, core, opts, default_cpus: float,
     for name, amount in resources.items():
         if amount > 0:
             spec.required_resources[name] = amount
-    env = dict((core.job_runtime_env or {}).get("env_vars") or {})
-    env.update((opts.get("runtime_env") or {}).get("env_vars") or {})
-    for name, value in env.items():
-        spec.runtime_env.env_vars[name] = value
+    spec.runtime_env.CopyFrom(core.runtime_env_for(opts.get("runtime_env")))
 
 
 def _placement_group_of(strategy, core):
     """(group, bundle index, capture child tasks) the task goes into, or None: its own
     strategy's group, else (no strategy at all) the group its parent captures it in."""
     if isinstance(strategy, PlacementGroupSchedulingStrategy):
-        if strategy.placement_group is None:
+        group = strategy.placement_group
+        if group is None or group.is_empty:
             return None   # Ray's way to say "not in the parent's group"
         return (strategy.placement_group, strategy.placement_group_bundle_index,
                 bool(strategy.placement_group_capture_child_tasks))

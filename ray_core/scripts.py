@@ -268,6 +268,12 @@ def cmd_start(args, parser) -> int:
                       f"another program); stop what holds it (`{PROG} stop`) or choose "
                       f"another with --port", file=sys.stderr)
                 return 1
+            if args.dashboard_port and args.include_dashboard is not False and \
+                    not _port_free(args.dashboard_port):
+                print(f"{PROG}: error: the dashboard's port {args.dashboard_port} is in use; "
+                      f"choose another with --dashboard-port (or leave it out: 8265, or a "
+                      f"free port when that is taken)", file=sys.stderr)
+                return 1
             node = Node.start_head(temp_dir, node_ip=args.node_ip_address or "127.0.0.1",
                                    port=port, storage=storage, token=token,
                                    auth=not args.disable_auth, detached=True,

@@ -265,8 +265,12 @@ class GcsActorManager(gcs_service_pb2_grpc.ActorInfoGcsServiceServicer):
                 raylet, grant_or_reject = self._local_raylet(actor), False
                 continue
             why = reply.failure_message or nm.RequestWorkerLeaseReply.Status.Name(reply.status)
-            await self._end(actor, common_pb2.ACTOR_DIED,
-                            f"no worker could be leased for it: {why}", restart=False)
+            if reply.runtime_env_setup_failed:
+                await self._end(actor, common_pb2.RUNTIME_ENV_SETUP_FAILED,
+                                f"its runtime_env could not be set up: {why}", restart=False)
+            else:
+                await self._end(actor, common_pb2.ACTOR_DIED,
+                                f"no worker could be leased for it: {why}", restart=False)
             return None
 
     async def _release(self, inc: _Incarnation, reason: str) -> None:

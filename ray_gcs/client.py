@@ -24,6 +24,7 @@ from ray_common.config import config
 from ray_common.ids import JobID, UniqueID
 from ray_common.protocol import common_pb2, gcs_service_pb2 as pb, gcs_service_pb2_grpc as grpc_pb
 from ray_gcs import errors
+from ray_gcs.placement_group_batch import PlacementGroupBatcher
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +147,8 @@ class GcsClient:
         self._stubs: Dict[str, object] = {}
         self._subscriptions = set()
         self.sync = _SyncClient(self)
+        self.placement_groups = PlacementGroupBatcher(
+            lambda request: self._call("pg", "PlacementGroupBatch", request), errors.GcsError)
 
     def _stub(self, name: str):
         stub = self._stubs.get(name)
@@ -322,20 +325,17 @@ class GcsClient:
 
     # ---- placement groups -----------------------------------------------------
 
-    async def create_placement_group(self, data: pb.PlacementGroupTableData) -> None:
-        await self._call("pg", "CreatePlacementGroup",
-                         pb.CreatePlacementGroupRequest(placement_group=data))
-
-    async def remove_placement_group(self, placement_group_id: bytes) -> None:
-        await self._call("pg", "RemovePlacementGroup", pb.RemovePlacementGroupRequest(
-            placement_group_id=_binary(placement_group_id)))
+    # Creations and removals go through self.placement_groups (a PlacementGroupBatcher);
+    # every read below first waits for what was queued before it.
 
     async def get_all_placement_group(self) -> List[pb.PlacementGroupTableData]:
+        await self.placement_groups.flush()
         reply = await self._call("pg", "GetAllPlacementGroup", pb.GetAllPlacementGroupRequest())
         return list(reply.placement_group_table_data)
 
     async def get_placement_group(self, placement_group_id: bytes
                                   ) -> Optional[pb.PlacementGroupTableData]:
+        await self.placement_groups.flush()
         return _group_row(await self._call("pg", "GetPlacementGroup", pb.GetPlacementGroupRequest(
             placement_group_id=_binary(placement_group_id))))
 
@@ -343,6 +343,9 @@ class GcsClient:
                                               timeout: Optional[float] = None) -> bool:
         """True once the group is placed, False when `timeout` seconds (None: no limit)
         pass first; GcsFailedPreconditionError if it was removed."""
+        await self.placement_groups.flush()
+        if self.placement_groups.placed(_binary(placement_group_id)):
+            return True
         loop = asyncio.get_running_loop()
         end = None if timeout is None else loop.time() + timeout
         while True:
@@ -358,6 +361,7 @@ class GcsClient:
 
     async def get_named_placement_group(self, name: str, namespace: str = ""
                                         ) -> Optional[pb.PlacementGroupTableData]:
+        await self.placement_groups.flush()
         return _group_row(await self._call("pg", "GetNamedPlacementGroup",
                                            pb.GetNamedPlacementGroupRequest(
                                                name=name, ray_namespace=namespace)))
@@ -382,7 +386,9 @@ class GcsClient:
         return subscription
 
     async def close(self) -> None:
-        """Close this client's subscriptions (the channel is shared and stays cached)."""
+        """Close this client's subscriptions (the channel is shared and stays cached), once
+        the placement group requests queued are sent."""
+        await self.placement_groups.flush()
         for subscription in list(self._subscriptions):
             subscription.close()
         self._stubs.clear()

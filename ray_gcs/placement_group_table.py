@@ -9,6 +9,7 @@ import asyncio
 import logging
 from typing import Dict, Iterable, Optional, Set
 
+from ray_common.config import config
 from ray_common.ids import PlacementGroupID
 from ray_common.protocol import gcs_service_pb2 as pb, gcs_service_pb2_grpc
 from ray_gcs import errors
@@ -56,21 +57,40 @@ class GcsPlacementGroupTable(gcs_service_pb2_grpc.PlacementGroupInfoGcsServiceSe
                     waiter.set_result(None)
 
     @errors.handler
-    async def CreatePlacementGroup(self, request, context):
+    async def PlacementGroupBatch(self, request, context):
+        create_errors = [await self._create(row) for row in request.create]
+        remove_errors = [await self._remove_by_id(group_id) for group_id in request.remove]
+        tried = [self.scheduler.schedule(row.placement_group_id)
+                 for row, error in zip(request.create, create_errors)
+                 if not error and self.scheduler is not None]
+        if tried:
+            await asyncio.wait(tried, timeout=config.placement_group_batch_reply_wait_s)
+        placed = [row.placement_group_id for row in request.create
+                  if self._groups.get(row.placement_group_id, row).state == pb.PG_CREATED]
+        return pb.PlacementGroupBatchReply(create_error=create_errors,
+                                           remove_error=remove_errors, placed=placed)
+
+    async def _create(self, request_row: pb.PlacementGroupTableData) -> str:
+        """"" when the group is registered (PENDING), else why not. A creation sent again
+        (its reply was lost) finds its group and is accepted."""
+        group_id = request_row.placement_group_id
+        try:
+            errors.check_id(group_id, PlacementGroupID, "PlacementGroupBatch placement_group_id")
+        except errors.RequestError as e:
+            return e.message
+        known = self._groups.get(group_id)
+        if known is not None:
+            return "" if known.creator_job_id == request_row.creator_job_id and \
+                known.name == request_row.name else \
+                f"placement group {group_id.hex()} already exists"
+        if not request_row.bundles:
+            return f"placement group {group_id.hex()} has no bundles"
+        if request_row.name and self._named(request_row.name,
+                                            request_row.ray_namespace) is not None:
+            return (f"a placement group named {request_row.name!r} already exists in "
+                    f"namespace {request_row.ray_namespace!r}")
         group = pb.PlacementGroupTableData()
-        group.CopyFrom(request.placement_group)
-        group_id = errors.check_id(group.placement_group_id, PlacementGroupID,
-                                   "CreatePlacementGroup placement_group_id")
-        if group_id in self._groups:
-            raise errors.already_exists(
-                f"CreatePlacementGroup: placement group {group_id.hex()} already exists")
-        if not group.bundles:
-            raise errors.invalid(f"CreatePlacementGroup: placement group {group_id.hex()} "
-                                 f"has no bundles")
-        if group.name and self._named(group.name, group.ray_namespace) is not None:
-            raise errors.already_exists(
-                f"CreatePlacementGroup: a placement group named {group.name!r} already "
-                f"exists in namespace {group.ray_namespace!r}")
+        group.CopyFrom(request_row)
         group.state = pb.PG_PENDING
         for index, bundle in enumerate(group.bundles):
             bundle.bundle_index = index
@@ -78,20 +98,14 @@ class GcsPlacementGroupTable(gcs_service_pb2_grpc.PlacementGroupInfoGcsServiceSe
         logger.info("Placement group %s created with %d bundle(s), strategy %s", group_id.hex(),
                     len(group.bundles), group.strategy or "PACK")
         await self.put(group)
-        if self.scheduler is not None:
-            self.scheduler.schedule(group_id)
-        return pb.CreatePlacementGroupReply()
+        return ""
 
-    @errors.handler
-    async def RemovePlacementGroup(self, request, context):
-        group_id = errors.check_id(request.placement_group_id, PlacementGroupID,
-                                   "RemovePlacementGroup placement_group_id")
+    async def _remove_by_id(self, group_id: bytes) -> str:
         group = self._groups.get(group_id)
         if group is None:
-            raise errors.not_found(f"RemovePlacementGroup: unknown placement group "
-                                   f"{group_id.hex()}")
+            return f"unknown placement group {group_id.hex()}"
         await self.remove(group, "removed by its user")
-        return pb.RemovePlacementGroupReply()
+        return ""
 
     async def remove(self, group: pb.PlacementGroupTableData, why: str) -> None:
         if group.state == pb.PG_REMOVED:

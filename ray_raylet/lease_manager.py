@@ -28,6 +28,7 @@ from ray_common.protocol import common_pb2, node_manager_pb2
 from ray_common import bundle_resources as bundle_names
 from ray_raylet import resources as res
 from ray_raylet.scheduling_policy import FAILED, INFEASIBLE, SchedulingPolicy
+from ray_raylet.runtime_envs import RuntimeEnvSetupFailed
 from ray_raylet.worker_pool import Worker, WorkerPool, WorkerStartError
 
 logger = logging.getLogger(__name__)
@@ -417,7 +418,16 @@ class LeaseManager:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
         self.granting[req.lease_id] = req
         try:
-            worker = await self.pool.pop_worker(req.job_id, env)
+            worker = await self.pool.pop_worker(req.job_id, env, req.spec.runtime_env)
+        except RuntimeEnvSetupFailed as e:
+            self.granting.pop(req.lease_id, None)
+            self.local.release(allocation)
+            logger.warning("Lease request %s: its runtime_env could not be set up: %s",
+                           req.what(), e)
+            self._resolve(req, Reply(status=Reply.FAILED, lease_id=req.lease_id,
+                                     failure_message=str(e), runtime_env_setup_failed=True))
+            self.schedule_dispatch()
+            return
         except (WorkerStartError, OSError) as e:
             self.granting.pop(req.lease_id, None)
             self.local.release(allocation)

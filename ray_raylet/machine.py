@@ -12,7 +12,7 @@ from typing import Dict, List, Optional
 import psutil
 
 from ray_common.config import config
-from ray_raylet.resources import NODE_RESOURCE_PREFIX, fixed_set
+from ray_raylet.resources import HEAD_NODE_RESOURCE, NODE_RESOURCE_PREFIX, fixed_set
 
 _NVIDIA_SMI_TIMEOUT_S = 10  # only at raylet start; a hung driver must not hang the node
 
@@ -48,7 +48,7 @@ def default_object_store_memory() -> int:
 
 def total_resources(node_ip: str, num_cpus: Optional[float], num_gpus: Optional[float],
                     custom_json: Optional[str], object_store_memory: int,
-                    gpu_ids: List[int]) -> Dict[str, float]:
+                    gpu_ids: List[int], head: bool = False) -> Dict[str, float]:
     """The node's total resource map, as registered with the GCS."""
     custom = {}
     if custom_json:
@@ -68,6 +68,7 @@ def total_resources(node_ip: str, num_cpus: Optional[float], num_gpus: Optional[
         "memory": float(max(0, psutil.virtual_memory().available - object_store_memory)),
         "object_store_memory": float(object_store_memory),
         NODE_RESOURCE_PREFIX + node_ip: 1.0,
+        HEAD_NODE_RESOURCE: 1.0 if head else 0.0,
     }
     total.update({name: float(amount) for name, amount in custom.items()})
     fixed_set(total)  # validates names and amounts with a clear message

@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     store_bytes = args.object_store_memory or machine.default_object_store_memory()
     try:
         total = machine.total_resources(args.node_ip, args.num_cpus, args.num_gpus,
-                                        args.resources, store_bytes, gpu_ids)
+                                        args.resources, store_bytes, gpu_ids, head=args.head)
     except ValueError as e:
         print(f"ray_raylet: {e}", file=sys.stderr)
         return 2

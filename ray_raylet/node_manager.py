@@ -34,6 +34,8 @@ from ray_raylet.object_owners import ObjectOwners
 from ray_raylet.spill_manager import SpillManager
 from ray_raylet.worker_pool import ProcessWatcher, Worker, WorkerPool
 
+NODE_ID_LABEL = "ray.io/node-id"    # the label Ray gives every node
+
 logger = logging.getLogger(__name__)
 NM = node_manager_pb2
 
@@ -44,6 +46,9 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
                  total_resources: Dict[str, float], is_head: bool = False,
                  gpu_ids: Optional[List[int]] = None, labels: Optional[Dict[str, str]] = None):
         self.node_id = node_id
+        # Ray's node labels, with its default ray.io/node-id (the scheduler does not
+        # match them yet: they are what get_node_labels() and nodes() report).
+        self.labels = dict(labels or {}, **{NODE_ID_LABEL: node_id.hex()})
         self.node_ip = node_ip
         self.gcs = gcs_client
         self.gcs_address = gcs_address
@@ -51,7 +56,6 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         self.object_store_socket = object_store_socket
         self.session_dir = session_dir
         self.is_head = is_head
-        self.labels = dict(labels or {})
         self.local = res.NodeResources(total_resources, track_instances=True)
         self.gpu_ids = gpu_ids
         self.port = 0
@@ -103,7 +107,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
             node_id=self.node_id, node_ip=self.node_ip, raylet_address=self.address,
             gcs_address=self.gcs_address, object_store_socket=self.object_store_socket,
             session_dir=self.session_dir, num_cpus=res.from_fixed(self.local.total.get("CPU", 0)),
-            on_worker_exit=self._on_worker_exit)
+            on_worker_exit=self._on_worker_exit, kv_get=self.gcs.kv_get)
         self.pool.start()
         self.leases = LeaseManager(node_id=self.node_id, local=self.local, pool=self.pool,
                                    pull_dependencies=self._pull_dependencies,
@@ -625,9 +629,6 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
 
     async def PrepareBundleResources(self, request, context):
         success, why = self.bundles.prepare(request.placement_group_id, request.bundles)
-        if success and request.commit:
-            self.bundles.commit(request.placement_group_id,
-                                [bundle.bundle_index for bundle in request.bundles])
         return NM.PrepareBundleResourcesReply(success=success, failure_message=why)
 
     async def CommitBundleResources(self, request, context):
@@ -635,11 +636,24 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         return NM.CommitBundleResourcesReply()
 
     async def CancelResourceReserve(self, request, context):
-        indices = list(request.bundle_indices)
-        self.bundles.cancel(request.placement_group_id, indices)
-        if not indices:  # the whole group is gone: its waiting tasks will never run
-            self.leases.group_removed(request.placement_group_id.hex())
+        self.bundles.cancel(request.placement_group_id, list(request.bundle_indices))
         return NM.CancelResourceReserveReply()
+
+    async def ReserveBundles(self, request, context):
+        replies = []
+        for group in request.groups:
+            success, why = self.bundles.prepare(group.placement_group_id, group.bundles)
+            if success:
+                self.bundles.commit(group.placement_group_id,
+                                    [bundle.bundle_index for bundle in group.bundles])
+            replies.append(NM.PrepareBundleResourcesReply(success=success, failure_message=why))
+        return NM.ReserveBundlesReply(replies=replies)
+
+    async def ReturnBundles(self, request, context):
+        for group_id in request.placement_group_ids:
+            self.bundles.cancel(group_id, [])
+            self.leases.group_removed(group_id.hex())  # its waiting tasks will never run
+        return NM.ReturnBundlesReply()
 
     async def HealthCheck(self, request, context):
         return NM.HealthCheckReply()

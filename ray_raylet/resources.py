@@ -16,6 +16,8 @@ from ray_common.bundle_resources import most_specific
 RESOURCE_UNIT = 10000
 UNIT_INSTANCE_RESOURCES = ("GPU",)
 NODE_RESOURCE_PREFIX = "node:"
+# Ray's resource of the head node only (programs pin a task there with a sliver of it).
+HEAD_NODE_RESOURCE = NODE_RESOURCE_PREFIX + "__internal_head__"
 # Resources that describe a node rather than a load on it: left out of utilization.
 _NOT_LOAD = ("object_store_memory",)
 

@@ -27,6 +27,7 @@ from ray_common import rpc
 from ray_common.config import config
 from ray_common.ids import WorkerID
 from ray_common.protocol import core_worker_pb2, core_worker_pb2_grpc
+from ray_raylet.runtime_envs import DEFAULT, RuntimeEnvManager, WorkerEnv
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class Worker:
         self.registered: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pidfd: Optional[int] = None
         self.log_prefix = ""
+        self.env_key = ""       # the runtime env it runs in ("" the default)
 
     @property
     def hex(self) -> str:
@@ -106,7 +108,7 @@ class ProcessWatcher:
 class WorkerPool:
     def __init__(self, *, node_id: bytes, node_ip: str, raylet_address: str, gcs_address: str,
                  object_store_socket: str, session_dir: str, num_cpus: float,
-                 on_worker_exit: Callable[[Worker], None]):
+                 on_worker_exit: Callable[[Worker], None], kv_get=None):
         self.node_id = node_id
         self.node_ip = node_ip
         self.raylet_address = raylet_address
@@ -115,6 +117,10 @@ class WorkerPool:
         self.session_dir = session_dir
         self.logs_dir = os.path.join(session_dir, "logs")
         self._on_worker_exit = on_worker_exit
+        # Per machine (beside the sessions), so later sessions reuse virtualenvs.
+        self.runtime_envs = RuntimeEnvManager(
+            os.path.join(os.path.dirname(os.path.abspath(session_dir)), "runtime_resources"),
+            kv_get)
         self._loop = asyncio.get_running_loop()
         self._watcher = ProcessWatcher(self._loop)
         cpus = max(1, int(num_cpus))
@@ -134,16 +140,22 @@ class WorkerPool:
 
     # ---- leasing ---------------------------------------------------------------
 
-    async def pop_worker(self, job_id: bytes, env: Optional[Dict[str, str]] = None) -> Worker:
-        """An idle worker for this job, else a freshly started one once it registers."""
-        worker = self._take_idle(job_id)
+    async def pop_worker(self, job_id: bytes, env: Optional[Dict[str, str]] = None,
+                         runtime_env=None) -> Worker:
+        """An idle worker for this job and runtime env (a RuntimeEnv message), else a
+        freshly started one once it registers; RuntimeEnvSetupFailed if the env cannot
+        be made here."""
+        worker_env = DEFAULT if runtime_env is None else \
+            await self.runtime_envs.setup(runtime_env)
+        worker = self._take_idle(job_id, worker_env.key)
         if worker is not None:
             return worker
         async with self._startup_slots:
-            worker = self._take_idle(job_id)  # one may have come back while we waited
+            # One may have come back while we waited.
+            worker = self._take_idle(job_id, worker_env.key)
             if worker is not None:
                 return worker
-            worker = self._start_worker(job_id, env or {})
+            worker = self._start_worker(job_id, env or {}, worker_env)
             worker.reserved = True
             try:
                 await asyncio.wait_for(asyncio.shield(worker.registered),
@@ -192,11 +204,13 @@ class WorkerPool:
             except WorkerStartError as e:
                 logger.warning("Prestarted worker failed: %s", e)
 
-    def _take_idle(self, job_id: bytes) -> Optional[Worker]:
+    def _take_idle(self, job_id: bytes, env_key: str = "") -> Optional[Worker]:
         best = None
         for worker in self.workers.values():
             if worker.state is not WorkerState.IDLE or worker.exit_intended:
                 continue  # a worker asked to exit may still look idle until it is gone
+            if worker.env_key != env_key:
+                continue
             if worker.job_id and job_id and worker.job_id != job_id:
                 continue
             # The most recently used one, so that the others age and can be reaped.
@@ -227,10 +241,12 @@ class WorkerPool:
 
     # ---- processes -------------------------------------------------------------
 
-    def _start_worker(self, job_id: bytes, env_extra: Dict[str, str]) -> Worker:
+    def _start_worker(self, job_id: bytes, env_extra: Dict[str, str],
+                      worker_env: WorkerEnv = DEFAULT) -> Worker:
         worker = Worker(WorkerID.from_random().binary())
+        worker.env_key = worker_env.key
         self._startup_token += 1
-        cmd = [sys.executable, "-m", config.worker_entry_module,
+        cmd = [worker_env.python, "-m", config.worker_entry_module,
                "--node-ip-address", self.node_ip,
                "--raylet-address", self.raylet_address,
                "--gcs-address", self.gcs_address,
@@ -243,6 +259,7 @@ class WorkerPool:
         env.update(config.child_env())
         if job_id:
             env["RAY_CORE_JOB_ID"] = job_id.hex()
+        env.update(worker_env.process_env())
         env.update(env_extra)
         os.makedirs(self.logs_dir, exist_ok=True)
         base = os.path.join(self.logs_dir, f"worker-{worker.hex}")

@@ -18,6 +18,9 @@
 - core_worker_service.py  its gRPC service (object status for borrowers, cancel, exit)
 - worker.py          the process-global state behind the public API
 - options.py         validation of @remote/.options() keywords
+- runtime_env.py     runtime_env checks, packages uploaded once, merging (the node side
+                     is ray_raylet/runtime_envs.py)
+- progress_bars.py   the driver's one set of tqdm_ray bars
 - task_log.py        the per-task glog lines, buffered off the hot path
 - log_monitor.py     worker stdout/stderr to the driver that ran the task, prefixed
                      (pid=N, ip=IP): per-node monitor process -> GCS pubsub -> driver

@@ -22,8 +22,11 @@ cdef class ObjectRef:
     cdef object __weakref__
 
     def __init__(self, object_id, bytes owner_address=b"", _counter=None):
-        if not isinstance(object_id, ObjectID):
-            raise TypeError(f"ObjectRef needs an ObjectID, got {type(object_id).__name__}")
+        if isinstance(object_id, (bytes, bytearray)):
+            object_id, owner_address, _counter = _out_of_band(bytes(object_id), owner_address)
+        elif not isinstance(object_id, ObjectID):
+            raise TypeError(f"ObjectRef needs an ObjectID or the {ObjectID.SIZE} bytes of one "
+                            f"(ref.binary()), got {type(object_id).__name__}")
         self._id = <BaseID>object_id
         self._owner = owner_address
         self._counter = _counter
@@ -38,6 +41,18 @@ cdef class ObjectRef:
             except Exception:  # interpreter shutdown: nothing left to free
                 pass
 
+    @classmethod
+    def from_binary(cls, id_bytes):
+        return cls(id_bytes)
+
+    @classmethod
+    def from_hex(cls, hex_id):
+        return cls(bytes.fromhex(hex_id))
+
+    @classmethod
+    def nil(cls):
+        return cls(ObjectID.nil())
+
     # -- identity ------------------------------------------------------------------
     def binary(self):
         return self._id._data
@@ -50,6 +65,15 @@ cdef class ObjectRef:
 
     def task_id(self):
         return self._id.task_id()
+
+    def job_id(self):
+        """The job whose task made the object (Ray's ObjectRef.job_id())."""
+        return self._id.task_id().job_id()
+
+    def call_site(self):
+        """Where the ref was made: empty, as in Ray unless RAY_record_ref_creation_sites
+        is set (ray_core does not record creation sites)."""
+        return ""
 
     def owner_address(self):
         """The owner's serialized Address protobuf (empty if unknown)."""
@@ -108,6 +132,22 @@ cdef object _worker():
         from ray_core._private import worker
         _worker_module = worker
     return _worker_module
+
+
+def _out_of_band(bytes id_bytes, bytes owner):
+    """(id, owner, counter) of ObjectRef(id_bytes): Ray's out-of-band pattern, a ref made
+    again from its id. This process owns it, or `owner` names its owner; either way it
+    is counted like any ref while it lives."""
+    if len(id_bytes) != ObjectID.SIZE:
+        raise ValueError(f"ObjectRef(bytes) needs the {ObjectID.SIZE} bytes of an object id "
+                         f"(ref.binary()), got {len(id_bytes)} bytes")
+    object_id = ObjectID(id_bytes)
+    core = _worker().current_core_worker()
+    if core is None:
+        return object_id, owner, None
+    if not owner and core.reference_counter.is_owned(object_id):
+        owner = core.address_bytes
+    return object_id, owner, core.reference_counter
 
 
 def _rebuild_ref(bytes id_bytes, bytes owner):

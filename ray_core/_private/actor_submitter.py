@@ -39,7 +39,7 @@ import threading
 from typing import Dict, Optional
 
 from ray_common.config import config
-from ray_common.protocol import core_worker_pb2, gcs_service_pb2
+from ray_common.protocol import common_pb2, core_worker_pb2, gcs_service_pb2
 
 from ray_core import exceptions
 from ray_core._private import serialization
@@ -91,7 +91,7 @@ class _Actor:
         self.send_blocked = False    # a direct send's tail is being written by the io loop
 
 
-def death_error(data: gcs_service_pb2.ActorTableData) -> exceptions.ActorDiedError:
+def death_error(data: gcs_service_pb2.ActorTableData) -> exceptions.RayError:
     """The error calls on a DEAD actor raise: why it died, with the constructor's traceback."""
     cause = data.death_cause
     name = data.class_name or "actor"
@@ -103,7 +103,10 @@ def death_error(data: gcs_service_pb2.ActorTableData) -> exceptions.ActorDiedErr
             message += f"\nThe constructor's error:\n{error}"
         except Exception as e:
             message += f" (its exception could not be read: {e})"
-    return exceptions.ActorDiedError(message, data.actor_id.hex())
+    if cause.error_type == common_pb2.RUNTIME_ENV_SETUP_FAILED:
+        return exceptions.RuntimeEnvSetupError(message)     # as Ray raises for its calls
+    return exceptions.ActorDiedError(message, actor_id=data.actor_id.hex(),
+                                     actor_init_failed=bool(cause.creation_exception))
 
 
 class ActorTaskSubmitter:
@@ -310,6 +313,27 @@ class ActorTaskSubmitter:
             return f"waits to be sent to {name}: {why}"
         return f"is being submitted to {name} (the actor is {state})"
 
+    def cancel(self, task: ActorPendingTask, recursive: bool) -> None:
+        """ray_core.cancel() of an actor call (io loop), as in Ray: one not sent yet fails
+        now; one sent is left to the actor's worker, whose reply decides (an async actor
+        cancels the call's asyncio task, a plain or threaded one lets it run, with
+        is_canceled() True). A call still in `_incoming` is dropped by the pump."""
+        actor = self._actors.get(task.actor_id)
+        if actor is None:
+            return
+        with self._lock:
+            queued = task in actor.queue
+            if queued:
+                actor.queue.remove(task)
+            address = actor.address if task.spec.task_id in actor.unacked else None
+        if queued:
+            self._core.task_manager.fail(task, exceptions.TaskCancelledError(
+                task.task_id.hex()))
+            self._pump(actor)       # the calls behind it may go now
+        elif address is not None:
+            self._spawn(self._core.cancel_on_worker(address, task.spec.task_id, False,
+                                                    recursive))
+
     # ---- actor state -----------------------------------------------------------------
     def _apply(self, actor: _Actor, data: gcs_service_pb2.ActorTableData) -> None:
         """A row of the actor from the GCS (pubsub or a poll)."""
@@ -361,10 +385,9 @@ class ActorTaskSubmitter:
                         len(retry), actor.hex)
         for task in failed:
             self._core.task_manager.fail(task, exceptions.ActorUnavailableError(
-                f"The actor {actor.class_name} (actor_id={actor.hex}) restarted while task "
-                f"{task.task_id.hex()} ({task.function_name}) ran on it, and the call has "
-                f"no retries left (max_task_retries); it may or may not have run.",
-                actor.hex))
+                f"the actor {actor.class_name} restarted while task {task.task_id.hex()} "
+                f"({task.function_name}) ran on it, and the call has no retries left "
+                f"(max_task_retries)", bytes.fromhex(actor.hex)))
 
     def _mark_dead(self, actor: _Actor, error: BaseException, drain: bool = True) -> None:
         """Fail what waits for a dead actor. Calls already sent on a connection that is
@@ -495,7 +518,7 @@ class ActorTaskSubmitter:
             task = unacked.pop(reply.task_id, None)
             if task is None:
                 continue
-            if reply.was_cancelled:
+            if reply.was_cancelled and not reply.return_objects:
                 self._core.task_manager.fail(task, exceptions.TaskCancelledError(
                     task.task_id.hex()))
             else:
@@ -538,7 +561,7 @@ class ActorTaskSubmitter:
             logger.warning("Registering actor %s failed: %s", actor.hex, e)
             self._mark_dead(actor, exceptions.ActorDiedError(
                 f"The actor {task.function_name} (actor_id={actor.hex}) could not be "
-                f"registered with the GCS: {e}", actor.hex))
+                f"registered with the GCS: {e}", actor_id=actor.hex))
             raise
 
     def spawn_register(self, task: PendingTask) -> None:
@@ -548,6 +571,15 @@ class ActorTaskSubmitter:
             except Exception:
                 pass    # logged, and its calls fail with the reason
         self._spawn(run())
+
+    def pending_calls(self, actor_id: bytes) -> int:
+        """Calls of this process to the actor not answered yet (max_pending_calls)."""
+        with self._lock:
+            actor = self._actors.get(actor_id)
+            queued = sum(1 for task in self._incoming if task.actor_id == actor_id)
+            if actor is not None:
+                queued += len(actor.queue) + len(actor.unacked) + len(actor.lost)
+        return queued
 
     def num_owned_alive(self) -> int:
         """Actors this process created that are not dead (their creation arguments are

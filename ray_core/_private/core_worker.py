@@ -15,6 +15,7 @@ one wake-up per burst, so a loop of .remote() calls costs one thread hop, not on
 import asyncio
 import collections
 import concurrent.futures
+import contextvars
 import itertools
 import logging
 import math
@@ -29,8 +30,8 @@ from ray_common.ids import JobID, ObjectID, TaskID, WorkerID
 from ray_common.protocol import common_pb2, core_worker_pb2, core_worker_pb2_grpc
 
 from ray_core import exceptions
-from ray_core._private import (_object_ref, hang_report, log_monitor, serialization,
-                               task_transport)
+from ray_core._private import (_object_ref, hang_report, log_monitor, runtime_env,
+                               serialization, task_transport)
 from ray_core._private.background import background_pool
 from ray_core._private.core_worker_service import CoreWorkerServicer
 from ray_core._private.dependency_resolver import DependencyResolver
@@ -52,6 +53,9 @@ logger = logging.getLogger(__name__)
 
 DRIVER = "driver"
 WORKER = "worker"
+# The spec of the actor call running in this thread or asyncio task: a threaded or async
+# actor runs several calls at once, so their task context cannot be the process's.
+CALL_SPEC = contextvars.ContextVar("ray_core_call_spec", default=None)
 
 
 class _TaskContext:
@@ -101,13 +105,14 @@ class CoreWorker:
         self.reference_counter = ReferenceCounter(self._on_ref_zero, self._on_borrow_released,
                                                   self.loop)
         self.lifetime = ObjectLifetime(self)
+        self.generator_streams = GeneratorStreams(self)
         self.task_manager = TaskManager(self.memory_store, self._resubmit,
                                         self.reference_counter.has_reference,
                                         self._on_plasma_return)
         self.task_manager.on_return_nested = self.lifetime.on_return_nested
         self.task_events = self.task_manager.events = TaskEventBuffer(self.gcs, self.loop)
+        self.task_manager.on_dynamic_end = self.generator_streams.end_dynamic
         self.task_manager.remember_lineage = self.lifetime.remember
-        self.generator_streams = GeneratorStreams(self)
         self.lease_client = LeaseClient(raylet_address)
         self.function_manager = FunctionManager(self._kv_put, self._kv_get)
         self.resolver = DependencyResolver(self.memory_store, self.reference_counter.is_owned,
@@ -117,6 +122,7 @@ class CoreWorker:
                                              self.job_id.binary())
         self.executor = TaskExecutor(self) if mode == WORKER else None
         self.actor_runtime = None       # the actor this worker hosts (actor_runtime.py)
+        self.make_actor_handle = None   # (actor id, class name, blob) -> ActorHandle
         from ray_core._private.actor_submitter import ActorTaskSubmitter
         self.actor_submitter = ActorTaskSubmitter(self)
         self.task_server: Optional[task_transport.TaskServer] = None
@@ -138,7 +144,10 @@ class CoreWorker:
         self._blocked = False
         self._inline_limit = config.max_direct_call_object_size
         self._closed = False
-        self.job_runtime_env = None
+        self._idle_env = common_pb2.RuntimeEnv()      # a driver's: its job's (init)
+        self.inherited_env = self._idle_env            # what a task submitted now inherits
+        self.inherited_env_key = b""
+        self.runtime_envs = runtime_env.Packager(self._kv_put_env, self._kv_exists_env)
         self._saved_env = None
         self._announced_job = b""  # the job whose output this worker's stdout now carries
 
@@ -204,6 +213,29 @@ class CoreWorker:
             self.loop.call_later(config.ref_count_flush_interval_ms / 1000.0,
                                  self._flush_refs_periodically)
 
+    # ---- runtime_env ---------------------------------------------------------------------
+    def set_job_runtime_env(self, env: Optional[dict]) -> None:
+        """A driver's init(runtime_env=...): packaged once, inherited by every task."""
+        self._idle_env = self.runtime_envs.to_proto(env)
+        self._set_inherited_env(self._idle_env)
+
+    def _set_inherited_env(self, env: common_pb2.RuntimeEnv) -> None:
+        self.inherited_env = env
+        self.inherited_env_key = env.SerializeToString()
+
+    def runtime_env_for(self, task_env: Optional[dict]) -> common_pb2.RuntimeEnv:
+        """The RuntimeEnv of a task or actor submitted now with this runtime_env option."""
+        if not task_env:
+            return self.inherited_env
+        return runtime_env.merged(self.inherited_env, self.runtime_envs.to_proto(task_env))
+
+    def _kv_put_env(self, key: bytes, value: bytes):
+        return self.gcs.sync.kv_put(key, value, overwrite=False,
+                                    namespace=runtime_env.KV_NAMESPACE)
+
+    def _kv_exists_env(self, key: bytes) -> bool:
+        return self.gcs.sync.kv_exists(key, namespace=runtime_env.KV_NAMESPACE)
+
     # ---- GCS KV for the function manager ------------------------------------------------
     def _kv_put(self, key: bytes, value: bytes):
         return self.gcs.sync.kv_put(key, value, overwrite=True, namespace=KV_NAMESPACE)
@@ -230,8 +262,10 @@ class CoreWorker:
         self._ctx = _TaskContext(TaskID(spec.task_id), JobID(spec.job_id),
                                  put_offset=max(spec.num_returns, 0) + 1, depth=spec.depth + 1,
                                  resources=resources, spec=spec)
+        actor = self.actor_runtime
+        self._set_inherited_env(actor.runtime_env if actor is not None and spec.type ==
+                                common_pb2.ACTOR_TASK else spec.runtime_env)
         env_vars = dict(spec.runtime_env.env_vars)
-        self.job_runtime_env = {"env_vars": dict(env_vars)} if env_vars else None
         gpus = _instances_of(resources, "GPU")
         if gpus:
             # The GPUs the raylet assigned to this lease, as CUDA numbers them.
@@ -250,13 +284,17 @@ class CoreWorker:
                 else:
                     os.environ[name] = old
             self._saved_env = None
-        self.job_runtime_env = None
+        self._set_inherited_env(self._idle_env)
         self.lifetime.register_arg_borrows()
         self.plasma_objects.drain_releases()
 
     @property
     def current_task_id(self) -> TaskID:
         return self._ctx.task_id
+
+    def current_spec(self):
+        """The spec of the task or actor call running here (None between tasks)."""
+        return CALL_SPEC.get() or self._ctx.spec
 
     @property
     def current_job_id(self) -> JobID:
@@ -322,7 +360,9 @@ class CoreWorker:
         for object_id in return_ids:
             rc.add_owned(object_id)
             refs.append(ObjectRef(object_id, self.address_bytes, rc))
-        if spec.streaming_generator:
+        if spec.dynamic_returns:
+            self.generator_streams.collect(refs[0])
+        elif spec.streaming_generator:
             refs = [self.generator_streams.open(refs[0])]
         return spec, arg_refs, return_ids, refs
 
@@ -436,10 +476,17 @@ class CoreWorker:
         if task is None:
             return
         task.cancelled = True
-        self.loop.call_soon_threadsafe(self.submitter.cancel, task, force, recursive)
+        if task.spec.type == common_pb2.ACTOR_TASK:
+            self.loop.call_soon_threadsafe(self.actor_submitter.cancel, task, recursive)
+        else:
+            self.loop.call_soon_threadsafe(self.submitter.cancel, task, force, recursive)
 
     async def _cancel_remote(self, worker, task_id: bytes, force: bool, recursive: bool) -> None:
-        address = worker.address
+        await self.cancel_on_worker(worker.address, task_id, force, recursive)
+
+    async def cancel_on_worker(self, address: common_pb2.Address, task_id: bytes, force: bool,
+                               recursive: bool) -> None:
+        """Ask the worker at `address` to cancel a task it was pushed (CancelTask)."""
         stub = rpc.stub(core_worker_pb2_grpc.CoreWorkerServiceStub,
                         f"{address.ip_address}:{address.port}")
         try:
@@ -701,7 +748,7 @@ class CoreWorker:
                                       copy_lost: bool = False) -> None:
         try:
             if not owner:
-                raise exceptions.OwnerDiedError(object_id.hex(), (
+                raise exceptions.OwnerDiedError(object_id.hex(), message=(
                     f"Object {object_id.hex()} has no known owner in this process."))
             address = self._owner_pb(owner)
             stub = rpc.stub(core_worker_pb2_grpc.CoreWorkerServiceStub,
@@ -710,7 +757,7 @@ class CoreWorker:
                 owner_worker_id=address.worker_id, object_id=object_id.binary(),
                 copy_lost=copy_lost), timeout=None)
             if reply.status != core_worker_pb2.GetObjectStatusReply.CREATED:
-                raise exceptions.ObjectLostError(object_id.hex(), (
+                raise exceptions.ObjectLostError(object_id.hex(), message=(
                     f"Object {object_id.hex()} was already freed by its owner "
                     f"(worker {address.worker_id.hex()[:16]}): nothing held a ref to it."))
             if reply.node_ids:
@@ -720,7 +767,7 @@ class CoreWorker:
                 obj = StoredObject(reply.object.data, reply.object.metadata)
         except Exception as e:
             error = e if isinstance(e, exceptions.RayError) else exceptions.OwnerDiedError(
-                object_id.hex(), f"Object {object_id.hex()} is lost: its owner could not be "
+                object_id.hex(), message=f"Object {object_id.hex()} is lost: its owner could not be "
                 f"reached ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).")
             obj = StoredObject.error(error)
         finally:
@@ -801,7 +848,7 @@ class CoreWorker:
                     return self._read_again(object_id, owner, timeout)
                 finally:
                     borrow_capture.asked_owner = False
-            error = exceptions.ObjectLostError(object_id.hex(), (
+            error = exceptions.ObjectLostError(object_id.hex(), message=(
                 f"Object {object_id.hex()} is lost: it is not in the object store of node "
                 f"{self.node_id.hex()[:12]} and could not be fetched from node "
                 f"{node_id.hex()[:12]}: {why}"))
@@ -893,7 +940,7 @@ class CoreWorker:
         """
         if self.executor is None or self.executor.current_task_id != task_id:
             return False
-        self.executor.cancel_requested = task_id
+        self.executor.cancel_requested = self.executor.cancelled_running = task_id
         os.kill(os.getpid(), signal.SIGINT)
         return True
 

@@ -103,7 +103,9 @@ class CoreWorkerServicer(core_worker_pb2_grpc.CoreWorkerServiceServicer):
         core = self._core
         task_id = request.intended_task_id
         running = False
-        if core.executor is not None:
+        if core.actor_runtime is not None:
+            running = core.actor_runtime.cancel(task_id)
+        elif core.executor is not None:
             if core.executor.current_task_id == task_id:
                 running = True
                 if request.force_kill:

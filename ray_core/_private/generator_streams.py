@@ -8,12 +8,18 @@ ObjectID.from_index(task, ITEM_BASE + k): a retried task reports the same ids ag
 the copies already held are kept. The task's one ordinary return, stored when it ends,
 is the number of items, or the error that ended it, which the caller meets as the last
 ref it iterates to, as in Ray.
+
+num_returns="dynamic" (Ray's older form) runs the same way on the worker; the caller
+collects the items and, when the task ends, stores as its one return a
+DynamicObjectRefGenerator of their refs, with one more ref holding the error if the
+task raised midway (as in Ray). That value holds the items like any value holding refs.
 """
 import asyncio
 import weakref
 from typing import Dict, Optional
 
 from ray_common.ids import ObjectID, TaskID
+from ray_common.protocol import core_worker_pb2
 
 from ray_core._private import serialization
 from ray_core._private.task_log import task_log
@@ -42,11 +48,49 @@ class GeneratorStreams:
         self._core = core
         self._streams: "weakref.WeakValueDictionary[bytes, _Stream]" = \
             weakref.WeakValueDictionary()
+        self._collected: Dict[bytes, _Stream] = {}     # dynamic tasks' items, until they end
 
     def open(self, end_ref) -> "ObjectRefGenerator":
         stream = _Stream()
         self._streams[end_ref.task_id().binary()] = stream
         return ObjectRefGenerator(end_ref, stream, self._core)
+
+    def collect(self, end_ref) -> None:
+        """Keep the items of a num_returns="dynamic" task until it ends."""
+        stream = self._collected[end_ref.task_id().binary()] = _Stream()
+        self._streams[end_ref.task_id().binary()] = stream
+
+    def end_dynamic(self, task, reply):
+        """The reply of a dynamic task that ended, its return made the refs of its items
+        (and of the error that stopped it, if one did); None (it failed): drop them."""
+        from ray_core.object_ref import ObjectRef
+        stream = self._collected.pop(task.task_id.binary(), None)
+        if reply is None or stream is None or not reply.return_objects:
+            return reply
+        core = self._core
+        refs = [stream.refs[index] for index in sorted(stream.refs)]
+        end = reply.return_objects[0]
+        if end.object.metadata == serialization.META_ERROR:
+            error_id = item_id(task.task_id, len(refs))
+            core.reference_counter.add_owned(error_id)
+            refs.append(ObjectRef(error_id, core.address_bytes, core.reference_counter))
+            error = core_worker_pb2.ReturnObject()
+            error.CopyFrom(end)
+            error.object_id = error_id.binary()
+            core.task_manager.store_return(error, error_id, True)
+        ser = serialization.serialize(DynamicObjectRefGenerator(refs))
+        out = core_worker_pb2.PushTaskReply()
+        out.CopyFrom(reply)
+        ret = out.return_objects[0]
+        ret.ClearField("object")
+        ret.in_plasma = False
+        ret.object.data = ser.to_bytes()
+        ret.object.metadata = ser.metadata
+        ret.size = ser.total_size
+        outer = ObjectID(ret.object_id)
+        if core.reference_counter.has_reference(outer):
+            core.lifetime.hold_contained(outer, refs)   # the items live as long as it does
+        return out
 
     def report(self, request) -> None:
         """An item arrived (io loop): hand it to its stream before storing it, so a
@@ -66,6 +110,23 @@ class GeneratorStreams:
             stream.refs[request.index] = ObjectRef(object_id, core.address_bytes,
                                                    core.reference_counter)
         core.task_manager.store_return(request.item, object_id, stream is not None)
+
+
+class DynamicObjectRefGenerator:
+    """What get() of a num_returns="dynamic" task's ref gives: the refs of the values it
+    yielded, in order (iterate it, or take its len()); it pickles into other tasks."""
+
+    def __init__(self, refs):
+        self._refs = list(refs)
+
+    def __iter__(self):
+        return iter(self._refs)
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+    def __repr__(self):
+        return f"DynamicObjectRefGenerator({len(self._refs)} refs)"
 
 
 class ObjectRefGenerator:

@@ -33,7 +33,7 @@ from typing import Callable, Dict, List, Optional
 
 from ray_common.config import config
 from ray_common.process import pid_alive
-from ray_core._private import log_budget
+from ray_core._private import log_budget, progress_bars
 
 logger = logging.getLogger("ray_core.log_monitor")  # also when run as __main__
 
@@ -299,13 +299,24 @@ class LogSubscriber:
             return
         who = f"{batch.actor_name} " if batch.actor_name else ""
         prefix = f"({who}pid={batch.pid}, ip={batch.ip}) "
-        self._pending.put((batch.is_error, "".join(f"{prefix}{line}\n" for line in batch.lines)))
+        text = []
+        for line in batch.lines:
+            bar = progress_bars.parse(line)
+            if bar is None:
+                text.append(f"{prefix}{line}\n")
+            else:
+                self._pending.put(bar)       # a tqdm_ray bar's state: drawn, not printed
+        if text:
+            self._pending.put((batch.is_error, "".join(text)))
 
     def _print_loop(self) -> None:
         while True:
             item = self._pending.get()
             if item is None:
                 return
+            if isinstance(item, dict):
+                progress_bars.manager().update(item)
+                continue
             is_error, text = item
             out = sys.stderr if is_error else sys.stdout
             try:

@@ -10,8 +10,10 @@ with the same key can run on each other's workers. Per key:
   the key's tasks are short (an estimate of their service time, from the replies, under
   pipeline_max_task_ms): a long task pushed behind another would wait there while a
   worker leased a moment later sits idle, so long tasks go one per worker;
-- at most one outstanding lease request: when the queue still holds tasks that the
-  leased workers cannot take, ask the raylet for one more worker.
+- one outstanding lease request at a time (a SPREAD key: up to
+  `max_pending_lease_requests_spread`, one per queued task, so workers come up on many
+  nodes at once): when the queue still holds tasks that the leased workers cannot take,
+  ask the raylet for one more worker.
 A worker is kept while its key has work; when it has none, it is returned to the raylet
 after `worker_lease_idle_linger_ms` (a tight submit/get loop reuses it instead of paying
 a lease round trip per task). A lost connection fails or retries the tasks on it.
@@ -20,7 +22,7 @@ import asyncio
 import collections
 import logging
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 from ray_common.config import config
 from ray_common.ids import UniqueID
@@ -35,6 +37,7 @@ logger = logging.getLogger(__name__)
 _GRANTED = node_manager_pb2.RequestWorkerLeaseReply.GRANTED
 _SPILLBACK = node_manager_pb2.RequestWorkerLeaseReply.SPILLBACK
 _CANCELED = node_manager_pb2.RequestWorkerLeaseReply.CANCELED
+_SPREAD = "spread_scheduling_strategy"
 
 
 class LeasedWorker:
@@ -60,15 +63,26 @@ class LeasedWorker:
 
 
 class _KeyState:
-    __slots__ = ("queue", "workers", "lease_pending", "lease_id", "lease_raylet", "task_s")
+    __slots__ = ("queue", "workers", "leasing", "task_s", "spread")
 
-    def __init__(self):
+    def __init__(self, spread: bool = False):
+        # SPREAD: one task per worker at a time and several lease requests out, so a
+        # backlog gets workers on many nodes (the raylets' round robin), as Ray spreads.
+        self.spread = spread
         self.queue = collections.deque()
         self.workers = []
-        self.lease_pending = False
-        self.lease_id = b""
-        self.lease_raylet = None
+        # Lease requests out: lease id -> the raylet asked (None: this node's).
+        self.leasing: Dict[bytes, Optional[str]] = {}
         self.task_s = None      # moving estimate of one task's service time (seconds)
+
+
+def _lease_refusal(reply, message: str) -> exceptions.RayError:
+    """The error a refused lease fails its tasks with."""
+    if reply.runtime_env_setup_failed:
+        return exceptions.RuntimeEnvSetupError(message)
+    if reply.placement_group_removed:
+        return exceptions.TaskPlacementGroupRemoved(message)
+    return exceptions.RaySystemError(message)
 
 
 def scheduling_key(spec: common_pb2.TaskSpec):
@@ -90,6 +104,7 @@ class NormalTaskSubmitter:
         self._running: Dict[bytes, LeasedWorker] = {}   # task_id -> worker it was pushed to
         self._depth = config.max_tasks_in_flight_per_worker
         self._pipeline_below_s = config.pipeline_max_task_ms / 1000.0
+        self._spread_leases = config.max_pending_lease_requests_spread
         self._linger_s = config.worker_lease_idle_linger_ms / 1000.0
         self._closed = False
         self._job_id = job_id
@@ -115,7 +130,8 @@ class NormalTaskSubmitter:
             key = task.key = scheduling_key(task.spec)
         state = self._keys.get(key)
         if state is None:
-            state = self._keys[key] = _KeyState()
+            state = self._keys[key] = _KeyState(
+                task.spec.scheduling_strategy.WhichOneof("strategy") == _SPREAD)
         state.queue.append(task)
         events = self._task_manager.events
         if events is not None and events.enabled:
@@ -124,7 +140,8 @@ class NormalTaskSubmitter:
 
     def _depth_for(self, state: _KeyState) -> int:
         task_s = state.task_s
-        return self._depth if task_s is not None and task_s < self._pipeline_below_s else 1
+        return self._depth if task_s is not None and task_s < self._pipeline_below_s \
+            and not state.spread else 1
 
     def _dispatch(self, key, state: _KeyState) -> None:
         queue = state.queue
@@ -166,24 +183,34 @@ class NormalTaskSubmitter:
                     worker.idle_timer.cancel()
                     worker.idle_timer = None
                 worker.conn.send_batch(batch)
-        if queue and not state.lease_pending:
-            state.lease_pending = True
-            self._spawn(self._request_lease(key, state))
+        if queue:
+            most = min(len(queue), self._spread_leases if state.spread else 1)
+            for _ in range(most - len(state.leasing)):
+                first = not state.leasing
+                lease_id = UniqueID.from_random().binary()
+                state.leasing[lease_id] = None
+                self._spawn(self._request_lease(key, state, lease_id, first))
 
     # -- leases ----------------------------------------------------------------------
-    async def _request_lease(self, key, state: _KeyState) -> None:
+    async def _request_lease(self, key, state: _KeyState, lease_id: bytes,
+                             first: bool) -> None:
+        """`first`: no other request of the key was out when this one started, so this
+        one carries the key's backlog (the raylets sum it into the demand they report);
+        more requests beside it count only themselves."""
         raylet = None
         try:
             while state.queue and not self._closed:
                 head = state.queue[0]
                 deps = [arg.object_ref for arg in head.spec.args if not arg.is_inlined]
-                state.lease_id = UniqueID.from_random().binary()
-                state.lease_raylet = raylet
+                state.leasing.pop(lease_id, None)
+                lease_id = UniqueID.from_random().binary()
+                state.leasing[lease_id] = raylet
                 try:
                     reply = await self._lease_client.request_worker_lease(
                         head.spec, deps, raylet_address=raylet,
-                        grant_or_reject=raylet is not None, backlog_size=len(state.queue),
-                        lease_id=state.lease_id)
+                        grant_or_reject=raylet is not None,
+                        backlog_size=len(state.queue) if first else 1,
+                        lease_id=lease_id)
                 except Exception as e:
                     if raylet is None:
                         raise
@@ -201,10 +228,9 @@ class NormalTaskSubmitter:
                     continue
                 if reply.status != _GRANTED:
                     why = reply.failure_message or node_manager_pb2.RequestWorkerLeaseReply.Status.Name(reply.status)
-                    kind = exceptions.TaskPlacementGroupRemoved \
-                        if reply.placement_group_removed else exceptions.RaySystemError
-                    error = kind(f"the raylet refused a worker lease for task "
-                                 f"{head.task_id.hex()} ({head.function_name}): {why}")
+                    error = _lease_refusal(reply, f"the raylet refused a worker lease for task "
+                                                  f"{head.task_id.hex()} ({head.function_name}): "
+                                                  f"{why}")
                     while state.queue:
                         self._task_manager.fail(state.queue.popleft(), error)
                     return
@@ -225,8 +251,7 @@ class NormalTaskSubmitter:
             while state.queue:
                 self._task_manager.fail(state.queue.popleft(), error)
         finally:
-            state.lease_pending = False
-            state.lease_id = b""
+            state.leasing.pop(lease_id, None)
             if state.queue and not self._closed:
                 self._dispatch(key, state)
 
@@ -281,7 +306,7 @@ class NormalTaskSubmitter:
                 sample = now - max(task.pushed_at, worker.last_reply_at)
                 state.task_s = sample if state.task_s is None else \
                     0.8 * state.task_s + 0.2 * sample
-            if reply.was_cancelled:
+            if reply.was_cancelled and not reply.return_objects:
                 self._task_manager.fail(task, exceptions.TaskCancelledError(task.task_id.hex()))
             else:
                 complete(task, reply)
@@ -327,7 +352,7 @@ class NormalTaskSubmitter:
         state = worker.state
         if worker in state.workers:
             state.workers.remove(worker)
-            if not state.workers and not state.queue and not state.lease_pending \
+            if not state.workers and not state.queue and not state.leasing \
                     and self._keys.get(worker.key) is state:
                 del self._keys[worker.key]
         self._by_conn.pop(worker.conn, None)
@@ -398,10 +423,10 @@ class NormalTaskSubmitter:
         if state is not None and task in state.queue:
             state.queue.remove(task)
             self._task_manager.fail(task, exceptions.TaskCancelledError(task.task_id.hex()))
-            if not state.queue and state.lease_pending and state.lease_id:
-                # Nothing left to run on the worker asked for: withdraw the request.
-                self._spawn(self._lease_client.cancel_worker_lease(state.lease_id,
-                                                                   state.lease_raylet))
+            if not state.queue:
+                # Nothing left to run on the workers asked for: withdraw the requests.
+                for lease_id, raylet in state.leasing.items():
+                    self._spawn(self._lease_client.cancel_worker_lease(lease_id, raylet))
             return
         worker = self._running.get(task.spec.task_id)
         if worker is not None:
@@ -442,8 +467,8 @@ class NormalTaskSubmitter:
         ahead = state.queue.index(task)
         where = (f"is queued for a worker{f' behind {ahead} task(s)' if ahead else ''}, "
                  f"with {len([w for w in state.workers if not w.returned])} leased")
-        if state.lease_pending and state.lease_id:
-            return f"{where}; its lease request", (state.lease_id, state.lease_raylet)
+        if state.leasing:
+            return f"{where}; its lease request", next(iter(state.leasing.items()))
         return where, None
 
     def num_leased_workers(self) -> int:

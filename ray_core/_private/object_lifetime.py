@@ -333,12 +333,12 @@ class ObjectLifetime:
             if core.task_manager.is_pending(object_id.task_id()):
                 return None   # already being rebuilt
             # Every owned task return in plasma has its lineage here: this is a put.
-            return exceptions.ObjectLostError(object_id.hex(), (
+            return exceptions.ObjectLostError(object_id.hex(), message=(
                 f"Object {object_id.hex()} is lost: it was created by put() and its only "
                 f"copy was on node {node}, which died ({why}). Objects made by put() "
                 f"cannot be reconstructed; keep such data in a task's return instead."))
         if task.retries_left == 0:
-            return exceptions.ObjectReconstructionFailedError(object_id.hex(), (
+            return exceptions.ObjectReconstructionFailedError(object_id.hex(), message=(
                 f"Object {object_id.hex()} is lost: its copy on node {node} is gone ({why}) "
                 f"and its task {task.function_name} ({task.task_id.hex()}) may not be re-run "
                 f"(max_retries=0 or retries used up)."))

@@ -211,7 +211,7 @@ class PlasmaObjects:
             if self.on_lost is not None:
                 values[object_id] = self.on_lost(object_id, found[object_id], why, timeout)
             else:
-                values[object_id] = (exceptions.ObjectLostError(object_id.hex(), why), True)
+                values[object_id] = (exceptions.ObjectLostError(object_id.hex(), message=why), True)
         pulled = [oid for oid in fetch if oid not in failed]
         if pulled:
             # Only look: a marker means the copy was sealed (here, or pulled here above),
@@ -221,7 +221,7 @@ class PlasmaObjects:
             key = object_id.binary()
             if pobj is None:
                 values[object_id] = (exceptions.ObjectLostError(
-                    object_id.hex(), f"Object {object_id.hex()} is lost: it is not in the "
+                    object_id.hex(), message=f"Object {object_id.hex()} is lost: it is not in the "
                     f"object store of node {self._node_id.hex()[:12]} and could not be "
                     f"fetched from node {found[object_id].plasma_node.hex()[:12]}."), True)
                 continue

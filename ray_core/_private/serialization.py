@@ -154,15 +154,24 @@ def serialize(value: Any) -> SerializedObject:
 
 
 def serialize_error(error: BaseException) -> SerializedObject:
-    """Serialize an error so get() raises it; degrade to a message if it won't pickle."""
+    """Serialize an error so get() raises it; degrade to a message if it won't pickle.
+
+    An exception that pickles but cannot be rebuilt (its __init__ takes other arguments
+    than its args, say) is sent as Ray sends it: an UnserializableException with the
+    original text and traceback (errors are rare, so the round trip costs nothing)."""
     try:
         data = _dumps(error)
+        try:
+            pickle.loads(data)
+        except Exception:
+            data = _dumps(exceptions.UnserializableException(str(error)))
     except Exception as e:  # the user's exception holds something unpicklable
         if isinstance(error, exceptions.RayTaskError):
             fallback = exceptions.RayTaskError(
                 error.function_name,
                 f"{error.traceback_str}\n(the original {type(error.cause).__name__} could not "
-                f"be pickled: {e})", None, error.pid, error.ip, error.node_id, error.task_id)
+                f"be pickled: {e})", None, error.proctitle, error.pid, error.ip, error.actor_repr,
+                error._actor_id, error.node_id, error.task_id)
         else:
             fallback = exceptions.RaySystemError(f"{type(error).__name__}: {error}")
         data = _dumps(fallback)
@@ -170,7 +179,11 @@ def serialize_error(error: BaseException) -> SerializedObject:
 
 
 def loads_error(data) -> BaseException:
-    error = pickle.loads(data)
+    try:
+        error = pickle.loads(data)
+    except Exception as e:     # e.g. its class is not importable in this process
+        return exceptions.UnserializableException(
+            f"(an exception from a task that cannot be rebuilt here: {type(e).__name__}: {e})")
     if isinstance(error, exceptions.RayTaskError):
         return error.as_instanceof_cause()
     return error

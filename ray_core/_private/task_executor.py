@@ -51,6 +51,7 @@ class TaskExecutor:
         self.cancelled = set()          # task ids cancelled before they started
         self.current_task_id = None     # bytes, while a task runs
         self.cancel_requested = None    # task id a SIGINT is on its way to cancel
+        self.cancelled_running = None   # the running task's id once cancel() reached it
         self.exiting = False            # a max_calls limit was reached: exit after replying
         self._calls = {}                # function hash -> tasks run (for max_calls)
         self._failed = set()            # ids of tasks whose FAILED event is recorded
@@ -108,17 +109,23 @@ class TaskExecutor:
                     result = actor_runtime.install(core, spec, result)
                 elif spec.streaming_generator:
                     result = self._stream(spec, result)
-                elif inspect.isgenerator(result):
-                    raise TypeError(f"{fd.function_name} returned a generator, which cannot "
-                                    f"be sent back whole: stream it with "
-                                    f"num_returns='streaming'")
             except exceptions.TaskCancelledError as e:
+                # Interrupted mid-run: as in Ray, get() raises the error as raised in the
+                # task (a RayTaskError that is also a TaskCancelledError).
                 reply.was_cancelled = True
+                if not spec.streaming_generator:
+                    self._error_reply(reply, spec, self._task_error(spec, e, skip=1))
                 logger.info("Task %s was cancelled while running: %s", task_id.hex(), e)
                 return reply
             except Exception as e:
                 self._error_reply(reply, spec, self._task_error(spec, e, skip=1))
                 reply.is_application_error = True
+                return reply
+            if spec.type == common_pb2.ACTOR_TASK and spec.task_id in self.cancelled:
+                # A plain or threaded actor call runs on when cancelled (it may watch
+                # is_canceled()); as in Ray, its caller gets TaskCancelledError, not the value.
+                reply.was_cancelled = True
+                logger.info("Actor task %s was cancelled while running", task_id.hex())
                 return reply
             del args, kwargs
             try:
@@ -134,7 +141,13 @@ class TaskExecutor:
         finally:
             self.current_task_id = None
             self.record_end(spec, reply)
+            self.cancelled_running = None
+            self.cancelled.discard(spec.task_id)
             core.exit_task()
+
+    def was_cancelled(self, task_id: bytes) -> bool:
+        return task_id in (self.cancelled_running, self.cancel_requested) or \
+            task_id in self.cancelled
 
     # -- arguments -------------------------------------------------------------------
     def _load_args(self, spec):
@@ -169,6 +182,9 @@ class TaskExecutor:
         n = spec.num_returns
         if n == 0:
             return
+        if inspect.isgenerator(result):     # its n values, as in Ray (n == 1 included)
+            self._generator_returns(reply, spec, result)
+            return
         if n == 1:
             values = (result,)
         else:
@@ -185,6 +201,30 @@ class TaskExecutor:
         for index, value in enumerate(values, start=1):
             self._fill_return(reply.return_objects.add(), spec,
                               ObjectID.from_index(task_id, index), value)
+
+    def _generator_returns(self, reply, spec, items) -> None:
+        """A generator with num_returns=n: as in Ray, the values it yielded before raising
+        stay readable, and the returns it did not reach hold the error (all of them when
+        it yields more than n)."""
+        n, task_id = spec.num_returns, TaskID(spec.task_id)
+        made = 0
+        try:
+            for value in items:
+                if made == n:       # too many: no return holds a value then
+                    del reply.return_objects[:]
+                    made = 0
+                    raise ValueError(f"task {spec.function_descriptor.function_name} declares "
+                                     f"num_returns={n} but yielded more values")
+                made += 1
+                self._fill_return(reply.return_objects.add(), spec,
+                                  ObjectID.from_index(task_id, made), value)
+        except Exception as e:
+            self._error_reply(reply, spec, self._task_error(spec, e, skip=1), first=made + 1)
+            reply.is_application_error = True
+            return
+        if made < n:
+            raise ValueError(f"task {spec.function_descriptor.function_name} declares "
+                             f"num_returns={n} but yielded {made} values")
 
     def _fill_return(self, ret, spec, object_id: ObjectID, value) -> None:
         """One value for the caller: inline when small, else sealed in plasma here."""
@@ -242,18 +282,22 @@ class TaskExecutor:
                           f"object {object_id.hex()}")
         return item
 
-    def _task_error(self, spec, error: BaseException, skip: int) -> exceptions.RayTaskError:
-        if isinstance(error, exceptions.RayTaskError):
+    def _task_error(self, spec, error: BaseException, skip: int) -> exceptions.RayError:
+        """The error get() raises for `error` raised in the task: a RayTaskError around
+        it, except for an exit_actor() death, which is sent as it is."""
+        if isinstance(error, exceptions.RayTaskError) or getattr(error, "ends_the_actor", False):
             return error
         tb = exceptions.format_remote_traceback(error, skip_frames=skip)
         return exceptions.RayTaskError(spec.function_descriptor.function_name, tb, error,
-                                       os.getpid(), self._core.node_ip, self._core.node_id.hex(),
-                                       spec.task_id.hex())
+                                       pid=os.getpid(), ip=self._core.node_ip,
+                                       node_id=self._core.node_id.hex(),
+                                       task_id=spec.task_id.hex())
 
-    def _error_reply(self, reply, spec, error: BaseException) -> None:
+    def _error_reply(self, reply, spec, error: BaseException, first: int = 1) -> None:
+        """The error as every return of the task from index `first` on."""
         payload = serialization.serialize_error(error).to_bytes()
         task_id = TaskID(spec.task_id)
-        for index in range(1, max(spec.num_returns, 0) + 1):
+        for index in range(first, max(spec.num_returns, 0) + 1):
             ret = reply.return_objects.add()
             ret.object_id = ObjectID.from_index(task_id, index).binary()
             ret.object.data = payload

@@ -69,6 +69,9 @@ class TaskManager:
         self.on_return_nested = None
         self.remember_lineage = None
         self.events = None    # the CoreWorker's TaskEventBuffer
+        # (task, reply or None) -> reply: a num_returns="dynamic" task's end (its return
+        # becomes the refs of its items); None when it failed as a whole.
+        self.on_dynamic_end = None
 
     def add_pending(self, task: PendingTask) -> None:
         with self._lock:
@@ -90,7 +93,8 @@ class TaskManager:
     def complete(self, task: PendingTask, reply) -> None:
         """Store the returns of a finished task (a PushTaskReply), or retry it."""
         if reply.is_application_error and task.retry_exceptions and task.retries_left != 0 \
-                and not task.cancelled and self._should_retry_exception(task, reply):
+                and not (task.cancelled or reply.was_cancelled) \
+                and self._should_retry_exception(task, reply):
             self._retry(task, "the task raised an exception and retry_exceptions is set",
                         "TASK_EXECUTION_EXCEPTION")
             return
@@ -104,6 +108,8 @@ class TaskManager:
         if events is not None and events.enabled:
             events.record(task.spec.task_id, task.attempt,
                           FAILED if reply.is_application_error else FINISHED)
+        if task.spec.dynamic_returns:
+            reply = self.on_dynamic_end(task, reply)
         returns = [(ret, ObjectID(ret.object_id)) for ret in reply.return_objects]
         kept = [self._has_reference(object_id) for _, object_id in returns]
         in_plasma = [object_id for (ret, object_id), keep in zip(returns, kept)
@@ -177,6 +183,8 @@ class TaskManager:
         for object_id in task.return_ids:
             self._store.put(object_id, stored)
         task.arg_refs = None
+        if task.spec.dynamic_returns:
+            self.on_dynamic_end(task, None)     # the items it made go with it
 
     def _retry(self, task: PendingTask, why: str, error_type: str) -> None:
         if self.events is not None and self.events.enabled:

@@ -100,16 +100,19 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
          num_gpus: Optional[int] = None, resources: Optional[Dict[str, float]] = None,
          object_store_memory: Optional[int] = None, namespace: Optional[str] = None,
          ignore_reinit_error: bool = False, log_to_driver: bool = True,
-         runtime_env: Optional[Dict[str, Any]] = None, include_dashboard: Optional[bool] = None,
-         dashboard_host: Optional[str] = None, dashboard_port: Optional[int] = None,
-         logging_level: Any = None, configure_logging: bool = True,
+         runtime_env: Optional[Dict[str, Any]] = None, job_config: Any = None,
+         include_dashboard: Optional[bool] = None, dashboard_host: str = "127.0.0.1",
+         dashboard_port: Optional[int] = None, labels: Optional[Dict[str, str]] = None,
+         local_mode: bool = False, logging_level: Any = None, configure_logging: bool = True,
          _temp_dir: Optional[str] = None, _system_config: Optional[Dict[str, Any]] = None,
          _node_ip_address: Optional[str] = None) -> RayContext:
-    """Start a head node here (address=None) or connect to a cluster ("auto", "host:port").
+    """Connect to a cluster ("auto", "host:port"), or start a head node here: always with
+    address="local", and with address=None unless RAY_CORE_ADDRESS or a cluster that
+    `ray_core start --head` runs on this machine says where to connect (as in Ray).
 
-    A head started here serves the dashboard (include_dashboard, dashboard_host,
-    dashboard_port as Ray's); the returned context's dashboard_url is its address, and a
-    one-time login link to it is printed (logged) once."""
+    `labels` label the node started here. A head started here serves the dashboard
+    (include_dashboard, dashboard_host, dashboard_port as Ray's); the returned context's
+    dashboard_url is its address, and a one-time login link to it is printed once."""
     global _global
     with _lock:
         if _global is not None:
@@ -120,6 +123,18 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
                                "can be suppressed by passing ignore_reinit_error=True, or by "
                                "calling ray_core.shutdown() first.")
         from ray_core._private import options as options_mod
+        if local_mode:
+            raise RuntimeError("local_mode is no longer supported (as in Ray 2.60): tasks run "
+                               "in worker processes; to debug one, run its function "
+                               "directly, or set breakpoints in a worker with "
+                               "RAY_CORE_LOG_LEVEL=debug logs")
+        if labels is not None:
+            options_mod._labels("labels", labels)
+        if job_config is not None:
+            # Ray's JobConfig (ray_core.job_config): init's own arguments win over it.
+            runtime_env = runtime_env if runtime_env is not None else \
+                (job_config.runtime_env or None)
+            namespace = namespace if namespace is not None else job_config.ray_namespace
         if runtime_env is not None:
             options_mod._runtime_env("runtime_env", runtime_env)
         for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus),
@@ -136,7 +151,9 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
         namespace = namespace if namespace is not None else ""
         node = None
         started = time.monotonic()
-        if address is None:
+        if address == "local":
+            address = None          # a new local cluster, whatever else runs here
+        elif address is None:
             # As Ray: RAY_CORE_ADDRESS, else a cluster `ray_core start --head` runs here.
             from ray_core.node import running_head
             address = config.address or (running_head(temp_dir, detached_only=True)
@@ -148,7 +165,7 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
                 node = Node.start_head(temp_dir, node_ip=node_ip, num_cpus=num_cpus,
                                        num_gpus=num_gpus, resources=resources,
                                        object_store_memory=object_store_memory,
-                                       include_dashboard=include_dashboard,
+                                       labels=labels, include_dashboard=include_dashboard,
                                        dashboard_host=dashboard_host,
                                        dashboard_port=dashboard_port)
                 rpc.set_auth_token(node.token)
@@ -160,10 +177,10 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
                 plasma_socket = info["object_store_socket"]
                 node_ip = info.get("node_ip", node_ip)
             else:
-                if num_cpus is not None or num_gpus is not None or resources:
-                    raise ValueError("num_cpus, num_gpus and resources describe a new node: "
-                                     "they cannot be given when connecting to a cluster "
-                                     f"(address={address!r})")
+                if num_cpus is not None or num_gpus is not None or resources or labels:
+                    raise ValueError("num_cpus, num_gpus, resources and labels describe a "
+                                     "new node: they cannot be given when connecting to a "
+                                     f"cluster (address={address!r})")
                 gcs_address, session_dir = _resolve_address(address, temp_dir)
                 node_id, raylet_address, plasma_socket, node_ip, session_dir = \
                     _find_local_node(gcs_address, session_dir, _node_ip_address)
@@ -173,7 +190,7 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
                                                     logs_dir))
             _global = _connect_driver(gcs_address, node_id, raylet_address, plasma_socket,
                                       node_ip, session_dir, namespace, node, runtime_env,
-                                      log_to_driver)
+                                      log_to_driver, job_config)
         except BaseException:
             if _global is not None:
                 _global = None
@@ -183,14 +200,17 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
         core = _global.core_worker
         dashboard_url = _dashboard_url(node, session_dir)
         _global.context = RayContext(
-            dashboard_url=dashboard_url,
             address=gcs_address, gcs_address=gcs_address, node_id=node_id.hex(),
             node_ip_address=node_ip, raylet_address=raylet_address,
             object_store_address=plasma_socket, session_dir=session_dir,
             job_id=core.job_id.hex(), namespace=namespace,
+            # Ray's RayContext fields programs print.
+            dashboard_url=dashboard_url, python_version=".".join(map(str, sys.version_info[:3])),
+            ray_version=_version(), ray_commit="",
             address_info={"gcs_address": gcs_address, "node_id": node_id.hex(),
                           "raylet_address": raylet_address, "session_dir": session_dir,
-                          "object_store_address": plasma_socket, "node_ip_address": node_ip})
+                          "object_store_address": plasma_socket, "node_ip_address": node_ip,
+                          "webui_url": dashboard_url})
         logger.info("init() done in %.3fs: job %s on node %s", time.monotonic() - started,
                     core.job_id.hex(), node_id.hex())
         if dashboard_url:
@@ -208,6 +228,11 @@ def _dashboard_url(node, session_dir: str) -> str:
     if node is not None:
         return node.dashboard_url
     return read_dashboard_url(session_dir) or ""
+
+
+def _version() -> str:
+    from ray_core import __version__
+    return __version__
 
 
 def _level_name(level) -> str:
@@ -278,7 +303,7 @@ def _find_local_node(gcs_address: str, session_dir: str, node_ip: Optional[str])
 
 
 def _connect_driver(gcs_address, node_id, raylet_address, plasma_socket, node_ip, session_dir,
-                    namespace, node, runtime_env, log_to_driver) -> Worker:
+                    namespace, node, runtime_env, log_to_driver, job_config=None) -> Worker:
     from ray_gcs.client import GcsClient
     from ray_common.protocol import gcs_service_pb2
     from ray_core._private.core_worker import DRIVER, CoreWorker
@@ -289,6 +314,9 @@ def _connect_driver(gcs_address, node_id, raylet_address, plasma_socket, node_ip
     job_info = gcs_service_pb2.JobTableData(
         driver_pid=os.getpid(), entrypoint=" ".join(sys.argv), ray_namespace=namespace,
         start_time_ms=int(time.time() * 1000))
+    if job_config is not None:
+        job_info.metadata.update(job_config.metadata)
+        job_info.default_actor_detached = job_config.default_actor_lifetime == "detached"
     job_id = gcs.sync.add_job(job_info)
     if not isinstance(job_id, JobID):
         job_id = JobID(bytes(job_id))
@@ -296,9 +324,9 @@ def _connect_driver(gcs_address, node_id, raylet_address, plasma_socket, node_ip
                       node_ip=node_ip, raylet_address=raylet_address, gcs_address=gcs_address,
                       plasma_socket=plasma_socket, session_dir=session_dir, job_id=job_id,
                       gcs_client=gcs, namespace=namespace)
-    core.job_runtime_env = runtime_env
     worker = Worker("driver", core, namespace, node, session_dir, gcs)
     try:
+        core.set_job_runtime_env(runtime_env)   # its packages uploaded once, here
         core.start()
     except BaseException:
         core.shutdown()
@@ -358,8 +386,7 @@ def put(value: Any, *, _owner=None) -> ObjectRef:
     core = global_worker().core_worker
     if _owner is None:
         return core.put(value)
-    from ray_core.actor import ActorHandle
-    if not isinstance(_owner, ActorHandle):
+    if not isinstance(getattr(_owner, "_actor_id", None), bytes):
         raise TypeError(f"put(_owner=...) takes an actor handle, got {type(_owner).__name__}")
     return core.put(value, owner=_alive_actor_address(core, _owner))
 
@@ -412,6 +439,8 @@ def wait(object_refs: List[ObjectRef], *, num_returns: int = 1, timeout: Optiona
     if not isinstance(object_refs, (list, tuple)):
         raise TypeError(f"wait() expects a list of ObjectRefs, got {type(object_refs).__name__}")
     refs = list(object_refs)
+    if not refs:
+        return [], []
     try:
         ids, generators = ids_of(refs), ()     # the common case: refs only, checked in C
     except TypeError:
@@ -458,7 +487,19 @@ def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True
     if not isinstance(object_ref, ObjectRef):
         raise TypeError(f"cancel() expects an ObjectRef or ObjectRefGenerator, got "
                         f"{type(object_ref).__name__}")
+    if force and _is_actor_call(object_ref):
+        # As in Ray: an actor's state would not survive killing its process mid-call.
+        raise ValueError(f"force=True is not supported for actor tasks (the ref "
+                         f"{object_ref.hex()} is an actor call's); cancel it without force, "
+                         f"or ray_core.kill() the actor")
     global_worker().core_worker.cancel(object_ref, force, recursive)
+
+
+def _is_actor_call(ref: ObjectRef) -> bool:
+    """Whether `ref` is the return of an actor method call: its task id carries the
+    actor's unique bytes (a normal task's carry the nil ones, as in Ray)."""
+    actor_id = ref.task_id().actor_id().binary()
+    return actor_id[:12] != b"\xff" * 12
 
 
 # ---- cluster information -----------------------------------------------------------------
@@ -468,11 +509,6 @@ def get_gpu_ids() -> List[int]:
     them; CUDA_VISIBLE_DEVICES is set to the same while it runs); [] in a driver."""
     core = global_worker().core_worker
     return [index for index, _ in core.assigned_gpus()]
-
-
-def get_runtime_context():
-    from ray_core.runtime_context import RuntimeContext
-    return RuntimeContext(global_worker())
 
 
 def nodes() -> List[dict]:

@@ -6,6 +6,7 @@ for the dashboard (connections queue in the socket's backlog until it serves). T
 and pid go to `<session>/dashboard.json`, where `ray_core status` finds them.
 """
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -15,21 +16,21 @@ from typing import Dict, Optional, Tuple
 from ray_common.config import config
 from ray_common.process import pid_alive, popen, write_file_atomically
 
+logger = logging.getLogger(__name__)
 INFO_FILE = "dashboard.json"
 
 
-def _listen(host: str, port: int, fallback: bool) -> socket.socket:
-    """A listening socket on host:port; on a free port instead when `port` is taken and
-    `fallback` (the default port: a second cluster on the machine must still start)."""
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or on a free port when that one is taken: a
+    second cluster on the machine, or a driver that asked for a port another holds, must
+    still start (`ray_core start --head --dashboard-port` refuses a taken port first)."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
     except OSError as e:
-        if not fallback:
-            sock.close()
-            raise OSError(f"the dashboard cannot listen on {host}:{port} ({e.strerror}): stop "
-                          f"what holds the port or choose another (--dashboard-port)") from None
+        logger.warning("The dashboard cannot listen on %s:%d (%s): it takes a free port",
+                       host, port, e.strerror)
         sock.bind((host, 0))
     sock.listen(128)
     return sock
@@ -40,11 +41,10 @@ def start_dashboard(session_dir: str, gcs_address: str, node_ip: str, env: Dict[
                     detached: bool = False) -> Tuple[subprocess.Popen, str]:
     """Start the dashboard of the cluster at `gcs_address`; returns (process, URL).
 
-    `host` None: dashboard_host (loopback); `port` None: dashboard_port, or a free port
-    when that one is taken; an explicit port that is taken raises OSError."""
+    `host` None: dashboard_host (loopback); `port` None: dashboard_port; a taken port
+    gives way to a free one."""
     host = config.dashboard_host if host is None else host
-    sock = _listen(host, config.dashboard_port if port is None else port,
-                   fallback=port is None)
+    sock = _listen(host, config.dashboard_port if port is None else port)
     try:
         url_host = node_ip if host in ("0.0.0.0", "::", "") else host
         url = f"http://{url_host}:{sock.getsockname()[1]}"

@@ -1,10 +1,14 @@
 """Helpers users import from ray_core.util (as from ray.util)."""
 
 from ray_core.util.actor_pool import ActorPool  # noqa: F401
+from ray_core.util.check_serialize import inspect_serializability  # noqa: F401
+from ray_core.util.debug import (disable_log_once_globally, enable_periodic_logging,  # noqa: F401
+                                 log_once)
 from ray_core.util.helpers import as_completed, map_unordered  # noqa: F401
 from ray_core.util.placement_group import (PlacementGroup, get_current_placement_group,  # noqa: F401
                                            get_placement_group, placement_group,
                                            placement_group_table, remove_placement_group)
+from ray_core.util.serialization import deregister_serializer, register_serializer  # noqa: F401
 
 
 def list_named_actors(all_namespaces: bool = False):
@@ -19,22 +23,11 @@ def list_named_actors(all_namespaces: bool = False):
     return [e.name for e in entries]
 
 
-def register_serializer(cls: type, *, serializer, deserializer) -> None:
-    """Pickle instances of `cls` (in this process) as deserializer(serializer(obj)), for
-    classes pickle cannot take as they are; the deserializer is pickled with each value."""
-    if not isinstance(cls, type):
-        raise TypeError(f"register_serializer needs a class, got {cls!r}")
-    for name, fn in (("serializer", serializer), ("deserializer", deserializer)):
-        if not callable(fn):
-            raise TypeError(f"register_serializer: {name} must be callable, got {fn!r}")
-    from ray_core._private import serialization
-    serialization.register_reducer(cls, serializer, deserializer)
-
-
-def deregister_serializer(cls: type) -> None:
-    """Forget what register_serializer said of `cls` (nothing happens if it said nothing)."""
-    from ray_core._private import serialization
-    serialization.deregister_reducer(cls)
+def get_node_instance_id() -> str:
+    """The cloud instance id of this node, as Ray reads it (RAY_CLOUD_INSTANCE_ID); empty
+    off a cloud."""
+    import os
+    return os.environ.get("RAY_CLOUD_INSTANCE_ID", "")
 
 
 def get_node_ip_address() -> str:
@@ -43,7 +36,9 @@ def get_node_ip_address() -> str:
     return worker.global_worker().core_worker.node_ip
 
 
-__all__ = ["ActorPool", "PlacementGroup", "as_completed", "deregister_serializer",
-           "get_current_placement_group", "get_node_ip_address", "get_placement_group",
+__all__ = ["inspect_serializability", "ActorPool", "PlacementGroup", "as_completed", "deregister_serializer",
+           "disable_log_once_globally", "enable_periodic_logging", "log_once",
+           "get_current_placement_group", "get_node_instance_id", "get_node_ip_address",
+           "get_placement_group",
            "list_named_actors", "map_unordered", "placement_group", "placement_group_table",
            "register_serializer", "remove_placement_group"]

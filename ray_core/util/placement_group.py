@@ -2,18 +2,21 @@
 tasks and actors inside them.
 
 placement_group() returns at once; the GCS places the bundles (all or none) when the
-cluster has room, and ready() / wait() tell when. A task or actor joins a group with
+cluster has room, and ready() / wait() tell when. Creations and removals travel to the
+GCS in batches (ray_gcs/placement_group_batch.py): a group is created when its batch
+arrives, and a named one is waited for, since a clashing name must raise here. A task or actor joins a group with
 PlacementGroupSchedulingStrategy; its resource request is then drawn from a bundle
 (any, or the one it names), never from the node's free pool. A group not detached is
 removed when the job that created it ends.
 """
+import concurrent.futures
 from typing import Dict, List, Optional, Union
 
 from ray_common.ids import PlacementGroupID
 from ray_common.protocol import common_pb2, gcs_service_pb2 as pb
 from ray_core.exceptions import RaySystemError
 from ray_gcs.bundle_placement import STRATEGIES
-from ray_gcs.errors import GcsFailedPreconditionError
+from ray_gcs.errors import GcsError, GcsFailedPreconditionError, GcsNotFoundError
 
 VALID_PLACEMENT_GROUP_STRATEGIES = STRATEGIES    # the planner's (ray.util's name for them)
 _STATE_NAMES = {pb.PG_PENDING: "PENDING", pb.PG_CREATED: "CREATED", pb.PG_REMOVED: "REMOVED",
@@ -23,9 +26,28 @@ _STATE_NAMES = {pb.PG_PENDING: "PENDING", pb.PG_CREATED: "CREATED", pb.PG_REMOVE
 class PlacementGroup:
     """A handle to a placement group; picklable, so tasks can be given one."""
 
-    def __init__(self, id: PlacementGroupID, bundle_cache: Optional[List[Dict]] = None):
+    def __init__(self, id: PlacementGroupID, bundle_cache: Optional[List[Dict]] = None,
+                 creation: Optional[concurrent.futures.Future] = None):
         self.id = id
         self.bundle_cache = bundle_cache
+        self._creation = creation   # in the creating process only: its batch's answer
+
+    def _check_created(self) -> None:
+        """Raise why the GCS refused this group, if it did."""
+        if self._creation is not None and self._creation.done() and \
+                self._creation.exception() is not None:
+            raise RaySystemError(f"Failed to create placement group {self.id.hex()}: "
+                                 f"{self._creation.exception()}")
+
+    @staticmethod
+    def empty() -> "PlacementGroup":
+        """Ray's "no placement group" handle (a nil id); as a strategy's group it means
+        what None means."""
+        return PlacementGroup(PlacementGroupID.nil())
+
+    @property
+    def is_empty(self) -> bool:
+        return self.id.is_nil()
 
     def ready(self):
         """An ObjectRef that resolves (to this group) once every bundle is placed; get()
@@ -39,6 +61,9 @@ class PlacementGroup:
                 await w.gcs.wait_placement_group_until_ready(group_id)
             except GcsFailedPreconditionError as e:
                 raise RaySystemError(str(e).split(": ", 1)[-1]) from None
+            except GcsNotFoundError:
+                self._check_created()
+                raise
             return self
 
         return w.core_worker.future_ref(placed())
@@ -51,6 +76,9 @@ class PlacementGroup:
                                                                 timeout_seconds)
         except GcsFailedPreconditionError:
             return False
+        except GcsNotFoundError:
+            self._check_created()
+            raise
 
     @property
     def bundle_specs(self) -> List[Dict[str, float]]:
@@ -129,8 +157,15 @@ def placement_group(bundles: List[Dict[str, float]], strategy: str = "PACK", nam
         ray_namespace=w.namespace,
         bundles=[common_pb2.Bundle(bundle_index=i, unit_resources=spec)
                  for i, spec in enumerate(specs)])
-    w.gcs.sync.create_placement_group(row)
-    return PlacementGroup(group_id, specs)
+    creation = w.gcs.placement_groups.create(row)
+    group = PlacementGroup(group_id, specs, creation)
+    if name:
+        try:
+            creation.result()
+        except GcsError as e:
+            raise RaySystemError(f"Failed to create placement group {group_id.hex()}: "
+                                 f"{e}") from None
+    return group
 
 
 def remove_placement_group(placement_group: PlacementGroup) -> None:
@@ -138,7 +173,7 @@ def remove_placement_group(placement_group: PlacementGroup) -> None:
     if not isinstance(placement_group, PlacementGroup):
         raise TypeError(f"remove_placement_group needs a PlacementGroup, got "
                         f"{type(placement_group).__name__}")
-    _gcs().sync.remove_placement_group(placement_group.id.binary())
+    _gcs().placement_groups.remove(placement_group.id.binary())
 
 
 def get_placement_group(placement_group_name: str) -> PlacementGroup:

@@ -43,9 +43,24 @@ def _flush_then_die(signum, frame) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+def enter_runtime_env() -> None:
+    """A worker started for a runtime_env (ray_raylet/runtime_envs.py): its working_dir
+    is the cwd, and it and the py_modules come first on sys.path, before any task's code
+    is imported."""
+    dirs = os.environ.pop("RAY_CORE_RUNTIME_ENV_DIRS", "")
+    if not dirs:
+        return
+    import json
+    where = json.loads(dirs)
+    if where.get("cwd"):
+        os.chdir(where["cwd"])
+    sys.path[:0] = where.get("sys_path", [])
+
+
 def main(argv=None) -> int:
     die_with_parent()
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    enter_runtime_env()
     # Output goes to files the driver tails: flush per line so it shows up promptly.
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -67,6 +82,8 @@ def main(argv=None) -> int:
                       node_id=bytes.fromhex(args.node_id), node_ip=args.node_ip_address,
                       raylet_address=args.raylet_address, gcs_address=args.gcs_address,
                       plasma_socket=args.object_store_socket, session_dir=args.session_dir)
+    from ray_core.actor import handle_from_blob
+    core.make_actor_handle = handle_from_blob    # current_actor, for the actor it may host
     worker_mod.set_worker_mode(core)
     core.install_cancel_handler()
     try:

@@ -21,7 +21,7 @@ NODE_CPUS = 2
 STORE_BYTES = 150 * 1024 ** 2
 GET_DEADLINE_S = 120
 # What a call without retries may raise when its process, node or owner is killed.
-DOCUMENTED = (exceptions.ActorError, exceptions.WorkerCrashedError,
+DOCUMENTED = (exceptions.RayActorError, exceptions.WorkerCrashedError,
               exceptions.ObjectLostError, exceptions.NodeDiedError,
               exceptions.LocalRayletDiedError)
 

@@ -35,3 +35,34 @@ def test_each_package_imports_alone():
     import sys
     for package in LAYER:
         subprocess.run([sys.executable, "-c", f"import {package}"], check=True, cwd=ROOT)
+
+
+# Inside ray_core the dependency runs one way too: the public modules use _private/, and
+# _private/ never imports them (it is handed what it needs), so no import cycle runs
+# through the CoreWorker (issue 15).
+PUBLIC_MODULES = {"actor", "remote_function", "util", "runtime_context", "experimental", "job_config",
+                  "cluster_utils", "scripts", "internal", "_raylet"}
+
+
+def _ray_core_imports(path):
+    tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "ray_core":
+                for alias in node.names:
+                    yield f"ray_core.{alias.name}"
+            else:
+                yield node.module
+
+
+def test_private_never_imports_the_public_modules():
+    bad = []
+    for path in (ROOT / "ray_core" / "_private").rglob("*.py"):
+        for name in _ray_core_imports(path):
+            parts = name.split(".")
+            if parts[0] == "ray_core" and (len(parts) == 1 or parts[1] in PUBLIC_MODULES):
+                bad.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert not bad, bad

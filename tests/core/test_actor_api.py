@@ -40,8 +40,9 @@ def test_actor_class_options_are_checked_when_given():
 
 
 def test_method_table_and_async_detection():
-    assert Thing._methods["two"] == {"num_returns": 2}
-    assert Thing._methods["plain"] == {}
+    # Each entry: the method's options, and its parameters (checked at .remote()).
+    assert Thing._methods["two"] == {"num_returns": 2, "_params": ()}
+    assert Thing._methods["plain"] == {"_params": ()}
     assert Thing._is_async
     with pytest.raises(TypeError, match="keyword options only"):
         ray.method(2)
@@ -54,7 +55,7 @@ def test_handle_pickles_with_its_method_table():
     copy = pickle.loads(pickle.dumps(handle))
     assert copy == handle and hash(copy) == hash(handle)
     assert copy._max_task_retries == 3 and repr(copy) == f"Actor(Thing, {'01' * 16})"
-    assert copy.two._options == {"num_returns": 2}
+    assert copy.two._options == {"num_returns": 2, "_params": ()}
     with pytest.raises(AttributeError, match="has no method 'missing'"):
         copy.missing
     with pytest.raises(TypeError, match="cannot be called directly"):

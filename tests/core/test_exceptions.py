@@ -17,7 +17,8 @@ def _raise_and_wrap(error):
         raise error
     except Exception as e:
         tb = exceptions.format_remote_traceback(e, skip_frames=0)
-        return exceptions.RayTaskError("my_function", tb, e, 1234, "10.0.0.1", "ab" * 28, "cd" * 24)
+        return exceptions.RayTaskError("my_function", tb, e, pid=1234, ip="10.0.0.1",
+                                         node_id="ab" * 28, task_id="cd" * 24)
 
 
 def test_task_error_is_both_ray_task_error_and_user_class():
@@ -49,6 +50,16 @@ def test_unpicklable_cause_degrades_to_message():
     assert "could not be pickled" in str(error)
 
 
+def test_cause_that_cannot_be_rebuilt_is_an_unserializable_exception():
+    # MyError pickles, but unpickling calls MyError("boom") without its code: as in Ray,
+    # get() raises UnserializableException with the original text and traceback.
+    ser = serialization.serialize_error(_raise_and_wrap(MyError("boom", 7)))
+    error = serialization.deserialize(ser.to_bytes(), ser.metadata)
+    assert type(error) is exceptions.UnserializableException
+    assert "Failed to deserialize exception" in str(error)
+    assert "MyError: boom" in str(error) and "my_function" in str(error)
+
+
 def test_builtin_bases():
     assert issubclass(exceptions.GetTimeoutError, TimeoutError)
     assert issubclass(exceptions.ObjectStoreFullError, MemoryError)
@@ -63,3 +74,69 @@ def test_errors_pickle_round_trip():
                   exceptions.RaySystemError("sys")):
         back = pickle.loads(pickle.dumps(error))
         assert type(back) is type(error) and str(back) == str(error)
+
+
+# Ray 2.60's constructor arguments of each class, as programs (and libraries that raise
+# Ray's errors themselves) call them.
+RAY_CONSTRUCTIONS = [
+    (exceptions.RaySystemError, ("lost raylet",), {"traceback_str": "tb"}),
+    (exceptions.TaskCancelledError, (), {}),
+    (exceptions.TaskCancelledError, ("ab" * 12,), {"error_message": "by the user"}),
+    (exceptions.RayActorError, (), {}),
+    (exceptions.RayActorError, ("ab" * 16, "it died", True, False), {}),
+    (exceptions.ActorDiedError, (), {}),
+    (exceptions.ActorUnavailableError, ("restarting", b"\x01" * 16), {}),
+    (exceptions.ActorUnavailableError, ("restarting", None), {}),
+    (exceptions.ObjectLostError, ("cd" * 28, None, ""), {}),
+    (exceptions.OwnerDiedError, ("cd" * 28, None, "call site"), {}),
+    (exceptions.ObjectFetchTimedOutError, ("cd" * 28, None, ""), {}),
+    (exceptions.ObjectReconstructionFailedError, ("cd" * 28,), {}),
+    (exceptions.OutOfMemoryError, ("node full",), {}),
+    (exceptions.NodeDiedError, ("node gone",), {}),
+    (exceptions.RuntimeEnvSetupError, (), {}),
+    (exceptions.RuntimeEnvSetupError, ("pip failed",), {}),
+    (exceptions.TaskUnschedulableError, ("node dead",), {}),
+    (exceptions.ActorUnschedulableError, ("node dead",), {}),
+    (exceptions.ActorAlreadyExistsError, ("name taken",), {}),
+    (exceptions.ActorHandleNotFoundError, ("no such actor",), {}),
+    (exceptions.UnserializableException, ("Traceback ...",), {}),
+    (exceptions.RpcError, ("unavailable",), {"rpc_code": 14}),
+    (exceptions.WorkerCrashedError, (), {}),
+    (exceptions.LocalRayletDiedError, (), {}),
+    (exceptions.TaskPlacementGroupRemoved, (), {}),
+    (exceptions.ActorPlacementGroupRemoved, (), {}),
+    (exceptions.GetTimeoutError, ("late",), {}),
+]
+
+
+@pytest.mark.parametrize("cls,args,kwargs", RAY_CONSTRUCTIONS,
+                         ids=[f"{c.__name__}{len(a)}" for c, a, _ in RAY_CONSTRUCTIONS])
+def test_constructors_take_rays_arguments(cls, args, kwargs):
+    error = cls(*args, **kwargs)
+    back = pickle.loads(pickle.dumps(error))
+    assert type(back) is cls and str(back) == str(error) and str(error)
+
+
+def test_actor_errors_are_ray_actor_errors():
+    """Code catches RayActorError around calls to a restarting actor (as in Ray)."""
+    unavailable = exceptions.ActorUnavailableError("restarting", b"\x02" * 16)
+    assert isinstance(unavailable, exceptions.RayActorError)
+    assert unavailable.actor_id == "02" * 16 and "restarting" in str(unavailable)
+    died = exceptions.ActorDiedError()
+    assert isinstance(died, exceptions.RayActorError) and not died.actor_init_failed
+    assert str(died) == exceptions.ActorDiedError.BASE_ERROR_MSG
+    init_failed = exceptions.ActorDiedError(_raise_and_wrap(ValueError("in __init__")))
+    assert init_failed.actor_init_failed and "in __init__" in str(init_failed)
+    assert str(exceptions.RaySystemError("x")) == "System error: x"
+    assert str(exceptions.TaskCancelledError("abc")).startswith("Task: abc was cancelled.")
+    assert str(exceptions.RuntimeEnvSetupError("pip")) == \
+        "Failed to set up runtime environment.\npip"
+
+
+def test_task_error_takes_rays_positional_arguments():
+    error = exceptions.RayTaskError("f", "Traceback...\nValueError: x", ValueError("x"),
+                                    "ray::f", 42, "10.1.1.1", "Actor(A)")
+    assert (error.proctitle, error.pid, error.ip, error.actor_repr) == \
+        ("ray::f", 42, "10.1.1.1", "Actor(A)")
+    back = pickle.loads(pickle.dumps(error))
+    assert back.pid == 42 and back.actor_repr == "Actor(A)"

@@ -66,6 +66,7 @@ class FakeConn:
 
     def send_batch(self, batch):
         self.pushed += len(batch.requests)
+        self.max_inflight_seen = max(self.max_inflight_seen, len(batch.requests))
         if self.crash_first:
             self.closed = True
             asyncio.get_running_loop().call_soon(self.on_lost, self, None)
@@ -161,6 +162,42 @@ def test_many_tasks_reuse_few_leases_with_pipelining():
     run(main())
 
 
+def test_spread_tasks_ask_for_several_workers_at_once():
+    """A SPREAD backlog has up to max_pending_lease_requests_spread requests out (the
+    raylets send them to different nodes), one task per worker; the first request
+    carries the backlog, the others only themselves. Other keys ask one at a time."""
+    async def main():
+        store, raylet, conns, tm, submitter = harness(capacity=3)
+        seen = []
+        request = raylet.request_worker_lease
+
+        async def recording(spec, deps, lease_id=b"", **kwargs):
+            seen.append((spec.scheduling_strategy.WhichOneof("strategy"),
+                         kwargs["backlog_size"]))
+            return await request(spec, deps, lease_id=lease_id, **kwargs)
+
+        raylet.request_worker_lease = recording
+        tasks = [make_task(i) for i in range(6)]
+        for task in tasks:
+            task.spec.scheduling_strategy.spread_scheduling_strategy.SetInParent()
+            tm.add_pending(task)
+            submitter.submit(task)
+        await asyncio.sleep(0)
+        assert sorted(backlog for _, backlog in seen) == [1] * 5 + [6]
+        await wait_all(store, tasks)
+        assert max(conn.max_inflight_seen for conn in conns) <= 1 and len(conns) == 3
+        seen.clear()
+        plain = [make_task(i) for i in range(100, 106)]
+        for task in plain:
+            tm.add_pending(task)
+            submitter.submit(task)
+        await asyncio.sleep(0)
+        assert len(seen) == 1
+        await wait_all(store, plain)
+        await submitter.close()
+    run(main())
+
+
 def test_worker_death_retries_on_new_lease():
     async def main():
         store, raylet, conns, tm, submitter = harness(capacity=1, crash_first_n=1)
@@ -199,7 +236,7 @@ def test_cancel_of_queued_task():
         assert isinstance(value(store, task), exceptions.TaskCancelledError)
         await asyncio.sleep(0.01)
         assert len(raylet.cancelled) == 1 and not raylet.pending  # the lease request withdrawn
-        assert not submitter._keys[task.key].lease_pending
+        assert not submitter._keys[task.key].leasing
         await submitter.close()
     run(main())
 

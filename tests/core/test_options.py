@@ -14,10 +14,9 @@ def test_unknown_option_lists_valid_names():
 
 
 def test_wrong_type_raises_at_decoration():
-    with pytest.raises(TypeError, match="num_returns must be an int or 'streaming'"):
+    with pytest.raises(TypeError, match="num_returns must be an int, 'streaming' or 'dynamic'"):
         ray.remote(num_returns="2")
-    with pytest.raises(ValueError, match="num_returns='dynamic' is not supported"):
-        ray.remote(num_returns="dynamic")
+    ray.remote(num_returns="dynamic")
     ray.remote(num_returns="streaming")
     with pytest.raises(TypeError, match="retry_exceptions"):
         ray.remote(retry_exceptions=[1])

@@ -90,3 +90,19 @@ def test_a_registered_serializer_pickles_a_class_pickle_refuses():
         serialization.serialize(Connection("db://a"))
     with pytest.raises(TypeError, match="serializer must be callable"):
         ray_core.util.register_serializer(Connection, serializer=None, deserializer=str)
+
+
+def test_inspect_serializability_names_what_does_not_pickle():
+    import io
+    import threading
+    from ray_core.util import inspect_serializability
+    lock = threading.Lock()
+
+    def uses_lock():
+        return lock
+
+    report = io.StringIO()
+    ok, failures = inspect_serializability(uses_lock, name="uses_lock", print_file=report)
+    assert not ok and [f.name for f in failures] == ["uses_lock.lock"]
+    assert failures.pop().obj is lock and "uses_lock.lock: lock" in report.getvalue()
+    assert inspect_serializability({"fine": [1, 2]}, print_file=io.StringIO()) == (True, set())

@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from ray_common.protocol import common_pb2, gcs_service_pb2 as pb
+from ray_common.protocol import common_pb2, gcs_service_pb2 as pb, node_manager_pb2 as nm
 from ray_gcs.placement_group_scheduler import GcsPlacementGroupScheduler
 from ray_gcs.placement_group_table import GcsPlacementGroupTable
 from ray_gcs.pubsub import GcsPublisher
@@ -45,6 +45,7 @@ class FakeRaylets:
 
     def __init__(self, refuse=(), fail_commit=(), during_prepare=None):
         self.calls = []
+        self.reserved, self.returned = [], []   # (node, group ids) of the batched calls
         self.refuse, self.fail_commit, self.during_prepare = refuse, fail_commit, during_prepare
 
     async def __call__(self, node_id, method, request):
@@ -53,6 +54,12 @@ class FakeRaylets:
             if self.during_prepare is not None:
                 await self.during_prepare()
             return pb_reply(node_id not in self.refuse)
+        if method == "ReserveBundles":
+            self.reserved.append((node_id, [g.placement_group_id for g in request.groups]))
+            return nm.ReserveBundlesReply(replies=[pb_reply(node_id not in self.refuse)
+                                                   for _ in request.groups])
+        if method == "ReturnBundles":
+            self.returned.append((node_id, list(request.placement_group_ids)))
         if method == "CommitBundleResources" and node_id in self.fail_commit:
             raise ConnectionError("node died")
         return None
@@ -62,19 +69,19 @@ class FakeRaylets:
 
 
 def pb_reply(success):
-    from ray_common.protocol import node_manager_pb2 as nm
     return nm.PrepareBundleResourcesReply(success=success, failure_message="" if success
                                           else "bundle 0 needs {CPU: 1}; available {CPU: 0}")
 
 
-async def make(raylets, strategy="STRICT_SPREAD", bundles=2):
+async def make(raylets, strategy="STRICT_SPREAD", bundles=2, groups=(GROUP,)):
     table = GcsPlacementGroupTable(InMemoryStorage())
     table.scheduler = GcsPlacementGroupScheduler(table, FakeNodes(), GcsPublisher())
     table.scheduler._call = raylets
-    await table.put(pb.PlacementGroupTableData(
-        placement_group_id=GROUP, strategy=strategy,
-        bundles=[common_pb2.Bundle(bundle_index=i, unit_resources={"CPU": 1})
-                 for i in range(bundles)]))
+    for group_id in groups:
+        await table.put(pb.PlacementGroupTableData(
+            placement_group_id=group_id, strategy=strategy,
+            bundles=[common_pb2.Bundle(bundle_index=i, unit_resources={"CPU": 1})
+                     for i in range(bundles)]))
     return table
 
 
@@ -126,3 +133,53 @@ def test_a_group_removed_while_being_placed_keeps_nothing(strategy, bundles):
     assert "CommitBundleResources" not in [method for _, method, _ in raylets.calls]
     for node in {node for node, method, _ in raylets.calls if method.startswith("Prepare")}:
         assert raylets.methods(node)[-1][0] == "CancelResourceReserve"
+
+
+THREE = [bytes([n]) * 18 for n in (1, 2, 3)]
+
+
+def test_one_pass_reserves_each_nodes_groups_in_one_call():
+    """Three one-CPU groups on two one-CPU nodes: the first two go one to each node (the
+    second planned on what the first left), the third waits; every first try ends."""
+    async def scenario():
+        raylets = FakeRaylets()
+        table = await make(raylets, strategy="PACK", bundles=1, groups=THREE)
+        tried = [table.scheduler.schedule(group_id) for group_id in THREE]
+        await table.scheduler._place(THREE)
+        for group_id in THREE:
+            table.scheduler._settle(group_id)
+        assert all(future.done() for future in tried)
+        return table, raylets
+
+    table, raylets = run(scenario())
+    assert sorted(raylets.reserved) == [(A, [THREE[0]]), (B, [THREE[1]])]
+    assert [table.get(g).state for g in THREE] == [pb.PG_CREATED, pb.PG_CREATED, pb.PG_PENDING]
+    assert "do not fit" in table.get(THREE[2]).scheduling_detail
+
+
+def test_a_refused_reservation_leaves_the_group_waiting_with_the_reason():
+    async def scenario():
+        raylets = FakeRaylets(refuse=(A, B))
+        table = await make(raylets, strategy="PACK", bundles=1, groups=THREE[:1])
+        await table.scheduler._place(THREE[:1])
+        return table
+
+    row = run(scenario()).get(THREE[0])
+    assert row.state == pb.PG_PENDING and "a raylet refused" in row.scheduling_detail
+    assert not any(b.node_id for b in row.bundles)
+
+
+def test_removals_made_together_return_their_bundles_in_one_call_per_node():
+    async def scenario():
+        raylets = FakeRaylets()
+        table = await make(raylets, strategy="PACK", bundles=1, groups=THREE)
+        for group_id in THREE:
+            await table.remove(table.get(group_id), "removed by its user")
+        for _ in range(10):
+            await asyncio.sleep(0)
+        return raylets
+
+    returned = run(scenario()).returned
+    for node in (A, B):
+        calls = [group_ids for to, group_ids in returned if to == node]
+        assert sorted(g for group_ids in calls for g in group_ids) == THREE and len(calls) < 3

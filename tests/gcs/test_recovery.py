@@ -49,8 +49,9 @@ def test_kill_restart_recovers_every_table(gcs_processes, fake_raylets, redis_ur
     worker_id = WorkerID.from_random().binary()
     client.sync.add_worker_info(pb.WorkerTableData(worker_id=worker_id, pid=77))
     group_id = PlacementGroupID.of(second_job).binary()
-    client.sync.create_placement_group(pb.PlacementGroupTableData(
-        placement_group_id=group_id, bundles=[common_pb2.Bundle(unit_resources={"CPU": 1.0})]))
+    client.placement_groups.create(pb.PlacementGroupTableData(
+        placement_group_id=group_id,
+        bundles=[common_pb2.Bundle(unit_resources={"CPU": 1.0})])).result(30)
     named, plain = make_actor(second_job, 1, name="counter"), make_actor(second_job, 2)
     write_actors(redis_url, [named, plain])
 

@@ -5,7 +5,7 @@ from ray_common import rpc
 from ray_common.ids import ActorID, JobID, NodeID, PlacementGroupID, WorkerID
 from ray_common.protocol import common_pb2, gcs_service_pb2 as pb
 from ray_gcs.client import GcsClient
-from ray_gcs.errors import GcsAlreadyExistsError, GcsFailedPreconditionError, GcsNotFoundError
+from ray_gcs.errors import GcsError, GcsFailedPreconditionError
 from tests.gcs.conftest import wait_for
 
 
@@ -153,32 +153,58 @@ def test_worker_table_keeps_only_the_newest_dead_workers(gcs_processes, storage_
         client.sync.close()
 
 
+def _group(name="", job=1, cpus=1.0):
+    return pb.PlacementGroupTableData(
+        placement_group_id=PlacementGroupID.of(JobID.from_int(job)).binary(), name=name,
+        strategy="PACK", creator_job_id=JobID.from_int(job).binary(),
+        bundles=[common_pb2.Bundle(bundle_index=0, unit_resources={"CPU": cpus})])
+
+
 def test_placement_group_table(gcs):
     _, _, client = gcs
-    group_id = PlacementGroupID.of(JobID.from_int(1)).binary()
-    client.sync.create_placement_group(pb.PlacementGroupTableData(
-        placement_group_id=group_id, name="pg", strategy="PACK",
-        bundles=[common_pb2.Bundle(bundle_index=0, unit_resources={"CPU": 1.0})]))
+    row = _group("pg")
+    group_id = row.placement_group_id
+    client.placement_groups.create(row).result(30)
     (group,) = client.sync.get_all_placement_group()
     assert group.name == "pg" and group.state == pb.PG_PENDING
     assert client.sync.get_placement_group(group_id) == group
     assert client.sync.get_named_placement_group("pg") == group
     assert client.sync.get_named_placement_group("pg", "other namespace") is None
-    with pytest.raises(GcsAlreadyExistsError, match="named 'pg' already exists"):
-        client.sync.create_placement_group(pb.PlacementGroupTableData(
-            placement_group_id=PlacementGroupID.of(JobID.from_int(1)).binary(), name="pg",
-            bundles=[common_pb2.Bundle(unit_resources={"CPU": 1.0})]))
+    with pytest.raises(GcsError, match="named 'pg' already exists"):
+        client.placement_groups.create(_group("pg")).result(30)
+    client.placement_groups.create(row).result(30)   # sent again: the same group, accepted
     # No node to place it on: a wait ends with its timeout, not sooner, not never.
     assert client.sync.wait_placement_group_until_ready(group_id, 0.2) is False
-    client.sync.remove_placement_group(group_id)
-    (group,) = client.sync.get_all_placement_group()
+    client.placement_groups.remove(group_id)
+    (group,) = client.sync.get_all_placement_group()   # reads wait for queued removals
     assert group.state == pb.PG_REMOVED
     with pytest.raises(GcsFailedPreconditionError, match="was removed"):
         client.sync.wait_placement_group_until_ready(group_id, 5)
     assert client.sync.get_named_placement_group("pg") is None   # the name is free again
     assert client.sync.get_placement_group(b"\0" * len(group_id)) is None
-    with pytest.raises(GcsNotFoundError, match="unknown placement group"):
-        client.sync.remove_placement_group(PlacementGroupID.of(JobID.from_int(2)).binary())
+    with pytest.raises(GcsError, match="unknown placement group"):
+        client.placement_groups.remove(PlacementGroupID.of(JobID.from_int(2)).binary()).result(30)
+
+
+def test_placement_group_requests_keep_their_order_in_a_batch(gcs):
+    """Creations and removals queued back to back share batches; each request's answer is
+    its own and the table ends as if they had been made one by one."""
+    _, _, client = gcs
+    rows = [_group() for _ in range(50)]
+    answers = []
+    for index, row in enumerate(rows):
+        answers.append(client.placement_groups.create(row))
+        if index % 2:
+            answers.append(client.placement_groups.remove(row.placement_group_id))
+    answers[-1].result(30)
+    assert all(answer.exception(30) is None for answer in answers)
+    states = {g.placement_group_id: g.state for g in client.sync.get_all_placement_group()}
+    assert [states[row.placement_group_id] for row in rows] == \
+        [pb.PG_REMOVED if index % 2 else pb.PG_PENDING for index in range(50)]
+    bad = _group()
+    bad.placement_group_id = b"short"
+    with pytest.raises(GcsError, match="must be 18 bytes"):
+        client.placement_groups.create(bad).result(30)
 
 
 def test_actor_reads_on_an_empty_table(gcs):

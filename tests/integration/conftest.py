@@ -19,10 +19,11 @@ STORE_BYTES = 600 * 1024 ** 2
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def run_script(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run `code` as a driver script in a fresh interpreter that imports this checkout."""
+def run_script(code: str, timeout: float = 120, args=()) -> subprocess.CompletedProcess:
+    """Run `code` as a driver script (sys.argv[1:] = args) in a fresh interpreter that
+    imports this checkout."""
     env = dict(os.environ, PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 

@@ -141,7 +141,8 @@ def test_named_actor_from_second_driver_and_detached_outlives_driver(cluster, sh
     assert ray.get(named.add.remote(1)) == 103
     with pytest.raises(ValueError, match="missing.*namespace 'team'|'missing'.*'team'"):
         ray.get_actor("missing", namespace="team")
-    with pytest.raises(ValueError, match="already taken"):
+    # Ray's ActorAlreadyExistsError, a ValueError too.
+    with pytest.raises(ray.exceptions.ActorAlreadyExistsError, match="already taken"):
         Counter.options(name="shared_counter", namespace="team").remote()
     same = Counter.options(name="shared_counter", namespace="team", get_if_exists=True).remote()
     assert ray.get(same.add.remote(1)) == 104

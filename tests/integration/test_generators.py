@@ -42,9 +42,14 @@ def crashes_once(marker, n):
         yield i
 
 
-@ray.remote(num_returns="streaming")
-def not_a_generator():
-    return 3
+@ray.remote
+def count_after_first(n, go_file):
+    """Yields 0, then the rest only once `go_file` exists (the caller's go-ahead)."""
+    yield 0
+    deadline = time.monotonic() + 60
+    while not os.path.exists(go_file) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    yield from range(1, n)
 
 
 @ray.remote
@@ -52,12 +57,14 @@ def sum_of_stream(n):
     return sum(ray.get(ref) for ref in count_to.remote(n))
 
 
-def test_items_arrive_while_the_task_still_runs(cluster):
-    stream = count_to.remote(3, 0.5)
-    started = time.monotonic()
-    first = next(stream)
-    assert ray.get(first) == 0 and time.monotonic() - started < 1.4   # not after all 3
-    assert [ray.get(ref) for ref in stream] == [1, 2]
+def test_items_arrive_while_the_task_still_runs(cluster, tmp_path):
+    go_file = str(tmp_path / "go")
+    stream = count_after_first.remote(3, go_file)
+    assert ray.get(next(stream), timeout=60) == 0
+    # The task cannot end before the go-ahead: the first item came while it ran.
+    assert ray.wait([stream.completed()], timeout=0)[0] == [] and not stream.is_finished()
+    open(go_file, "w").close()
+    assert [ray.get(ref, timeout=60) for ref in stream] == [1, 2]
     assert stream.is_finished() and ray.get(stream.completed()) == 3
     assert list(count_to.remote(0)) == []
     with pytest.raises(ValueError, match="got ObjectRefGenerator"):
@@ -75,8 +82,41 @@ def test_an_error_ends_the_stream_after_the_items_before_it(cluster):
     assert isinstance(info.value, RayTaskError)
     with pytest.raises(StopIteration):
         next(stream)
-    with pytest.raises(TypeError, match="returned a int, not a generator"):
-        ray.get(next(not_a_generator.remote()))
+
+
+def test_streaming_is_refused_for_a_plain_function_where_it_is_set():
+    # As in Ray: at the decorator (or .options()), not when the task runs.
+    def not_a_generator():
+        return 3
+
+    with pytest.raises(ValueError, match="only be used with generator functions"):
+        ray.remote(num_returns="streaming")(not_a_generator)
+    with pytest.raises(ValueError, match="'dynamic' can only be used with generator"):
+        ray.remote(not_a_generator).options(num_returns="dynamic")
+
+    class Actor:
+        @ray.method(num_returns="streaming")
+        def not_a_generator(self):
+            return 3
+
+    with pytest.raises(ValueError, match="Actor.not_a_generator is not one"):
+        ray.remote(Actor)
+
+
+def test_streaming_is_refused_for_a_plain_actor_method_per_call(cluster):
+    @ray.remote
+    class Actor:
+        def plain(self):
+            return 3
+
+        def counting(self):
+            yield 1
+
+    actor = Actor.remote()
+    with pytest.raises(ValueError, match="method plain is not one"):
+        actor.plain.options(num_returns="streaming")
+    assert ray.get(actor.counting.options(num_returns=1).remote()) == 1
+    assert ray.get(actor.plain.options(num_returns=1).remote()) == 3
 
 
 def test_large_items_travel_through_plasma(cluster):
@@ -121,19 +161,26 @@ def test_items_nobody_took_are_freed_with_the_generator(cluster):
 
 
 @ray.remote(num_returns=1)
-def generator_returned_whole():
-    yield 1
+def yields(n):
+    yield from range(n)
 
 
-def test_cancel_a_stream_and_a_generator_that_cannot_stream(cluster):
+def test_cancel_a_stream(cluster):
     stream = count_to.remote(100, 0.2)
     assert ray.get(next(stream)) == 0
     ray.cancel(stream)
     with pytest.raises(ray.exceptions.TaskCancelledError):
         for ref in stream:
             ray.get(ref)
-    with pytest.raises(TypeError, match="returned a generator, which cannot be sent back"):
-        ray.get(generator_returned_whole.remote())
+
+
+def test_a_generator_with_one_return_gives_its_one_value(cluster):
+    # As in Ray: the generator's yielded values are the returns, one here.
+    assert ray.get(yields.remote(1)) == 0
+    with pytest.raises(RayTaskError, match="num_returns=1 but yielded more values"):
+        ray.get(yields.remote(2))
+    with pytest.raises(RayTaskError, match="num_returns=1 but yielded 0 values"):
+        ray.get(yields.remote(0))
 
 
 @ray.remote

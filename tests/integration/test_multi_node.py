@@ -1,5 +1,7 @@
 """Two raylets on one machine: spillback, pushes over TCP, objects across nodes."""
+import collections
 import threading
+import time
 
 import numpy as np
 import psutil
@@ -8,6 +10,7 @@ import pytest
 import ray_core as ray
 from ray_common.config import config
 from ray_core._private import worker as worker_mod
+from tests.waiting import wait_for
 
 # A hang fails this file's test fast instead of eating the suite's budget.
 pytestmark = pytest.mark.timeout(120)
@@ -76,6 +79,23 @@ def test_node_affinity_strategy(two_nodes):
     for target in (info["node_id"], cluster["node_id"]):
         strategy = NodeAffinitySchedulingStrategy(target, soft=False)
         assert ray.get(where.options(scheduling_strategy=strategy).remote()) == target
+
+
+def test_spread_tasks_run_on_every_node_even_when_short(two_nodes):
+    """As in Ray: a backlog of SPREAD tasks gets workers on every node, also when each
+    task is short enough that the first workers leased could run them all (pipelined
+    on them, the tasks all ran on the first node)."""
+    cluster, info = two_nodes
+
+    @ray.remote(num_cpus=1, scheduling_strategy="SPREAD")
+    def where():
+        time.sleep(0.003)
+        return ray.get_runtime_context().get_node_id()
+
+    counts = collections.Counter(ray.get([where.remote() for _ in range(2000)]))
+    assert set(counts) == {info["node_id"], cluster["node_id"]}, counts
+    wait_for(lambda: ray.available_resources().get("CPU") == ray.cluster_resources()["CPU"],
+             "every CPU free again")
 
 
 def test_a_stalled_transfer_is_reported(two_nodes, capsys, monkeypatch):

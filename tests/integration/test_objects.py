@@ -103,6 +103,7 @@ def test_wait_semantics(cluster):
         ray.wait([fast[0], fast[0]])
     with pytest.raises(TypeError):
         ray.wait(fast[0])
+    assert ray.wait([]) == ([], [])        # as in Ray
     ray.cancel(slow, force=True)
 
 

@@ -99,8 +99,10 @@ def test_bad_groups_and_requests_are_refused_with_the_reason(fast_health_cluster
         placement_group([{"CPU": 1}], strategy="TIGHT")
     with pytest.raises(ValueError, match="lifetime must be None or 'detached'"):
         placement_group([{"CPU": 1}], lifetime="forever")
-    group = placement_group([{"CPU": 1}])
+    group = placement_group([{"CPU": 1}], name="taken")
     try:
+        with pytest.raises(RaySystemError, match="named 'taken' already exists"):
+            placement_group([{"CPU": 0.5}], name="taken")   # as Ray: raised at creation
         with pytest.raises(ValueError, match="bundle index 3 is invalid"):
             context.options(scheduling_strategy=InGroup(group, placement_group_bundle_index=3))
         with pytest.raises(ValueError, match=r"\{'CPU': 2.0\} does not fit any bundle"):

@@ -20,7 +20,7 @@ class FakePool:
         self.fail = fail
         self.popped, self.pushed, self.killed = [], [], []
 
-    async def pop_worker(self, job_id, env=None):
+    async def pop_worker(self, job_id, env=None, runtime_env=None):
         if self.fail:
             raise WorkerStartError("worker exited with code 1 before registering")
         worker = Worker(bytes([len(self.popped) + 1]) * 28)

@@ -86,6 +86,9 @@ def test_total_resources_of_a_node(monkeypatch):
     total = machine.total_resources("10.0.0.7", 4, None, '{"accel": 2}', 10 ** 9, gpu_ids)
     assert total["CPU"] == 4 and total["GPU"] == 2 and total["accel"] == 2
     assert total["node:10.0.0.7"] == 1 and total["object_store_memory"] == 10 ** 9
+    assert "node:__internal_head__" not in total
+    head = machine.total_resources("10.0.0.7", 4, None, None, 10 ** 9, gpu_ids, head=True)
+    assert head["node:__internal_head__"] == 1      # Ray's resource of the head node
     with pytest.raises(ValueError, match="JSON"):
         machine.total_resources("10.0.0.7", 1, 0, "{oops", 1, [])
     with pytest.raises(ValueError, match="CPU"):

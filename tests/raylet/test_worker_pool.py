@@ -114,9 +114,9 @@ def test_startup_concurrency_is_limited(pool):
     starts = []
     original = pool._start_worker
 
-    def recording(job_id, env):
+    def recording(job_id, env, *worker_env):
         starts.append(sum(w.state is WorkerState.STARTING for w in pool.workers.values()))
-        return original(job_id, env)
+        return original(job_id, env, *worker_env)
     pool._start_worker = recording
     workers = rpc.run_sync(two())
     assert len({w.worker_id for w in workers}) == 2

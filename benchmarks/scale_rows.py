@@ -1,0 +1,327 @@
+"""One row of the scale envelope (`python -m benchmarks.run scale`), in a process of its own.
+
+Run as `python benchmarks/scale_rows.py ROW --backend ray|ray_core [--scale F]`; prints
+one JSON line: the row's figures and the peak RSS (VmHWM) of each kind of process of the
+cluster it started. The same file runs under Ray (in `make bench-vs-ray`'s virtualenv)
+and ray_core, so both do the same work; `--scale` shrinks every count for a quick try.
+The rows are Ray's published single-node and cluster limits (release/benchmarks).
+"""
+import argparse
+import json
+import os
+import resource
+import sys
+import threading
+import time
+
+import numpy as np
+import psutil
+
+MB = 1024 ** 2
+
+
+def _connect(ray, backend: str, **kwargs):
+    if backend == "ray":
+        kwargs.setdefault("include_dashboard", False)
+    ray.init(**kwargs)
+
+
+def _process_kind(process: psutil.Process) -> str:
+    line = " ".join(process.cmdline())
+    for kind, marks in (("worker", ("default_worker",)), ("gcs", ("gcs_server", "ray_gcs.")),
+                        ("raylet", ("ray_raylet.", "raylet/raylet")),
+                        ("store", ("ray_plasma.",))):
+        if any(mark in line for mark in marks):
+            return kind
+    return "other"
+
+
+def _peak_rss_mb() -> dict:
+    """The highest peak RSS of each kind of process under this driver, and the driver's."""
+    peaks = {"driver": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    for process in psutil.Process().children(recursive=True):
+        try:
+            with open(f"/proc/{process.pid}/status") as status:
+                hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
+            kind = _process_kind(process)
+        except (OSError, StopIteration, psutil.Error):
+            continue
+        peaks[kind] = max(peaks.get(kind, 0.0), hwm / 1024)
+    return {kind: round(mb, 1) for kind, mb in peaks.items()}
+
+
+def _gcs_rss_mb() -> float:
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if _process_kind(process) == "gcs":
+                return process.memory_info().rss / MB
+        except psutil.Error:
+            continue
+    return 0.0
+
+
+def queued_tasks(ray, backend, n):
+    """n tasks submitted before any can start (each waits for a gate's ref): submission
+    rate over the first and last tenth, driver memory per pending task, completion."""
+    _connect(ray, backend, num_cpus=2)
+
+    @ray.remote
+    class Gate:
+        def __init__(self):
+            self._open = threading.Event()
+
+        def wait(self):
+            self._open.wait()
+
+        def open(self):
+            self._open.set()
+
+    @ray.remote(num_cpus=0)
+    def after(_):
+        return None
+
+    gate = Gate.options(max_concurrency=2).remote()
+    opened = gate.wait.remote()
+    ray.get(after.remote(None))     # workers up before the clock starts
+    rss_before = psutil.Process().memory_info().rss
+    tenth = max(1, n // 10)
+    refs, marks = [], [time.perf_counter()]
+    for i in range(n):
+        refs.append(after.remote(opened))
+        if (i + 1) % tenth == 0:
+            marks.append(time.perf_counter())
+    per_task = (psutil.Process().memory_info().rss - rss_before) / n
+    start = time.perf_counter()
+    ray.get(gate.open.remote())
+    for i in range(0, n, 10_000):
+        ray.get(refs[i:i + 10_000])
+    done = time.perf_counter() - start
+    first, last = tenth / (marks[1] - marks[0]), tenth / (marks[-1] - marks[-2])
+    return [("submit rate, first tenth", first, "tasks/s"),
+            ("submit rate, last tenth", last, "tasks/s"),
+            ("driver memory per pending task", per_task, "bytes"),
+            ("completion after the gate opened", done, "s")]
+
+
+def many_args(ray, backend, n):
+    _connect(ray, backend, num_cpus=2)
+
+    @ray.remote
+    def count(*args):
+        return len(args)
+
+    args = [ray.put(i) for i in range(n)]
+    ray.get(count.remote(*args[:10]))
+    start = time.perf_counter()
+    assert ray.get(count.remote(*args)) == n
+    return [(f"task with {n:,} ObjectRef args", time.perf_counter() - start, "s")]
+
+
+def many_returns(ray, backend, n):
+    _connect(ray, backend, num_cpus=2)
+
+    @ray.remote
+    def spread(k):
+        return list(range(k))
+
+    ray.get(spread.options(num_returns=2).remote(2))
+    start = time.perf_counter()
+    refs = spread.options(num_returns=n).remote(n)
+    assert ray.get(refs[-1]) == n - 1 and len(ray.get(refs)) == n
+    return [(f"task with {n:,} returns", time.perf_counter() - start, "s")]
+
+
+def get_many(ray, backend, n):
+    _connect(ray, backend, num_cpus=2, object_store_memory=2 * 1024 * MB)
+    data = np.ones(100 * 1024 // 8)
+    refs = [ray.put(data) for _ in range(n)]
+    start = time.perf_counter()
+    values = ray.get(refs)
+    took = time.perf_counter() - start
+    assert len(values) == n and values[-1][0] == 1
+    return [(f"get of {n:,} objects of 100 KB", took, "s")]
+
+
+def wait_many(ray, backend, n):
+    _connect(ray, backend, num_cpus=2)
+    refs = [ray.put(i) for i in range(n)]
+    start = time.perf_counter()
+    ready, rest = ray.wait(refs, num_returns=n, timeout=600)
+    assert len(ready) == n and not rest
+    return [(f"wait on {n:,} refs", time.perf_counter() - start, "s")]
+
+
+def many_nodes(ray, backend, n_nodes, n_tasks):
+    if backend == "ray":
+        from ray.cluster_utils import Cluster
+    else:
+        from ray_core.cluster_utils import Cluster
+    start = time.perf_counter()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    for _ in range(n_nodes - 1):
+        cluster.add_node(num_cpus=1, wait=False)
+    cluster.wait_for_nodes()
+    registered = time.perf_counter() - start
+    try:
+        ray.init(address=cluster.address)
+
+        @ray.remote(num_cpus=1, scheduling_strategy="SPREAD")
+        def where(seconds=0.0):
+            time.sleep(seconds)
+            return ray.get_runtime_context().get_node_id()
+
+        ray.get([where.remote(1.0) for _ in range(n_nodes)])   # a worker up on each node
+        start = time.perf_counter()
+        nodes = ray.get([where.remote() for _ in range(n_tasks)])
+        rate = n_tasks / (time.perf_counter() - start)
+        counts = [nodes.count(node) for node in set(nodes)]
+        evenness = min(counts) / max(counts) if len(counts) == n_nodes else 0.0
+        peaks = _peak_rss_mb()
+        ray.shutdown()
+    finally:
+        cluster.shutdown()
+    return [(f"{n_nodes} nodes registered", registered, "s"),
+            (f"SPREAD tasks over {n_nodes} nodes", rate, "tasks/s"),
+            ("spread evenness (fewest / most tasks on a node)", evenness, "ratio")], peaks
+
+
+def placement_groups(ray, backend, n):
+    _connect(ray, backend, num_cpus=2, resources={"custom": n})
+    before = _gcs_rss_mb()
+    start = time.perf_counter()
+    groups = [ray.util.placement_group([{"custom": 0.5}]) for _ in range(n)]
+    for group in groups:
+        assert group.wait(timeout_seconds=60)
+    for group in groups:
+        ray.util.remove_placement_group(group)
+    rate = n / (time.perf_counter() - start)
+    time.sleep(2)
+    return [("placement groups created, ready and removed", rate, "groups/s"),
+            ("GCS RSS growth after removing them", _gcs_rss_mb() - before, "MB")]
+
+
+def actors(ray, backend, n):
+    _connect(ray, backend, num_cpus=2)
+
+    @ray.remote(num_cpus=0)
+    class Small:
+        def ping(self):
+            return 1
+
+    warm = Small.remote()
+    ray.get(warm.ping.remote())
+    ray.kill(warm)
+    before = _gcs_rss_mb()
+    start = time.perf_counter()
+    for low in range(0, n, 100):    # at most 100 live at once: 2 cores, one process each
+        batch = [Small.remote() for _ in range(min(100, n - low))]
+        assert sum(ray.get([actor.ping.remote() for actor in batch])) == len(batch)
+        for actor in batch:
+            ray.kill(actor)
+    rate = n / (time.perf_counter() - start)
+    time.sleep(2)
+    return [("actors created, called once, killed", rate, "actors/s"),
+            ("GCS RSS growth after killing them", _gcs_rss_mb() - before, "MB")]
+
+
+def spill(ray, backend, total_gb):
+    _connect(ray, backend, num_cpus=2, object_store_memory=2 * 1024 * MB)
+    chunk = np.ones(100 * MB // 8)
+    count = int(total_gb * 10)
+    start = time.perf_counter()
+    refs = []
+    for i in range(count):
+        chunk[0] = i
+        refs.append(ray.put(chunk))
+    put_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for i, ref in enumerate(refs):
+        assert ray.get(ref)[0] == i
+    get_s = time.perf_counter() - start
+    return [(f"{total_gb:g} GB put through a 2 GB store", count * 100 / put_s, "MB/s"),
+            ("... each read back (restored)", count * 100 / get_s, "MB/s")]
+
+
+def _burn(seconds_of_work: int) -> int:
+    total = 0
+    for i in range(seconds_of_work):
+        total += i * i % 7
+    return total
+
+
+def cpu_bound(ray, backend, n):
+    """Parallel efficiency: n pure-Python tasks on 2 CPUs against ideal = n/2 x one such
+    task's time alone; and how much CPU the worker's other threads take meanwhile."""
+    _connect(ray, backend, num_cpus=2)
+
+    @ray.remote(num_cpus=1)
+    def work(k):
+        me = threading.get_native_id()
+        process = psutil.Process()
+        before = {t.id: t.user_time + t.system_time for t in process.threads()}
+        start = time.perf_counter()
+        _burn(k)
+        took = time.perf_counter() - start
+        after = {t.id: t.user_time + t.system_time for t in process.threads()}
+        own = after.get(me, 0) - before.get(me, 0)
+        others = sum(v - before.get(t, 0) for t, v in after.items() if t != me)
+        return took, own, others
+
+    loops = 100_000
+    while True:    # about 1 s of work on this machine
+        took = ray.get(work.remote(loops))[0]
+        if took > 0.25:
+            loops = int(loops / took)
+            break
+        loops *= 4
+    start = time.perf_counter()
+    ray.get(work.remote(loops))
+    solo = time.perf_counter() - start
+    start = time.perf_counter()
+    results = ray.get([work.remote(loops) for _ in range(n)])
+    elapsed = time.perf_counter() - start
+    own = sum(r[1] for r in results)
+    others = sum(r[2] for r in results)
+    return [(f"parallel efficiency, {n} x 1 s tasks on 2 CPUs", n / 2 * solo / elapsed,
+             "ratio"),
+            ("worker's other threads' CPU / its task thread's", others / own if own else 0.0,
+             "ratio")]
+
+
+ROWS = {
+    "queued_tasks": lambda ray, b, s: queued_tasks(ray, b, int(1_000_000 * s)),
+    "many_args": lambda ray, b, s: many_args(ray, b, int(10_000 * s)),
+    "many_returns": lambda ray, b, s: many_returns(ray, b, int(3_000 * s)),
+    "get_many": lambda ray, b, s: get_many(ray, b, int(10_000 * s)),
+    "wait_many": lambda ray, b, s: wait_many(ray, b, int(100_000 * s)),
+    "many_nodes": lambda ray, b, s: many_nodes(ray, b, max(2, int(32 * s)), int(20_000 * s)),
+    "placement_groups": lambda ray, b, s: placement_groups(ray, b, int(1_000 * s)),
+    "actors": lambda ray, b, s: actors(ray, b, int(1_000 * s)),
+    "spill": lambda ray, b, s: spill(ray, b, 10 * s),
+    "cpu_bound": lambda ray, b, s: cpu_bound(ray, b, 20),
+}
+
+
+def main(argv) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("row", choices=sorted(ROWS))
+    parser.add_argument("--backend", default="ray_core", choices=["ray", "ray_core"])
+    parser.add_argument("--scale", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    if args.backend == "ray":
+        import ray
+    else:
+        import ray_core as ray
+    result = ROWS[args.row](ray, args.backend, args.scale)
+    rows, peaks = result if isinstance(result, tuple) else (result, None)
+    if peaks is None:
+        peaks = _peak_rss_mb()
+    if ray.is_initialized():
+        ray.shutdown()
+    print(json.dumps({"rows": rows, "peak_rss_mb": peaks}))
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""Ray's experimental helpers that programs import (`ray_core.experimental.tqdm_ray`)."""
