@@ -54,6 +54,7 @@ _TUNABLES = [
     Tunable("include_dashboard", True, "The head serves the dashboard (web UI and its JSON API under /api/)."),
     Tunable("dashboard_host", "127.0.0.1", "Where the dashboard listens: loopback unless asked otherwise (0.0.0.0 for every interface)."),
     Tunable("dashboard_port", 8265, "The dashboard's port (Ray's); a taken port gives way to a free one (`start --head --dashboard-port N` refuses it instead)."),
+    Tunable("dashboard_niceness", 10, "The dashboard process runs at this nice level: its start (beside every head's) and its pages must not take CPU from the task path."),
     Tunable("dashboard_poll_ms", 1000, "How often an open page asks the dashboard for fresh data."),
     Tunable("dashboard_login_ttl_s", 86400, "A login link works once, within this many seconds of being printed."),
     Tunable("dashboard_start_timeout_s", 30.0, "How long a head waits for its dashboard process to serve."),

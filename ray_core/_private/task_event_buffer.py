@@ -42,7 +42,7 @@ _ERROR_TYPES = [
     (exceptions.ObjectLostError, "OBJECT_LOST"),
     (exceptions.ObjectStoreFullError, "OBJECT_STORE_FULL"),
     (exceptions.ActorUnavailableError, "ACTOR_UNAVAILABLE"),
-    (exceptions.ActorError, "ACTOR_DIED"),
+    (exceptions.RayActorError, "ACTOR_DIED"),
     (exceptions.NodeDiedError, "NODE_DIED"),
     (exceptions.RuntimeEnvSetupError, "RUNTIME_ENV_SETUP_FAILED"),
     (exceptions.WorkerCrashedError, "WORKER_DIED"),

@@ -8,6 +8,7 @@ and pid go to `<session>/dashboard.json`, where `ray_core status` finds them.
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -50,6 +51,9 @@ def start_dashboard(session_dir: str, gcs_address: str, node_ip: str, env: Dict[
         url = f"http://{url_host}:{sock.getsockname()[1]}"
         command = [sys.executable, "-m", "ray_core.dashboard.server", "--gcs-address",
                    gcs_address, "--session-dir", session_dir, "--fd", str(sock.fileno())]
+        if config.dashboard_niceness and shutil.which("nice"):
+            # nice execs the command: the pid stays the dashboard's.
+            command = ["nice", "-n", str(config.dashboard_niceness)] + command
         if not detached:
             command.append("--die-with-parent")
         logs = os.path.join(session_dir, "logs")
