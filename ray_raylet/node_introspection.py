@@ -97,6 +97,5 @@ def explain_object(node_manager, object_id: bytes) -> str:
     if node_manager.objects.is_pulling(object_id):
         return f"being transferred to node {node} (a pull is in progress)"
     if node_manager.plasma.contains(object_id):
-        pinned = "its primary copy, pinned" if object_id in node_manager.pinned else "a copy"
-        return f"in the object store of node {node} ({pinned})"
+        return f"in the object store of node {node}"
     return ""

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 
+from ray_common.config import config
 from ray_common.ids import ObjectID
 from ray_common.protocol import core_worker_pb2, core_worker_pb2_grpc
 
@@ -123,6 +124,11 @@ class CoreWorkerServicer(core_worker_pb2_grpc.CoreWorkerServiceServicer):
         core = self._core
         logger.info("Asked to exit (force=%s)", request.force_exit)
         if request.force_exit:
+            try:    # its last tasks' events, or `list tasks` never learns how they ended
+                await asyncio.wait_for(core.task_events.drain(),
+                                       config.task_events_report_interval_ms / 1000.0)
+            except Exception as e:  # noqa: BLE001 - exiting is what was asked
+                logger.info("Sending the last task events failed: %s", e)
             os._exit(0)
         if request.if_owns_nothing:
             owned = core.what_it_owns()

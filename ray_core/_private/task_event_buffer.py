@@ -245,22 +245,28 @@ class TaskEventBuffer:
         if self._closed or not self.enabled:
             self._closed = True
             return
-        self._closed = True
-
-        async def last():
-            batch = self._building or _Batch(self._reporter)
-            self._building = None
-            if not batch.described:
-                batch.add(list(self._events))
-                self._events.clear()
-            batch.add_described(list(self._described))
-            self._described.clear()
-            pending = list(self._sending)
-            if batch.size or self._errors or self._dropped:
-                pending.append(self._send(self._finish(batch)))
-            await asyncio.gather(*pending, return_exceptions=True)
         try:
-            rpc.run_sync(asyncio.wait_for(last(), config.task_events_report_interval_ms
+            rpc.run_sync(asyncio.wait_for(self.drain(), config.task_events_report_interval_ms
                                           / 1000.0 + 1.0))
         except Exception as e:  # noqa: BLE001
             logger.info("Sending the last task events failed: %s", e)
+
+    async def drain(self) -> None:
+        """Send everything buffered now and stop (io loop): the last act of a process
+        about to exit, so that its tasks' ends (and failures' error types) are not lost
+        with it."""
+        if self._closed or not self.enabled:
+            self._closed = True
+            return
+        self._closed = True
+        batch = self._building or _Batch(self._reporter)
+        self._building = None
+        if not batch.described:
+            batch.add(list(self._events))
+            self._events.clear()
+        batch.add_described(list(self._described))
+        self._described.clear()
+        pending = list(self._sending)
+        if batch.size or self._errors or self._dropped:
+            pending.append(self._send(self._finish(batch)))
+        await asyncio.gather(*pending, return_exceptions=True)

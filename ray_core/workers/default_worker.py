@@ -30,13 +30,23 @@ def parse_args(argv):
     return args
 
 
+_core = None     # this process's CoreWorker, once made
+
+
+def _flush() -> None:
+    from ray_core._private.task_log import task_log
+    task_log.flush()
+    if _core is not None:
+        _core.task_events.close()
+
+
 def _flush_then_die(signum, frame) -> None:
     """SIGTERM (the raylet ending the worker): the task log lines still buffered go to
     the file first, so `grep <task_id>` finds this worker's part of a task even when it
-    was ended right after. A thread does it, at most briefly: the signal may have landed
-    while this (main) thread held the log's lock."""
-    from ray_core._private.task_log import task_log
-    flusher = threading.Thread(target=task_log.flush, daemon=True)
+    was ended right after, and the task events to the GCS (how its last tasks ended: a
+    job's idle workers are ended the moment it finishes). A thread does it, at most
+    briefly: the signal may have landed while this (main) thread held the log's lock."""
+    flusher = threading.Thread(target=_flush, daemon=True)
     flusher.start()
     flusher.join(0.5)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -85,6 +95,8 @@ def main(argv=None) -> int:
     from ray_core.actor import handle_from_blob
     core.make_actor_handle = handle_from_blob    # current_actor, for the actor it may host
     worker_mod.set_worker_mode(core)
+    global _core
+    _core = core
     core.install_cancel_handler()
     try:
         core.start()

@@ -1,10 +1,10 @@
 """ray_core.util.state.explain(id) on a real 2-node cluster: a case per cause a task, an
 object or an actor waits for. Every wait is a gate file the test opens, never a timer."""
+import functools
 import os
 import signal
 import time
 
-import psutil
 import pytest
 
 import ray_core as ray
@@ -13,9 +13,11 @@ from ray_core.util.placement_group import placement_group, remove_placement_grou
 from ray_core.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from tests.integration.conftest import run_script
-from tests.waiting import wait_for
+from tests import waiting
 
 pytestmark = pytest.mark.timeout(180)
+# State arrives in batches, and this machine is shared: generous deadlines, never timers.
+wait_for = functools.partial(waiting.wait_for, timeout=90)
 
 
 @ray.remote
@@ -50,7 +52,7 @@ class Maker:
         return [ray.put("made by the actor")]
 
 
-def _says(id_hex, *words, timeout=60):
+def _says(id_hex, *words, timeout=90):
     """explain(id) once it says every one of `words` (events arrive in batches)."""
     def ready():
         text = state.explain(id_hex)

@@ -1,5 +1,6 @@
 """ray_core.util.state on a real 2-node cluster: every list/get/summarize call, with
 Ray's field names, read from the GCS tables, the owners and the raylets."""
+import functools
 import json
 import os
 
@@ -9,9 +10,11 @@ import ray_core as ray
 from ray_core.util import state
 from ray_core.util.placement_group import placement_group, remove_placement_group
 
-from tests.waiting import wait_for
+from tests import waiting
 
 pytestmark = pytest.mark.timeout(180)
+# State arrives in batches, and this machine is shared: generous deadlines, never timers.
+wait_for = functools.partial(waiting.wait_for, timeout=90)
 
 
 @ray.remote(resources={"far": 1})

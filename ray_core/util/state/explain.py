@@ -132,9 +132,9 @@ async def _explain_object(source: StateDataSource, object_id: bytes) -> str:
                 f"(no reference is left), or its owner and every borrower are gone.")
     words, plasma_node = await _ask_owner(source, owner, object_id)
     parts = [f"{head}: {words}"]
-    if plasma_node or "is dead" in words:
-        for node, said in await _node_words(source, object_id):
-            parts.append(said)
+    if plasma_node or "is dead" in words:     # a copy held in a store is said already
+        parts += [said for _node, said in await _node_words(source, object_id)
+                  if not said.startswith("in the object store")]
     return "; ".join(parts) + "."
 
 

@@ -9,7 +9,7 @@ calls and the same StateDataSource a program or a dashboard uses).
   ray_core logs [cluster|worker|actor|task|raylet|gcs|FILE] [--id ID] [--pid PID]
                 [--node-id N] [--err] [--follow] [--tail N]
   ray_core timeline [--output F]
-  ray_core stack [--node-id N]
+  ray_core stack [--node N]
   ray_core explain ID
 """
 import datetime
@@ -93,7 +93,8 @@ def add_parsers(sub, address_type) -> None:
     stack = sub.add_parser("stack", help="Python stacks of every worker and driver",
                            description="py-spy dump of each worker and driver of each node "
                                        "(or one), with the task each runs.")
-    stack.add_argument("--node-id", default=None)
+    stack.add_argument("--node-id", "--node", default=None,
+                       help="one node's processes (an id or a unique prefix of it)")
     common(stack)
 
     explain = sub.add_parser("explain", help="where a task, object or actor is and what it "
