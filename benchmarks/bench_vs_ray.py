@@ -22,7 +22,8 @@ MODULE = os.path.join(ROOT, "ray_core", "_private", "microbenchmark.py")
 def ensure_ray_venv() -> str:
     """The venv's python, with Ray and what the benchmark scripts import beside it."""
     python = os.path.join(VENV, "bin", "python")
-    check = [python, "-c", f"import ray, numpy, psutil, sys; "
+    # psutil before ray: Ray puts a copy of its own on sys.path when imported.
+    check = [python, "-c", f"import numpy, psutil, ray, sys; "
                            f"sys.exit(ray.__version__ != {RAY_VERSION!r})"]
     if os.path.exists(python) and subprocess.run(check, capture_output=True).returncode == 0:
         return python

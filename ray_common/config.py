@@ -163,6 +163,11 @@ _TUNABLES = [
     Tunable("copy_threads", 2, "Threads that copy one large buffer into plasma (one thread cannot saturate memory)."),
     Tunable("parallel_copy_min_bytes", 16 * 1024 ** 2, "Buffers at least this large are copied into plasma by copy_threads threads with streaming stores; smaller ones by memcpy (their lines may still be cached when read)."),
     Tunable("log_flush_interval_ms", 100, "Buffered per-task log lines reach the log file at least this often."),
+    # ray_core.util: the doors from multiprocessing, joblib and Dask.
+    Tunable("pool_chunks_in_flight_per_actor", 2, "Chunks a multiprocessing Pool sends one of its actors before a reply: one running, one queued hides the round trip, and few queued keeps long chunks balanced across actors."),
+    Tunable("joblib_pool_keep_s", 2.0, "The joblib backend keeps the Pool of a finished Parallel call this long for the next call of the same size (loky keeps its workers too), then gives its CPUs back."),
+    Tunable("joblib_put_arg_min_bytes", 100 * 1024, "The joblib backend puts an argument this large (an array, bytes) in the object store once per Parallel call and sends its ref, instead of copying it into every batch (smaller ones are inlined in the task anyway)."),
+    Tunable("progress_line_interval_s", 2.0, "Without tqdm, progress=True writes a plain progress line at most this often."),
 ]
 
 DEFAULTS: Dict[str, Tunable] = {t.name: t for t in _TUNABLES}
