@@ -64,7 +64,7 @@ test-autoscaler: build
 	$(PYTEST) tests/autoscaler tests/integration/test_autoscaler.py tests/cli/test_cluster_files.py
 
 # Bad input on every listening endpoint (gRPC servers, task socket, plasma socket,
-# object transfer port) of one real node: about 20 s.
+# object transfer port, dashboard and metrics HTTP ports) of one real node: about 20 s.
 test-fuzz: build
 	$(PYTEST) tests/fuzz
 
