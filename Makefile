@@ -30,9 +30,14 @@ test: build test-setup
 
 # The multi-host test builds network namespaces with `ip` (iproute2); as root, install it
 # when missing (CI images are often minimal).
+# The dashboard's browser tests drive Debian's chromium through chromium-driver
+# (tests/integration/test_dashboard.py skips them only where neither can be installed).
 test-setup:
 	@command -v ip >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
 	    (apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null)
+	@(command -v chromium && command -v chromedriver) >/dev/null 2>&1 || \
+	    [ "$$(id -u)" != 0 ] || (apt-get update -qq && \
+	    apt-get install -y -qq chromium chromium-driver >/dev/null)
 
 test-common: build
 	$(PYTEST) tests/common
@@ -49,7 +54,7 @@ test-raylet: build
 test-core: build
 	$(PYTEST) tests/core
 
-test-integration: build
+test-integration: build test-setup
 	$(PYTEST) tests/integration
 
 test-cli: build test-setup
@@ -59,7 +64,7 @@ test-autoscaler: build
 	$(PYTEST) tests/autoscaler tests/integration/test_autoscaler.py tests/cli/test_cluster_files.py
 
 # Bad input on every listening endpoint (gRPC servers, task socket, plasma socket,
-# object transfer port) of one real node: about 20 s.
+# object transfer port, dashboard and metrics HTTP ports) of one real node: about 20 s.
 test-fuzz: build
 	$(PYTEST) tests/fuzz
 

@@ -48,6 +48,16 @@ _TUNABLES = [
     Tunable("rpc_retry_max_backoff_ms", 5000, "Cap on the wait between retries."),
     Tunable("grpc_server_handshake_timeout_ms", 10000, "A TCP client of a gRPC server that has not finished the HTTP/2 handshake by then is dropped (silent or trickling strangers hold no socket for long)."),
     Tunable("gcs_rpc_server_reconnect_timeout_s", 60, "How long clients keep retrying a lost GCS."),
+    # Metrics and the dashboard.
+    Tunable("metrics_export_enabled", True, "The GCS and every raylet serve Prometheus metrics on a free port, written to <session>/metrics/ and shown by `ray_core status`."),
+    Tunable("metrics_scrape_timeout_s", 2.0, "A scrape waits this long for a process's io loop to read its tables (a busy loop gives a scrape without those gauges, never a hung one)."),
+    Tunable("include_dashboard", True, "The head serves the dashboard (web UI and its JSON API under /api/)."),
+    Tunable("dashboard_host", "127.0.0.1", "Where the dashboard listens: loopback unless asked otherwise (0.0.0.0 for every interface)."),
+    Tunable("dashboard_port", 8265, "The dashboard's port (Ray's); a taken port gives way to a free one (`start --head --dashboard-port N` refuses it instead)."),
+    Tunable("dashboard_niceness", 10, "The dashboard process runs at this nice level: its start (beside every head's) and its pages must not take CPU from the task path."),
+    Tunable("dashboard_poll_ms", 1000, "How often an open page asks the dashboard for fresh data."),
+    Tunable("dashboard_login_ttl_s", 86400, "A login link works once, within this many seconds of being printed."),
+    Tunable("dashboard_start_timeout_s", 30.0, "How long a head waits for its dashboard process to serve."),
     # GCS.
     Tunable("health_check_initial_delay_ms", 5000, "Grace period before a new node is checked."),
     Tunable("health_check_period_ms", 3000, "Interval between GCS health checks of a raylet."),

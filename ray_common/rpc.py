@@ -23,6 +23,7 @@ import logging
 import os
 import random
 import threading
+import time
 import traceback
 from typing import Any, Awaitable, Callable, Dict, Iterable, Optional, Tuple
 
@@ -44,6 +45,10 @@ _loop_thread: Optional[threading.Thread] = None
 _loop_lock = threading.Lock()
 _channels: Dict[str, grpc.aio.Channel] = {}
 _token_override: Optional[str] = None
+# Set by ray_common.metrics in the processes that export metrics: called with (method,
+# seconds of a unary handler or None, failed) after each call. Read when a method's
+# guarded handler is built, so a process without metrics pays nothing per call.
+_call_observer: Optional[Callable[[str, Optional[float], bool], None]] = None
 
 
 # ---- the io loop -----------------------------------------------------------------
@@ -297,7 +302,40 @@ def _guarded_handler(handler, method: str):
             except Exception as e:
                 _log_handler_failure(method, context, e)
                 raise
+    if _call_observer is not None:
+        guarded = _observed(guarded, method, inspect.isasyncgenfunction(behaviour))
     return handler._replace(request_deserializer=lenient, **{field: guarded})
+
+
+def observe_calls(observer: Callable[[str, Optional[float], bool], None]) -> None:
+    """Have every method of this process's servers report its calls to `observer`."""
+    global _call_observer
+    _call_observer = observer
+
+
+def _observed(guarded, method: str, streaming_out: bool):
+    """`guarded` reporting each call to the observer (its duration when unary)."""
+    observe = _call_observer
+    if streaming_out:
+        async def observed(request, context):
+            failed = True
+            try:
+                async for reply in guarded(request, context):
+                    yield reply
+                failed = False
+            finally:
+                observe(method, None, failed)
+    else:
+        async def observed(request, context):
+            start = time.perf_counter()
+            failed = True
+            try:
+                reply = await guarded(request, context)
+                failed = False
+                return reply
+            finally:
+                observe(method, time.perf_counter() - start, failed)
+    return observed
 
 
 # ---- servers and channels ------------------------------------------------------

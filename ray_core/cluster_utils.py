@@ -59,7 +59,8 @@ class Cluster:
         node_ip = args.pop("node_ip_address", None) or "127.0.0.1"
         allowed = {"num_cpus", "num_gpus", "resources", "object_store_memory", "labels"}
         if self.head_node is None:
-            allowed.add("storage")      # the head's GCS storage: "memory" or "redis"
+            # The head's GCS storage ("memory" or "redis") and its dashboard.
+            allowed |= {"storage", "include_dashboard", "dashboard_host", "dashboard_port"}
         unknown = set(args) - allowed
         if unknown:
             raise ValueError(f"Cluster.add_node: unsupported argument(s) {sorted(unknown)}; "

@@ -201,6 +201,8 @@ class Node:
         self.raylet_info: Dict = {}
         self.log_monitor_proc: Optional[subprocess.Popen] = None
         self.supervisor_proc: Optional[subprocess.Popen] = None
+        self.dashboard_proc: Optional[subprocess.Popen] = None
+        self.dashboard_url = ""         # a head's, when it serves the dashboard
         self.record_path = os.path.join(self.temp_dir, NODES_DIR, f"{uuid.uuid4().hex}.json")
 
     @property
@@ -236,11 +238,16 @@ class Node:
                    storage: str = "memory", token: Optional[str] = None,
                    auth: bool = True, detached: bool = False,
                    labels: Optional[Dict[str, str]] = None,
-                   autoscaling_config: Optional[str] = None) -> "Node":
+                   autoscaling_config: Optional[str] = None,
+                   include_dashboard: Optional[bool] = None,
+                   dashboard_host: Optional[str] = None,
+                   dashboard_port: Optional[int] = None) -> "Node":
         """Start GCS, raylet and log monitor; `token` None makes a random one (unless
         `auth` is False); `storage` is "memory", "redis" (a private redis-server) or a
         redis:// URL. `autoscaling_config`: a cluster file whose autoscaler runs on this
-        head (ray_core/autoscaler)."""
+        head (ray_core/autoscaler). The dashboard (include_dashboard, default
+        config.include_dashboard) listens on dashboard_host:dashboard_port (ray_core/
+        dashboard/launcher.py: the default port, when taken, gives way to a free one)."""
         from ray_gcs.launcher import start_gcs
 
         os.makedirs(temp_dir, exist_ok=True)
@@ -274,6 +281,8 @@ class Node:
             node._record()
             node._start_raylet(node_ip, num_cpus, num_gpus, resources, object_store_memory,
                                labels)
+            if config.include_dashboard if include_dashboard is None else include_dashboard:
+                node._start_dashboard(dashboard_host, dashboard_port)
             node._start_supervisor(autoscaling_config)
         except BaseException:
             node.kill()
@@ -351,6 +360,8 @@ class Node:
                    "--record", self.record_path, "--gcs-pid", str(self.gcs_proc.pid),
                    "--gcs-port", port, "--node-ip", ip, "--storage", self.storage,
                    "--node-pids", str(self.raylet_proc.pid), str(self.log_monitor_proc.pid)]
+        if self.dashboard_proc is not None:     # ends with the node, as the raylet
+            command.append(str(self.dashboard_proc.pid))
         if self.redis is not None:
             command += ["--redis-pid", str(self.redis.proc.pid), "--redis-port",
                         str(self.redis.port), "--redis-dir", self.redis.data_dir]
@@ -370,12 +381,24 @@ class Node:
                 stdout=subprocess.DEVNULL, stderr=err, start_new_session=self.detached)
         self._record()
 
+    def _start_dashboard(self, host: Optional[str], port: Optional[int]) -> None:
+        from ray_core.dashboard.launcher import start_dashboard
+        self.dashboard_proc, self.dashboard_url = start_dashboard(
+            self.session_dir, self.gcs_address, self.raylet_info.get("node_ip", "127.0.0.1"),
+            self.child_env(), host, port, self.detached)
+        self._record()
+
+    def dashboard_login_link(self) -> str:
+        """A one-time login link to this head's dashboard ("" without a dashboard)."""
+        from ray_core.dashboard.auth import login_link
+        return login_link(self.dashboard_url, self.token) if self.dashboard_url else ""
+
     def _record(self) -> None:
         """Write down this node's processes so that `ray_core stop` finds them."""
         procs = [("gcs_supervisor", self.supervisor_proc),
                  ("redis", self.redis.proc if self.redis is not None else None),
                  ("gcs_server", self.gcs_proc), ("raylet", self.raylet_proc),
-                 ("log_monitor", self.log_monitor_proc)]
+                 ("log_monitor", self.log_monitor_proc), ("dashboard", self.dashboard_proc)]
         entries = []
         for name, proc in procs:
             if proc is None:
@@ -431,11 +454,12 @@ class Node:
             _stop_processes([pid])
 
     def kill(self, force: bool = False) -> None:
-        """Stop the supervisor (first: it would restart what follows), the log monitor, the
-        raylet (its store and workers go with it), the GCS and Redis, then anything left
-        of their process trees."""
-        procs = [p for p in (self.supervisor_proc, self.log_monitor_proc, self.raylet_proc,
-                             self.gcs_proc, self.redis.proc if self.redis is not None else None)
+        """Stop the supervisor (first: it would restart what follows), the dashboard, the
+        log monitor, the raylet (its store and workers go with it), the GCS and Redis, then
+        anything left of their process trees."""
+        procs = [p for p in (self.supervisor_proc, self.dashboard_proc, self.log_monitor_proc,
+                             self.raylet_proc, self.gcs_proc,
+                             self.redis.proc if self.redis is not None else None)
                  if p is not None]
         # The GCS and Redis may be the supervisor's restarts by now: the record knows.
         restarted = [pid for pid in (self._recorded_pid("gcs_server"),
@@ -452,7 +476,7 @@ class Node:
                            "spill_dir": self._spill_dir()})
         _forget(self.temp_dir, self.record_path, self.session_dir)
         self.log_monitor_proc = self.raylet_proc = self.gcs_proc = self.redis = None
-        self.supervisor_proc = None
+        self.supervisor_proc = self.dashboard_proc = None
 
 
 def driver_code_paths(pythonpath: str):
@@ -579,8 +603,8 @@ def _live_pids(record: dict) -> List[int]:
     # Stop order: the autoscaler (it would start nodes again), the supervisor (it would
     # restart the GCS), the log monitor and raylet,
     # the GCS and Redis last.
-    order = {"autoscaler": -2, "gcs_supervisor": -1, "log_monitor": 0, "raylet": 1, "gcs_server": 2,
-             "redis": 3}
+    order = {"autoscaler": -2, "gcs_supervisor": -1, "dashboard": 0, "log_monitor": 0,
+             "raylet": 1, "gcs_server": 2, "redis": 3}
     names = {e.get("pid"): e.get("name") for e in record.get("processes", [])}
     return sorted(pids, key=lambda pid: order.get(names.get(pid), 9))
 

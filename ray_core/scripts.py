@@ -102,6 +102,13 @@ def _labels(text):
                         'names to strings, like {"zone": "a"}')
 
 
+def _boolean(text):
+    value = text.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value in ("true", "1", "yes")
+
+
 def _address(text):
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) <= 65535:
@@ -154,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help='node labels as JSON, e.g. \'{"zone": "a"}\'')
     start.add_argument("--autoscaling-config", default=None,
                        help="a cluster file: the head runs an autoscaler for its node types")
+    start.add_argument("--include-dashboard", type=_boolean, default=None,
+                       help="serve the dashboard on the head: true (default) or false")
+    start.add_argument("--dashboard-host", type=_ip, default=None,
+                       help="the dashboard's interface (default 127.0.0.1; 0.0.0.0: all)")
+    start.add_argument("--dashboard-port", type=_port, default=None,
+                       help="the dashboard's port (default 8265)")
     start.add_argument("--block", action="store_true",
                        help="stay in the foreground; Ctrl-C stops the node")
 
@@ -220,9 +233,11 @@ def cmd_start(args, parser) -> int:
     temp_dir = _temp_dir(args)
     if args.disable_auth and args.auth_token:
         parser.error("--auth-token and --disable-auth contradict each other")
-    if args.address and (args.port is not None or args.storage or args.autoscaling_config):
-        parser.error("--port, --storage and --autoscaling-config apply to a head node "
-                     "(--head), not to --address")
+    if args.address and (args.port is not None or args.storage or args.autoscaling_config
+                         or args.include_dashboard is not None or args.dashboard_host
+                         or args.dashboard_port is not None):
+        parser.error("--port, --storage, --autoscaling-config and the dashboard's flags "
+                     "apply to a head node (--head), not to --address")
     if args.autoscaling_config:
         try:
             load_cluster_file(args.autoscaling_config)
@@ -253,11 +268,20 @@ def cmd_start(args, parser) -> int:
                       f"another program); stop what holds it (`{PROG} stop`) or choose "
                       f"another with --port", file=sys.stderr)
                 return 1
+            if args.dashboard_port and args.include_dashboard is not False and \
+                    not _port_free(args.dashboard_port):
+                print(f"{PROG}: error: the dashboard's port {args.dashboard_port} is in use; "
+                      f"choose another with --dashboard-port (or leave it out: 8265, or a "
+                      f"free port when that is taken)", file=sys.stderr)
+                return 1
             node = Node.start_head(temp_dir, node_ip=args.node_ip_address or "127.0.0.1",
                                    port=port, storage=storage, token=token,
                                    auth=not args.disable_auth, detached=True,
                                    labels=args.labels,
-                                   autoscaling_config=args.autoscaling_config, **resources)
+                                   autoscaling_config=args.autoscaling_config,
+                                   include_dashboard=args.include_dashboard,
+                                   dashboard_host=args.dashboard_host,
+                                   dashboard_port=args.dashboard_port, **resources)
         else:
             host = args.address.rpartition(":")[0]
             node = Node.start_worker(args.address, temp_dir,
@@ -293,6 +317,9 @@ def _print_started(node, temp_dir: str) -> None:
         else:
             lines += [f"  join another machine:  {PROG} start --address {node.gcs_address} "
                       f"--disable-auth"]
+        if node.dashboard_url:
+            lines += [f"  dashboard: {node.dashboard_url}",
+                      f"  one-time dashboard login link: {node.dashboard_login_link()}"]
         if node.gcs_address.startswith("127."):
             lines.append("  (this head advertises a loopback address: start it with "
                          "--node-ip-address IP to let other machines join)")
@@ -366,6 +393,8 @@ def cmd_status(args, parser) -> int:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
     print(format_status(address, nodes, view))
+    print(format_endpoints(sorted({n.session_dir for n in nodes if n.state == n.ALIVE
+                                   and n.session_dir and os.path.isdir(n.session_dir)})))
     autoscaler = _autoscaler_status(address, token)
     if autoscaler is not None:
         print(format_autoscaler(autoscaler))
@@ -463,6 +492,21 @@ def format_status(address: str, nodes, view) -> str:
               for shape, count in sorted(infeasible.items())]
     lines += [f"  in placement group {group}: {count} waiting for its bundles"
               for group, count in sorted(in_groups.items())]
+    return "\n".join(lines)
+
+
+def format_endpoints(session_dirs: List[str]) -> str:
+    """The metrics endpoints and the dashboard written down in the session folders of
+    this machine (another machine's nodes write theirs in their own folders)."""
+    from ray_common.metrics import metrics_files
+    from ray_core.dashboard.launcher import read_dashboard_url
+    lines = ["Metrics (Prometheus, this machine's processes):"]
+    entries = [entry for session_dir in session_dirs for entry in metrics_files(session_dir)]
+    lines += [f"  {e['component']} pid {e['pid']}"
+              + (f" node {e['node_id'][:12]}" if e.get("node_id") else "")
+              + f": http://{e['address']}/metrics" for e in entries] or ["  (none)"]
+    urls = list(filter(None, map(read_dashboard_url, session_dirs)))
+    lines.append(f"Dashboard: {urls[0] if urls else '(not running)'}")
     return "\n".join(lines)
 
 

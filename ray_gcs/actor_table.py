@@ -26,6 +26,10 @@ class GcsActorTable(gcs_service_pb2_grpc.ActorInfoGcsServiceServicer):
         self._actors: Dict[bytes, pb.ActorTableData] = {}
         self._named: Dict[Tuple[str, str], bytes] = {}
 
+    def num_rows(self) -> int:
+        """Rows in the table (actors): a metrics gauge."""
+        return len(self._actors)
+
     async def load(self) -> None:
         for actor in (await load_rows(self._storage, Table.ACTOR, pb.ActorTableData)).values():
             self._index(actor)

@@ -26,6 +26,10 @@ class GcsJobManager(gcs_service_pb2_grpc.JobInfoGcsServiceServicer):
         self._publisher = publisher
         self._jobs: Dict[bytes, pb.JobTableData] = {}
 
+    def num_rows(self) -> int:
+        """Rows in the table (jobs): a metrics gauge."""
+        return len(self._jobs)
+
     async def load(self) -> None:
         self._jobs = await load_rows(self._storage, Table.JOB, pb.JobTableData)
         logger.info("Recovered %d job(s)", len(self._jobs))

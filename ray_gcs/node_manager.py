@@ -43,6 +43,10 @@ class GcsNodeManager(gcs_service_pb2_grpc.NodeInfoGcsServiceServicer):
         self.resource_view = ResourceView(publisher, self._nodes.get)
         self.health_checks = GcsHealthCheckManager(self.mark_dead)
 
+    def num_rows(self) -> int:
+        """Rows in the table (nodes registered, alive or dead): a metrics gauge."""
+        return len(self._nodes)
+
     def add_death_listener(self, listener: Callable[[common_pb2.NodeInfo], Awaitable[None]]):
         self._death_listeners.append(listener)
 

@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 
-from ray_common import rpc
+from ray_common import metrics, rpc
 from ray_common.config import config
 from ray_common.logging import setup_process_logging
 from ray_common.process import die_with_parent, write_file_atomically
@@ -79,6 +79,21 @@ class GcsServer:
         logger.info("GCS serving on port %d with storage %s", self.port, self.storage.describe())
         return self.port
 
+    def metric_samples(self):
+        """The GCS's gauges, read at scrape time on its loop (ray_common.metrics)."""
+        tables = {"nodes": self.nodes, "jobs": self.jobs, "workers": self.workers,
+                  "actors": self.actors, "placement_groups": self.placement_groups}
+        yield metrics.Sample("gcs_table_rows", "gauge", "Rows in each GCS table", ("table",),
+                             {(name,): table.num_rows() for name, table in tables.items()})
+        yield metrics.Sample("tasks", "gauge", "Task attempts in the GCS task table, by state",
+                             ("state",), {(state,): n for state, n in
+                                          self.tasks.count_by_state().items()})
+        yield metrics.sample("task_events_dropped", "Task attempts or events the task table "
+                             "lost (past its per-job bound, or dropped by reporters)",
+                             self.tasks.num_dropped(), "counter")
+        yield metrics.sample("nodes_alive", "Nodes the GCS holds alive",
+                             len(self.nodes.alive_nodes()))
+
     async def stop(self, grace: float = 0.0) -> None:
         self.actor_manager.stop()
         self.placement_groups.scheduler.stop()
@@ -108,6 +123,8 @@ async def serve(args) -> int:
     try:
         storage = open_storage(args.storage)
         server = GcsServer(storage)
+        metrics.serve("gcs_server", args.session_dir, args.node_ip)
+        metrics.add_snapshot(asyncio.get_running_loop(), server.metric_samples)
         port = await server.start(args.port)
     except (ValueError, StorageError, OSError) as e:
         logger.error("GCS failed to start: %s", e)

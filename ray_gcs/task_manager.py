@@ -169,6 +169,16 @@ class GcsTaskManager(gcs_service_pb2_grpc.TaskInfoGcsServiceServicer):
             if len(job.attempts) > limit:
                 job.evict(limit)
 
+    def count_by_state(self) -> Dict[str, int]:
+        """Task attempts per TaskStatus name, all jobs together (a metrics gauge)."""
+        counts = collections.Counter(entry.state for job in self._jobs.values()
+                                     for entry in job.attempts.values())
+        return {common_pb2.TaskStatus.Name(state): n for state, n in counts.items()}
+
+    def num_dropped(self) -> int:
+        """Attempts forgotten past the per-job bound, and events reporters dropped."""
+        return self._reporter_dropped + sum(job.dropped for job in self._jobs.values())
+
     @errors.handler
     async def AddTaskEventData(self, request, context):
         self.add(request.data)

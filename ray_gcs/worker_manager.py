@@ -28,6 +28,10 @@ class GcsWorkerManager(gcs_service_pb2_grpc.WorkerInfoGcsServiceServicer):
         self._workers: Dict[bytes, pb.WorkerTableData] = {}
         self._dead = collections.OrderedDict()     # dead worker ids, oldest death first
 
+    def num_rows(self) -> int:
+        """Rows in the table (workers, alive and remembered dead): a metrics gauge."""
+        return len(self._workers)
+
     async def load(self) -> None:
         self._workers = await load_rows(self._storage, Table.WORKER, pb.WorkerTableData)
         for worker in sorted(self._workers.values(), key=lambda w: w.timestamp_ms):

@@ -18,9 +18,11 @@ All methods run on the raylet's io loop.
 """
 import asyncio
 import logging
+import time
 from typing import Callable, Dict, List, Optional
 
 from ray_common.config import config
+from ray_common.metrics import LEASE_LATENCY
 from ray_common.ids import UniqueID
 from ray_common.protocol import common_pb2, node_manager_pb2
 from ray_common import bundle_resources as bundle_names
@@ -112,6 +114,14 @@ class LeaseManager:
     # ---- the RPCs ----------------------------------------------------------------
 
     async def request_lease(self, request) -> Reply:
+        """Answer a lease request (see the module's invariants), timed for the lease
+        latency metric: once per lease, not per task."""
+        start = time.monotonic()
+        reply = await self._request_lease(request)
+        LEASE_LATENCY.labels(Reply.Status.Name(reply.status)).observe(time.monotonic() - start)
+        return reply
+
+    async def _request_lease(self, request) -> Reply:
         spec = request.resource_spec
         lease_id = request.lease_id or UniqueID.from_random().binary()
         try:

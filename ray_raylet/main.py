@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 
-from ray_common import rpc
+from ray_common import metrics, rpc
 from ray_common.config import config
 from ray_common.ids import NodeID
 from ray_common.logging import setup_process_logging
@@ -103,11 +103,13 @@ def main(argv=None) -> int:
                            total_resources=total, is_head=args.head, gpu_ids=gpu_ids,
                            labels=json.loads(args.labels) if args.labels else None)
         node.on_shutdown_request = stop.set
+        metrics.serve("raylet", session_dir, args.node_ip, node_id=node_id.hex())
         port = rpc.run_sync(node.serve(args.port))
         log_path = setup_process_logging(_log_component(logs_dir, port), logs_dir)
         logger.info("Raylet of node %s starting at %s:%d, plasma store pid %d at %s, log %s",
                     node_id.hex(), args.node_ip, port, store.pid, socket_path, log_path)
         rpc.run_sync(node.start())
+        metrics.add_snapshot(rpc.io_loop(), node.metric_samples)
         rpc.run_sync(node.watch_store(store.pid))
         info = {"node_id": node_id.hex(), "raylet_address": f"{args.node_ip}:{port}",
                 "object_store_socket": socket_path, "node_ip": args.node_ip,

@@ -10,6 +10,7 @@ Pinning: PinObjectIDs takes a plasma get reference on each primary copy and hold
 FreeObjects, so the store cannot evict it while its owner needs it.
 """
 import asyncio
+import collections
 import logging
 import os
 import time
@@ -17,7 +18,7 @@ from typing import Dict, List, Optional
 
 import grpc
 
-from ray_common import rpc
+from ray_common import metrics, rpc
 from ray_common.config import config
 from ray_common.ids import JobID
 from ray_common.protocol import common_pb2, gcs_service_pb2, node_manager_pb2, node_manager_pb2_grpc
@@ -556,6 +557,43 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
         except Exception as e:
             logger.warning("Plasma stats failed: %s", e)
         return reply
+
+    def metric_samples(self):
+        """This node's gauges, read at scrape time on the raylet's loop
+        (ray_common.metrics): what GetNodeStats answers, as Prometheus figures."""
+        Sample, sample = metrics.Sample, metrics.sample
+        yield Sample("scheduler_queue_length", "gauge", "Worker lease requests waiting, "
+                     "per queue", ("queue",), {
+                         ("ready",): len(self.leases.queue),
+                         ("infeasible",): len(self.leases.infeasible),
+                         ("granting",): len(self.leases.granting)})
+        yield sample("leases_held", "Worker leases granted and not yet returned",
+                     len(self.leases.leases))
+        states = collections.Counter(w.state.value for w in self.pool.workers.values())
+        states["driver"] = len(self.pool.drivers)
+        yield Sample("workers", "gauge", "Worker processes of this node, by state",
+                     ("state",), {(state,): n for state, n in states.items()})
+        yield sample("workers_started", "Worker processes this raylet started",
+                     self.pool.num_started, "counter")
+        try:
+            store = self.plasma.stats()
+        except Exception as e:      # a store that does not answer: the rest still counts
+            logger.warning("Plasma stats failed: %s", e)
+            store = {}
+        yield Sample("object_store_bytes", "gauge", "Object store memory of this node",
+                     ("kind",), {(kind,): int(store.get(key, 0)) for kind, key in (
+                         ("used", "used"), ("capacity", "capacity"),
+                         ("evictable", "evictable"))})
+        yield sample("object_store_objects", "Objects in this node's store",
+                     int(store.get("num_objects", 0)))
+        yield sample("spilled_bytes", "Bytes of objects spilled to disk now",
+                     self.spills.spilled_bytes())
+        yield sample("spilled_bytes_total", "Bytes spilled to disk since the node started",
+                     self.spills.total_spilled_bytes, "counter")
+        yield sample("restored_bytes_total", "Bytes restored from disk since the node "
+                     "started", self.spills.total_restored_bytes, "counter")
+        yield sample("pulled_bytes_total", "Bytes this node pulled from other nodes",
+                     self.objects.num_bytes_pulled, "counter")
 
     async def ListLogs(self, request, context):
         files = self.log_files.list(request.glob_filter)

@@ -110,8 +110,9 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
     address="local", and with address=None unless RAY_CORE_ADDRESS or a cluster that
     `ray_core start --head` runs on this machine says where to connect (as in Ray).
 
-    `labels` label the node started here. No dashboard is served yet: include_dashboard,
-    dashboard_host and dashboard_port are taken, as Ray takes them, and change nothing."""
+    `labels` label the node started here. A head started here serves the dashboard
+    (include_dashboard, dashboard_host, dashboard_port as Ray's); the returned context's
+    dashboard_url is its address, and a one-time login link to it is printed once."""
     global _global
     with _lock:
         if _global is not None:
@@ -164,7 +165,9 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
                 node = Node.start_head(temp_dir, node_ip=node_ip, num_cpus=num_cpus,
                                        num_gpus=num_gpus, resources=resources,
                                        object_store_memory=object_store_memory,
-                                       labels=labels)
+                                       labels=labels, include_dashboard=include_dashboard,
+                                       dashboard_host=dashboard_host,
+                                       dashboard_port=dashboard_port)
                 rpc.set_auth_token(node.token)
                 gcs_address = node.gcs_address
                 info = node.raylet_info
@@ -195,21 +198,36 @@ def init(address: Optional[str] = None, *, num_cpus: Optional[int] = None,
                 node.kill()
             raise
         core = _global.core_worker
+        dashboard_url = _dashboard_url(node, session_dir)
         _global.context = RayContext(
             address=gcs_address, gcs_address=gcs_address, node_id=node_id.hex(),
             node_ip_address=node_ip, raylet_address=raylet_address,
             object_store_address=plasma_socket, session_dir=session_dir,
             job_id=core.job_id.hex(), namespace=namespace,
-            # Ray's RayContext fields programs print (no dashboard is served here yet).
-            dashboard_url="", python_version=".".join(map(str, sys.version_info[:3])),
+            # Ray's RayContext fields programs print.
+            dashboard_url=dashboard_url, python_version=".".join(map(str, sys.version_info[:3])),
             ray_version=_version(), ray_commit="",
             address_info={"gcs_address": gcs_address, "node_id": node_id.hex(),
                           "raylet_address": raylet_address, "session_dir": session_dir,
-                          "object_store_address": plasma_socket, "node_ip_address": node_ip})
+                          "object_store_address": plasma_socket, "node_ip_address": node_ip,
+                          "webui_url": dashboard_url})
         logger.info("init() done in %.3fs: job %s on node %s", time.monotonic() - started,
                     core.job_id.hex(), node_id.hex())
+        if dashboard_url:
+            from ray_core.dashboard.auth import login_link
+            logger.info("Dashboard at %s", dashboard_url)
+            print(f"ray_core: dashboard at {dashboard_url}; this one-time link logs a browser "
+                  f"in: {login_link(dashboard_url, rpc.auth_token())}", file=sys.stderr)
         atexit.register(_shutdown_at_exit)
         return _global.context
+
+
+def _dashboard_url(node, session_dir: str) -> str:
+    """The dashboard of the head this driver started, or of the cluster's session."""
+    from ray_core.dashboard.launcher import read_dashboard_url
+    if node is not None:
+        return node.dashboard_url
+    return read_dashboard_url(session_dir) or ""
 
 
 def _version() -> str:

@@ -126,6 +126,20 @@ def test_remote_function_surface():
     assert callable(rf.options(num_cpus=1).remote)
 
 
+def test_util_metrics_module():
+    import inspect
+
+    from ray_core.util import metrics
+    assert str(inspect.signature(metrics.Counter.inc)) == \
+        "(self, value: float = 1.0, tags: Optional[Dict[str, str]] = None) -> None"
+    assert str(inspect.signature(metrics.Gauge.set)) == \
+        "(self, value: float, tags: Optional[Dict[str, str]] = None) -> None"
+    assert str(inspect.signature(metrics.Histogram.observe)) == \
+        "(self, value: float, tags: Optional[Dict[str, str]] = None) -> None"
+    assert "boundaries" in inspect.signature(metrics.Histogram).parameters
+    assert callable(metrics.Counter.set_default_tags)
+
+
 # Every public path Ray 2.60 documents for core (its API reference: Core API, Utility,
 # Scheduling, Runtime Context, Exceptions), as `import ray` programs reach them.
 RAY_CORE_PATHS = {
@@ -147,6 +161,7 @@ RAY_CORE_PATHS = {
                       "deregister_serializer", "inspect_serializability",
                       "get_node_instance_id", "log_once", "disable_log_once_globally",
                       "enable_periodic_logging"],
+    "ray_core.util.metrics": ["Counter", "Gauge", "Histogram"],
     "ray_core.util.debug": ["log_once", "disable_log_once_globally", "enable_periodic_logging"],
     "ray_core.runtime_env": ["RuntimeEnv", "RuntimeEnvConfig"],
     "ray_core.util.actor_pool": ["ActorPool"],

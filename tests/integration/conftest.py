@@ -141,3 +141,29 @@ def two_nodes(short_temp_dir):
             os.environ.pop("RAY_CORE_TASK_EVENTS_REPORT_INTERVAL_MS", None)
         else:
             os.environ["RAY_CORE_TASK_EVENTS_REPORT_INTERVAL_MS"] = saved
+
+
+@pytest.fixture(scope="module")
+def dashboard_cluster(short_temp_dir):
+    """A 2-node cluster_utils.Cluster (1 CPU each) whose head serves the dashboard on a
+    free port, with a driver connected; task events every 100 ms."""
+    env = {"RAY_CORE_TASK_EVENTS_REPORT_INTERVAL_MS": "100"}
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        with shut_down_cleanly():
+            cluster = Cluster(initialize_head=True, temp_dir=short_temp_dir, head_node_args={
+                "num_cpus": 1, "object_store_memory": 100 << 20, "dashboard_port": 0})
+            try:
+                cluster.add_node(num_cpus=1, object_store_memory=100 << 20)
+                cluster.connect()
+                yield cluster
+            finally:
+                ray.shutdown()
+                cluster.shutdown()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -10,7 +10,8 @@ GET_TIMEOUT = 60
 
 
 def test_init_returns_rays_context_fields(cluster):
-    assert cluster.dashboard_url == "" and cluster.ray_version == ray.__version__
+    assert cluster.dashboard_url.startswith("http://127.0.0.1:")
+    assert cluster.ray_version == ray.__version__
     assert cluster.python_version == ".".join(map(str, sys.version_info[:3]))
     assert cluster.address_info["gcs_address"] == cluster.gcs_address
 
