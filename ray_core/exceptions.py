@@ -275,7 +275,9 @@ class ObjectReconstructionFailedLineageEvictedError(ObjectReconstructionFailedEr
     """The lineage needed to rebuild the object was evicted."""
 
 
-class ObjectStoreFullError(RayError, MemoryError):
+# MemoryError first: its layout is then the class's base, so any pickler that rebuilds
+# an exception with cls.__new__(cls) (tblib's, which `import dask` installs) can.
+class ObjectStoreFullError(MemoryError, RayError):
     """The object store has no room for the object, even after eviction and spilling."""
 
 
@@ -283,7 +285,7 @@ class OutOfDiskError(RayError):
     """Neither the object store nor the local disk (for spilling) has room."""
 
 
-class OutOfMemoryError(RayError, MemoryError):
+class OutOfMemoryError(MemoryError, RayError):   # MemoryError first: see ObjectStoreFullError
     """The node ran out of memory and the raylet killed the worker running the task."""
 
     def __init__(self, message: str = "The node ran out of memory."):

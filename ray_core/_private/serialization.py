@@ -114,6 +114,15 @@ class _Pickler(cloudpickle.CloudPickler):
     dispatch_table = collections.ChainMap(_custom_reducers,
                                           cloudpickle.CloudPickler.dispatch_table)
 
+    def reducer_override(self, obj):
+        # An exception pickles by its own __reduce__, as wherever ray_core is not loaded:
+        # tblib (which `import dask` installs) registers a reducer in copyreg for every
+        # exception class, and it cannot rebuild some (a MemoryError subclass such as
+        # OutOfMemoryError), nor tell a cause that cannot be rebuilt.
+        if isinstance(obj, BaseException) and type(obj) not in _custom_reducers:
+            return obj.__reduce_ex__(5)
+        return super().reducer_override(obj)
+
 
 def _dumps(value: Any, buffer_callback=None) -> bytes:
     with io.BytesIO() as out:

@@ -140,3 +140,34 @@ def test_task_error_takes_rays_positional_arguments():
         ("ray::f", 42, "10.1.1.1", "Actor(A)")
     back = pickle.loads(pickle.dumps(error))
     assert back.pid == 42 and back.actor_repr == "Actor(A)"
+
+
+_AFTER_DASK = """
+import pickle
+from ray_core import exceptions
+from ray_core._private import serialization
+
+class NeedsCode(Exception):
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.code = code
+
+import dask  # installs tblib's reducer in copyreg for every exception class so far
+for error in (exceptions.OutOfMemoryError("node full"), exceptions.ObjectStoreFullError("x")):
+    assert type(pickle.loads(pickle.dumps(error))) is type(error)
+    ser = serialization.serialize_error(error)
+    assert type(serialization.deserialize(ser.to_bytes(), ser.metadata)) is type(error)
+ser = serialization.serialize_error(NeedsCode("boom", 7))
+assert type(serialization.deserialize(ser.to_bytes(), ser.metadata)) is \\
+    exceptions.UnserializableException
+"""
+
+
+def test_errors_travel_the_same_after_dask_installs_tblib():
+    """`import dask` registers tblib's exception reducer for every class: ray_core's own
+    errors still round-trip, and one that cannot be rebuilt is still reported as such."""
+    pytest.importorskip("dask")
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", _AFTER_DASK], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
