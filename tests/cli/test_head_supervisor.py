@@ -49,10 +49,16 @@ def _pid(temp_dir, name):
                 for e in record["processes"] if e["name"] == name)
 
 
+def _gone(pid) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:    # reaped between any two looks: gone too
+        return True
+
+
 def _kill(pid):
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not psutil.pid_exists(pid) or
-             psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, f"pid {pid} gone")
+    wait_for(lambda: _gone(pid), f"pid {pid} gone")
 
 
 def _driver(code, temp_dir):
