@@ -20,7 +20,7 @@ from benchmarks.bench_vs_ray import ROOT, ensure_ray_venv
 
 SCRIPT = os.path.join(ROOT, "benchmarks", "scale_rows.py")
 ROWS = ["queued_tasks", "many_args", "many_returns", "get_many", "wait_many", "many_nodes",
-        "placement_groups", "actors", "spill", "cpu_bound"]
+        "broadcast", "big_args", "placement_groups", "actors", "spill", "cpu_bound"]
 ROW_TIMEOUT_S = 1800
 
 

@@ -185,6 +185,78 @@ def many_nodes(ray, backend, n_nodes, n_tasks):
             ("spread evenness (fewest / most tasks on a node)", evenness, "ratio")], peaks
 
 
+def _cluster_class(backend):
+    if backend == "ray":
+        from ray.cluster_utils import Cluster
+    else:
+        from ray_core.cluster_utils import Cluster
+    return Cluster
+
+
+def broadcast(ray, backend, gigabytes):
+    """A 1 GB object put on the head, read by one task on each of 3 other nodes (Ray's
+    object-store broadcast test): time until all three have it."""
+    size = int(gigabytes * 1024 * MB)
+    store = size + 512 * MB
+    cluster = _cluster_class(backend)(initialize_head=True, head_node_args={
+        "num_cpus": 0, "object_store_memory": store})
+    for index in range(3):
+        cluster.add_node(num_cpus=1, resources={f"n{index}": 1}, object_store_memory=store)
+    cluster.wait_for_nodes()
+    try:
+        ray.init(address=cluster.address)
+
+        @ray.remote
+        def length(array):
+            return len(array)
+
+        ray.get([length.options(resources={f"n{i}": 1}).remote(np.ones(8)) for i in range(3)])
+        ref = ray.put(np.ones(size // 8))
+        start = time.perf_counter()
+        assert ray.get([length.options(resources={f"n{i}": 1}).remote(ref)
+                        for i in range(3)]) == [size // 8] * 3
+        took = time.perf_counter() - start
+        peaks = _peak_rss_mb()
+        ray.shutdown()
+    finally:
+        cluster.shutdown()
+    return [(f"{gigabytes:g} GB object broadcast from the head to 3 nodes", took, "s"),
+            ("... bytes delivered per second", 3 * size / took / MB, "MB/s")], peaks
+
+
+def big_args(ray, backend, count):
+    """A task on node B taking `count` x 100 MB arguments made by tasks on node A."""
+    store = (count * 100 + 512) * MB
+    cluster = _cluster_class(backend)(initialize_head=True, head_node_args={
+        "num_cpus": 0, "object_store_memory": 256 * MB})
+    cluster.add_node(num_cpus=1, resources={"a": 1}, object_store_memory=store)
+    cluster.add_node(num_cpus=1, resources={"b": 1}, object_store_memory=store)
+    cluster.wait_for_nodes()
+    try:
+        ray.init(address=cluster.address)
+
+        @ray.remote(resources={"a": 1})
+        def make(i):
+            return np.full(100 * MB // 8, i)
+
+        @ray.remote(resources={"b": 1})
+        def total(*arrays):
+            return sum(int(a[0]) for a in arrays)
+
+        ray.get(total.remote(make.remote(0)))
+        refs = [make.remote(i) for i in range(count)]
+        ray.wait(refs, num_returns=count)
+        start = time.perf_counter()
+        assert ray.get(total.remote(*refs)) == sum(range(count))
+        took = time.perf_counter() - start
+        peaks = _peak_rss_mb()
+        ray.shutdown()
+    finally:
+        cluster.shutdown()
+    return [(f"task on node B with {count} x 100 MB args made on node A", took, "s"),
+            ("... bytes moved per second", count * 100 / took, "MB/s")], peaks
+
+
 def placement_groups(ray, backend, n):
     _connect(ray, backend, num_cpus=2, resources={"custom": n})
     before = _gcs_rss_mb()
@@ -295,6 +367,8 @@ ROWS = {
     "get_many": lambda ray, b, s: get_many(ray, b, int(10_000 * s)),
     "wait_many": lambda ray, b, s: wait_many(ray, b, int(100_000 * s)),
     "many_nodes": lambda ray, b, s: many_nodes(ray, b, max(2, int(32 * s)), int(20_000 * s)),
+    "broadcast": lambda ray, b, s: broadcast(ray, b, 1.0 * s),
+    "big_args": lambda ray, b, s: big_args(ray, b, max(1, int(10 * s))),
     "placement_groups": lambda ray, b, s: placement_groups(ray, b, int(1_000 * s)),
     "actors": lambda ray, b, s: actors(ray, b, int(1_000 * s)),
     "spill": lambda ray, b, s: spill(ray, b, 10 * s),
