@@ -7,6 +7,7 @@ and ray_core, so both do the same work; `--scale` shrinks every count for a quic
 The rows are Ray's published single-node and cluster limits (release/benchmarks).
 """
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -152,19 +153,7 @@ def wait_many(ray, backend, n):
 
 
 def many_nodes(ray, backend, n_nodes, n_tasks):
-    if backend == "ray":
-        from ray.cluster_utils import Cluster
-    else:
-        from ray_core.cluster_utils import Cluster
-    start = time.perf_counter()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    for _ in range(n_nodes - 1):
-        cluster.add_node(num_cpus=1, wait=False)
-    cluster.wait_for_nodes()
-    registered = time.perf_counter() - start
-    try:
-        ray.init(address=cluster.address)
-
+    with _cluster(ray, backend, {"num_cpus": 1}, [{"num_cpus": 1}] * (n_nodes - 1)) as out:
         @ray.remote(num_cpus=1, scheduling_strategy="SPREAD")
         def where(seconds=0.0):
             time.sleep(seconds)
@@ -176,21 +165,33 @@ def many_nodes(ray, backend, n_nodes, n_tasks):
         rate = n_tasks / (time.perf_counter() - start)
         counts = [nodes.count(node) for node in set(nodes)]
         evenness = min(counts) / max(counts) if len(counts) == n_nodes else 0.0
-        peaks = _peak_rss_mb()
-        ray.shutdown()
-    finally:
-        cluster.shutdown()
-    return [(f"{n_nodes} nodes registered", registered, "s"),
+    return [(f"{n_nodes} nodes registered", out["registered"], "s"),
             (f"SPREAD tasks over {n_nodes} nodes", rate, "tasks/s"),
-            ("spread evenness (fewest / most tasks on a node)", evenness, "ratio")], peaks
+            ("spread evenness (fewest / most tasks on a node)", evenness, "ratio")], out["peaks"]
 
 
-def _cluster_class(backend):
+@contextlib.contextmanager
+def _cluster(ray, backend, head_args, nodes_args):
+    """A cluster_utils cluster on this machine with this driver connected. Yields a dict
+    that holds `registered` (seconds to start every node) and, once the body is done,
+    `peaks` (peak RSS per process kind, taken while the cluster still runs)."""
     if backend == "ray":
         from ray.cluster_utils import Cluster
     else:
         from ray_core.cluster_utils import Cluster
-    return Cluster
+    start = time.perf_counter()
+    cluster = Cluster(initialize_head=True, head_node_args=head_args)
+    for node_args in nodes_args:
+        cluster.add_node(wait=False, **node_args)
+    cluster.wait_for_nodes()
+    out = {"registered": time.perf_counter() - start}
+    try:
+        ray.init(address=cluster.address)
+        yield out
+        out["peaks"] = _peak_rss_mb()
+        ray.shutdown()
+    finally:
+        cluster.shutdown()
 
 
 def broadcast(ray, backend, gigabytes):
@@ -198,14 +199,10 @@ def broadcast(ray, backend, gigabytes):
     object-store broadcast test): time until all three have it."""
     size = int(gigabytes * 1024 * MB)
     store = size + 512 * MB
-    cluster = _cluster_class(backend)(initialize_head=True, head_node_args={
-        "num_cpus": 0, "object_store_memory": store})
-    for index in range(3):
-        cluster.add_node(num_cpus=1, resources={f"n{index}": 1}, object_store_memory=store)
-    cluster.wait_for_nodes()
-    try:
-        ray.init(address=cluster.address)
-
+    nodes = [{"num_cpus": 1, "resources": {f"n{i}": 1}, "object_store_memory": store}
+             for i in range(3)]
+    with _cluster(ray, backend, {"num_cpus": 0, "object_store_memory": store},
+                  nodes) as out:
         @ray.remote
         def length(array):
             return len(array)
@@ -216,25 +213,17 @@ def broadcast(ray, backend, gigabytes):
         assert ray.get([length.options(resources={f"n{i}": 1}).remote(ref)
                         for i in range(3)]) == [size // 8] * 3
         took = time.perf_counter() - start
-        peaks = _peak_rss_mb()
-        ray.shutdown()
-    finally:
-        cluster.shutdown()
     return [(f"{gigabytes:g} GB object broadcast from the head to 3 nodes", took, "s"),
-            ("... bytes delivered per second", 3 * size / took / MB, "MB/s")], peaks
+            ("... bytes delivered per second", 3 * size / took / MB, "MB/s")], out["peaks"]
 
 
 def big_args(ray, backend, count):
     """A task on node B taking `count` x 100 MB arguments made by tasks on node A."""
     store = (count * 100 + 512) * MB
-    cluster = _cluster_class(backend)(initialize_head=True, head_node_args={
-        "num_cpus": 0, "object_store_memory": 256 * MB})
-    cluster.add_node(num_cpus=1, resources={"a": 1}, object_store_memory=store)
-    cluster.add_node(num_cpus=1, resources={"b": 1}, object_store_memory=store)
-    cluster.wait_for_nodes()
-    try:
-        ray.init(address=cluster.address)
-
+    nodes = [{"num_cpus": 1, "resources": {name: 1}, "object_store_memory": store}
+             for name in ("a", "b")]
+    with _cluster(ray, backend, {"num_cpus": 0, "object_store_memory": 256 * MB},
+                  nodes) as out:
         @ray.remote(resources={"a": 1})
         def make(i):
             return np.full(100 * MB // 8, i)
@@ -249,12 +238,8 @@ def big_args(ray, backend, count):
         start = time.perf_counter()
         assert ray.get(total.remote(*refs)) == sum(range(count))
         took = time.perf_counter() - start
-        peaks = _peak_rss_mb()
-        ray.shutdown()
-    finally:
-        cluster.shutdown()
     return [(f"task on node B with {count} x 100 MB args made on node A", took, "s"),
-            ("... bytes moved per second", count * 100 / took, "MB/s")], peaks
+            ("... bytes moved per second", count * 100 / took, "MB/s")], out["peaks"]
 
 
 def placement_groups(ray, backend, n):
