@@ -51,15 +51,10 @@ class PlacementGroupBatcher:
         client has not removed it since). Ready stays ready, as Ray's ready() does."""
         return group_id in self._placed
 
-    def pending(self) -> Optional[concurrent.futures.Future]:
-        """The future of the last request queued, while it is unanswered."""
-        last = self._last
-        return last if last is not None and not last.done() else None
-
     async def flush(self) -> None:
         """Wait (on the io loop) until everything queued so far has been answered."""
-        last = self.pending()
-        if last is not None:
+        last = self._last
+        if last is not None and not last.done():
             try:
                 await asyncio.wrap_future(last)
             except Exception:  # noqa: BLE001 - its own caller hears of it

@@ -29,6 +29,17 @@ from ray_gcs.node_manager import node_address
 logger = logging.getLogger(__name__)
 
 
+def _unplaced(group: pb.PlacementGroupTableData) -> Dict[int, Dict[str, float]]:
+    """Bundle index -> resources of the group's bundles not on a node (all of a new group,
+    a dead node's after a RESCHEDULING)."""
+    return {b.bundle_index: dict(b.unit_resources) for b in group.bundles if not b.node_id}
+
+
+def _plan(group: pb.PlacementGroupTableData, todo, available, totals):
+    kept = {b.bundle_index: b.node_id for b in group.bundles if b.node_id}
+    return plan(todo, group.strategy or "PACK", available, kept, totals)
+
+
 class GcsPlacementGroupScheduler:
     def __init__(self, table, nodes, publisher):
         self._table = table
@@ -113,10 +124,7 @@ class GcsPlacementGroupScheduler:
     async def _place(self, group_ids: List[bytes]) -> None:
         """One pass over the waiting groups: plan each, reserve the one-node groups in one
         call per raylet, then the groups spanning nodes one by one (two phases)."""
-        view = self._nodes.resource_view.nodes()
-        alive = {node.node_id for node in self._nodes.alive_nodes()}
-        available = {n: dict(d.resources_available) for n, d in view.items() if n in alive}
-        totals = {n: d.resources_total for n, d in view.items() if n in alive}
+        available, totals = self._alive_view()
         one_node: Dict[bytes, List[tuple]] = {}
         spanning = []
         for group_id in group_ids:
@@ -124,10 +132,8 @@ class GcsPlacementGroupScheduler:
             if group is None or group.state not in (pb.PG_PENDING, pb.PG_RESCHEDULING):
                 self._waiting.pop(group_id, None)
                 continue
-            todo = {b.bundle_index: dict(b.unit_resources) for b in group.bundles
-                    if not b.node_id}
-            kept = {b.bundle_index: b.node_id for b in group.bundles if b.node_id}
-            placement, why = plan(todo, group.strategy or "PACK", available, kept, totals)
+            todo = _unplaced(group)
+            placement, why = _plan(group, todo, available, totals)
             if placement is None:
                 await self._note(group, why)
                 continue
@@ -149,6 +155,14 @@ class GcsPlacementGroupScheduler:
             except Exception:  # noqa: BLE001 - one group must not stop the others
                 logger.exception("Placing placement group %s failed",
                                  group.placement_group_id.hex())
+
+    def _alive_view(self):
+        """(node -> what it has available, a copy the caller may deduct from; node -> its
+        total) over the alive nodes, as last reported."""
+        view = self._nodes.resource_view.nodes()
+        alive = {node.node_id for node in self._nodes.alive_nodes()}
+        return ({n: dict(d.resources_available) for n, d in view.items() if n in alive},
+                {n: d.resources_total for n, d in view.items() if n in alive})
 
     async def _reserve_on(self, node_id: bytes, groups: List[tuple]) -> None:
         """Prepare and commit at once each group whose bundles all go to `node_id`."""
@@ -175,13 +189,8 @@ class GcsPlacementGroupScheduler:
     async def _try_place(self, group: pb.PlacementGroupTableData) -> bool:
         """Place a group whose bundles go to several nodes: prepare on all, then commit."""
         group_id = group.placement_group_id
-        view = self._nodes.resource_view.nodes()
-        alive = {node.node_id for node in self._nodes.alive_nodes()}
-        available = {n: d.resources_available for n, d in view.items() if n in alive}
-        totals = {n: d.resources_total for n, d in view.items() if n in alive}
-        todo = {b.bundle_index: dict(b.unit_resources) for b in group.bundles if not b.node_id}
-        kept = {b.bundle_index: b.node_id for b in group.bundles if b.node_id}
-        placement, why = plan(todo, group.strategy or "PACK", available, kept, totals)
+        available, totals = self._alive_view()
+        placement, why = _plan(group, _unplaced(group), available, totals)
         if placement is None:
             await self._note(group, why)
             return False

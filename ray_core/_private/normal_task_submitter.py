@@ -198,12 +198,15 @@ class NormalTaskSubmitter:
         one carries the key's backlog (the raylets sum it into the demand they report);
         more requests beside it count only themselves."""
         raylet = None
+        asked = False
         try:
             while state.queue and not self._closed:
                 head = state.queue[0]
                 deps = [arg.object_ref for arg in head.spec.args if not arg.is_inlined]
-                state.leasing.pop(lease_id, None)
-                lease_id = UniqueID.from_random().binary()
+                if asked:   # a new request (spilled, or one more worker): a new id
+                    state.leasing.pop(lease_id, None)
+                    lease_id = UniqueID.from_random().binary()
+                asked = True
                 state.leasing[lease_id] = raylet
                 try:
                     reply = await self._lease_client.request_worker_lease(

@@ -136,3 +136,31 @@ def test_placement_groups_survive_a_gcs_restart(redis_cluster):
     assert waiting.wait(30)
     remove_placement_group(waiting)
     assert placement_group_table(waiting)["state"] == "REMOVED"
+
+
+@ray.remote(num_cpus=2)
+def both_cpus():
+    return "ran"
+
+
+def test_placement_group_requests_made_across_a_gcs_restart_arrive_once(redis_cluster):
+    """Creations and removals queue in batches: those sent while the GCS is being killed
+    and restarted are sent again (the GCS takes a creation it already has as the same
+    one), so every group is created once, every removal lands, and the CPUs come back."""
+    from ray_core.util import placement_group, placement_group_table, remove_placement_group
+    restarter = threading.Thread(target=redis_cluster)
+    groups = []
+    restarter.start()
+    try:
+        for _ in range(40):
+            groups.append(placement_group([{"CPU": 0.05}]))
+            time.sleep(0.02)
+    finally:
+        restarter.join()
+    assert all(group.wait(60) for group in groups)
+    rows = placement_group_table()
+    assert {group.id.hex() for group in groups} <= set(rows)
+    for group in groups:
+        remove_placement_group(group)
+    assert all(placement_group_table(group)["state"] == "REMOVED" for group in groups)
+    assert ray.get(both_cpus.remote(), timeout=60) == "ran"    # every bundle went back

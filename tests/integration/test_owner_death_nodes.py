@@ -77,3 +77,33 @@ def test_sigkilled_driver_gives_back_leases_on_every_node(two_nodes):
     wait_for(_far_free, "the far node's resources back after the driver was SIGKILLed",
              timeout=10)
     assert ray.get(sleeper.options(resources={"far": 1}).remote(0), timeout=30) == 0
+
+
+def test_spread_tasks_finish_when_a_node_dies_with_their_leases_out(own_temp_dir):
+    """SPREAD keeps several lease requests out at once, some spilled to another node: a
+    node SIGKILLed while they are out and while its workers run tasks costs retries, not
+    tasks; every task ends with its value and the CPUs left are all free again."""
+    with shut_down_cleanly():
+        cluster = Cluster(initialize_head=True, temp_dir=own_temp_dir,
+                          head_node_args={"num_cpus": 1, "object_store_memory": 100 << 20})
+        try:
+            doomed = cluster.add_node(num_cpus=1, object_store_memory=100 << 20)
+            cluster.add_node(num_cpus=1, object_store_memory=100 << 20)
+            cluster.connect()
+
+            @ray.remote(num_cpus=1, scheduling_strategy="SPREAD", max_retries=5)
+            def spread(i):
+                time.sleep(0.05)
+                return i
+
+            refs = [spread.remote(i) for i in range(120)]
+            ray.get(refs[:3], timeout=60)       # workers are up, more leases are out
+            cluster.remove_node(doomed, allow_graceful=False)
+            assert ray.get(refs, timeout=120) == list(range(120))
+            wait_for(lambda: ray.available_resources().get("CPU", 0) ==
+                     ray.cluster_resources().get("CPU", -1) == 2,
+                     "the two CPUs left free again", timeout=30)
+            assert ray.get(spread.remote(7), timeout=30) == 7
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
