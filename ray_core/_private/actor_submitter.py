@@ -137,24 +137,14 @@ class ActorTaskSubmitter:
             self._wakeup_pending = True
         self._core.loop.call_soon_threadsafe(self._drain)
 
-    def _args_ready(self, task: ActorPendingTask) -> bool:
-        core = self._core
-        for ref in task.arg_refs:
-            object_id = ref.object_id()
-            if core.reference_counter.is_owned(object_id) and \
-                    not core.memory_store.contains(object_id):
-                return False
-        core.resolver._inline(task)
-        return True
-
     def _send_direct(self, actor: _Actor, task: ActorPendingTask) -> bool:
         """Write the call to the actor's socket from this thread, if order allows."""
-        if task.arg_refs and not self._args_ready(task):
+        if not self._core.resolver.ready_now(task):
             return False
         with self._lock:
             conn = actor.conn
             if conn is None or conn.closed or actor.queue or self._incoming or \
-                    actor.send_blocked or conn.transport.get_write_buffer_size():
+                    actor.send_blocked or conn.buffered():
                 return False
             spec = task.spec
             task.resolved = True
@@ -431,7 +421,7 @@ class ActorTaskSubmitter:
     def _set_conn(self, actor: _Actor, conn) -> None:
         with self._lock:
             actor.conn = conn
-            actor.fd = -1 if conn is None else conn.transport.get_extra_info("socket").fileno()
+            actor.fd = -1 if conn is None else conn.fd
 
     def _drop_conn(self, actor: _Actor) -> None:
         conn = actor.conn

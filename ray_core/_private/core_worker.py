@@ -378,6 +378,9 @@ class CoreWorker:
         self.task_manager.add_pending(task)
         if task_log.enabled:
             task_log.line("Submit task " + task_id.hex())
+        if not self._submissions and self.resolver.ready_now(task) and \
+                self.submitter.push_now(task):
+            return refs
         self._submissions.append(task)
         if not self._wakeup_pending:
             self._wakeup_pending = True

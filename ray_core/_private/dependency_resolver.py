@@ -54,6 +54,18 @@ class DependencyResolver:
         for object_id in waiting:
             self._store.add_callback(object_id, one_ready)
 
+    def ready_now(self, task: PendingTask) -> bool:
+        """For a caller's thread: True (and its small values inlined) when no ref argument
+        owned here is still being computed, so the task may leave without the io loop."""
+        store = self._store
+        for ref in task.arg_refs:
+            object_id = ref.object_id()
+            if self._is_owned(object_id) and not store.contains(object_id):
+                return False
+        if task.arg_refs:
+            self._inline(task)
+        return True
+
     def _finish(self, task: PendingTask, on_resolved) -> None:
         if task_log.enabled:
             task_log.line("Task dependencies resolved " + task.task_id.hex())

@@ -6,6 +6,7 @@ marker naming the node, so a get knows to read shared memory. Readers block on a
 per-call waiter (any thread) or register a callback (the io loop's dependency
 resolver and ObjectRef.future()).
 """
+import _thread
 import threading
 from typing import Callable, Dict, Iterable, List, Optional
 
@@ -43,16 +44,22 @@ class StoredObject:
 
 
 class _Waiter:
-    __slots__ = ("remaining", "event")
+    """One blocked reader: a bare lock, held until enough of its objects arrived (an
+    Event would build a Condition and a second lock per call)."""
+    __slots__ = ("remaining", "lock")
 
     def __init__(self, remaining: int):
         self.remaining = remaining
-        self.event = threading.Event()
+        self.lock = _thread.allocate_lock()
+        self.lock.acquire()
 
-    def hit(self) -> None:
+    def hit(self) -> bool:
+        """Count one arrival; True when the reader is to be woken."""
         self.remaining -= 1
-        if self.remaining <= 0:
-            self.event.set()
+        return self.remaining == 0
+
+    def wait(self, timeout: Optional[float]) -> None:
+        self.lock.acquire(True, -1 if timeout is None else max(timeout, 0.0))
 
 
 class MemoryStore:
@@ -69,7 +76,9 @@ class MemoryStore:
             for waiter in waiters:
                 if isinstance(waiter, _Waiter):
                     with self._lock:
-                        waiter.hit()
+                        wake = waiter.hit()
+                    if wake:
+                        waiter.lock.release()
                 else:
                     waiter(obj)
 
@@ -113,7 +122,7 @@ class MemoryStore:
                 for oid in missing:
                     self._waiters.setdefault(oid, []).append(waiter)
         if waiter is not None:
-            waiter.event.wait(timeout)
+            waiter.wait(timeout)
             with self._lock:
                 for oid in missing:
                     lst = self._waiters.get(oid)

@@ -1,6 +1,11 @@
 """Steps 4-6 of a task's life: queue per scheduling key, lease workers, push, pipeline.
 
-Everything here runs on the io loop thread, so it needs no locks.
+Everything here runs on the io loop thread, except `push_now`, the fast path: a task
+whose arguments need no waiting, submitted while its key has nothing queued and a
+leased worker has room, is written to that worker's socket from the submitting thread,
+skipping the hop to the io loop (a thread wake-up each way on the 2-core machine). So
+the io loop takes `_lock` wherever it changes what push_now reads: the keys' queues
+and workers, a worker's in-flight tasks, its connection and its lease.
 
 A scheduling key is (resource shape, function, scheduling strategy, runtime env): tasks
 with the same key can run on each other's workers. Per key:
@@ -20,7 +25,10 @@ a lease round trip per task). A lost connection fails or retries the tasks on it
 """
 import asyncio
 import collections
+import functools
 import logging
+import os
+import threading
 import time
 from typing import Callable, Dict, Optional
 
@@ -32,6 +40,7 @@ from ray_core import exceptions
 from ray_core._private.task_event_buffer import PENDING_NODE_ASSIGNMENT, SUBMITTED_TO_WORKER
 from ray_core._private.task_manager import PendingTask, TaskManager
 from ray_core._private.task_log import task_log
+from ray_core._private.task_transport import encode_push
 
 logger = logging.getLogger(__name__)
 _GRANTED = node_manager_pb2.RequestWorkerLeaseReply.GRANTED
@@ -43,7 +52,7 @@ _SPREAD = "spread_scheduling_strategy"
 class LeasedWorker:
     __slots__ = ("key", "state", "lease_id", "worker_id", "address", "raylet_address", "conn",
                  "inflight", "idle_timer", "resource_mapping", "returned", "pid",
-                 "last_reply_at")
+                 "last_reply_at", "last_push_at", "send_blocked")
 
     def __init__(self, key, state, lease_id, address, raylet_address, conn, resource_mapping,
                  pid):
@@ -60,6 +69,8 @@ class LeasedWorker:
         self.returned = False
         self.pid = pid
         self.last_reply_at = 0.0
+        self.last_push_at = 0.0     # a push_now, which arms no idle timer of its own
+        self.send_blocked = False   # a push_now's tail is being written by the io loop
 
 
 class _KeyState:
@@ -83,6 +94,15 @@ def _lease_refusal(reply, message: str) -> exceptions.RayError:
     if reply.placement_group_removed:
         return exceptions.TaskPlacementGroupRemoved(message)
     return exceptions.RaySystemError(message)
+
+
+def _locked(method):
+    """An io-loop method that changes what push_now reads runs under the lock."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return run
 
 
 def scheduling_key(spec: common_pb2.TaskSpec):
@@ -109,6 +129,8 @@ class NormalTaskSubmitter:
         self._closed = False
         self._job_id = job_id
         self._background = set()
+        self._lock = threading.RLock()  # re-entered: a completion's callbacks may submit
+        self._loop = None               # the io loop, known once a worker is connected
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)
@@ -116,6 +138,7 @@ class NormalTaskSubmitter:
         task.add_done_callback(self._background.discard)
 
     # -- submission ------------------------------------------------------------------
+    @_locked
     def submit(self, task: PendingTask) -> None:
         """Queue a task whose dependencies are resolved (io loop)."""
         if self._closed:
@@ -138,11 +161,65 @@ class NormalTaskSubmitter:
             events.record(task.spec.task_id, task.attempt, PENDING_NODE_ASSIGNMENT)
         self._dispatch(key, state)
 
+    def push_now(self, task: PendingTask) -> bool:
+        """Write a task whose arguments are ready straight to a leased worker with room,
+        from the submitting thread; False when it must go through the io loop."""
+        if self._closed or task.cancelled:
+            return False
+        key = task.key = scheduling_key(task.spec)
+        with self._lock:
+            state = self._keys.get(key)
+            if state is None or state.queue or state.spread:
+                return False
+            depth = self._depth_for(state)
+            for worker in state.workers:
+                conn = worker.conn
+                if not worker.returned and not worker.send_blocked and conn.fd >= 0 and \
+                        len(worker.inflight) < depth and not conn.closed and \
+                        not conn.buffered():
+                    break
+            else:
+                return False
+            spec = task.spec
+            task_id = spec.task_id
+            events = self._task_manager.events
+            if events is not None and events.enabled:
+                events.record(task_id, task.attempt, PENDING_NODE_ASSIGNMENT)
+                events.record(task_id, task.attempt, SUBMITTED_TO_WORKER)
+            if task_log.enabled:
+                task_log.line("Pushing normal task " + task.task_id.hex())
+            worker.inflight[task_id] = task
+            self._running[task_id] = worker
+            task.pushed_at = worker.last_push_at = time.monotonic()
+            batch = core_worker_pb2.PushTaskBatch()
+            batch.requests.add(intended_worker_id=worker.worker_id, task_spec=spec,
+                               resource_mapping=worker.resource_mapping)
+            data = encode_push(batch)
+            try:
+                sent = os.write(conn.fd, data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                return True     # the connection is going: its loss retries or fails it
+            if sent < len(data):
+                worker.send_blocked = True
+                self._loop.call_soon_threadsafe(self._finish_send, worker, data[sent:])
+        return True
+
+    @_locked
+    def _finish_send(self, worker: LeasedWorker, rest: bytes) -> None:
+        worker.send_blocked = False
+        if not worker.conn.closed:
+            worker.conn.transport.write(rest)
+        if worker.state.queue:
+            self._dispatch(worker.key, worker.state)
+
     def _depth_for(self, state: _KeyState) -> int:
         task_s = state.task_s
         return self._depth if task_s is not None and task_s < self._pipeline_below_s \
             and not state.spread else 1
 
+    @_locked
     def _dispatch(self, key, state: _KeyState) -> None:
         queue = state.queue
         depth = self._depth_for(state)
@@ -152,7 +229,8 @@ class NormalTaskSubmitter:
         for worker in state.workers:
             if not queue:
                 break
-            if worker.returned or worker.conn is None or worker.conn.closed:
+            if worker.returned or worker.conn is None or worker.conn.closed or \
+                    worker.send_blocked:
                 continue
             room = depth - len(worker.inflight)
             if room <= 0:
@@ -279,17 +357,20 @@ class NormalTaskSubmitter:
                 logger.info("Returning lease %s failed: %s", reply.lease_id.hex(), why)
             return False
         logger.info("Connected to %s:%d", address.ip_address, address.port)
-        self._by_conn[worker.conn] = worker
-        state.workers.append(worker)
-        if self._closed or not state.queue:
-            # Nothing left to run (the queue drained while the request waited).
-            self._return(worker)
-            return True
-        self._dispatch(key, state)
-        self._maybe_idle(worker)
+        self._loop = asyncio.get_running_loop()
+        with self._lock:
+            self._by_conn[worker.conn] = worker
+            state.workers.append(worker)
+            if self._closed or not state.queue:
+                # Nothing left to run (the queue drained while the request waited).
+                self._return(worker)
+                return True
+            self._dispatch(key, state)
+            self._maybe_idle(worker)
         return True
 
     # -- replies ---------------------------------------------------------------------
+    @_locked
     def _on_replies(self, conn, batch) -> None:
         worker = self._by_conn.get(conn)
         if worker is None:
@@ -339,12 +420,19 @@ class NormalTaskSubmitter:
         worker.idle_timer = asyncio.get_running_loop().call_later(
             self._linger_s, self._idle_expired, worker)
 
+    @_locked
     def _idle_expired(self, worker: LeasedWorker) -> None:
         worker.idle_timer = None
         if worker.inflight or worker.returned or worker.state.queue:
             return
+        idle_s = time.monotonic() - worker.last_push_at
+        if idle_s < self._linger_s:     # push_now used it meanwhile: linger from then
+            worker.idle_timer = asyncio.get_running_loop().call_later(
+                self._linger_s - idle_s, self._idle_expired, worker)
+            return
         self._return(worker)
 
+    @_locked
     def _return(self, worker: LeasedWorker, disconnect: bool = False, reason: str = "") -> None:
         if worker.returned:
             return
@@ -370,6 +458,7 @@ class NormalTaskSubmitter:
         except Exception as e:
             logger.info("ReturnWorker for lease %s failed: %s", worker.lease_id.hex(), e)
 
+    @_locked
     def _on_lost(self, conn, exc) -> None:
         worker = self._by_conn.get(conn)
         if worker is None or worker.returned:
@@ -408,6 +497,7 @@ class NormalTaskSubmitter:
                 f"at once (num_cpus / resources).")
             self._task_manager.fail_or_retry(task, error, retryable=False)
 
+    @_locked
     def _drop_worker(self, worker: LeasedWorker, error: BaseException, disconnect: bool) -> None:
         tasks = list(worker.inflight.values())
         worker.inflight.clear()
@@ -418,6 +508,7 @@ class NormalTaskSubmitter:
             self._task_manager.fail_or_retry(task, error)
 
     # -- cancel ----------------------------------------------------------------------
+    @_locked
     def cancel(self, task: PendingTask, force: bool, recursive: bool) -> None:
         """Cancel a task: drop it if queued here, else ask its worker (io loop)."""
         task.cancelled = True
@@ -440,18 +531,20 @@ class NormalTaskSubmitter:
 
     # -- shutdown --------------------------------------------------------------------
     async def close(self) -> None:
-        self._closed = True
         returns = []
-        for state in list(self._keys.values()):
-            for worker in list(state.workers):
-                if not worker.returned:
-                    worker.returned = True
-                    if worker.idle_timer is not None:
-                        worker.idle_timer.cancel()
-                    if worker.conn is not None:
-                        worker.conn.close()
-                    returns.append(self._return_quietly(worker, bool(worker.inflight), "shutdown"))
-        self._keys.clear()
+        with self._lock:
+            self._closed = True
+            for state in list(self._keys.values()):
+                for worker in list(state.workers):
+                    if not worker.returned:
+                        worker.returned = True
+                        if worker.idle_timer is not None:
+                            worker.idle_timer.cancel()
+                        if worker.conn is not None:
+                            worker.conn.close()
+                        returns.append(self._return_quietly(worker, bool(worker.inflight),
+                                                            "shutdown"))
+            self._keys.clear()
         if returns:
             await asyncio.wait_for(asyncio.gather(*returns, return_exceptions=True),
                                    config.rpc_default_deadline_s)

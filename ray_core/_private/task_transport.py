@@ -96,12 +96,14 @@ class TaskConnection(asyncio.Protocol):
         self.transport: Optional[asyncio.Transport] = None
         self.closed = False
         self.peer = ""
+        self.fd = -1    # the socket, for writes from other threads (the submitters' fast paths)
 
     def connection_made(self, transport):
         self.transport = transport
         sock = transport.get_extra_info("socket")
         if sock is not None:
             _tune(sock)
+            self.fd = sock.fileno()
 
     def data_received(self, data):
         self._buffer += data
@@ -115,6 +117,10 @@ class TaskConnection(asyncio.Protocol):
 
     def send_batch(self, batch) -> None:
         self.transport.write(encode_push(batch))
+
+    def buffered(self) -> int:
+        """Bytes the io loop still has to write (another thread must not write before them)."""
+        return self.transport.get_write_buffer_size()
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:

@@ -58,6 +58,7 @@ class FakeConn:
     def __init__(self, on_replies, on_lost, crash_first=False, max_calls=0):
         self.on_replies, self.on_lost = on_replies, on_lost
         self.closed = False
+        self.fd = -1            # no socket: push_now leaves these tasks to the io loop
         self.max_inflight_seen = 0
         self.crash_first = crash_first
         self.pushed = 0
@@ -248,4 +249,80 @@ def test_retiring_workers_leftovers_run_elsewhere_without_retries():
         assert all(t.attempt == 0 for t in tasks)       # re-queued, not retried
         assert len(conns) >= 14 and all(c.calls <= 3 for c in conns)
         await submitter.close()
+    run(main())
+
+
+def _socket_worker(sock, gate):
+    """A worker at the far end of a real socket: doubles each task's int argument (a
+    bytes argument counts as its length) and replies; after its first reply it reads
+    nothing more until `gate` is set."""
+    from ray_core._private import task_transport
+    buffer = bytearray()
+    replied = 0
+    while True:
+        if replied == 1:
+            gate.wait()
+        data = sock.recv(1 << 16)
+        if not data:
+            return
+        buffer += data
+        for kind, payload in task_transport._split_frames(buffer):
+            batch = core_worker_pb2.PushTaskBatch.FromString(payload)
+            replies = core_worker_pb2.PushTaskReplyBatch()
+            for req in batch.requests:
+                x = serialization.deserialize(req.task_spec.args[0].inlined.data, b"P")
+                rep = replies.replies.add(task_id=req.task_spec.task_id)
+                ret = rep.return_objects.add(object_id=ObjectID.from_index(
+                    TaskID(req.task_spec.task_id), 1).binary())
+                ret.object.data = serialization.serialize(2 * (x if isinstance(x, int)
+                                                               else len(x))).to_bytes()
+                ret.object.metadata = b"P"
+            sock.sendall(task_transport.encode_frame(task_transport.KIND_REPLY,
+                                                     replies.SerializeToString()))
+            replied += 1
+
+
+def test_push_now_from_another_thread_keeps_frames_whole_when_the_socket_is_full():
+    """push_now writes from the caller's thread; a write the socket cannot take whole
+    leaves its tail to the io loop, and nothing else reaches that worker before it."""
+    import socket
+    import threading
+    from ray_core._private.task_transport import TaskConnection
+
+    async def main():
+        store, raylet, conns, tm, submitter = harness(capacity=1)
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        gate = threading.Event()
+        worker = threading.Thread(target=_socket_worker, args=(theirs, gate), daemon=True)
+        worker.start()
+
+        async def connect(address, on_replies, on_lost):
+            _, conn = await loop.create_unix_connection(
+                lambda: TaskConnection(on_replies, on_lost), sock=ours)
+            ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            return conn
+
+        submitter._connect = connect
+        first = make_task(0)
+        tm.add_pending(first)
+        submitter.submit(first)        # leases the worker through the io loop
+        await wait_all(store, [first])
+        big = make_task(1)
+        big.spec.args[0].inlined.data = serialization.serialize(b"x" * (1 << 20)).to_bytes()
+        small = make_task(2)
+        for task in (big, small):
+            tm.add_pending(task)
+        assert await loop.run_in_executor(None, submitter.push_now, big)
+        (leased,) = [w for state in submitter._keys.values() for w in state.workers]
+        assert leased.send_blocked or leased.conn.buffered()  # the socket took a part
+        # The big frame's tail waits for the io loop: the next task must not cut in.
+        assert not await loop.run_in_executor(None, submitter.push_now, small)
+        submitter.submit(small)
+        gate.set()
+        await wait_all(store, [first, big, small])
+        assert [value(store, t) for t in (first, big, small)] == [0, 2 << 20, 4]
+        await submitter.close()        # closes our end: the worker reads its end
+        worker.join(5)
+        theirs.close()
     run(main())

@@ -182,3 +182,42 @@ def sealed_then_killed(path):
 def test_a_retry_whose_return_an_earlier_run_sealed(cluster, tmp_path):
     value = ray.get(sealed_then_killed.remote(str(tmp_path / "attempts")), timeout=60)
     assert value.shape == (1024 ** 2,) and value[0] == 3
+
+
+@ray.remote(max_retries=1)
+def _step(action, arg):
+    """One function (one scheduling key), so every call after the first finds a warm
+    worker and leaves straight from the calling thread (NormalTaskSubmitter.push_now)."""
+    if action == "pid":
+        return os.getpid()
+    if action == "exit_once" and _bump(arg) == 1:
+        os._exit(1)
+    if action == "sleep":
+        time.sleep(arg)
+    return action
+
+
+def test_tasks_pushed_from_the_calling_thread_outlive_their_worker(cluster, tmp_path):
+    from tests.waiting import wait_for
+    counter = str(tmp_path / "attempts")
+    for _ in range(5):
+        assert ray.get(_step.remote("warm", None)) == "warm"
+    # The worker exits in the middle of a sync loop: the task is retried elsewhere.
+    assert ray.get(_step.remote("exit_once", counter)) == "exit_once"
+    assert open(counter).read() == "xx"
+    # SIGKILL of the worker while a pushed task runs on it.
+    pid = ray.get(_step.remote("pid", None))
+    sleeping = _step.remote("sleep", 2.0)
+    time.sleep(0.5)
+    os.kill(pid, 9)
+    assert ray.get(sleeping, timeout=60) == "sleep"
+    # Without retries the caller gets WorkerCrashedError, and the next call runs.
+    pid = ray.get(_step.remote("pid", None))
+    doomed = _step.options(max_retries=0).remote("sleep", 5.0)
+    time.sleep(0.5)
+    os.kill(pid, 9)
+    with pytest.raises(exceptions.WorkerCrashedError):
+        ray.get(doomed, timeout=60)
+    assert [ray.get(_step.remote("after", None)) for _ in range(3)] == ["after"] * 3
+    wait_for(lambda: ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"],
+             "every CPU free again after the killed workers", timeout=30)
