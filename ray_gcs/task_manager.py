@@ -162,7 +162,7 @@ class GcsTaskManager(gcs_service_pb2_grpc.TaskInfoGcsServiceServicer):
         attempts = None
         last_job_key = None
         node_id, worker_id, pid = data.node_id, data.worker_id, data.pid
-        definitions = data.definitions
+        definitions = list(data.definitions)     # one wrapper each, not one per row
         parents = iter(data.described_parents)
         for task_id, attempt, executed, args, node, submitted, running, ended, end_state, \
                 described in zip(data.task_ids, data.attempts, data.executed,
@@ -177,7 +177,8 @@ class GcsTaskManager(gcs_service_pb2_grpc.TaskInfoGcsServiceServicer):
             key = (task_id, attempt)
             entry = attempts.get(key)
             if entry is None:
-                entry = self._new_attempt(job, task_id, attempt)
+                entry = self._new_attempt(job, task_id, attempt) if attempt else \
+                    attempts.setdefault(key, _Attempt(task_id, 0))
             if executed:
                 entry.ran = (running, ended, end_state)
                 entry.node_id, entry.worker_id, entry.pid = node_id, worker_id, pid
