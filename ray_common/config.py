@@ -154,6 +154,7 @@ _TUNABLES = [
     Tunable("get_hang_warning_s", 30.0, "A get() or wait() blocked this long says once, on the terminal, what each missing object waits for; 0 disables."),
     Tunable("get_hang_report_timeout_s", 5.0, "Longest a hang report may spend finding out where the objects are."),
     Tunable("get_hang_probe_timeout_s", 2.0, "A hang report's probe of an owner that does not answer gives up after this."),
+    Tunable("state_probe_timeout_s", 10.0, "`explain` asks each node and worker for what it holds within this: one that hangs (a stopped raylet) is left out of the answer instead of failing it."),
     Tunable("plasma_existing_object_wait_ms", 10000, "A retried task whose return an earlier run is still writing waits this long for it to be sealed."),
     Tunable("put_owner_wait_s", 60.0, "put(_owner=actor) waits this long for the actor to be alive before it raises."),
     Tunable("actor_lost_call_grace_ms", 2000, "Calls sent to an actor just marked dead may still be answered (a graceful end runs them first); past this they fail."),

@@ -430,6 +430,8 @@ class ActorHandle:
                                 opts.get("max_task_retries", self._max_task_retries), False,
                                 name)
         task.actor_id = actor_id
+        if core.task_events.enabled:
+            core.task_events.begin(task, template)
         core.actor_submitter.submit(task)
         n = len(refs)
         if n == 1:

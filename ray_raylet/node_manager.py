@@ -421,7 +421,7 @@ class NodeManager(node_manager_pb2_grpc.NodeManagerServiceServicer):
             return NM.DisconnectWorkerReply()
         worker = self.pool.workers.get(request.worker_id)
         if worker is not None:
-            worker.exit_intended = True
+            worker.exit_intended = worker.exit_announced = True
             logger.info("Worker %s (pid %d) is exiting: %s", worker.hex, worker.pid,
                         request.exit_detail or "intended")
         return NM.DisconnectWorkerReply()

@@ -59,6 +59,8 @@ class Worker:
         self.idle_since = 0.0
         self.exit_intended = False
         self.kill_reason = ""   # why the raylet killed it, when its owners must be told
+        self.sigkilled = False  # the raylet sent it SIGKILL (else a SIGKILL came from outside)
+        self.exit_announced = False   # it said it is exiting (DisconnectWorker)
         self.exit_code: Optional[int] = None
         # True while the pop_worker that started it waits for its registration.
         self.reserved = False
@@ -73,6 +75,10 @@ class Worker:
 
     def describe(self) -> str:
         return f"worker {self.hex} (pid {self.pid})"
+
+    def send_sigkill(self) -> None:
+        self.sigkilled = True
+        self.proc.kill()
 
 
 class ProcessWatcher:
@@ -316,6 +322,13 @@ class WorkerPool:
     def _process_exited(self, worker: Worker) -> None:
         if worker.proc is not None:
             worker.exit_code = worker.proc.wait()
+            if worker.exit_code == -signal.SIGKILL and not (worker.sigkilled or
+                                                            worker.exit_announced):
+                # kill -9 or the kernel's OOM killer, not this raylet: not the exit it
+                # meant, even when it had asked the worker to exit (an owner returns the
+                # lease of a worker whose connection dropped with disconnect_worker,
+                # often before this watcher sees that the worker is already dead).
+                worker.exit_intended = False
         previous = worker.state
         worker.state = WorkerState.DEAD
         if worker.is_driver:
@@ -347,7 +360,10 @@ class WorkerPool:
             worker.exit_intended = True
         logger.info("Killing %s: %s", worker.describe(), reason)
         try:
-            worker.proc.send_signal(signal.SIGKILL if force else signal.SIGTERM)
+            if force:
+                worker.send_sigkill()
+            else:
+                worker.proc.send_signal(signal.SIGTERM)
         except ProcessLookupError:
             return
         if not force:
@@ -356,7 +372,7 @@ class WorkerPool:
     def _force_kill(self, worker: Worker) -> None:
         if worker.state is not WorkerState.DEAD and worker.proc is not None:
             try:
-                worker.proc.kill()
+                worker.send_sigkill()
             except ProcessLookupError:
                 pass
 
@@ -424,7 +440,7 @@ class WorkerPool:
             await asyncio.sleep(0.01)
         for worker in workers:
             if worker.proc.poll() is None:
-                worker.proc.kill()
+                worker.send_sigkill()
                 worker.proc.wait()
             self._watcher.unwatch(worker._pidfd)
             worker._pidfd = None

@@ -158,7 +158,7 @@ class ActorTaskSubmitter:
                 task_log.line(f"Pushing actor task {task.task_id.hex()} to actor {actor.hex}")
             events = self._core.task_events
             if events.enabled:
-                events.record(spec.task_id, task.attempt, SUBMITTED_TO_WORKER)
+                events.mark(task, SUBMITTED_TO_WORKER)
             try:
                 sent = os.write(actor.fd, data)
             except (BlockingIOError, InterruptedError):
@@ -242,7 +242,7 @@ class ActorTaskSubmitter:
         unacked = actor.unacked
         logging_on = task_log.enabled
         events = self._core.task_events
-        record = events.record if events.enabled else None
+        mark = events.mark if events.enabled else None
         while queue and queue[0].resolved:
             task = queue.popleft()
             if task.cancelled:
@@ -257,8 +257,8 @@ class ActorTaskSubmitter:
             request.task_spec.CopyFrom(task.spec)
             if logging_on:
                 task_log.line(f"Pushing actor task {task.task_id.hex()} to actor {actor.hex}")
-            if record is not None:
-                record(task.spec.task_id, task.attempt, SUBMITTED_TO_WORKER)
+            if mark is not None:
+                mark(task, SUBMITTED_TO_WORKER)
         if batch.requests:
             conn.send_batch(batch)
 

@@ -43,7 +43,7 @@ from ray_core._private.normal_task_submitter import NormalTaskSubmitter
 from ray_core._private.object_lifetime import ObjectLifetime, borrow_capture
 from ray_core._private.plasma_objects import PlasmaObjects
 from ray_core._private.reference_counter import ReferenceCounter
-from ray_core._private.task_event_buffer import PENDING_ARGS_AVAIL, TaskEventBuffer
+from ray_core._private.task_event_buffer import TaskEventBuffer
 from ray_core._private.task_executor import TaskExecutor
 from ray_core._private.task_manager import PendingTask, TaskManager
 from ray_core._private.task_log import task_log
@@ -350,10 +350,6 @@ class CoreWorker:
         spec.parent_counter = counter
         spec.depth = ctx.depth
         arg_refs = self._build_args(spec, args, kwargs, function_name)
-        events = self.task_events
-        if events.enabled:
-            events.record_described(spec.task_id, 0, PENDING_ARGS_AVAIL, template,
-                                   spec.parent_task_id)
         return_ids = [ObjectID.from_index(task_id, i) for i in range(1, spec.num_returns + 1)]
         rc = self.reference_counter
         refs = []
@@ -375,6 +371,8 @@ class CoreWorker:
                                                          kwargs, function_name)
         task = PendingTask(spec, task_id, return_ids, arg_refs, max_retries, retry_exceptions,
                            function_name)
+        if self.task_events.enabled:
+            self.task_events.begin(task, template)
         self.task_manager.add_pending(task)
         if task_log.enabled:
             task_log.line("Submit task " + task_id.hex())

@@ -158,7 +158,7 @@ class NormalTaskSubmitter:
         state.queue.append(task)
         events = self._task_manager.events
         if events is not None and events.enabled:
-            events.record(task.spec.task_id, task.attempt, PENDING_NODE_ASSIGNMENT)
+            events.mark(task, PENDING_NODE_ASSIGNMENT)
         self._dispatch(key, state)
 
     def push_now(self, task: PendingTask) -> bool:
@@ -225,7 +225,7 @@ class NormalTaskSubmitter:
         depth = self._depth_for(state)
         now = time.monotonic()
         events = self._task_manager.events
-        record = events.record if events is not None and events.enabled else None
+        mark = events.mark if events is not None and events.enabled else None
         for worker in state.workers:
             if not queue:
                 break
@@ -253,8 +253,8 @@ class NormalTaskSubmitter:
                     request.resource_mapping.extend(worker.resource_mapping)
                 if task_log.enabled:
                     task_log.line("Pushing normal task " + task.task_id.hex())
-                if record is not None:
-                    record(task_id, task.attempt, SUBMITTED_TO_WORKER)
+                if mark is not None:
+                    mark(task, SUBMITTED_TO_WORKER)
                 room -= 1
             if batch.requests:
                 if worker.idle_timer is not None:

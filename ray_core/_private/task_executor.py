@@ -54,7 +54,7 @@ class TaskExecutor:
         self.cancelled_running = None   # the running task's id once cancel() reached it
         self.exiting = False            # a max_calls limit was reached: exit after replying
         self._calls = {}                # function hash -> tasks run (for max_calls)
-        self._failed = set()            # ids of tasks whose FAILED event is recorded
+        self._records = {}              # task id -> its task event record, while it runs
 
     def execute(self, request) -> core_worker_pb2.PushTaskReply:
         spec = request.task_spec
@@ -306,9 +306,11 @@ class TaskExecutor:
         logger.info("Task %s failed: %s", task_id.hex(), type(error).__name__)
         events = self._core.task_events
         if events.enabled:
-            events.record_failure(spec.task_id, spec.attempt_number, error_type_of(error),
-                                  str(error), executed=True)
-            self._failed.add(spec.task_id)
+            record = self._records.get(spec.task_id)
+            if record is None:      # it failed before it ran (a record of its own)
+                record = events.new_record(spec.task_id, spec.attempt_number, 0,
+                                           executed=True)
+            events.fail(record, error_type_of(error), str(error))
 
     def record_running(self, spec) -> None:
         """A task event: this worker runs the task now (an actor's creation task with
@@ -316,17 +318,16 @@ class TaskExecutor:
         events = self._core.task_events
         if events.enabled:
             if spec.type == common_pb2.ACTOR_CREATION_TASK:
-                events.record_described(spec.task_id, spec.attempt_number, RUNNING, spec,
-                                        spec.parent_task_id, True)
+                record = events.new_record(spec.task_id, spec.attempt_number, RUNNING, spec,
+                                           spec.parent_task_id, True)
             else:
-                events.record(spec.task_id, spec.attempt_number, RUNNING, True)
+                record = events.new_record(spec.task_id, spec.attempt_number, RUNNING,
+                                           executed=True)
+            self._records[spec.task_id] = record
 
     def record_end(self, spec, reply) -> None:
         """A task event: the task ended here, FINISHED unless _error_reply said FAILED (a
         cancelled task is the owner's to report)."""
-        events = self._core.task_events
-        if events.enabled and not reply.was_cancelled:
-            if spec.task_id in self._failed:
-                self._failed.discard(spec.task_id)
-            else:
-                events.record(spec.task_id, spec.attempt_number, FINISHED, True)
+        record = self._records.pop(spec.task_id, None)
+        if record is not None and not reply.was_cancelled:
+            self._core.task_events.end(record, FINISHED)

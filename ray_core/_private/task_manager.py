@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 class PendingTask:
     __slots__ = ("spec", "task_id", "return_ids", "arg_refs", "retries_left", "retry_exceptions",
                  "function_name", "cancelled", "force_cancel", "key", "attempt", "pushed_at",
-                 "lineage_live")
+                 "lineage_live", "events")
 
     def __init__(self, spec: common_pb2.TaskSpec, task_id: TaskID, return_ids: List[ObjectID],
                  arg_refs: list, max_retries: int, retry_exceptions, function_name: str):
@@ -44,6 +44,7 @@ class PendingTask:
         self.attempt = 0
         self.pushed_at = 0.0
         self.lineage_live = None
+        self.events = None     # its TaskEventBuffer record (task_event_buffer.begin)
 
     def next_attempt(self) -> None:
         """Spend a retry (unless unlimited, -1) on running this task once more."""
@@ -106,8 +107,7 @@ class TaskManager:
             task_log.line("Completing task " + task.task_id.hex())
         events = self.events
         if events is not None and events.enabled:
-            events.record(task.spec.task_id, task.attempt,
-                          FAILED if reply.is_application_error else FINISHED)
+            events.end_task(task, FAILED if reply.is_application_error else FINISHED)
         if task.spec.dynamic_returns:
             reply = self.on_dynamic_end(task, reply)
         returns = [(ret, ObjectID(ret.object_id)) for ret in reply.return_objects]
@@ -151,7 +151,7 @@ class TaskManager:
         logger.info("Re-running task %s to rebuild its lost returns (attempt %d)",
                     task.task_id.hex(), task.attempt)
         if self.events is not None and self.events.enabled:
-            self.events.record(task.spec.task_id, task.attempt, PENDING_ARGS_AVAIL)
+            self.events.mark(task, PENDING_ARGS_AVAIL)
         resubmit(task)
 
     def fail_or_retry(self, task: PendingTask, error: BaseException, retryable: bool = True) -> bool:
@@ -177,8 +177,7 @@ class TaskManager:
         logger.info("Failing task %s: %s", task.task_id.hex(), str(error).splitlines()[0]
                     if str(error) else type(error).__name__)
         if self.events is not None and self.events.enabled:
-            self.events.record_failure(task.spec.task_id, task.attempt, error_type_of(error),
-                                       str(error))
+            self.events.fail_task(task, error_type_of(error), str(error))
         stored = StoredObject.error(error)
         for object_id in task.return_ids:
             self._store.put(object_id, stored)
@@ -188,7 +187,7 @@ class TaskManager:
 
     def _retry(self, task: PendingTask, why: str, error_type: str) -> None:
         if self.events is not None and self.events.enabled:
-            self.events.record_failure(task.spec.task_id, task.attempt, error_type, why)
+            self.events.fail_task(task, error_type, why)
         task.next_attempt()
         logger.info("Retrying task %s (attempt %d, %s retries left): %s", task.task_id.hex(),
                     task.attempt, "unlimited" if task.retries_left < 0 else task.retries_left, why)

@@ -305,22 +305,27 @@ def _find_local_node(gcs_address: str, session_dir: str, node_ip: Optional[str])
 def _connect_driver(gcs_address, node_id, raylet_address, plasma_socket, node_ip, session_dir,
                     namespace, node, runtime_env, log_to_driver, job_config=None) -> Worker:
     from ray_gcs.client import GcsClient
-    from ray_common.protocol import gcs_service_pb2
+    from ray_common.protocol import common_pb2, gcs_service_pb2
     from ray_core._private.core_worker import DRIVER, CoreWorker
     from ray_core._private.log_monitor import LogSubscriber
 
     from ray_gcs.supervisor import death_note
     gcs = GcsClient(gcs_address, why_unreachable=lambda: death_note(session_dir))
+    worker_id = WorkerID.from_random()
+    # Where the driver runs: `list jobs` shows it (driver_info), and the GCS finishes
+    # the job when this node dies.
+    driver_address = common_pb2.Address(ip_address=node_ip, node_id=node_id,
+                                        worker_id=worker_id.binary())
     job_info = gcs_service_pb2.JobTableData(
         driver_pid=os.getpid(), entrypoint=" ".join(sys.argv), ray_namespace=namespace,
-        start_time_ms=int(time.time() * 1000))
+        start_time_ms=int(time.time() * 1000), driver_address=driver_address)
     if job_config is not None:
         job_info.metadata.update(job_config.metadata)
         job_info.default_actor_detached = job_config.default_actor_lifetime == "detached"
     job_id = gcs.sync.add_job(job_info)
     if not isinstance(job_id, JobID):
         job_id = JobID(bytes(job_id))
-    core = CoreWorker(mode=DRIVER, worker_id=WorkerID.from_random(), node_id=node_id,
+    core = CoreWorker(mode=DRIVER, worker_id=worker_id, node_id=node_id,
                       node_ip=node_ip, raylet_address=raylet_address, gcs_address=gcs_address,
                       plasma_socket=plasma_socket, session_dir=session_dir, job_id=job_id,
                       gcs_client=gcs, namespace=namespace)
@@ -393,7 +398,7 @@ def put(value: Any, *, _owner=None) -> ObjectRef:
 
 def _alive_actor_address(core, handle):
     """The address of the worker an actor runs on, waiting while it is being created."""
-    from ray_common.protocol import gcs_service_pb2
+    from ray_common.protocol import common_pb2, gcs_service_pb2
     state = gcs_service_pb2.ActorTableData
     deadline = time.monotonic() + config.put_owner_wait_s
     while True:

@@ -15,22 +15,38 @@ def _task(i: int) -> bytes:
     return TaskID.for_normal_task(JOB, DRIVER, i).binary()
 
 
-def _batch(events, *, executed=False, pid=11, described=0, errors=()):
-    """events: (task id, attempt, state, time in us); the last `described` of them say
-    what their task is."""
+_TIME_COLUMNS = {common_pb2.PENDING_ARGS_AVAIL: "args_avail_s",
+                 common_pb2.PENDING_NODE_ASSIGNMENT: "node_assignment_s",
+                 common_pb2.SUBMITTED_TO_WORKER: "submitted_s",
+                 common_pb2.RUNNING: "running_s"}
+
+
+def _batch(events, *, executed=False, pid=11, described=(), errors=()):
+    """events: (task id, attempt, state, time in us), one row per attempt as a reporter
+    sends it; the attempts in `described` say what their task is."""
     data = pb.TaskEventData(worker_id=b"w" * 28, node_id=b"n" * 28, pid=pid)
     data.address.ip_address, data.address.port = "10.0.0.1", 1234
+    rows = {}
     for task_id, attempt, state, time_us in events:
+        row = rows.setdefault((task_id, attempt), {})
+        row[state] = time_us / 1e6
+    for (task_id, attempt), times in rows.items():
         data.task_ids.append(task_id)
         data.attempts.append(attempt)
-        data.states.append(state)
-        data.times_s.append(time_us / 1e6)
         data.executed.append(executed)
-    if described:
-        data.definitions.add(name="f", func_or_class_name="mod.f", type=common_pb2.NORMAL_TASK)
-        data.described_from = len(events) - described
-        data.described_definitions.extend([0] * described)
-        data.described_parents.extend([DRIVER.binary()] * described)
+        for state, column in _TIME_COLUMNS.items():
+            getattr(data, column).append(times.get(state, 0.0))
+        end_state = max((s for s in times if s >= common_pb2.FINISHED), default=0)
+        data.ended_s.append(times.get(end_state, 0.0))
+        data.end_states.append(end_state)
+        if (task_id, attempt) in described:
+            if not data.definitions:
+                data.definitions.add(name="f", func_or_class_name="mod.f",
+                                     type=common_pb2.NORMAL_TASK)
+            data.definition_of.append(1)
+            data.described_parents.append(DRIVER.binary())
+        else:
+            data.definition_of.append(0)
     for task_id, attempt, error_type, message in errors:
         data.error_task_ids.append(task_id)
         data.error_attempts.append(attempt)
@@ -52,7 +68,7 @@ def test_owner_and_executor_events_make_one_row_in_any_order():
                        executed=True, pid=99))
     manager.add(_batch([(t, 0, common_pb2.SUBMITTED_TO_WORKER, 20),
                         (t, 0, common_pb2.FINISHED, 45),
-                        (t, 0, common_pb2.PENDING_ARGS_AVAIL, 10)], described=1))
+                        (t, 0, common_pb2.PENDING_ARGS_AVAIL, 10)], described=[(t, 0)]))
     reply = _rows(manager)
     assert reply.num_total == 1
     row = reply.tasks[0]
@@ -68,7 +84,7 @@ def test_owner_and_executor_events_make_one_row_in_any_order():
 def test_a_retry_is_a_new_attempt_of_the_same_task():
     manager = GcsTaskManager()
     t = _task(2)
-    manager.add(_batch([(t, 0, common_pb2.PENDING_ARGS_AVAIL, 1)], described=1))
+    manager.add(_batch([(t, 0, common_pb2.PENDING_ARGS_AVAIL, 1)], described=[(t, 0)]))
     manager.add(_batch([(t, 0, common_pb2.FAILED, 2), (t, 1, common_pb2.PENDING_NODE_ASSIGNMENT, 3)],
                        errors=[(t, 0, "WORKER_DIED", "the worker died")]))
     rows = {row.attempt_number: row for row in _rows(manager, task_ids=[t]).tasks}

@@ -10,7 +10,8 @@ import pytest
 import ray_core as ray
 from ray_core.util import state
 from ray_core.util.placement_group import placement_group, remove_placement_group
-from ray_core.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+from ray_core.util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
+                                                 PlacementGroupSchedulingStrategy)
 
 from tests.integration.conftest import run_script
 from tests import waiting
@@ -143,6 +144,33 @@ def test_a_spilled_object(two_nodes):
     assert "restored into the object store when it is read" in text
     assert "ready, 41943" in text, text
     del refs
+
+
+@ray.remote(resources={"far": 1})
+def make_far(size):
+    return bytes(size)
+
+
+@ray.remote
+def length(value):
+    return len(value)
+
+
+def test_an_object_being_transferred(two_nodes):
+    """A task on the head needs an object in the far node's store while the far raylet,
+    which serves the transfer, is stopped (SIGSTOP): the head's pull waits, and says so."""
+    cluster, far = two_nodes
+    big = make_far.remote(8 << 20)
+    ray.wait([big], timeout=60)
+    on_head = NodeAffinitySchedulingStrategy(cluster.head_node.node_id, soft=False)
+    os.kill(far.raylet_proc.pid, signal.SIGSTOP)
+    try:
+        ref = length.options(scheduling_strategy=on_head).remote(big)
+        text = _says(big.hex(), "being transferred to node "
+                     f"{cluster.head_node.node_id[:12]}", "a pull is in progress")
+    finally:
+        os.kill(far.raylet_proc.pid, signal.SIGCONT)
+    assert ray.get(ref, timeout=60) == 8 << 20, text
 
 
 def test_an_object_whose_owner_died(two_nodes):

@@ -133,9 +133,12 @@ def test_actors_workers_jobs(two_nodes):
     assert workers and workers[0].node_id == far.node_id and workers[0].is_alive
     drivers = state.list_workers(filters=[("worker_type", "=", "DRIVER")])
     assert os.getpid() in [w.pid for w in drivers]
-    jobs = state.list_jobs()
-    assert any(j.status == "RUNNING" and j.driver_info["pid"] == str(os.getpid())
-               for j in jobs)
+    jobs = [j for j in state.list_jobs() if j.driver_info["pid"] == str(os.getpid())]
+    assert len(jobs) == 1 and jobs[0].status == "RUNNING"
+    # Where the driver runs, as Ray's driver_info says it: its worker id and node's IP.
+    me = [w for w in drivers if w.pid == os.getpid()][0]
+    assert jobs[0].driver_info["id"] == me.worker_id
+    assert jobs[0].driver_info["node_ip_address"] == me.ip
     ray.kill(counter)
     wait_for(lambda: state.get_actor(actor.actor_id).state == "DEAD", "the actor DEAD")
 

@@ -110,6 +110,34 @@ def test_worker_killed_mid_lease_is_detected_and_reported(cluster):
     assert raylet.lease({"CPU": 1}).status == Reply.GRANTED
 
 
+def _reported_dead(cluster, reply):
+    def dead():
+        rows = [w for w in cluster.gcs.sync.get_all_worker_info()
+                if w.worker_id == reply.worker_address.worker_id and not w.is_alive]
+        return rows[0] if rows else None
+    return wait_for(dead, "the worker's death at the GCS")
+
+
+def test_a_worker_sigkilled_from_outside_did_not_exit_as_intended(cluster):
+    """Even when the raylet had just asked it to exit: an owner returns the lease of a
+    worker whose connection dropped with disconnect_worker, often before the raylet has
+    seen that the worker is dead (it reported kill -9 as INTENDED_USER_EXIT then)."""
+    # A grace period no test step outlasts: the SIGKILL is the test's, never the raylet's.
+    raylet = cluster.add_raylet(num_cpus=1, env={"RAY_CORE_WORKER_EXIT_GRACE_MS": "120000"})
+    reply = raylet.lease({"CPU": 1})
+    os.kill(reply.worker_pid, signal.SIGSTOP)    # holds the SIGTERM the return sends
+    # (once it is stopped: a SIGTERM pending beside the SIGSTOP is taken first)
+    wait_for(lambda: psutil.Process(reply.worker_pid).status() == psutil.STATUS_STOPPED,
+             "the worker stopped")
+    raylet.return_worker(reply, disconnect=True)
+    os.kill(reply.worker_pid, signal.SIGKILL)    # kill -9 before the worker could exit
+    assert not _reported_dead(cluster, reply).exit_intended
+    # A worker that exits when asked did as intended.
+    asked = raylet.lease({"CPU": 1})
+    raylet.return_worker(asked, disconnect=True)
+    assert _reported_dead(cluster, asked).exit_intended
+
+
 def test_raylet_sigkill_leaves_no_worker_or_store_behind(cluster):
     raylet = cluster.add_raylet(num_cpus=1)
     reply = raylet.lease({"CPU": 1})

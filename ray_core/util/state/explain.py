@@ -142,7 +142,7 @@ async def _owner_of_object(source: StateDataSource, object_id: bytes):
     """The owner's Address: from the processes that hold the object (the owner's row, or a
     borrower naming its owner), else from the task table (a pending task's return: its
     owner submitted the task; a put's id names the task that put it, not its owner)."""
-    rows, _gaps = await source.objects()
+    rows, _gaps = await source.objects(config.state_probe_timeout_s)
     rows = [r for r in rows if r["object_id"] == object_id.hex()]
     owner_hex = next((r["worker_id"] for r in rows if r["owned"]), None) or \
         next((r["owner_worker_id"] for r in rows if r["owner_worker_id"]), None)

@@ -205,11 +205,14 @@ class StateDataSource:
         return [self.task_row(e) for e in reply.tasks], reply.num_status_task_events_dropped
 
     # ---- what lives on the nodes ----------------------------------------------------
-    async def node_stats(self) -> List[Tuple[NodeState, object]]:
-        """(node, its GetNodeStatsReply or the exception it raised) per alive node."""
+    async def node_stats(self, timeout: Optional[float] = None
+                         ) -> List[Tuple[NodeState, object]]:
+        """(node, its GetNodeStatsReply or the exception it raised) per alive node, each
+        within `timeout` (default rpc_default_deadline_s)."""
         nodes = [n for n in await self.nodes() if n.state == "ALIVE"]
         replies = await asyncio.gather(*(self.raylet(n).GetNodeStats(
-            node_manager_pb2.GetNodeStatsRequest(), timeout=config.rpc_default_deadline_s)
+            node_manager_pb2.GetNodeStatsRequest(),
+            timeout=timeout or config.rpc_default_deadline_s)
             for n in nodes), return_exceptions=True)
         return list(zip(nodes, replies))
 
@@ -217,10 +220,12 @@ class StateDataSource:
         return rpc.stub(node_manager_pb2_grpc.NodeManagerServiceStub, node.raylet_address,
                         token=self.token)
 
-    async def objects(self) -> Tuple[List[dict], List[str]]:
-        """Rows of every process's GetObjectsInfo, and what did not answer."""
+    async def objects(self, timeout: Optional[float] = None) -> Tuple[List[dict], List[str]]:
+        """Rows of every process's GetObjectsInfo, and what did not answer (each asked
+        within `timeout`, default rpc_default_deadline_s)."""
+        timeout = timeout or config.rpc_default_deadline_s
         warnings, targets = [], []
-        for node, stats in await self.node_stats():
+        for node, stats in await self.node_stats(timeout):
             if isinstance(stats, BaseException):
                 warnings.append(f"node {node.node_id[:12]} did not answer: {stats}")
                 continue
@@ -228,7 +233,7 @@ class StateDataSource:
         replies = await asyncio.gather(*(rpc.stub(
             core_worker_pb2_grpc.CoreWorkerServiceStub, f"{w.ip_address}:{w.port}",
             token=self.token).GetObjectsInfo(core_worker_pb2.GetObjectsInfoRequest(),
-                                             timeout=config.rpc_default_deadline_s)
+                                             timeout=timeout)
             for _, w in targets), return_exceptions=True)
         rows = []
         for (node, w), reply in zip(targets, replies):
