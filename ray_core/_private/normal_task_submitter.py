@@ -184,8 +184,8 @@ class NormalTaskSubmitter:
             task_id = spec.task_id
             events = self._task_manager.events
             if events is not None and events.enabled:
-                events.record(task_id, task.attempt, PENDING_NODE_ASSIGNMENT)
-                events.record(task_id, task.attempt, SUBMITTED_TO_WORKER)
+                events.mark(task, PENDING_NODE_ASSIGNMENT)
+                events.mark(task, SUBMITTED_TO_WORKER)
             if task_log.enabled:
                 task_log.line("Pushing normal task " + task.task_id.hex())
             worker.inflight[task_id] = task
