@@ -7,6 +7,13 @@ for and read it with blocking recv_into calls, on RECEIVE_THREADS, straight into
 slice of the buffer: several cores copy (and fault in fresh pages) at once, and a slow
 or dead holder only holds up the slices it was asked for.
 
+No thread pre-faults the buffer's pages ahead of the receives: on the 2-core dev VM the
+first touch of a fresh shared-memory page seems to cost a fault in the host as well, and
+memset of 512 MB of fresh memfd pages ran at 0.11-0.20 GB/s on one thread,
+0.13-0.24 on two and 0.12-0.20 on four (against 2.3-6.7 GB/s once touched): faults do not
+overlap, so a pre-faulting thread would only move the same cost. The receive threads
+already fault their slices in parallel.
+
 A slice is asked for only by the thread that then reads it at once, never queued behind
 other receives: a holder's send thread blocks until its slice is read, and with slices
 asked for but not being read, the holders' and the pullers' thread pools could wait on

@@ -93,21 +93,29 @@ def chunk_bounds(request: object_manager_pb2.PullRequest, size: int) -> Tuple[in
     return request.offset, end
 
 
-async def _recv_exactly(loop, sock: socket.socket, n: int, what: str) -> bytes:
+async def _recv_exactly(loop, sock: socket.socket, n: int, what: str,
+                        end_ok: bool = False) -> Optional[bytes]:
+    """n bytes; None if `end_ok` and the peer closed before sending any."""
     out = bytearray(n)
     view = memoryview(out)
     got = 0
     while got < n:
         count = await loop.sock_recv_into(sock, view[got:])
         if not count:
+            if end_ok and not got:
+                return None
             raise TransferError(f"connection closed after {got} of {n} bytes of {what}")
         got += count
     return bytes(out)
 
 
-async def _recv_frame(loop, sock: socket.socket, what: str, limit: int,
-                      limit_name: str) -> bytes:
-    (length,) = _LEN.unpack(await _recv_exactly(loop, sock, _LEN.size, what))
+async def _recv_frame(loop, sock: socket.socket, what: str, limit: int, limit_name: str,
+                      end_ok: bool = False) -> Optional[bytes]:
+    """A length-prefixed frame; None if `end_ok` and the peer closed before it."""
+    prefix = await _recv_exactly(loop, sock, _LEN.size, what, end_ok)
+    if prefix is None:
+        return None
+    (length,) = _LEN.unpack(prefix)
     if length > limit:
         raise TransferError(f"{what} of {length} bytes is over {limit_name} ({limit})")
     return await _recv_exactly(loop, sock, length, what)
@@ -174,23 +182,12 @@ class TransferServer:
         return await self._read_request(loop, conn)
 
     @staticmethod
-    async def _read_request(loop, conn: socket.socket) -> object_manager_pb2.PullRequest:
+    async def _read_request(loop, conn: socket.socket, end_ok: bool = False):
+        """The connection's next PullRequest; None if `end_ok` and the puller closed it."""
         body = await _recv_frame(loop, conn, "the pull request",
                                  config.object_transfer_max_header_bytes,
-                                 "object_transfer_max_header_bytes")
-        return _parse_request(body)
-
-    async def _next_request(self, loop, conn: socket.socket):
-        """The connection's next PullRequest, or None when the puller closed it."""
-        first = await loop.sock_recv(conn, _LEN.size)
-        if not first:
-            return None
-        rest = await _recv_exactly(loop, conn, _LEN.size - len(first), "the pull request")
-        (length,) = _LEN.unpack(first + rest)
-        if length > config.object_transfer_max_header_bytes:
-            raise TransferError(f"the pull request of {length} bytes is over "
-                                f"object_transfer_max_header_bytes")
-        return _parse_request(await _recv_exactly(loop, conn, length, "the pull request"))
+                                 "object_transfer_max_header_bytes", end_ok)
+        return None if body is None else _parse_request(body)
 
     async def _handle(self, conn: socket.socket, peer: str) -> None:
         loop = asyncio.get_running_loop()
@@ -229,7 +226,7 @@ class TransferServer:
                     raise TransferError(f"object {header.object_id.hex()} has only "
                                         f"{start + len(piece)} of its {header.data_size} bytes")
                 del piece
-                request = await self._next_request(loop, conn)
+                request = await self._read_request(loop, conn, end_ok=True)
         except (OSError, TransferError) as e:
             logger.info("Object transfer to %s ended early: %s", peer, e)
         finally:
