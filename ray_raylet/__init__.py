@@ -10,7 +10,8 @@ Layout (one process, `python -m ray_raylet.main`, everything on the rpc io loop)
     bundles.py           placement group bundles: prepare, commit (renamed resources), cancel
     worker_pool.py       worker processes: start, register, reuse, reap, death watch
     object_manager.py    pulls between nodes' plasma stores: locations, retries, owners
-    object_transfer.py   the pull wire: a TCP connection per object, shared memory to socket
+    object_transfer.py   the pull wire: TCP connections carrying slices, shared memory to socket
+    chunk_pull.py        one pull: slices over several connections and holders at once
     spill_manager.py     full store: pinned primaries to batched files, restore on demand
     memory_monitor.py    kills the leased worker using too much memory (OutOfMemoryError)
     machine.py           this machine's CPUs, GPUs and memory

@@ -1,18 +1,20 @@
 """The ObjectManager: moves sealed objects between nodes' plasma stores.
 
-Pull model, as in Ray: the node that needs an object asks a node that has it and
-receives it over a TCP connection of the holder's TransferServer (object_transfer.py;
-its port is the node's object_manager_port), written straight into a plasma buffer that
-is created when the header arrives and sealed after the last byte. The holder sends from
-its own plasma store under a get reference, so the copy cannot be evicted mid-stream.
+Pull model, as in Ray: the node that needs an object asks the nodes that have it and
+receives it in slices over several TCP connections to their TransferServers at once
+(chunk_pull.py, object_transfer.py; a server's port is its node's object_manager_port),
+written straight into a plasma buffer that is created when the first header arrives and
+sealed after the last byte. A holder sends from its own plasma store under a get
+reference, so the copy cannot be evicted mid-stream.
 `ObjectManagerService.Push` takes an object pushed as a stream of ObjectChunk messages.
 
 - One transfer per object at a time on a node: concurrent pulls of the same object share
   one future.
 - Locations come from the caller, else from the object's owner
-  (CoreWorkerService.GetObjectLocationsOwner); a failed location is skipped for the next,
-  and all of them are tried `object_pull_retry_rounds` times before the pull fails. While
-  the owner knows no copy yet, it is re-asked every `object_pull_location_poll_ms`.
+  (CoreWorkerService.GetObjectLocationsOwner); a pull takes slices from every live
+  location, dropping one that fails, and all of them are tried `object_pull_retry_rounds`
+  times before the pull fails. While the owner knows no copy yet, it is re-asked every
+  `object_pull_location_poll_ms`.
 - A pulled copy is reported to its owner (UpdateObjectLocationBatch), best effort.
 All coroutines run on the raylet's io loop.
 """
@@ -28,7 +30,7 @@ from ray_common.config import config
 from ray_common.protocol import (core_worker_pb2, core_worker_pb2_grpc, object_manager_pb2,
                                  object_manager_pb2_grpc)
 from ray_plasma.errors import ObjectExistsError, ObjectStoreFullError
-from ray_raylet import object_transfer
+from ray_raylet import chunk_pull, object_transfer
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +65,11 @@ class ObjectManager(object_manager_pb2_grpc.ObjectManagerServiceServicer):
         if self._transfers is not None:
             self._transfers.close()
             self._transfers = None
+        object_transfer.abort_all()
 
     async def _serve_pull(self, request):
-        """(header, data, release) of an object another node pulls (TransferServer)."""
+        """(header, data, release) of an object another node pulls, for one connection
+        of that pull (TransferServer)."""
         object_id = request.object_id
         found = self.plasma.get([object_id], timeout_ms=0)[0]
         if found is None and self.spills is not None and await self.spills.restore(object_id):
@@ -74,10 +78,11 @@ class ObjectManager(object_manager_pb2_grpc.ObjectManagerServiceServicer):
             raise object_transfer.TransferError(
                 f"object {object_id.hex()} is not in the plasma store of node "
                 f"{self.node_id.hex()}")
-        self.num_pulls_served += 1
         data = found.data
-        logger.info("Sending object %s (%d bytes) to node %s", object_id.hex(), len(data),
-                    request.requester_node_id.hex())
+        if request.offset == 0:     # a pull's first connection; its others ask for later slices
+            self.num_pulls_served += 1
+            logger.info("Sending object %s (%d bytes) to node %s", object_id.hex(), len(data),
+                        request.requester_node_id.hex())
         header = object_manager_pb2.ObjectChunk(
             object_id=object_id, data_size=len(data), metadata_size=len(found.metadata),
             metadata=found.metadata, has_metadata=True)
@@ -140,21 +145,23 @@ class ObjectManager(object_manager_pb2_grpc.ObjectManagerServiceServicer):
                 await asyncio.sleep(poll)  # the owner knows no copy yet: it may be in the making
                 continue
             rounds += 1
+            holders = []
             for node_id in nodes:
                 address = self._node_address(node_id)
                 if address is None:
                     failures.append(f"node {node_id.hex()} is not alive")
-                    continue
+                else:
+                    holders.append((node_id, address))
+            if holders:
                 try:
-                    size = await self._fetch(object_id, node_id, address)
+                    size = await self._fetch(object_id, holders)
                 except (PullError, object_transfer.TransferError, OSError) as e:
-                    detail = str(e)
-                    failures.append(f"from node {node_id.hex()} at {address}: {detail}")
-                    logger.warning("Pull of object %s from node %s failed: %s", object_id.hex(),
-                                   node_id.hex(), detail)
-                    continue
-                self._tell_owner(object_id, owner_address, size)
-                return
+                    failures.append(f"from {_names(holders)}: {e}")
+                    logger.warning("Pull of object %s from %s failed: %s", object_id.hex(),
+                                   _names(holders), e)
+                else:
+                    self._tell_owner(object_id, owner_address, size)
+                    return
             await asyncio.sleep(poll * rounds)
         raise PullError(f"object {object_id.hex()} could not be pulled to node "
                         f"{self.node_id.hex()}: " + "; ".join(failures[-6:]))
@@ -177,14 +184,15 @@ class ObjectManager(object_manager_pb2_grpc.ObjectManagerServiceServicer):
                 return list(info.node_ids)
         return []
 
-    async def _fetch(self, object_id: bytes, node_id: bytes, address: str) -> int:
+    async def _fetch(self, object_id: bytes, holders) -> int:
+        """Pull from the (node_id, address) `holders`: slices from all of them at once."""
         start = time.monotonic()
         created = False
 
         async def create(header):
             nonlocal created
             if header.object_id != object_id:
-                raise PullError(f"node {node_id.hex()} answered a pull of object "
+                raise PullError(f"{_names(holders)} answered a pull of object "
                                 f"{object_id.hex()} with object {header.object_id.hex()}")
             buffer = await self._create(object_id, header.data_size, header.metadata)
             created = buffer is not None
@@ -193,7 +201,9 @@ class ObjectManager(object_manager_pb2_grpc.ObjectManagerServiceServicer):
         request = object_manager_pb2.PullRequest(object_id=object_id,
                                                  requester_node_id=self.node_id)
         try:
-            size = await object_transfer.pull(address, request, create)
+            size = await chunk_pull.pull(
+                [address for _, address in holders], request, create,
+                {address: f"node {node_id.hex()}" for node_id, address in holders})
         except BaseException:
             if created:
                 self._abort(object_id)
@@ -203,8 +213,8 @@ class ObjectManager(object_manager_pb2_grpc.ObjectManagerServiceServicer):
         elapsed = time.monotonic() - start
         self.num_objects_pulled += 1
         self.num_bytes_pulled += size
-        logger.info("Pulled object %s (%d bytes) from node %s in %.3fs", object_id.hex(), size,
-                    node_id.hex(), elapsed)
+        logger.info("Pulled object %s (%d bytes) from %s in %.3fs", object_id.hex(), size,
+                    _names(holders), elapsed)
         return size
 
     def _abort(self, object_id: bytes) -> None:
@@ -287,6 +297,10 @@ class ObjectManager(object_manager_pb2_grpc.ObjectManagerServiceServicer):
 
 
 SERVICE = "ray_core.rpc.ObjectManagerService"
+
+
+def _names(holders) -> str:
+    return "node " + ", ".join(node_id.hex() for node_id, _ in holders)
 
 
 async def _with_payloads(chunks):

@@ -12,7 +12,7 @@ import pytest
 import ray_core as ray
 from ray_common import rpc
 from ray_common.protocol import object_manager_pb2 as om
-from ray_raylet import object_transfer
+from ray_raylet import chunk_pull, object_transfer
 
 from tests.fuzz.conftest import DEADLINE_S, FOUR_GB, SEEDS, STALL_S, feed, random_bytes
 
@@ -70,7 +70,7 @@ def pull(node, an_object) -> None:
         return memoryview(received["buffer"])
 
     request = om.PullRequest(object_id=ref.binary(), requester_node_id=b"n" * 28)
-    size = rpc.run_sync(object_transfer.pull(node.transfer_address, request, create),
+    size = rpc.run_sync(chunk_pull.pull([node.transfer_address], request, create),
                         timeout=DEADLINE_S)
     assert size >= value.nbytes and value.tobytes() in bytes(received["buffer"])
 
