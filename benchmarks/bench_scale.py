@@ -67,6 +67,9 @@ def run():
                          unit))
         notes.append(f"{row} peak RSS MB: ray_core {core['peak_rss_mb']}"
                      + (f"; ray {ray_result['peak_rss_mb']}" if ray_result else ""))
+        if core.get("details"):
+            notes.append(f"{row} details: ray_core {core['details']}"
+                         + (f"; ray {ray_result.get('details')}" if ray_result else ""))
     for note in notes:
         print(note, file=sys.stderr)
     return rows

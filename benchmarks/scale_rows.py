@@ -260,43 +260,108 @@ def big_args(ray, backend, count):
             ("... speed against that copy (goal 0.8)", plain / took, "ratio")], out["peaks"]
 
 
+# The GCS's ended rows kept in the rows below (ray_core's bound; Ray keeps every removed
+# group, and its own dead-actor bound is set to the same figure).
+ENDED_ROWS_KEPT = 100
+WARM_UP = 100
+DETAILS = {}    # figures beside the rows, printed with them
+
+
+def _bounded(ray, backend, **kwargs):
+    bounds = {"maximum_gcs_destroyed_actor_cached_count": ENDED_ROWS_KEPT}
+    if backend == "ray_core":
+        bounds["maximum_gcs_removed_placement_group_cached_count"] = ENDED_ROWS_KEPT
+    _connect(ray, backend, _system_config=bounds, **kwargs)
+
+
+def _gcs_rows(ray, backend) -> dict:
+    """Rows of the GCS's actor and placement group tables, as its own readers see them
+    (ray_core: its metrics; Ray: its GCS-backed state calls, no dashboard needed)."""
+    if backend == "ray":
+        return {"actors": len(ray._private.state.actors()),
+                "placement_groups": len(ray.util.placement_group_table())}
+    import re
+    import urllib.request
+    from ray_common.metrics import metrics_files
+    from ray_core._private.worker import global_worker
+    gcs = next(e for e in metrics_files(global_worker().session_dir)
+               if e["component"] == "gcs_server")
+    with urllib.request.urlopen(f"http://{gcs['address']}/metrics", timeout=30) as reply:
+        text = reply.read().decode()
+    return {name: int(float(value)) for name, value in re.findall(
+        r'^ray_core_gcs_(?:table_rows\{table|entries\{kind)="(\w+)"\} (\S+)$', text, re.M)}
+
+
+def _memory_rows(label, n, table, rss, rows):
+    """The rows that show the GCS back at its baseline: its RSS and its table's rows after
+    a warm-up round, then after each of two rounds of n. Every figure the GCS gives is
+    kept in DETAILS (printed with the JSON line)."""
+    DETAILS["gcs_rows_after_each_round"] = rows
+    out = []
+    for when, mb, counts in zip((f"a warm-up round of {WARM_UP}", f"{n} {label}",
+                                 f"a second {n} {label}"), rss, rows):
+        out += [(f"GCS RSS after {when}", mb, "MB"),
+                (f"... {table} rows in the GCS", counts.get(table, 0), "rows")]
+    return out
+
+
 def placement_groups(ray, backend, n):
-    _connect(ray, backend, num_cpus=2, resources={"custom": n})
-    before = _gcs_rss_mb()
-    start = time.perf_counter()
-    groups = [ray.util.placement_group([{"custom": 0.5}]) for _ in range(n)]
-    for group in groups:
-        assert group.wait(timeout_seconds=60)
-    for group in groups:
-        ray.util.remove_placement_group(group)
-    rate = n / (time.perf_counter() - start)
-    time.sleep(2)
+    _bounded(ray, backend, num_cpus=2, resources={"custom": n})
+
+    def one_round(count):
+        start = time.perf_counter()
+        groups = [ray.util.placement_group([{"custom": 0.5}]) for _ in range(count)]
+        for group in groups:
+            assert group.wait(timeout_seconds=60)
+        live = _gcs_rss_mb()
+        for group in groups:
+            ray.util.remove_placement_group(group)
+        took = time.perf_counter() - start
+        time.sleep(2)
+        return count / took, live
+
+    one_round(WARM_UP)
+    rss, rows = [_gcs_rss_mb()], [_gcs_rows(ray, backend)]
+    rate, live = one_round(n)
+    rss.append(_gcs_rss_mb())
+    rows.append(_gcs_rows(ray, backend))
+    one_round(n)
+    rss.append(_gcs_rss_mb())
+    rows.append(_gcs_rows(ray, backend))
     return [("placement groups created, ready and removed", rate, "groups/s"),
-            ("GCS RSS growth after removing them", _gcs_rss_mb() - before, "MB")]
+            (f"GCS RSS with {n} groups placed", live, "MB")] + \
+        _memory_rows("groups created and removed", n, "placement_groups", rss, rows)
 
 
 def actors(ray, backend, n):
-    _connect(ray, backend, num_cpus=2)
+    _bounded(ray, backend, num_cpus=2)
 
     @ray.remote(num_cpus=0)
     class Small:
         def ping(self):
             return 1
 
-    warm = Small.remote()
-    ray.get(warm.ping.remote())
-    ray.kill(warm)
-    before = _gcs_rss_mb()
-    start = time.perf_counter()
-    for low in range(0, n, 100):    # at most 100 live at once: 2 cores, one process each
-        batch = [Small.remote() for _ in range(min(100, n - low))]
-        assert sum(ray.get([actor.ping.remote() for actor in batch])) == len(batch)
-        for actor in batch:
-            ray.kill(actor)
-    rate = n / (time.perf_counter() - start)
-    time.sleep(2)
-    return [("actors created, called once, killed", rate, "actors/s"),
-            ("GCS RSS growth after killing them", _gcs_rss_mb() - before, "MB")]
+    def one_round(count):
+        start = time.perf_counter()
+        for low in range(0, count, 100):   # at most 100 live at once: 2 cores, one process each
+            batch = [Small.remote() for _ in range(min(100, count - low))]
+            assert sum(ray.get([actor.ping.remote() for actor in batch])) == len(batch)
+            for actor in batch:
+                ray.kill(actor)
+        took = time.perf_counter() - start
+        time.sleep(2)
+        return count / took
+
+    one_round(WARM_UP)
+    rss, rows = [_gcs_rss_mb()], [_gcs_rows(ray, backend)]
+    rate = one_round(n)
+    rss.append(_gcs_rss_mb())
+    rows.append(_gcs_rows(ray, backend))
+    one_round(n)
+    rss.append(_gcs_rss_mb())
+    rows.append(_gcs_rows(ray, backend))
+    return [("actors created, called once, killed", rate, "actors/s")] + \
+        _memory_rows("actors created, called and killed", n, "actors", rss, rows)
 
 
 def spill(ray, backend, total_gb):
@@ -395,7 +460,7 @@ def main(argv) -> int:
         peaks = _peak_rss_mb()
     if ray.is_initialized():
         ray.shutdown()
-    print(json.dumps({"rows": rows, "peak_rss_mb": peaks}))
+    print(json.dumps({"rows": rows, "peak_rss_mb": peaks, "details": DETAILS}))
     sys.stdout.flush()
     os._exit(0)
 

@@ -73,6 +73,8 @@ _TUNABLES = [
     Tunable("gcs_supervisor_backoff_max_s", 30.0, "Longest wait before the supervisor restarts a GCS that keeps dying."),
     Tunable("gcs_supervisor_stable_s", 60.0, "A GCS that lived this long died by accident, not in a loop: restarted at once."),
     Tunable("gcs_max_dead_workers", 1000, "Dead workers the GCS worker table keeps (the oldest deaths are forgotten first)."),
+    Tunable("maximum_gcs_destroyed_actor_cached_count", 10000, "Dead actors the GCS actor table keeps, for the state API and for handles first used after their actor died (a forgotten actor is unknown: such a handle's calls wait); the oldest deaths are forgotten first, ~1 KB each. Ray's name; its default is 100000."),
+    Tunable("maximum_gcs_removed_placement_group_cached_count", 10000, "Removed placement groups the GCS placement group table keeps (the oldest removals are forgotten first, ~0.5 KB each); Ray keeps them all."),
     # Task events (the state API's tasks, `ray_core list tasks`, `timeline`, `explain`).
     Tunable("enable_task_events", True, "Workers and drivers report their tasks' state changes to the GCS (off: `list tasks`, `timeline` and task `explain` know nothing; the switch the overhead benchmark flips)."),
     Tunable("task_events_report_interval_ms", 1000, "A process sends its buffered task events to the GCS at least this often (off the task path, on its io loop)."),

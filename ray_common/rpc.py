@@ -406,6 +406,11 @@ def stub(stub_class, address: str, token: Optional[str] = "") -> Any:
     return _Stub(stub_class(get_channel(address)), token)
 
 
+def num_channels() -> int:
+    """Channels cached (a gauge: each holds gRPC core state, so they must not pile up)."""
+    return len(_channels)
+
+
 async def close_channels() -> None:
     channels = list(_channels.values())
     _channels.clear()

@@ -8,6 +8,8 @@ Layout:
   gRPC servicer that serves it;
 - actor_manager.py, placement_group_scheduler.py (with bundle_placement.py, the pure
   planner): what creates actors and places placement groups through the raylets;
+- ended_rows.py: the bound on the rows of what ended (dead actors and workers, removed
+  placement groups) that those tables keep;
 - pubsub.py: the publisher that pushes table changes to subscribers;
 - server.py: `python -m ray_gcs.server`, which wires them together;
 - client.py: GcsClient, the one client raylets, workers and drivers use;

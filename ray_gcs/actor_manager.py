@@ -18,6 +18,11 @@ Every change is stored and published on ACTOR_CHANNEL by GcsActorTable.put, whic
 what callers resolve addresses from. After a GCS restart on Redis the rows come back
 from storage; ALIVE actors keep serving (their workers never stopped), pending ones
 are scheduled again.
+
+Nothing of an ended incarnation stays behind: its lease is returned and the cached gRPC
+channel to its worker is closed (a channel holds tens of KB of gRPC core state: one per
+actor ever created was most of the GCS's growth over 1,000 actors). The table forgets
+the oldest DEAD rows past maximum_gcs_destroyed_actor_cached_count.
 """
 import asyncio
 import logging
@@ -42,14 +47,19 @@ _REJECTED = nm.RequestWorkerLeaseReply.REJECTED
 
 class _Incarnation:
     """The worker one incarnation of an actor runs on (and the lease that holds it)."""
-    __slots__ = ("lease_id", "raylet", "worker_id", "node_id", "task")
+    __slots__ = ("lease_id", "raylet", "worker_id", "node_id", "worker", "task")
 
     def __init__(self):
         self.lease_id = b""
         self.raylet = ""
         self.worker_id = b""
         self.node_id = b""
+        self.worker = ""    # "ip:port" of its worker, once leased
         self.task: Optional[asyncio.Task] = None
+
+
+def _worker_address(address: common_pb2.Address) -> str:
+    return f"{address.ip_address}:{address.port}"
 
 
 class GcsActorManager(gcs_service_pb2_grpc.ActorInfoGcsServiceServicer):
@@ -61,6 +71,10 @@ class GcsActorManager(gcs_service_pb2_grpc.ActorInfoGcsServiceServicer):
         self._watch: Optional[asyncio.Task] = None
         self._background = set()
         nodes.add_death_listener(self._on_node_dead)
+
+    def num_incarnations(self) -> int:
+        """Actors the manager is creating or running (a gauge: 0 once all are DEAD)."""
+        return len(self._incarnations)
 
     # ---- start-up ------------------------------------------------------------------
     def start(self) -> None:
@@ -77,6 +91,7 @@ class GcsActorManager(gcs_service_pb2_grpc.ActorInfoGcsServiceServicer):
                 inc = self._incarnations[actor.actor_id] = _Incarnation()
                 inc.worker_id = actor.address.worker_id
                 inc.node_id = actor.address.node_id
+                inc.worker = _worker_address(actor.address)
                 node = self._nodes.get(actor.address.node_id)
                 if node is not None:
                     inc.raylet = f"{node.node_manager_address}:{node.node_manager_port}"
@@ -172,11 +187,11 @@ class GcsActorManager(gcs_service_pb2_grpc.ActorInfoGcsServiceServicer):
             address = reply.worker_address
             inc.worker_id = address.worker_id
             inc.node_id = address.node_id
+            inc.worker = _worker_address(address)
             spec = common_pb2.TaskSpec()
             spec.CopyFrom(actor.task_spec)
             spec.attempt_number = actor.num_restarts
-            stub = rpc.stub(core_worker_pb2_grpc.CoreWorkerServiceStub,
-                            f"{address.ip_address}:{address.port}")
+            stub = rpc.stub(core_worker_pb2_grpc.CoreWorkerServiceStub, inc.worker)
             push = core_worker_pb2.PushTaskRequest(intended_worker_id=address.worker_id,
                                                    task_spec=spec)
             push.resource_mapping.extend(reply.resource_mapping)
@@ -206,6 +221,7 @@ class GcsActorManager(gcs_service_pb2_grpc.ActorInfoGcsServiceServicer):
                 await self._table.put(dead)
                 logger.info("Actor %s is DEAD: its constructor raised", actor_id.hex())
                 await self._release(inc, "the actor's constructor raised")
+                self._forget_worker(inc.worker)
                 return
             alive = pb.ActorTableData()
             alive.CopyFrom(actor)
@@ -292,13 +308,14 @@ class GcsActorManager(gcs_service_pb2_grpc.ActorInfoGcsServiceServicer):
         raylet frees the lease when the process ends."""
         address = actor.address
         if address.worker_id and address.port:
-            stub = rpc.stub(core_worker_pb2_grpc.CoreWorkerServiceStub,
-                            f"{address.ip_address}:{address.port}")
+            worker = _worker_address(address)
+            stub = rpc.stub(core_worker_pb2_grpc.CoreWorkerServiceStub, worker)
             try:
                 await stub.Exit(core_worker_pb2.ExitRequest(force_exit=force),
                                 timeout=config.rpc_default_deadline_s)
             except Exception:
                 pass    # it exits before it answers
+            self._forget_worker(worker)
             if not force:
                 return
         if inc is not None:
@@ -307,6 +324,13 @@ class GcsActorManager(gcs_service_pb2_grpc.ActorInfoGcsServiceServicer):
             # (Resumed after a GCS restart the lease id is unknown: the worker has exited
             # and its raylet frees the lease on its own.)
             await self._release(inc, reason)
+            self._forget_worker(inc.worker)
+
+    def _forget_worker(self, worker: str) -> None:
+        """Close the cached channel to an ended incarnation's worker, unless a live
+        incarnation was given a worker at that address since (its port reused)."""
+        if worker and all(inc.worker != worker for inc in self._incarnations.values()):
+            rpc.forget_channel(worker)
 
     # ---- endings -------------------------------------------------------------------
     async def _end(self, actor: pb.ActorTableData, error_type: int, reason: str,

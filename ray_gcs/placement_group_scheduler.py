@@ -80,6 +80,10 @@ class GcsPlacementGroupScheduler:
             tried = self._tried[group_id] = asyncio.get_running_loop().create_future()
         return tried
 
+    def num_waiting(self) -> int:
+        """Groups waiting to be placed: a gauge."""
+        return len(self._waiting)
+
     def _cluster_changed(self) -> None:
         self._retry_all = True
         self._wake.set()
@@ -149,6 +153,8 @@ class GcsPlacementGroupScheduler:
         await asyncio.gather(*(self._reserve_on(node, groups)
                                for node, groups in one_node.items()))
         for group in spanning:
+            if self._table.gone(group.placement_group_id):
+                continue
             try:
                 if await self._try_place(self._table.get(group.placement_group_id)):
                     self._waiting.pop(group.placement_group_id, None)
@@ -203,7 +209,7 @@ class GcsPlacementGroupScheduler:
         prepared = await asyncio.gather(*(self._prepare(group_id, node, by_node[node])
                                           for node in nodes))
         refusals = [why for ok, why in prepared if not ok]
-        if refusals or self._table.get(group_id).state == pb.PG_REMOVED:
+        if refusals or self._table.gone(group_id):
             await self._cancel(group_id, {node: indices[node]
                                           for node, (ok, _) in zip(nodes, prepared) if ok})
             if refusals:
@@ -226,10 +232,10 @@ class GcsPlacementGroupScheduler:
     async def _created(self, group_id: bytes, placement: Dict[int, bytes]) -> None:
         """Record the reserved bundles, unless the group was removed meanwhile: then its
         bundles go back."""
-        current = self._table.get(group_id)
-        if current.state == pb.PG_REMOVED:
+        if self._table.gone(group_id):
             self._return_everywhere(group_id)
             return
+        current = self._table.get(group_id)
         for bundle in current.bundles:
             if bundle.bundle_index in placement:
                 bundle.node_id = placement[bundle.bundle_index]
@@ -250,8 +256,10 @@ class GcsPlacementGroupScheduler:
             return False, f"node {node_id.hex()[:12]} unreachable ({e})"
         return reply.success, f"node {node_id.hex()[:12]}: {reply.failure_message}"
 
-    async def _note(self, group: pb.PlacementGroupTableData, why: str) -> None:
-        if group.scheduling_detail != why:
+    async def _note(self, group, why: str) -> None:
+        """Say why the group waits (not for a group removed, perhaps forgotten: None)."""
+        if group is not None and group.state != pb.PG_REMOVED and \
+                group.scheduling_detail != why:
             logger.info("Placement group %s waits: %s", group.placement_group_id.hex(), why)
             group.scheduling_detail = why
             await self._table.put(group)

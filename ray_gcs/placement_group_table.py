@@ -2,17 +2,21 @@
 
 Placing bundles on nodes is the scheduler's work (placement_group_scheduler.py); it
 updates rows through `put`. A created group starts PENDING; removal marks it REMOVED
-and keeps the row, so a caller can tell a removed group from an unknown one. A name is
-unique per namespace among groups not removed, as in Ray.
+and keeps the row, so a caller can tell a removed group from an unknown one, but only
+the newest maximum_gcs_removed_placement_group_cached_count removed rows (ended_rows.py):
+a group forgotten is unknown, which every reader treats as removed. A name is unique
+per namespace among groups not removed, as in Ray.
 """
 import asyncio
 import logging
+import time
 from typing import Dict, Iterable, Optional, Set
 
 from ray_common.config import config
 from ray_common.ids import PlacementGroupID
 from ray_common.protocol import gcs_service_pb2 as pb, gcs_service_pb2_grpc
 from ray_gcs import errors
+from ray_gcs.ended_rows import EndedRows
 from ray_gcs.storage import Storage, Table, load_rows
 
 logger = logging.getLogger(__name__)
@@ -24,10 +28,24 @@ class GcsPlacementGroupTable(gcs_service_pb2_grpc.PlacementGroupInfoGcsServiceSe
         self._groups: Dict[bytes, pb.PlacementGroupTableData] = {}
         self.scheduler = None   # set by the server: told of creations and removals
         self._waiters: Dict[bytes, Set[asyncio.Future]] = {}   # WaitPlacementGroupUntilReady
+        self._removed = EndedRows("maximum_gcs_removed_placement_group_cached_count")
 
     def num_rows(self) -> int:
         """Rows in the table (placement groups): a metrics gauge."""
         return len(self._groups)
+
+    def num_removed(self) -> int:
+        """REMOVED rows kept: a gauge."""
+        return len(self._removed)
+
+    def num_waiters(self) -> int:
+        """Groups a WaitPlacementGroupUntilReady call waits on: a gauge."""
+        return len(self._waiters)
+
+    def gone(self, group_id: bytes) -> bool:
+        """The group was removed (its row may be forgotten already)."""
+        group = self._groups.get(group_id)
+        return group is None or group.state == pb.PG_REMOVED
 
     def get(self, group_id: bytes) -> Optional[pb.PlacementGroupTableData]:
         return self._groups.get(group_id)
@@ -45,16 +63,32 @@ class GcsPlacementGroupTable(gcs_service_pb2_grpc.PlacementGroupInfoGcsServiceSe
     async def load(self) -> None:
         self._groups = await load_rows(self._storage, Table.PLACEMENT_GROUP,
                                        pb.PlacementGroupTableData)
+        for group in sorted(self._groups.values(), key=lambda g: g.removal_time_ms):
+            if group.state == pb.PG_REMOVED:
+                self._removed.add(group.placement_group_id)
         logger.info("Recovered %d placement group(s)", len(self._groups))
+        await self._forget_oldest_removed()
 
     async def put(self, group: pb.PlacementGroupTableData) -> None:
-        self._groups[group.placement_group_id] = group
-        await self._storage.put(Table.PLACEMENT_GROUP, group.placement_group_id,
-                                group.SerializeToString())
+        group_id = group.placement_group_id
+        if group.state == pb.PG_REMOVED:
+            if not group.removal_time_ms:
+                group.removal_time_ms = int(time.time() * 1000)
+            self._removed.add(group_id)
+        self._groups[group_id] = group
+        await self._storage.put(Table.PLACEMENT_GROUP, group_id, group.SerializeToString())
         if group.state in (pb.PG_CREATED, pb.PG_REMOVED):
-            for waiter in self._waiters.pop(group.placement_group_id, ()):
+            for waiter in self._waiters.pop(group_id, ()):
                 if not waiter.done():
                     waiter.set_result(None)
+        await self._forget_oldest_removed()
+
+    async def _forget_oldest_removed(self) -> None:
+        old = await self._removed.forget_overflow(self._groups, self._storage,
+                                                  Table.PLACEMENT_GROUP)
+        if old:
+            logger.debug("Forgot %d removed placement group(s), the oldest: %s", len(old),
+                         old[0].hex())
 
     @errors.handler
     async def PlacementGroupBatch(self, request, context):
@@ -156,8 +190,12 @@ class GcsPlacementGroupTable(gcs_service_pb2_grpc.PlacementGroupInfoGcsServiceSe
             except asyncio.TimeoutError:
                 pass
             finally:
-                self._waiters.get(group_id, set()).discard(waiter)
-            group = self._groups[group_id]
+                waiting = self._waiters.get(group_id)
+                if waiting is not None:
+                    waiting.discard(waiter)
+                    if not waiting:
+                        del self._waiters[group_id]
+            group = self._groups.get(group_id, group)
         if group.state == pb.PG_REMOVED:
             raise errors.failed_precondition(f"placement group {group_id.hex()} was removed "
                                              f"({group.scheduling_detail})")

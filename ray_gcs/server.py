@@ -85,6 +85,17 @@ class GcsServer:
                   "actors": self.actors, "placement_groups": self.placement_groups}
         yield metrics.Sample("gcs_table_rows", "gauge", "Rows in each GCS table", ("table",),
                              {(name,): table.num_rows() for name, table in tables.items()})
+        yield metrics.Sample(
+            "gcs_entries", "gauge", "What the GCS holds per actor, group or peer beside the "
+            "table rows: all of it must go when they end", ("kind",), {
+                ("dead_actors",): self.actors.num_dead(),
+                ("named_actors",): self.actors.num_named(),
+                ("actor_incarnations",): self.actor_manager.num_incarnations(),
+                ("removed_placement_groups",): self.placement_groups.num_removed(),
+                ("placement_groups_waiting",): self.placement_groups.scheduler.num_waiting(),
+                ("placement_group_waiters",): self.placement_groups.num_waiters(),
+                ("subscribers",): self.publisher.num_subscribers,
+                ("rpc_channels",): rpc.num_channels()})
         yield metrics.Sample("tasks", "gauge", "Task attempts in the GCS task table, by state",
                              ("state",), {(state,): n for state, n in
                                           self.tasks.count_by_state().items()})

@@ -6,15 +6,14 @@ the death of workers they leased or borrowed from. Raylets report every worker's
 (idle ones reaped too), so only the newest `gcs_max_dead_workers` dead rows are kept:
 a long-lived cluster's table must not grow with its history.
 """
-import collections
 import logging
 import time
 from typing import Dict
 
-from ray_common.config import config
 from ray_common.ids import WorkerID
 from ray_common.protocol import common_pb2, gcs_service_pb2 as pb, gcs_service_pb2_grpc
 from ray_gcs import errors
+from ray_gcs.ended_rows import EndedRows
 from ray_gcs.pubsub import GcsPublisher
 from ray_gcs.storage import Storage, Table, load_rows
 
@@ -26,7 +25,7 @@ class GcsWorkerManager(gcs_service_pb2_grpc.WorkerInfoGcsServiceServicer):
         self._storage = storage
         self._publisher = publisher
         self._workers: Dict[bytes, pb.WorkerTableData] = {}
-        self._dead = collections.OrderedDict()     # dead worker ids, oldest death first
+        self._dead = EndedRows("gcs_max_dead_workers")
 
     def num_rows(self) -> int:
         """Rows in the table (workers, alive and remembered dead): a metrics gauge."""
@@ -36,18 +35,12 @@ class GcsWorkerManager(gcs_service_pb2_grpc.WorkerInfoGcsServiceServicer):
         self._workers = await load_rows(self._storage, Table.WORKER, pb.WorkerTableData)
         for worker in sorted(self._workers.values(), key=lambda w: w.timestamp_ms):
             if not worker.is_alive:
-                self._dead[worker.worker_id] = None
+                self._dead.add(worker.worker_id)
         logger.info("Recovered %d worker(s)", len(self._workers))
         await self._forget_oldest_dead()
 
     async def _forget_oldest_dead(self) -> None:
-        extra = len(self._dead) - config.gcs_max_dead_workers
-        if extra <= 0:
-            return
-        old = [self._dead.popitem(last=False)[0] for _ in range(extra)]
-        for worker_id in old:
-            self._workers.pop(worker_id, None)
-        await self._storage.delete(Table.WORKER, old)
+        await self._dead.forget_overflow(self._workers, self._storage, Table.WORKER)
 
     async def _save(self, worker: pb.WorkerTableData) -> None:
         self._workers[worker.worker_id] = worker
@@ -78,7 +71,7 @@ class GcsWorkerManager(gcs_service_pb2_grpc.WorkerInfoGcsServiceServicer):
         logger.info("Worker %s (pid %d) failed: %s %s", worker_id.hex(), worker.pid,
                     common_pb2.ErrorType.Name(worker.exit_type), worker.exit_detail)
         await self._save(worker)
-        self._dead[worker_id] = None
+        self._dead.add(worker_id)
         self._publisher.publish(pb.WORKER_FAILURE_CHANNEL, worker_id,
                                 worker_failure_message=worker)
         await self._forget_oldest_dead()
