@@ -34,6 +34,7 @@ from ray_common.config import config
 # A backstop for bursts: the flush thread formats and writes the lines every
 # log_flush_interval_ms (72k lines/s at 18k tasks/s), so line() itself seldom does.
 _MAX_BUFFERED = 16384
+_WRITE_LINES = 512
 
 
 class TaskLog:
@@ -88,15 +89,19 @@ class TaskLog:
         if not self._buffer or self._fd < 0:
             return
         with self._lock:
-            buffer, lines = self._buffer, []
+            buffer = self._buffer
             while buffer:   # popleft: a line appended meanwhile by another thread stays
-                lines.append(self._format(*buffer.popleft()))
-            try:
-                os.write(self._fd, "".join(lines).encode())
-                self._rotate_if_needed()
-            except OSError as e:
-                print(f"ray_core: could not write task log lines to {self._path}: {e}",
-                      file=sys.stderr)
+                # At most _WRITE_LINES a write, each followed by the rotation check, so a
+                # big backlog rolls the file over where it grows past its limit.
+                lines = [self._format(*buffer.popleft())
+                         for _ in range(min(len(buffer), _WRITE_LINES))]
+                try:
+                    os.write(self._fd, "".join(lines).encode())
+                    self._rotate_if_needed()
+                except OSError as e:
+                    print(f"ray_core: could not write task log lines to {self._path}: {e}",
+                          file=sys.stderr)
+                    return
 
     def _rotate_if_needed(self) -> None:
         """Keep size-based rotation (log_rotation_max_bytes) working for these lines: roll
