@@ -34,7 +34,6 @@ ActorDiedError (saying why) when it is dead. Calls made while it restarts wait f
 import asyncio
 import collections
 import logging
-import os
 import threading
 from typing import Dict, Optional
 
@@ -68,7 +67,7 @@ class ActorPendingTask(PendingTask):
 class _Actor:
     __slots__ = ("actor_id", "hex", "state", "address", "worker_id", "conn", "connecting",
                  "queue", "unacked", "lost", "death", "next_seq", "subscription",
-                 "poller", "class_name", "version", "fd", "send_blocked")
+                 "poller", "class_name", "version")
 
     def __init__(self, actor_id: bytes):
         self.actor_id = actor_id
@@ -87,8 +86,6 @@ class _Actor:
         self.poller = None
         self.class_name = ""
         self.version = (0, 0)
-        self.fd = -1                 # the connection's socket, for direct sends
-        self.send_blocked = False    # a direct send's tail is being written by the io loop
 
 
 def death_error(data: gcs_service_pb2.ActorTableData) -> exceptions.RayError:
@@ -125,7 +122,7 @@ class ActorTaskSubmitter:
     def submit(self, task: ActorPendingTask) -> None:
         self._core.task_manager.add_pending(task)
         actor = self._actors.get(task.actor_id)
-        if actor is not None and actor.fd >= 0 and self._send_direct(actor, task):
+        if actor is not None and self._send_direct(actor, task):
             return
         if task_log.enabled:
             task_log.line(f"Submit actor task {task.task_id.hex()} to actor "
@@ -143,8 +140,8 @@ class ActorTaskSubmitter:
             return False
         with self._lock:
             conn = actor.conn
-            if conn is None or conn.closed or actor.queue or self._incoming or \
-                    actor.send_blocked or conn.buffered():
+            if conn is None or actor.death is not None or actor.queue or self._incoming or \
+                    not conn.can_write_now():
                 return False
             spec = task.spec
             task.resolved = True
@@ -159,23 +156,8 @@ class ActorTaskSubmitter:
             events = self._core.task_events
             if events.enabled:
                 events.mark(task, SUBMITTED_TO_WORKER)
-            try:
-                sent = os.write(actor.fd, data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                return True     # the connection is going: its loss re-queues or fails it
-            if sent < len(data):
-                actor.send_blocked = True
-                self._core.loop.call_soon_threadsafe(self._finish_send, actor, conn,
-                                                     data[sent:])
+            conn.write_now(data)
         return True
-
-    def _finish_send(self, actor: _Actor, conn, rest: bytes) -> None:
-        with self._lock:
-            if not conn.closed:
-                conn.transport.write(rest)
-            actor.send_blocked = False
 
     def watch(self, actor_id: bytes) -> None:
         """Start resolving an actor's address before its first call (any thread)."""
@@ -386,8 +368,7 @@ class ActorTaskSubmitter:
         actor.state = _STATE.DEAD
         actor.death = error
         self._creation_args.pop(actor.actor_id, None)   # no restart will need them
-        with self._lock:
-            actor.fd = -1           # no more direct sends
+        with self._lock:      # actor.death set: no more direct sends
             tasks = actor.lost + list(actor.queue)
             actor.lost = []
             actor.queue.clear()
@@ -421,7 +402,6 @@ class ActorTaskSubmitter:
     def _set_conn(self, actor: _Actor, conn) -> None:
         with self._lock:
             actor.conn = conn
-            actor.fd = -1 if conn is None else conn.fd
 
     def _drop_conn(self, actor: _Actor) -> None:
         conn = actor.conn

@@ -27,7 +27,6 @@ import asyncio
 import collections
 import functools
 import logging
-import os
 import threading
 import time
 from typing import Callable, Dict, Optional
@@ -52,7 +51,7 @@ _SPREAD = "spread_scheduling_strategy"
 class LeasedWorker:
     __slots__ = ("key", "state", "lease_id", "worker_id", "address", "raylet_address", "conn",
                  "inflight", "idle_timer", "resource_mapping", "returned", "pid",
-                 "last_reply_at", "last_push_at", "send_blocked")
+                 "last_reply_at", "last_push_at")
 
     def __init__(self, key, state, lease_id, address, raylet_address, conn, resource_mapping,
                  pid):
@@ -70,7 +69,6 @@ class LeasedWorker:
         self.pid = pid
         self.last_reply_at = 0.0
         self.last_push_at = 0.0     # a push_now, which arms no idle timer of its own
-        self.send_blocked = False   # a push_now's tail is being written by the io loop
 
 
 class _KeyState:
@@ -130,7 +128,6 @@ class NormalTaskSubmitter:
         self._job_id = job_id
         self._background = set()
         self._lock = threading.RLock()  # re-entered: a completion's callbacks may submit
-        self._loop = None               # the io loop, known once a worker is connected
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)
@@ -174,9 +171,8 @@ class NormalTaskSubmitter:
             depth = self._depth_for(state)
             for worker in state.workers:
                 conn = worker.conn
-                if not worker.returned and not worker.send_blocked and conn.fd >= 0 and \
-                        len(worker.inflight) < depth and not conn.closed and \
-                        not conn.buffered():
+                if not worker.returned and len(worker.inflight) < depth and \
+                        conn.can_write_now():
                     break
             else:
                 return False
@@ -194,25 +190,8 @@ class NormalTaskSubmitter:
             batch = core_worker_pb2.PushTaskBatch()
             batch.requests.add(intended_worker_id=worker.worker_id, task_spec=spec,
                                resource_mapping=worker.resource_mapping)
-            data = encode_push(batch)
-            try:
-                sent = os.write(conn.fd, data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                return True     # the connection is going: its loss retries or fails it
-            if sent < len(data):
-                worker.send_blocked = True
-                self._loop.call_soon_threadsafe(self._finish_send, worker, data[sent:])
+            conn.write_now(encode_push(batch))
         return True
-
-    @_locked
-    def _finish_send(self, worker: LeasedWorker, rest: bytes) -> None:
-        worker.send_blocked = False
-        if not worker.conn.closed:
-            worker.conn.transport.write(rest)
-        if worker.state.queue:
-            self._dispatch(worker.key, worker.state)
 
     def _depth_for(self, state: _KeyState) -> int:
         task_s = state.task_s
@@ -229,8 +208,7 @@ class NormalTaskSubmitter:
         for worker in state.workers:
             if not queue:
                 break
-            if worker.returned or worker.conn is None or worker.conn.closed or \
-                    worker.send_blocked:
+            if worker.returned or worker.conn is None or worker.conn.closed:
                 continue
             room = depth - len(worker.inflight)
             if room <= 0:
@@ -357,7 +335,6 @@ class NormalTaskSubmitter:
                 logger.info("Returning lease %s failed: %s", reply.lease_id.hex(), why)
             return False
         logger.info("Connected to %s:%d", address.ip_address, address.port)
-        self._loop = asyncio.get_running_loop()
         with self._lock:
             self._by_conn[worker.conn] = worker
             state.workers.append(worker)

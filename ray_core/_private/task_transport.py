@@ -96,10 +96,13 @@ class TaskConnection(asyncio.Protocol):
         self.transport: Optional[asyncio.Transport] = None
         self.closed = False
         self.peer = ""
-        self.fd = -1    # the socket, for writes from other threads (the submitters' fast paths)
+        self.fd = -1    # the socket, for write_now from other threads
+        self._tail: Optional[bytes] = None  # what the socket did not take of a write_now
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
 
     def connection_made(self, transport):
         self.transport = transport
+        self._loop = asyncio.get_running_loop()
         sock = transport.get_extra_info("socket")
         if sock is not None:
             _tune(sock)
@@ -116,11 +119,35 @@ class TaskConnection(asyncio.Protocol):
         self._on_lost(self, exc)
 
     def send_batch(self, batch) -> None:
+        """Write a batch from the io loop, after any tail of a write_now."""
+        self._write_tail()
         self.transport.write(encode_push(batch))
 
-    def buffered(self) -> int:
-        """Bytes the io loop still has to write (another thread must not write before them)."""
-        return self.transport.get_write_buffer_size()
+    def can_write_now(self) -> bool:
+        """True when write_now may go: nothing of earlier writes waits to be written."""
+        return self.fd >= 0 and not self.closed and self._tail is None and \
+            not self.transport.get_write_buffer_size()
+
+    def write_now(self, data: bytes) -> None:
+        """Write a frame straight to the socket from any thread (the submitters' fast
+        paths, under the lock their io-loop writes take too; check can_write_now first).
+        What the socket does not take is written by the io loop before anything else."""
+        try:
+            sent = os.write(self.fd, data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            return      # the connection is going: its loss re-sends or fails what it held
+        if sent < len(data):
+            self._tail = data[sent:]
+            self._loop.call_soon_threadsafe(self._write_tail)
+
+    def _write_tail(self) -> None:
+        tail = self._tail
+        if tail is not None:
+            if not self.closed:
+                self.transport.write(tail)
+            self._tail = None   # after the write: until then can_write_now stays False
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:
